@@ -1,0 +1,41 @@
+// A seedable random number generator with the same stream on every machine: xoshiro256** seeded through
+// splitmix64, uniform floats from the top bits, normals by Box-Muller. Not std::mt19937 +
+// std::normal_distribution, whose outputs differ between standard libraries.
+// Its whole state is four words plus a cached normal, so checkpoints can save and restore it exactly.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace gradformer {
+
+class Generator {
+ public:
+  struct State {
+    std::array<uint64_t, 4> words{};
+    bool has_spare_normal = false;
+    double spare_normal = 0.0;
+    bool operator==(const State&) const = default;
+  };
+
+  explicit Generator(uint64_t seed = 0) { manual_seed(seed); }
+
+  void manual_seed(uint64_t seed);
+  uint64_t next_u64();
+  uint32_t next_u32() { return static_cast<uint32_t>(next_u64() >> 32); }
+  double uniform();                        // [0, 1), 53 random bits
+  double uniform(double low, double high);  // [low, high)
+  double normal(double mean = 0.0, double stddev = 1.0);
+  uint64_t below(uint64_t bound);           // uniform integer in [0, bound), bound > 0, without modulo bias
+
+  State state() const { return state_; }
+  void set_state(const State& state) { state_ = state; }
+
+ private:
+  State state_;
+};
+
+// The generator used when a caller passes none (parameter initialisation, dropout in examples).
+Generator& default_generator();
+
+}  // namespace gradformer
