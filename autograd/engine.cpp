@@ -1,0 +1,185 @@
+// The topological backward pass. Kahn's algorithm over the nodes reachable from the root: count how many
+// edges point at each node, then run a node once all of its consumers have delivered their gradient. Both
+// passes use explicit stacks, so a graph of any depth runs in constant stack space.
+#include "autograd/engine.h"
+
+#include "autograd/dispatch.h"
+#include "autograd/strided.h"
+
+#include <atomic>
+#include <unordered_map>
+
+namespace gradformer {
+namespace {
+
+thread_local bool grad_enabled = true;
+std::atomic<int64_t> live_nodes{0};
+
+// a += b, in place, same shape and dtype; gradients are dense, so this is one vectorised run.
+void add_into(const Tensor& a, const Tensor& b) {
+  StridedLayout<2> layout{a.shape(), {a.strides(), b.strides()}};
+  visit_floating(a.dtype(), "gradient accumulation", [&]<class T>(std::type_identity<T>) {
+    for_each_run<2>(layout, {a.raw_data(), b.raw_data()}, {sizeof(T), sizeof(T)}, true,
+                    [](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
+                      T* x = reinterpret_cast<T*>(p[0]);
+                      const T* y = reinterpret_cast<const T*>(p[1]);
+                      if (s[0] == 1 && s[1] == 1) {
+                        for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+                      } else {
+                        for (int64_t i = 0; i < n; ++i) x[i * s[0]] += y[i * s[1]];
+                      }
+                    });
+  });
+}
+
+Tensor dense_copy(const Tensor& t) {
+  Tensor copy = empty(t.shape(), t.dtype());
+  copy.copy_(t);
+  return copy;
+}
+
+void check_gradient(const Node& node, size_t input, const Node::Edge& edge, const Tensor& grad) {
+  if (grad.shape() != edge.shape || grad.dtype() != edge.dtype)
+    fail<AutogradError>(node.op(), "backward returned a {} gradient of shape {} for input {} of dtype {} and shape {}",
+                        dtype_name(grad.dtype()), shape_str(grad.shape()), input, dtype_name(edge.dtype),
+                        shape_str(edge.shape));
+}
+
+}  // namespace
+
+Node::~Node() {
+  --live_nodes;
+  // Dropping the last reference to a long chain would destroy it recursively; move the nodes we own alone
+  // onto a local list instead and destroy them one at a time.
+  std::vector<std::shared_ptr<Node>> orphans;
+  auto adopt = [&orphans](std::vector<Edge>& edges) {
+    for (Edge& edge : edges)
+      if (edge.node && edge.node.use_count() == 1) orphans.push_back(std::move(edge.node));
+  };
+  adopt(inputs_);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    adopt(node->inputs_);
+    node->backward_ = nullptr;  // its captures may hold tensors whose grad_fn chains are long too
+  }
+}
+
+bool grad_mode_enabled() { return grad_enabled; }
+
+NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
+
+int64_t live_node_count() { return live_nodes.load(); }
+
+Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward) {
+  if (!grad_enabled) return output;
+  bool any = false;
+  for (const Tensor& input : inputs) any = any || (input.defined() && input.requires_grad());
+  if (!any) return output;
+  std::vector<Node::Edge> edges(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& input = inputs[i];
+    if (!input.defined() || !input.requires_grad()) continue;
+    edges[i].shape = input.shape();
+    edges[i].dtype = input.dtype();
+    if (input.grad_fn())
+      edges[i].node = input.grad_fn();
+    else
+      edges[i].leaf = input.impl_ptr();
+  }
+  // The output may be a view sharing an input's TensorImpl fields but never the TensorImpl itself.
+  if (output.grad_fn()) output = output.detach();
+  ++live_nodes;
+  output.impl().grad_fn = std::make_shared<Node>(std::string(op), std::move(edges), std::move(backward));
+  return output;
+}
+
+Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward) {
+  return record(std::move(output), op, std::vector<Tensor>(inputs), std::move(backward));
+}
+
+void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  if (!root.requires_grad())
+    fail<AutogradError>("backward", "the tensor of shape {} does not require grad and has no grad_fn",
+                        shape_str(root.shape()));
+  Tensor seed = gradient;
+  if (!seed.defined()) {
+    if (root.numel() != 1)
+      fail<AutogradError>("backward", "grad can be implicitly created only for scalar outputs; got shape {}, "
+                          "pass a gradient of that shape", shape_str(root.shape()));
+    seed = ones(root.shape(), root.dtype());
+  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype()) {
+    fail<ShapeError>("backward", "gradient {} {} does not match the output {} {}", dtype_name(seed.dtype()),
+                     shape_str(seed.shape()), dtype_name(root.dtype()), shape_str(root.shape()));
+  }
+  NoGradGuard no_grad;  // backward formulas are not themselves recorded: no higher-order gradients
+
+  auto accumulate_leaf = [](const std::shared_ptr<TensorImpl>& leaf, const Tensor& grad) {
+    if (leaf->grad)
+      add_into(Tensor(leaf->grad), grad);
+    else
+      leaf->grad = dense_copy(grad).impl_ptr();  // a copy: the incoming gradient may alias another's
+  };
+
+  if (!root.grad_fn()) {
+    accumulate_leaf(root.impl_ptr(), seed);
+    return;
+  }
+
+  // Pass 1: how many consumers will send each node a gradient.
+  std::unordered_map<Node*, int64_t> pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  pending[root.grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Node::Edge& edge : node->inputs_) {
+      if (!edge.node) continue;
+      auto [it, inserted] = pending.try_emplace(edge.node.get(), 0);
+      ++it->second;
+      if (inserted) stack.push_back(edge.node.get());
+    }
+  }
+
+  // Pass 2: run each node once all of its gradient has arrived.
+  std::unordered_map<Node*, Tensor> buffers;
+  buffers[root.grad_fn().get()] = seed;
+  std::vector<Node*> ready{root.grad_fn().get()};
+  while (!ready.empty()) {
+    Node* node = ready.back();
+    ready.pop_back();
+    if (node->released())
+      fail<AutogradError>(node->op(), "backward through a graph whose saved tensors were already freed by an "
+                          "earlier backward(); pass retain_graph=true to the first call");
+    Tensor grad_output = std::move(buffers[node]);
+    buffers.erase(node);
+    std::vector<bool> needed(node->inputs_.size());
+    for (size_t i = 0; i < needed.size(); ++i) needed[i] = node->inputs_[i].needs_grad();
+    InputGrads grads(std::move(needed));
+    if (grad_output.defined()) node->backward_(grad_output, grads);  // else no consumer sent it a gradient
+    grad_output = Tensor();
+    if (!retain_graph) node->backward_ = nullptr;
+    for (size_t i = 0; i < node->inputs_.size(); ++i) {
+      const Node::Edge& edge = node->inputs_[i];
+      Tensor& grad = grads[i];
+      if (edge.node) {
+        if (grad.defined()) {
+          check_gradient(*node, i, edge, grad);
+          auto [it, inserted] = buffers.try_emplace(edge.node.get(), grad);
+          if (!inserted) {
+            Tensor sum = dense_copy(it->second);
+            add_into(sum, grad);
+            it->second = sum;
+          }
+        }
+        if (--pending[edge.node.get()] == 0) ready.push_back(edge.node.get());
+      } else if (edge.leaf && grad.defined()) {
+        check_gradient(*node, i, edge, grad);
+        accumulate_leaf(edge.leaf, grad);
+      }
+    }
+  }
+}
+
+}  // namespace gradformer

@@ -1,0 +1,87 @@
+// The reverse-mode engine: graph nodes, recording an op's backward, and the topological backward pass.
+//
+// An op computes its output, then calls record() with a backward function that receives the output gradient
+// and writes the gradient of each input that needs one (Flashlight's shape: the output is never captured, so
+// no node owns the tensor that owns it, and no shared_ptr cycle can form). The engine knows no op.
+#pragma once
+
+#include "autograd/tensor.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace gradformer {
+
+// The gradients an op's backward writes: one slot per input, filled only where needs(i) is true.
+class InputGrads {
+ public:
+  explicit InputGrads(std::vector<bool> needed) : needed_(std::move(needed)), grads_(needed_.size()) {}
+  bool needs(size_t input) const { return needed_[input]; }
+  Tensor& operator[](size_t input) { return grads_[input]; }
+  std::vector<Tensor>& all() { return grads_; }
+
+ private:
+  std::vector<bool> needed_;
+  std::vector<Tensor> grads_;
+};
+
+using BackwardFn = std::function<void(const Tensor& grad_output, InputGrads& grad_inputs)>;
+
+class Node {
+ public:
+  struct Edge {
+    std::shared_ptr<Node> node;        // the input's own node, for inputs produced by ops
+    std::shared_ptr<TensorImpl> leaf;  // the input itself, for leaves that require grad
+    Shape shape;                       // the input's shape, to check what backward returns
+    DType dtype = DType::f32;
+    bool needs_grad() const { return node != nullptr || leaf != nullptr; }
+  };
+
+  Node(std::string op, std::vector<Edge> inputs, BackwardFn backward)
+      : op_(std::move(op)), inputs_(std::move(inputs)), backward_(std::move(backward)) {}
+  ~Node();  // iterative, so that dropping a 5,000-step graph does not recurse 5,000 frames deep
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const std::string& op() const { return op_; }
+  const std::vector<Edge>& inputs() const { return inputs_; }
+  bool released() const { return !backward_; }
+
+ private:
+  friend class Engine;
+  std::string op_;
+  std::vector<Edge> inputs_;
+  BackwardFn backward_;  // reset after backward (unless retained) to free what it captured
+};
+
+// Records `output = op(inputs)` when grad mode is on and some input requires grad; returns output.
+// `backward` must capture only what it reads, and never `output` itself (capture output.detach()).
+Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward);
+Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward);
+
+// Whether ops record the graph on this thread (PyTorch's torch.is_grad_enabled()).
+bool grad_mode_enabled();
+
+// Turns recording off for its lifetime on this thread, as torch::NoGradGuard.
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+class Engine {
+ public:
+  // Runs backward from root with dL/droot = gradient; see Tensor::backward.
+  static void run(const Tensor& root, const Tensor& gradient, bool retain_graph);
+};
+
+// How many Nodes are alive in this process: a test's way to prove that graphs are freed.
+int64_t live_node_count();
+
+}  // namespace gradformer

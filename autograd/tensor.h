@@ -1,0 +1,173 @@
+// The tensor: a dtype, a shape, strides and an offset into a storage that views share. Values are f32, f64
+// (gradient checks), i64 (token ids, indices) or bool (masks). A Tensor is a cheap handle: copies share the
+// same TensorImpl, as torch::Tensor does.
+//
+// This floor knows storage, views and the autograd bookkeeping; it does not know any op. Everything that
+// computes (a + b, matmul, reshape with a gradient, ...) is declared in ops/, which includes this file.
+#pragma once
+
+#include "autograd/error.h"
+#include "autograd/generator.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace gradformer {
+
+enum class DType : uint8_t { f32, f64, i64, boolean };
+
+std::string_view dtype_name(DType dtype);
+size_t dtype_size(DType dtype);
+inline bool is_floating(DType dtype) { return dtype == DType::f32 || dtype == DType::f64; }
+
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
+template <> constexpr DType dtype_of<bool>() { return DType::boolean; }
+
+using Shape = std::vector<int64_t>;
+
+std::string shape_str(std::span<const int64_t> shape);  // "[2, 3]"
+int64_t numel_of(std::span<const int64_t> shape);        // throws ShapeError on negative sizes or overflow
+Shape contiguous_strides(std::span<const int64_t> shape);
+// Maps a possibly negative axis onto [0, rank); `op` names the caller in the error.
+int64_t normalize_axis(int64_t axis, int64_t rank, std::string_view op);
+
+// Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows.
+class Storage {
+ public:
+  explicit Storage(size_t nbytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  std::byte* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+
+ private:
+  std::byte* data_;
+  size_t nbytes_;
+};
+
+class Node;
+class Tensor;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Shape strides;  // in elements
+  int64_t offset = 0;  // in elements
+  DType dtype = DType::f32;
+  bool requires_grad = false;      // set on leaves by the user; results of ops carry grad_fn instead
+  std::shared_ptr<Node> grad_fn;   // the node that produced this tensor; null for leaves
+  std::shared_ptr<TensorImpl> grad;
+  std::string name;                // a parameter's dotted name, used in gradient-check and anomaly messages
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  bool defined() const { return impl_ != nullptr; }
+  DType dtype() const { return impl().dtype; }
+  const Shape& shape() const { return impl().shape; }
+  const Shape& sizes() const { return impl().shape; }
+  const Shape& strides() const { return impl().strides; }
+  int64_t offset() const { return impl().offset; }
+  int64_t dim() const { return static_cast<int64_t>(impl().shape.size()); }
+  int64_t size(int64_t axis) const;  // negative axes count from the end
+  int64_t numel() const;
+  bool is_contiguous() const;
+  const std::shared_ptr<Storage>& storage() const { return impl().storage; }
+
+  // Typed pointer to the first element; throws DTypeError if T is not the tensor's dtype.
+  template <class T> T* data_ptr() const {
+    check_dtype(dtype_of<std::remove_const_t<T>>(), "data_ptr");
+    return reinterpret_cast<T*>(impl().storage->data()) + impl().offset;
+  }
+  std::byte* raw_data() const { return impl().storage->data() + impl().offset * dtype_size(dtype()); }
+
+  // The single value of a one-element tensor, converted to double (or T).
+  double item() const;
+  template <class T> T item() const { return static_cast<T>(item()); }
+  // Element access by index (negative indices count from the end), converted to and from double.
+  double at(std::initializer_list<int64_t> index) const;
+  void set_at(std::initializer_list<int64_t> index, double value);
+  // All elements in row-major order, converted to T.
+  template <class T> std::vector<T> to_vector() const;
+
+  // Autograd.
+  bool requires_grad() const { return impl().requires_grad || impl().grad_fn != nullptr; }
+  Tensor& requires_grad_(bool enabled = true);  // only on leaves, like PyTorch
+  bool is_leaf() const { return impl().grad_fn == nullptr; }
+  const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
+  Tensor grad() const { return Tensor(impl().grad); }
+  void set_grad(const Tensor& grad);
+  void zero_grad() { impl().grad.reset(); }  // as PyTorch's set_to_none=True
+  // Gradient of this tensor with respect to every leaf that requires grad, accumulated into their grad().
+  // A scalar may omit `gradient` (ones); any other tensor must pass one of its shape.
+  void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
+  Tensor detach() const;  // shares storage, leaves the graph
+  const std::string& name() const { return impl().name; }
+  void set_name(std::string name) { impl().name = std::move(name); }
+
+  // Copies that take part in autograd: the gradient flows back through them.
+  Tensor contiguous() const;  // this tensor itself when already contiguous
+  Tensor to(DType dtype) const;  // this tensor itself when the dtype already matches
+  Tensor clone() const;
+
+  // A view on the same storage; no gradient. The ops in ops/shape.cpp build differentiable views on it.
+  Tensor as_strided(Shape shape, Shape strides, int64_t offset) const;
+  // Copies `source` (same shape, any strides, same dtype) into this tensor's elements, in place, no gradient.
+  void copy_(const Tensor& source);
+  void fill_(double value);
+
+  TensorImpl& impl() const;
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
+
+  void check_dtype(DType expected, std::string_view op) const;
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// Creation. Shapes are given as {d0, d1, ...}; dtype defaults to f32 as in PyTorch.
+Tensor empty(Shape shape, DType dtype = DType::f32);
+Tensor zeros(Shape shape, DType dtype = DType::f32);
+Tensor ones(Shape shape, DType dtype = DType::f32);
+Tensor full(Shape shape, double value, DType dtype = DType::f32);
+Tensor arange(int64_t end, DType dtype = DType::i64);
+Tensor arange(double start, double end, double step, DType dtype);
+Tensor zeros_like(const Tensor& like);
+Tensor ones_like(const Tensor& like);
+Tensor randn(Shape shape, Generator& gen = default_generator(), DType dtype = DType::f32);
+Tensor uniform(Shape shape, double low, double high, Generator& gen = default_generator(), DType dtype = DType::f32);
+// From values in row-major order; the count must match the shape (a ShapeError names both).
+template <class T> Tensor from_vector(const std::vector<T>& values, Shape shape);
+template <class T> Tensor tensor(std::initializer_list<T> values) {
+  return from_vector(std::vector<T>(values), Shape{static_cast<int64_t>(values.size())});
+}
+Tensor scalar_tensor(double value, DType dtype = DType::f32);
+
+}  // namespace gradformer
+
+namespace gradformer {
+// PyTorch-like text: tensor([[0.1000, 0.2000], ...], dtype=f64, requires_grad=true); more than
+// 1,000 elements print the first and last three entries of each dimension around "...".
+std::string to_string(const Tensor& t);
+}  // namespace gradformer
+
+template <>
+struct fmt::formatter<gradformer::Tensor> : fmt::formatter<std::string_view> {
+  auto format(const gradformer::Tensor& t, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string_view>::format(gradformer::to_string(t), ctx);
+  }
+};

@@ -1,0 +1,166 @@
+#include "ops/gemm.h"
+
+#include <cblas.h>
+
+#include <dnnl.hpp>
+#include <bit>
+#include <cstring>
+#include <unordered_map>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace gradformer::gemm {
+namespace {
+
+struct DnnlContext {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::mutex mutex;
+  std::map<std::vector<int64_t>, dnnl::matmul> primitives;
+};
+
+DnnlContext& dnnl_context() {
+  static DnnlContext context;
+  return context;
+}
+
+// A matrix oneDNN sees as a [batch, rows, cols] tensor; a repeated matrix is a batch of 1, which it broadcasts.
+dnnl::memory::desc describe(const Matrix& m, int64_t batch) {
+  const int64_t b = m.batch_stride == 0 ? 1 : batch;
+  return dnnl::memory::desc({b, m.rows, m.cols}, dnnl::memory::data_type::f32,
+                            {m.batch_stride == 0 ? m.rows * m.cols : m.batch_stride, m.row_stride, m.col_stride});
+}
+
+void multiply_f32(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha, bool accumulate,
+                  const std::byte* bias) {
+  DnnlContext& ctx = dnnl_context();
+  const std::vector<int64_t> key{batch,        a.rows,       a.cols,         b.cols,       a.row_stride,
+                                 a.col_stride, a.batch_stride, b.row_stride, b.col_stride, b.batch_stride,
+                                 c.row_stride, c.col_stride,   c.batch_stride, accumulate,  bias != nullptr,
+                                 static_cast<int64_t>(std::bit_cast<uint32_t>(alpha))};
+  const dnnl::memory::desc a_md = describe(a, batch), b_md = describe(b, batch), c_md = describe(c, batch);
+  const dnnl::memory::desc bias_md({1, 1, c.cols}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::abc);
+  dnnl::matmul primitive;
+  {
+    std::lock_guard lock(ctx.mutex);
+    auto it = ctx.primitives.find(key);
+    if (it == ctx.primitives.end()) {
+      dnnl::primitive_attr attr;
+      if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+      if (accumulate) {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        attr.set_post_ops(ops);
+      }
+      const dnnl::matmul::desc desc = bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
+                                           : dnnl::matmul::desc(a_md, b_md, c_md);
+      it = ctx.primitives.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, ctx.engine))).first;
+    }
+    primitive = it->second;
+  }
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory(a_md, ctx.engine, a.data)},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, ctx.engine, b.data)},
+      {DNNL_ARG_DST, dnnl::memory(c_md, ctx.engine, c.data)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, const_cast<std::byte*>(bias)));
+  primitive.execute(ctx.stream, args);
+  ctx.stream.wait();
+}
+
+// dgemm takes a matrix whose rows or columns are contiguous; anything else is packed first.
+struct BlasOperand {
+  const double* data;
+  CBLAS_TRANSPOSE transpose;
+  int64_t leading;
+  int64_t batch_stride;
+  std::vector<double> packed;
+};
+
+BlasOperand blas_operand(const Matrix& m, int64_t batch) {
+  BlasOperand op{reinterpret_cast<const double*>(m.data), CblasNoTrans, 0, m.batch_stride, {}};
+  const int64_t rows = std::max<int64_t>(m.rows, 1), cols = std::max<int64_t>(m.cols, 1);
+  if ((m.col_stride == 1 || m.cols <= 1) && (m.rows <= 1 || m.row_stride >= cols)) {
+    op.leading = m.rows <= 1 ? cols : m.row_stride;
+    return op;
+  }
+  if ((m.row_stride == 1 || m.rows <= 1) && (m.cols <= 1 || m.col_stride >= rows)) {
+    op.transpose = CblasTrans;
+    op.leading = m.cols <= 1 ? rows : m.col_stride;
+    return op;
+  }
+  const int64_t copies = m.batch_stride == 0 ? 1 : batch;
+  op.packed.resize(static_cast<size_t>(copies * m.rows * m.cols));
+  const double* src = reinterpret_cast<const double*>(m.data);
+  for (int64_t i = 0; i < copies; ++i)
+    for (int64_t r = 0; r < m.rows; ++r)
+      for (int64_t c = 0; c < m.cols; ++c)
+        op.packed[static_cast<size_t>((i * m.rows + r) * m.cols + c)] =
+            src[i * m.batch_stride + r * m.row_stride + c * m.col_stride];
+  op.data = op.packed.data();
+  op.transpose = CblasNoTrans;
+  op.leading = std::max<int64_t>(m.cols, 1);
+  op.batch_stride = m.batch_stride == 0 ? 0 : m.rows * m.cols;
+  return op;
+}
+
+void multiply_f64(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha, bool accumulate,
+                  const std::byte* bias) {
+  const BlasOperand pa = blas_operand(a, batch), pb = blas_operand(b, batch);
+  auto* out = reinterpret_cast<double*>(c.data);
+  // dgemm writes row-major output with contiguous rows; our outputs always are (c.col_stride == 1).
+  const int64_t ldc = std::max<int64_t>({c.rows > 1 ? c.row_stride : c.cols, c.cols, 1});
+  const double* bias_values = reinterpret_cast<const double*>(bias);
+  for (int64_t i = 0; i < batch; ++i) {
+    double* ci = out + i * c.batch_stride;
+    double beta = accumulate ? 1.0 : 0.0;
+    if (bias_values) {
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t col = 0; col < c.cols; ++col)
+          ci[r * ldc + col] = (accumulate ? ci[r * ldc + col] : 0.0) + bias_values[col];
+      beta = 1.0;
+    }
+    if (a.cols == 0) {  // an empty inner dimension: the product is zero, dgemm would reject lda
+      if (beta == 0.0)
+        for (int64_t r = 0; r < c.rows; ++r) std::memset(ci + r * ldc, 0, sizeof(double) * static_cast<size_t>(c.cols));
+      continue;
+    }
+    cblas_dgemm(CblasRowMajor, pa.transpose, pb.transpose, static_cast<blasint>(a.rows), static_cast<blasint>(b.cols),
+                static_cast<blasint>(a.cols), alpha, pa.data + i * pa.batch_stride, static_cast<blasint>(pa.leading),
+                pb.data + i * pb.batch_stride, static_cast<blasint>(pb.leading), beta, ci,
+                static_cast<blasint>(ldc));
+  }
+}
+
+}  // namespace
+
+void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
+              bool accumulate, const std::byte* bias) {
+  if (batch == 0 || c.rows == 0 || c.cols == 0) return;
+  if (dtype == DType::f64) {
+    multiply_f64(batch, a, b, c, alpha, accumulate, bias);
+  } else if (a.cols == 0) {  // oneDNN rejects an empty inner dimension; the product is zero (+ bias)
+    for (int64_t i = 0; i < batch; ++i)
+      for (int64_t r = 0; r < c.rows; ++r)
+        for (int64_t col = 0; col < c.cols; ++col) {
+          float& v = reinterpret_cast<float*>(c.data)[i * c.batch_stride + r * c.row_stride + col * c.col_stride];
+          v = (accumulate ? v : 0.0f) + (bias ? reinterpret_cast<const float*>(bias)[col] : 0.0f);
+        }
+  } else {
+    multiply_f32(batch, a, b, c, static_cast<float>(alpha), accumulate, bias);
+  }
+}
+
+Matrix matrix_of(const Tensor& t) {
+  const int64_t r = t.dim();
+  return Matrix{t.raw_data(), t.shape()[static_cast<size_t>(r - 2)], t.shape()[static_cast<size_t>(r - 1)],
+                t.strides()[static_cast<size_t>(r - 2)], t.strides()[static_cast<size_t>(r - 1)],
+                r == 3 ? (t.shape()[0] == 1 ? 0 : t.strides()[0]) : 0};
+}
+
+size_t cached_primitive_count() {
+  std::lock_guard lock(dnnl_context().mutex);
+  return dnnl_context().primitives.size();
+}
+
+}  // namespace gradformer::gemm

@@ -1,0 +1,121 @@
+// matmul: forward and backward over the batched GEMM kernel. Leading dimensions broadcast by stride 0, a
+// [.., M, K] x [K, N] product is folded into one 2-D GEMM (as PyTorch does), and the backward products take
+// their transposed operands as strided views, which the kernel turns into transpose flags.
+#include "ops/matmul.h"
+
+#include "autograd/engine.h"
+#include "ops/gemm.h"
+#include "ops/kernels.h"
+#include "ops/shape.h"
+
+namespace gradformer {
+namespace {
+
+Shape leading(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
+
+// t's matrices as `batch` matrices with one batch stride, copying t (expanded) only when its leading strides
+// cannot be described by one stride. `owner` keeps a copy alive.
+gemm::Matrix batched_operand(const Tensor& t, const Shape& batch_shape, Tensor& owner) {
+  Shape shape = batch_shape;
+  shape.push_back(t.shape()[static_cast<size_t>(t.dim() - 2)]);
+  shape.push_back(t.shape()[static_cast<size_t>(t.dim() - 1)]);
+  Tensor expanded = t.as_strided(shape, kernels::broadcast_strides(t, shape), t.offset());
+  const size_t lead = batch_shape.size();
+  int64_t batch_stride = 0;
+  bool single_stride = true;
+  bool all_zero = true;
+  for (size_t d = 0; d < lead; ++d) all_zero = all_zero && (expanded.strides()[d] == 0 || shape[d] == 1);
+  if (!all_zero) {
+    // Dimensions of size 1 never move; the others must nest as one contiguous run of matrices.
+    int64_t expected = -1;
+    for (size_t d = lead; d-- > 0;) {
+      if (shape[d] == 1) continue;
+      if (expected < 0) {
+        batch_stride = expanded.strides()[d];
+        expected = batch_stride * shape[d];
+      } else if (expanded.strides()[d] != expected) {
+        single_stride = false;
+        break;
+      } else {
+        expected *= shape[d];
+      }
+    }
+    if (batch_stride == 0) single_stride = false;
+  }
+  // A matrix repeated along its own rows or columns (an expanded vector) has stride 0 there: oneDNN and
+  // dgemm both need real strides, so such an operand is materialised too.
+  const bool degenerate = (shape[lead] > 1 && expanded.strides()[lead] == 0) ||
+                          (shape[lead + 1] > 1 && expanded.strides()[lead + 1] == 0);
+  if (!single_stride || degenerate) {
+    owner = empty(shape, t.dtype());
+    owner.copy_(expanded);
+    expanded = owner;
+    batch_stride = expanded.shape()[lead] * expanded.shape()[lead + 1];
+  }
+  return gemm::Matrix{expanded.raw_data(), shape[lead], shape[lead + 1], expanded.strides()[lead],
+                      expanded.strides()[lead + 1], batch_stride};
+}
+
+// The forward product of two tensors of rank >= 2 with compatible leading dimensions; no graph.
+Tensor product(const Tensor& a, const Tensor& b) {
+  const Shape batch_shape = kernels::broadcast_shapes(leading(a), leading(b), "matmul");
+  const int64_t m = a.shape()[static_cast<size_t>(a.dim() - 2)];
+  const int64_t n = b.shape()[static_cast<size_t>(b.dim() - 1)];
+  Shape out_shape = batch_shape;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = empty(out_shape, a.dtype());
+  Tensor owner_a, owner_b;
+  const gemm::Matrix ma = batched_operand(a, batch_shape, owner_a);
+  const gemm::Matrix mb = batched_operand(b, batch_shape, owner_b);
+  const gemm::Matrix mc{out.raw_data(), m, n, n, 1, m * n};
+  gemm::multiply(a.dtype(), numel_of(batch_shape), ma, mb, mc);
+  return out;
+}
+
+Tensor batched_matmul(const Tensor& a, const Tensor& b) {
+  Tensor out = product(a, b);
+  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+    // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast along.
+    if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
+    if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
+  });
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    fail<DTypeError>("matmul", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+                     shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
+  if (!is_floating(a.dtype()))
+    fail<DTypeError>("matmul", "expects f32 or f64, got {}", dtype_name(a.dtype()));
+  if (a.dim() == 0 || b.dim() == 0)
+    fail<ShapeError>("matmul", "{} x {}: both arguments need at least one dimension", shape_str(a.shape()),
+                     shape_str(b.shape()));
+  const int64_t ka = a.shape().back();
+  const int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[static_cast<size_t>(b.dim() - 2)];
+  if (ka != kb)
+    fail<ShapeError>("matmul", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+                     ka, kb);
+
+  if (a.dim() == 1 || b.dim() == 1) {
+    // A vector is a one-row (first) or one-column (second) matrix whose extra dimension leaves the result.
+    const Tensor a2 = a.dim() == 1 ? reshape(a, {1, ka}) : a;
+    const Tensor b2 = b.dim() == 1 ? reshape(b, {kb, 1}) : b;
+    Tensor out = matmul(a2, b2);
+    Shape shape(out.shape().begin(), out.shape().end() - 2);
+    if (a.dim() != 1) shape.push_back(out.shape()[static_cast<size_t>(out.dim() - 2)]);
+    if (b.dim() != 1) shape.push_back(out.shape().back());
+    return reshape(out, shape);
+  }
+  if (b.dim() == 2 && a.dim() > 2) {
+    // [..., M, K] x [K, N]: one GEMM over all rows, as a [rows, K] x [K, N] product.
+    Shape out_shape(a.shape().begin(), a.shape().end() - 1);
+    out_shape.push_back(b.shape()[1]);
+    return reshape(batched_matmul(reshape(a, {-1, ka}), b), out_shape);
+  }
+  return batched_matmul(a, b);
+}
+
+}  // namespace gradformer

@@ -1,0 +1,9 @@
+// Every op of gradformer, for users and for the op table.
+#pragma once
+
+#include "autograd/engine.h"
+#include "autograd/tensor.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"

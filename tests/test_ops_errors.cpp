@@ -1,0 +1,52 @@
+// Each error of the first ops: its type and a message naming the op and the shapes or dtypes.
+#include "ops/ops.h"
+
+#include <doctest/doctest.h>
+
+using namespace gradformer;
+
+namespace {
+
+template <class E, class F>
+std::string message_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+}  // namespace
+
+TEST_CASE("errors: matmul names both shapes and the inner dimensions") {
+  const std::string m = message_of<ShapeError>([] { matmul(zeros({32, 64}), zeros({48, 16})); });
+  CHECK(m == "matmul: [32, 64] x [48, 16]: inner dimensions 64 and 48 differ");
+  CHECK(message_of<ShapeError>([] { matmul(zeros({}), zeros({2})); }).find("at least one dimension") !=
+        std::string::npos);
+  CHECK(message_of<DTypeError>([] { matmul(zeros({2, 2}), zeros({2, 2}, DType::f64)); }).find("f32") !=
+        std::string::npos);
+}
+
+TEST_CASE("errors: broadcasting names the op, both shapes and the dimension") {
+  const std::string m = message_of<ShapeError>([] { add(zeros({2, 3}), zeros({4})); });
+  CHECK(m == "add: shapes [2, 3] and [4] cannot be broadcast: dimension -1 is 3 in one and 4 in the other");
+}
+
+TEST_CASE("errors: mixing dtypes names both") {
+  const std::string m = message_of<DTypeError>([] { mul(zeros({2}), zeros({2}, DType::f64)); });
+  CHECK(m == "mul: operands have different dtypes: f32 [2] and f64 [2]");
+  CHECK(message_of<DTypeError>([] { exp(arange(3)); }) == "exp: expects f32 or f64, got i64");
+}
+
+TEST_CASE("errors: axes out of range and duplicated") {
+  CHECK(message_of<IndexError>([] { sum(zeros({2, 3}), {2}); }) ==
+        "sum: axis 2 is out of range for a tensor of rank 2 (expected -2..1)");
+  CHECK(message_of<IndexError>([] { sum(zeros({2, 3}), {1, -1}); }).find("twice") != std::string::npos);
+  CHECK(message_of<IndexError>([] { transpose(zeros({2, 3}), 0, 5); }).find("transpose") == 0);
+}
+
+TEST_CASE("errors: every error derives from gradformer::Error") {
+  CHECK_THROWS_AS(matmul(zeros({2, 3}), zeros({2, 3})), Error);
+  CHECK_THROWS_AS(reshape(zeros({2, 3}), {5}), Error);
+}
