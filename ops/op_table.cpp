@@ -40,7 +40,7 @@ Inputs unary_shapes(int which, Generator& gen, Tensor (*draw)(Generator&, Shape)
 }
 
 constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
-    // elementwise.cpp
+    // elementwise.cpp: arithmetic
     {Op::add, "add", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return add(x[0], x[1]); }},
     {Op::sub, "sub", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
@@ -63,7 +63,11 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      [](const Inputs& x) { return 3.0 - x[0]; }},
     {Op::rdiv_scalar, "rdiv_scalar", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
      [](const Inputs& x) { return 2.0 / x[0]; }},
-    // reduce.cpp
+    // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
+
+    // selection.cpp
+
+    // reduce.cpp: sums
     {Op::sum_all, "sum_all", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return sum(x[0]); }},
     {Op::sum_axes, "sum_axes", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
@@ -72,14 +76,18 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      [](const Inputs& x) { return sum(x[0], {-1}, true); }},
     {Op::mean, "mean", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return mean(x[0], {0}); }},
-    // shape.cpp
+    // reduce.cpp: max/min, var, logsumexp, argmax
+
+    // shape.cpp: reshape and transpose
     {Op::reshape, "reshape", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return reshape(x[0], {-1, 1}); }},
     {Op::view, "view", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
      [](const Inputs& x) { return view(x[0].contiguous(), {6, 4}); }, 1},
     {Op::transpose, "transpose", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return transpose(x[0], 0, -1); }},
-    // matmul.cpp
+    // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
+
+    // matmul.cpp: matmul
     {Op::matmul_2d, "matmul_2d",
      [](int w, Generator& g) {
        switch (w) {
@@ -116,6 +124,10 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
+    // matmul.cpp: linear, bmm; attention.cpp
+
+    // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
+
 }};
 
 constexpr bool rows_match_ops() {

@@ -13,14 +13,26 @@
 namespace gradformer {
 
 enum class Op : int {
-  // elementwise.cpp
+  // elementwise.cpp: arithmetic
   add, sub, mul, div, neg, exp, log, add_scalar, mul_scalar, rsub_scalar, rdiv_scalar,
-  // reduce.cpp
+  // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
+
+  // selection.cpp
+
+  // reduce.cpp: sums
   sum_all, sum_axes, sum_keepdim, mean,
-  // shape.cpp
+  // reduce.cpp: max/min, var, logsumexp, argmax
+
+  // shape.cpp: reshape and transpose
   reshape, view, transpose,
-  // matmul.cpp
+  // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
+
+  // matmul.cpp: matmul
   matmul_2d, matmul_vector, matmul_batched, matmul_broadcast,
+  // matmul.cpp: linear, bmm; attention.cpp
+
+  // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
+
   count  // not an op: the number of rows
 };
 
