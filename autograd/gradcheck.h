@@ -44,4 +44,8 @@ using TensorFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
+// The same values laid out in a storage twice as wide along the last dimension, every other element used:
+// a non-contiguous input for checking that an op honours strides. Rank-0 and empty tensors come back as they are.
+Tensor noncontiguous_copy(const Tensor& t);
+
 }  // namespace gradformer

@@ -149,4 +149,30 @@ const OpRow* find_op(std::string_view name) {
   return nullptr;
 }
 
+std::vector<OpCheck> gradcheck_row(const OpRow& row, uint64_t seed) {
+  std::vector<OpCheck> checks;
+  if (!row.differentiable) return checks;
+  for (int which = 0; which < row.cases; ++which) {
+    for (bool strided : {false, true}) {
+      OpCheck check{which, strided, {}, {}};
+      Generator gen(seed * 1000 + static_cast<uint64_t>(which));
+      check.inputs = row.make_inputs(which, gen);
+      if (strided)
+        for (Tensor& t : check.inputs) t = noncontiguous_copy(t);
+      GradcheckOptions options;
+      options.atol = row.atol;
+      options.rtol = row.rtol;
+      options.seed = seed;
+      try {
+        check.report = gradcheck(row.apply, check.inputs, options);
+      } catch (const Error& e) {
+        check.report.passed = false;
+        check.report.failure = e.what();
+      }
+      checks.push_back(std::move(check));
+    }
+  }
+  return checks;
+}
+
 }  // namespace gradformer

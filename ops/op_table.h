@@ -4,6 +4,7 @@
 #pragma once
 
 #include "autograd/generator.h"
+#include "autograd/gradcheck.h"
 #include "autograd/tensor.h"
 
 #include <span>
@@ -53,5 +54,16 @@ struct OpRow {
 std::span<const OpRow> op_table();
 // The row called `name`, or nullptr.
 const OpRow* find_op(std::string_view name);
+
+// One gradient check of a row: case `which`, with the inputs as drawn or as non-contiguous copies.
+struct OpCheck {
+  int which = 0;
+  bool strided = false;
+  std::vector<Tensor> inputs;
+  GradcheckReport report;  // an exception thrown by the op is reported as a failure holding its message
+};
+
+// Gradient-checks every case of a differentiable row, contiguous and strided; empty for other rows.
+std::vector<OpCheck> gradcheck_row(const OpRow& row, uint64_t seed = 0);
 
 }  // namespace gradformer

@@ -8,19 +8,6 @@
 
 namespace gradformer::testing {
 
-// The same values in a storage twice as wide, every other element used: a non-contiguous tensor.
-inline Tensor noncontiguous_copy(const Tensor& t) {
-  if (!t.defined() || t.dim() == 0 || t.numel() == 0) return t;
-  Shape wide = t.shape();
-  wide.back() *= 2;
-  Tensor storage = zeros(wide, t.dtype());
-  Shape strides = storage.strides();
-  strides.back() = 2;
-  Tensor view = storage.as_strided(t.shape(), strides, 0);
-  view.copy_(t);
-  return view;
-}
-
 inline double max_abs(const Tensor& t) {
   double m = 0;
   for (double v : t.to_vector<double>()) m = std::max(m, std::abs(v));

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The two commands of the README, on a fresh Debian machine as root:
+#   ./run.sh demo   installs what is missing, builds, trains a toy translation model and translates with it
+#   ./run.sh test   installs what is missing, builds, runs every suite (unit, sanitizers, fuzzing) and ends
+#                   with one line "N passed, N failed" totalling the test cases of all suites
+# Also: ./run.sh bench [CONFIG...] runs the speed comparison against PyTorch (needs python3-torch).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+build_packages=(g++ meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
+                nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en)
+test_packages=(clang libclang-rt-14-dev)
+
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "run.sh: installing ${missing[*]}"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# configure DIR [meson options...]: set up DIR once, reconfigure when the options change.
+configure() {
+  local dir=$1
+  shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
+}
+
+build_release() {
+  install_missing "${build_packages[@]}"
+  configure build --buildtype=release
+  ninja -C build
+}
+
+# Runs a doctest binary, echoes its output, and adds its test-case counts to the totals.
+passed=0
+failed=0
+run_suite() {
+  local name=$1 log
+  shift
+  log=$(mktemp)
+  echo "== suite: $name"
+  set +e
+  "$@" 2>&1 | tee "$log"
+  local status=${PIPESTATUS[0]}
+  set -e
+  local line suite_failed
+  line=$(grep -E '^\[doctest\] test cases:' "$log" | tail -n 1 || true)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1))  # the suite died before doctest could report
+    echo "run.sh: suite $name exited with $status before reporting"
+  else
+    suite_failed=$(sed -E 's/.*\| *([0-9]+) failed.*/\1/' <<<"$line")
+    passed=$((passed + $(sed -E 's/.*\| *([0-9]+) passed.*/\1/' <<<"$line")))
+    failed=$((failed + suite_failed))
+    if [ "$status" -ne 0 ] && [ "$suite_failed" -eq 0 ]; then
+      failed=$((failed + 1))  # it failed after the summary: a leak report, say
+      echo "run.sh: suite $name exited with $status after its tests passed"
+    fi
+  fi
+  rm -f "$log"
+}
+
+case "${1:-}" in
+  demo)
+    build_release
+    ./build/examples/gradformer-gradcheck
+    ;;
+  test)
+    build_release
+    install_missing "${test_packages[@]}"
+    run_suite unit ./build/tests/gradformer-tests --no-version
+    # AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer over the same suites. oneDNN's JIT and
+    # OpenMP's runtime are not instrumented; tests/sanitizer.supp names the leaks of theirs that are not ours.
+    configure build-sanitize --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dbuild_examples=false -Dnative=false
+    ninja -C build-sanitize tests/gradformer-tests
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      LSAN_OPTIONS=suppressions=$PWD/tests/sanitizer.supp \
+      run_suite sanitize ./build-sanitize/tests/gradformer-tests --no-version
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    ;;
+  bench)
+    build_release
+    shift
+    /usr/bin/python3 -c 'import torch' 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch >/dev/null
+    ../shared/bench/compare.sh build/examples/gradformer-bench "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh demo | test | bench [toy|small|base...]" >&2
+    exit 2
+    ;;
+esac
