@@ -325,6 +325,11 @@ Layout plan(const File& file) {
     fail<ValueError>("safetensors", "a tensor name or metadata string is not valid UTF-8: {}", error.what());
   }
   layout.header.append((size_field_bytes - layout.header.size() % size_field_bytes) % size_field_bytes, ' ');
+  // Writing a file that parse (and the reference) would refuse is worse than refusing to write it.
+  if (layout.header.size() > max_header_size) {
+    fail<ValueError>("safetensors", "header of {} bytes exceeds the limit of {} bytes readers accept",
+                     layout.header.size(), max_header_size);
+  }
   return layout;
 }
 

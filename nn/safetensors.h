@@ -59,9 +59,10 @@ File parse(std::span<const std::byte> bytes, std::string_view name_for_errors);
 File load(const std::string& path);
 
 // The bytes of `file` in the layout the reference (Python/Rust) library writes: "__metadata__" first if any,
-// tensors ordered by element size (largest first) then name, contiguous from offset 0, the JSON compact and
-// padded with spaces to a multiple of 8 so the data buffer starts 8-aligned. Throws ValueError for a record
-// whose byte count does not match its shape, a negative dimension, or a tensor named "__metadata__".
+// tensors ordered I64, F64, F32 (largest elements first) and by name within a dtype, contiguous from offset 0,
+// the JSON compact and padded with spaces to a multiple of 8 so the data buffer starts 8-aligned.
+// Throws ValueError for a record whose byte count does not match its shape, a negative dimension, a tensor
+// named "__metadata__", a name or metadata string that is not UTF-8, or a header over max_header_size.
 std::vector<std::byte> serialize(const File& file);
 
 // Writes `file` to `path + ".tmp.<pid>"`, fsyncs it, renames it over `path` and fsyncs the directory, so `path`
