@@ -1,0 +1,538 @@
+// Reading, validating and writing safetensors files (see safetensors.h). Not the Tensor adapter.
+//
+// What parse() rejects, each with its own message naming the file and, where there is one, the tensor:
+//   - fewer than 8 bytes; a header size beyond the bytes that follow it or beyond max_header_size (both checked
+//     on the size field alone, before anything is allocated);
+//   - a header that is not JSON (including ill-formed UTF-8, which the JSON lexer rejects), nests deeper than
+//     any header can, repeats a key within one object, or is not an object;
+//   - "__metadata__" that is not an object whose values are all strings;
+//   - an entry that is not an object, lacks or adds keys beside dtype/shape/data_offsets, names an unknown or
+//     unsupported dtype, has a shape that is not an array of non-negative integers or whose element count
+//     overflows int64_t, or data_offsets that are not two non-negative integers with begin <= end;
+//   - a byte range ending past the data buffer, or whose length is not numel * element size;
+//   - byte ranges that overlap, or that leave bytes of the data buffer uncovered (the reference implementation
+//     requires the ranges to tile the buffer exactly: "MetadataIncompleteBuffer").
+// Unlike the reference we reject duplicate keys (serde and nlohmann would silently keep one of them) and keys
+// beside the three an entry has (serde ignores them): a checkpoint we cannot read unambiguously is an error.
+#include "nn/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <set>
+#include <system_error>
+#include <tuple>
+#include <utility>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "autograd/error.h"
+
+namespace gradformer::safetensors {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t size_field_bytes = 8;
+
+// A header is at most root object > entry object > shape array; anything deeper is rejected while parsing,
+// so a hostile "[[[[..." cannot build a deep DOM. The slack above 3 keeps the messages about mildly wrong
+// entries (a nested shape, an object as a metadata value) specific.
+constexpr int max_header_depth = 8;
+
+// The other dtypes the reference implementation defines (its Dtype enum, including the 4-, 6- and 8-bit float
+// formats it added later), so that a file we cannot use gets "not supported" rather than "not a dtype".
+constexpr std::array<std::string_view, 17> known_unsupported_dtypes = {
+    "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+    "I16",  "U16", "F16", "BF16", "I32", "U32", "C64", "U64"};
+
+std::string errno_text(int error) { return std::error_code(error, std::generic_category()).message(); }
+
+std::string shape_text(std::span<const int64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+// numel as uint64_t, or false when some partial product overflows int64_t. Partial products are checked even
+// when a later dimension is 0, as the reference does: such a shape is corrupt, and code computing strides
+// from it would overflow too.
+bool checked_numel(std::span<const int64_t> shape, uint64_t& count) {
+  uint64_t product = 1;
+  for (const int64_t dim : shape) {
+    if (__builtin_mul_overflow(product, static_cast<uint64_t>(dim), &product) ||
+        product > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return false;
+    }
+  }
+  count = product;
+  return true;
+}
+
+// The header size from the 8-byte prefix, checked against the whole file's size and the cap. Shared by parse
+// and load, which runs it before reading (and allocating for) the rest of the file.
+uint64_t checked_header_size(std::span<const std::byte> prefix, uint64_t file_size, std::string_view name) {
+  if (file_size < size_field_bytes) {
+    fail<FormatError>(name, "file is {} bytes, shorter than the 8-byte header size field", file_size);
+  }
+  uint64_t header_size = 0;
+  for (std::size_t i = 0; i < size_field_bytes; ++i) {
+    header_size |= static_cast<uint64_t>(std::to_integer<uint8_t>(prefix[i])) << (8 * i);
+  }
+  if (header_size > file_size - size_field_bytes) {
+    fail<FormatError>(name, "header size {} exceeds the {} bytes that follow the size field", header_size,
+                      file_size - size_field_bytes);
+  }
+  if (header_size > max_header_size) {
+    fail<FormatError>(name, "header size {} exceeds the limit of {} bytes", header_size, max_header_size);
+  }
+  return header_size;
+}
+
+// Parses the header text, rejecting duplicate keys and deep nesting through the parser callback (nlohmann keeps
+// the last of duplicate keys without a word). The callback records the first problem and from then on
+// discards everything; nothing is discarded before that, so every object_end event arrives and the stack of
+// open objects stays in step.
+json parse_header_json(std::string_view text, std::string_view name) {
+  std::vector<std::set<std::string>> open_objects;
+  int depth = 0;
+  std::string problem;
+  const json::parser_callback_t callback = [&](int, json::parse_event_t event, json& parsed) {
+    if (!problem.empty()) return false;
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
+      if (++depth > max_header_depth) {
+        problem = fmt::format("header nests deeper than {} levels; a safetensors header needs 3", max_header_depth);
+        return false;
+      }
+      if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) {
+      if (event == json::parse_event_t::object_end) open_objects.pop_back();
+      --depth;
+    } else if (event == json::parse_event_t::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!open_objects.back().insert(key).second) {
+        problem = fmt::format("header has the key \"{}\" twice in one object", key);
+        return false;
+      }
+    }
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true, /*ignore_comments=*/false);
+  } catch (const json::exception& error) {
+    fail<FormatError>(name, "header is not valid JSON: {}", error.what());
+  }
+  if (!problem.empty()) fail<FormatError>(name, "{}", problem);
+  return header;
+}
+
+DType parse_dtype(const json& value, std::string_view name, const std::string& tensor) {
+  if (!value.is_string()) {
+    fail<FormatError>(name, "tensor '{}': dtype is a JSON {}, not a string", tensor, value.type_name());
+  }
+  const auto& text = value.get_ref<const std::string&>();
+  if (text == "F32") return DType::F32;
+  if (text == "F64") return DType::F64;
+  if (text == "I64") return DType::I64;
+  if (std::find(known_unsupported_dtypes.begin(), known_unsupported_dtypes.end(), text) !=
+      known_unsupported_dtypes.end()) {
+    fail<FormatError>(name, "tensor '{}': dtype {} is not supported (F32, F64, I64 are)", tensor, text);
+  }
+  fail<FormatError>(name, "tensor '{}': dtype \"{}\" is not a safetensors dtype", tensor, text);
+}
+
+std::vector<int64_t> parse_shape(const json& value, std::string_view name, const std::string& tensor) {
+  if (!value.is_array()) {
+    fail<FormatError>(name, "tensor '{}': shape is a JSON {}, not an array", tensor, value.type_name());
+  }
+  std::vector<int64_t> shape;
+  shape.reserve(value.size());
+  for (const json& dim : value) {
+    if (!dim.is_number_unsigned()) {
+      fail<FormatError>(name, "tensor '{}': shape {} holds {}, not a non-negative integer", tensor, value.dump(),
+                        dim.dump());
+    }
+    const auto size = dim.get<uint64_t>();
+    if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      fail<FormatError>(name, "tensor '{}': shape {} has a dimension beyond int64", tensor, value.dump());
+    }
+    shape.push_back(static_cast<int64_t>(size));
+  }
+  return shape;
+}
+
+// A validated header entry: where its bytes lie in the data buffer.
+struct Entry {
+  const std::string* tensor;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin;
+  uint64_t end;
+};
+
+Entry parse_entry(const std::string& tensor, const json& value, uint64_t data_size, std::string_view name) {
+  if (!value.is_object()) {
+    fail<FormatError>(name, "tensor '{}': entry is a JSON {}, not an object", tensor, value.type_name());
+  }
+  for (const auto& item : value.items()) {
+    if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
+      fail<FormatError>(name, "tensor '{}': unexpected key \"{}\" (an entry has dtype, shape, data_offsets)",
+                        tensor, item.key());
+    }
+  }
+  for (const char* key : {"dtype", "shape", "data_offsets"}) {
+    if (!value.contains(key)) fail<FormatError>(name, "tensor '{}': missing \"{}\"", tensor, key);
+  }
+  Entry entry{&tensor, parse_dtype(value["dtype"], name, tensor), parse_shape(value["shape"], name, tensor), 0, 0};
+
+  const json& offsets = value["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned()) {
+    fail<FormatError>(name, "tensor '{}': data_offsets {} is not two non-negative integers [begin, end]", tensor,
+                      offsets.dump());
+  }
+  entry.begin = offsets[0].get<uint64_t>();
+  entry.end = offsets[1].get<uint64_t>();
+  if (entry.begin > entry.end) {
+    fail<FormatError>(name, "tensor '{}': data_offsets [{}, {}] begin after they end", tensor, entry.begin,
+                      entry.end);
+  }
+  if (entry.end > data_size) {
+    fail<FormatError>(name, "tensor '{}': data_offsets [{}, {}] end past the {}-byte data buffer", tensor,
+                      entry.begin, entry.end, data_size);
+  }
+  uint64_t count = 0;
+  uint64_t bytes = 0;
+  if (!checked_numel(entry.shape, count) || __builtin_mul_overflow(count, dtype_size(entry.dtype), &bytes)) {
+    fail<FormatError>(name, "tensor '{}': shape {} has more elements than 64 bits can count", tensor,
+                      shape_text(entry.shape));
+  }
+  if (entry.end - entry.begin != bytes) {
+    fail<FormatError>(name, "tensor '{}': data_offsets [{}, {}] span {} bytes, but shape {} of {} needs {}", tensor,
+                      entry.begin, entry.end, entry.end - entry.begin, shape_text(entry.shape),
+                      dtype_name(entry.dtype), bytes);
+  }
+  return entry;
+}
+
+std::map<std::string, std::string> parse_metadata(const json& value, std::string_view name) {
+  if (!value.is_object()) fail<FormatError>(name, "__metadata__ is a JSON {}, not an object", value.type_name());
+  std::map<std::string, std::string> metadata;
+  for (const auto& item : value.items()) {
+    if (!item.value().is_string()) {
+      fail<FormatError>(name, "__metadata__ value of \"{}\" is a JSON {}, not a string", item.key(),
+                        item.value().type_name());
+    }
+    metadata.emplace(item.key(), item.value().get<std::string>());
+  }
+  return metadata;
+}
+
+// The byte ranges, sorted, must tile [0, data_size) exactly: each begins where the previous one ended.
+void check_coverage(std::vector<Entry>& entries, uint64_t data_size, std::string_view name) {
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.begin, a.end, *a.tensor) < std::tie(b.begin, b.end, *b.tensor);
+  });
+  uint64_t covered = 0;
+  const Entry* previous = nullptr;
+  for (const Entry& entry : entries) {
+    if (entry.begin < covered) {
+      fail<FormatError>(name, "tensor '{}': data_offsets [{}, {}] overlap tensor '{}' at [{}, {}]", *entry.tensor,
+                        entry.begin, entry.end, *previous->tensor, previous->begin, previous->end);
+    }
+    if (entry.begin > covered) {
+      fail<FormatError>(name, "data buffer bytes [{}, {}) belong to no tensor", covered, entry.begin);
+    }
+    covered = entry.end;
+    previous = &entry;
+  }
+  if (covered != data_size) {
+    fail<FormatError>(name, "data buffer bytes [{}, {}) belong to no tensor", covered, data_size);
+  }
+}
+
+// The header JSON (padded) and the order in which tensors' bytes follow it.
+struct Layout {
+  std::string header;
+  std::vector<const std::pair<const std::string, TensorRecord>*> order;
+};
+
+// numel of a shape that came from our caller rather than from a file: a bad one is a ValueError.
+uint64_t caller_numel(std::span<const int64_t> shape, std::string_view where) {
+  for (const int64_t dim : shape) {
+    if (dim < 0) fail<ValueError>(where, "shape {} has a negative dimension", shape_text(shape));
+  }
+  uint64_t count = 0;
+  if (!checked_numel(shape, count)) {
+    fail<ValueError>(where, "shape {} has more elements than int64 can count", shape_text(shape));
+  }
+  return count;
+}
+
+uint64_t record_bytes(DType dtype, std::span<const int64_t> shape, std::string_view where) {
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(caller_numel(shape, where), dtype_size(dtype), &bytes)) {
+    fail<ValueError>(where, "shape {} of {} has more bytes than 64 bits can count", shape_text(shape),
+                     dtype_name(dtype));
+  }
+  return bytes;
+}
+
+void check_record(const std::string& tensor, const TensorRecord& record) {
+  const std::string where = fmt::format("safetensors: tensor '{}'", tensor);
+  if (tensor == "__metadata__") fail<ValueError>(where, "that name is the format's reserved key");
+  const uint64_t expected = record_bytes(record.dtype, record.shape, where);
+  if (record.data.size() != expected) {
+    fail<ValueError>(where, "shape {} of {} needs {} bytes, the record holds {}", shape_text(record.shape),
+                     dtype_name(record.dtype), expected, record.data.size());
+  }
+}
+
+Layout plan(const File& file) {
+  Layout layout;
+  for (const auto& item : file.tensors) {
+    check_record(item.first, item.second);
+    layout.order.push_back(&item);
+  }
+  // The reference writer orders tensors by its dtype enum, descending, then by name; that enum lists dtypes
+  // by increasing alignment, and ours keeps its relative order (F32 < F64 < I64). Largest elements first keeps
+  // every tensor aligned to its element size once the buffer is 8-aligned, and matching the order makes our
+  // files byte-identical to the reference's for the same tensors. Stable: the map already sorted by name.
+  std::stable_sort(layout.order.begin(), layout.order.end(),
+                   [](const auto* a, const auto* b) { return a->second.dtype > b->second.dtype; });
+
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!file.metadata.empty()) header["__metadata__"] = file.metadata;
+  uint64_t offset = 0;
+  for (const auto* item : layout.order) {
+    const TensorRecord& record = item->second;
+    const uint64_t end = offset + record.data.size();
+    header[item->first] = {{"dtype", dtype_name(record.dtype)},
+                           {"shape", record.shape},
+                           {"data_offsets", {offset, end}}};
+    offset = end;
+  }
+  try {
+    layout.header = header.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::ordered_json::error_handler_t::strict);
+  } catch (const nlohmann::ordered_json::exception& error) {
+    fail<ValueError>("safetensors", "a tensor name or metadata string is not valid UTF-8: {}", error.what());
+  }
+  layout.header.append((size_field_bytes - layout.header.size() % size_field_bytes) % size_field_bytes, ' ');
+  // Writing a file that parse (and the reference) would refuse is worse than refusing to write it.
+  if (layout.header.size() > max_header_size) {
+    fail<ValueError>("safetensors", "header of {} bytes exceeds the limit of {} bytes readers accept",
+                     layout.header.size(), max_header_size);
+  }
+  return layout;
+}
+
+std::array<std::byte, size_field_bytes> size_field(uint64_t header_size) {
+  std::array<std::byte, size_field_bytes> field{};
+  for (std::size_t i = 0; i < size_field_bytes; ++i) field[i] = static_cast<std::byte>(header_size >> (8 * i));
+  return field;
+}
+
+// Closes a descriptor on scope exit; save_atomic closes explicitly first to see close's error.
+struct Descriptor {
+  int fd = -1;
+  explicit Descriptor(int descriptor) : fd(descriptor) {}
+  Descriptor(const Descriptor&) = delete;
+  Descriptor& operator=(const Descriptor&) = delete;
+  ~Descriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void read_exactly(int fd, std::byte* out, std::size_t count, const std::string& path) {
+  while (count > 0) {
+    const ssize_t got = ::read(fd, out, count);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail<IOError>(path, "read failed: {}", errno_text(errno));
+    if (got == 0) fail<IOError>(path, "file ended {} bytes early (was it truncated while being read?)", count);
+    out += got;
+    count -= static_cast<std::size_t>(got);
+  }
+}
+
+void write_all(int fd, const void* data, std::size_t count, const std::string& path) {
+  const auto* bytes = static_cast<const std::byte*>(data);
+  while (count > 0) {
+    const ssize_t wrote = ::write(fd, bytes, count);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) fail<IOError>(path, "write failed: {}", errno_text(errno));
+    bytes += wrote;
+    count -= static_cast<std::size_t>(wrote);
+  }
+}
+
+// Removes the temporary file unless the rename consumed it.
+struct TemporaryFile {
+  std::string path;
+  bool renamed = false;
+  ~TemporaryFile() {
+    if (!renamed) ::unlink(path.c_str());
+  }
+};
+
+}  // namespace
+
+std::string_view dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return "F32";
+    case DType::F64: return "F64";
+    case DType::I64: return "I64";
+  }
+  fail<ValueError>("safetensors", "invalid DType value {}", static_cast<int>(dtype));
+}
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    case DType::I64: return 8;
+  }
+  fail<ValueError>("safetensors", "invalid DType value {}", static_cast<int>(dtype));
+}
+
+int64_t numel(std::span<const int64_t> shape) {
+  return static_cast<int64_t>(caller_numel(shape, "safetensors"));
+}
+
+File parse(std::span<const std::byte> bytes, std::string_view name) {
+  const uint64_t header_size =
+      checked_header_size(bytes.first(std::min(bytes.size(), size_field_bytes)), bytes.size(), name);
+  const std::span<const std::byte> header_bytes = bytes.subspan(size_field_bytes, header_size);
+  const std::span<const std::byte> data = bytes.subspan(size_field_bytes + header_size);
+
+  const json header = parse_header_json(
+      std::string_view(reinterpret_cast<const char*>(header_bytes.data()), header_bytes.size()), name);
+  if (!header.is_object()) fail<FormatError>(name, "header is a JSON {}, not an object", header.type_name());
+
+  File file;
+  std::vector<Entry> entries;
+  for (const auto& item : header.items()) {
+    if (item.key() == "__metadata__") {
+      file.metadata = parse_metadata(item.value(), name);
+    } else {
+      entries.push_back(parse_entry(item.key(), item.value(), data.size(), name));
+    }
+  }
+  check_coverage(entries, data.size(), name);
+
+  for (Entry& entry : entries) {
+    const auto* first = data.data() + entry.begin;
+    file.tensors.emplace(*entry.tensor, TensorRecord{entry.dtype, std::move(entry.shape),
+                                                     std::vector<std::byte>(first, data.data() + entry.end)});
+  }
+  return file;
+}
+
+File load(const std::string& path) {
+  const Descriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.fd < 0) fail<IOError>(path, "cannot open: {}", errno_text(errno));
+  struct stat info {};
+  if (::fstat(file.fd, &info) != 0) fail<IOError>(path, "cannot stat: {}", errno_text(errno));
+  if (!S_ISREG(info.st_mode)) fail<IOError>(path, "not a regular file");
+  const auto size = static_cast<uint64_t>(info.st_size);
+
+  std::array<std::byte, size_field_bytes> prefix{};
+  const std::size_t prefix_size = std::min<uint64_t>(size, size_field_bytes);
+  read_exactly(file.fd, prefix.data(), prefix_size, path);
+  checked_header_size(std::span(prefix).first(prefix_size), size, path);
+
+  std::vector<std::byte> bytes(size);
+  std::copy_n(prefix.begin(), prefix_size, bytes.begin());
+  read_exactly(file.fd, bytes.data() + prefix_size, bytes.size() - prefix_size, path);
+  return parse(bytes, path);
+}
+
+std::vector<std::byte> serialize(const File& file) {
+  const Layout layout = plan(file);
+  std::size_t total = size_field_bytes + layout.header.size();
+  for (const auto* item : layout.order) total += item->second.data.size();
+  std::vector<std::byte> bytes(total);
+  const auto field = size_field(layout.header.size());
+  auto* out = std::copy(field.begin(), field.end(), bytes.data());
+  out = std::copy_n(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size(), out);
+  for (const auto* item : layout.order) out = std::copy(item->second.data.begin(), item->second.data.end(), out);
+  return bytes;
+}
+
+void save_atomic(const std::string& path, const File& file) {
+  const Layout layout = plan(file);
+  TemporaryFile temporary{fmt::format("{}.tmp.{}", path, ::getpid())};
+  Descriptor out(::open(temporary.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (out.fd < 0) fail<IOError>(path, "cannot create {}: {}", temporary.path, errno_text(errno));
+
+  const auto field = size_field(layout.header.size());
+  write_all(out.fd, field.data(), field.size(), temporary.path);
+  write_all(out.fd, layout.header.data(), layout.header.size(), temporary.path);
+  for (const auto* item : layout.order) {
+    write_all(out.fd, item->second.data.data(), item->second.data.size(), temporary.path);
+  }
+  if (::fsync(out.fd) != 0) fail<IOError>(temporary.path, "fsync failed: {}", errno_text(errno));
+  const int fd = std::exchange(out.fd, -1);
+  if (::close(fd) != 0) fail<IOError>(temporary.path, "close failed: {}", errno_text(errno));
+
+  if (::rename(temporary.path.c_str(), path.c_str()) != 0) {
+    fail<IOError>(path, "cannot rename {} over it: {}", temporary.path, errno_text(errno));
+  }
+  temporary.renamed = true;
+
+  // Without this the rename itself may not survive a crash, leaving the old file (or none) after reboot.
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string directory = parent.empty() ? std::string(".") : parent.string();
+  const Descriptor dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.fd < 0 || ::fsync(dir.fd) != 0) {
+    fail<IOError>(path, "written, but fsync of directory {} failed, so the rename may not be durable: {}",
+                  directory, errno_text(errno));
+  }
+}
+
+TensorRecord make_record(DType dtype, std::vector<int64_t> shape, const void* data) {
+  const uint64_t bytes = record_bytes(dtype, shape, "safetensors: make_record");
+  const auto* first = static_cast<const std::byte*>(data);
+  return TensorRecord{dtype, std::move(shape), bytes == 0 ? std::vector<std::byte>{}
+                                                          : std::vector<std::byte>(first, first + bytes)};
+}
+
+template <Element T>
+TensorRecord make_record(std::vector<int64_t> shape, std::span<const T> values) {
+  const int64_t count = numel(shape);
+  if (values.size() != static_cast<uint64_t>(count)) {
+    fail<ValueError>("safetensors", "shape {} needs {} values, got {}", shape_text(shape), count, values.size());
+  }
+  return make_record(dtype_of<T>, std::move(shape), values.data());
+}
+
+template <Element T>
+std::vector<T> values(const TensorRecord& record, std::string_view name_for_errors) {
+  if (record.dtype != dtype_of<T>) {
+    fail<DTypeError>(name_for_errors, "record holds {}, asked for {}", dtype_name(record.dtype),
+                     dtype_name(dtype_of<T>));
+  }
+  const uint64_t expected = record_bytes(record.dtype, record.shape, name_for_errors);
+  if (record.data.size() != expected) {
+    fail<ValueError>(name_for_errors, "shape {} of {} needs {} bytes, the record holds {}", shape_text(record.shape),
+                     dtype_name(record.dtype), expected, record.data.size());
+  }
+  std::vector<T> out(record.data.size() / sizeof(T));
+  if (!out.empty()) std::memcpy(out.data(), record.data.data(), record.data.size());
+  return out;
+}
+
+template TensorRecord make_record<float>(std::vector<int64_t>, std::span<const float>);
+template TensorRecord make_record<double>(std::vector<int64_t>, std::span<const double>);
+template TensorRecord make_record<int64_t>(std::vector<int64_t>, std::span<const int64_t>);
+template std::vector<float> values<float>(const TensorRecord&, std::string_view);
+template std::vector<double> values<double>(const TensorRecord&, std::string_view);
+template std::vector<int64_t> values<int64_t>(const TensorRecord&, std::string_view);
+
+}  // namespace gradformer::safetensors
