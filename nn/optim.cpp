@@ -1,6 +1,6 @@
-// The optimizers' bookkeeping (parameters, state dicts) and their update loops, one pass over raw data per
-// parameter with the hyperparameters hoisted out, written with the same operation order as PyTorch's
-// single-tensor (for-loop) implementations so results agree to rounding.
+// The optimizers' bookkeeping (parameters, state dicts) and their update loops: one pass over raw data per
+// parameter with the hyperparameters hoisted out, each element's arithmetic in the order of PyTorch's
+// single-tensor (foreach=False) implementations (lerp for the first moment, addcmul, addcdiv).
 #include "nn/optim.h"
 
 #include "autograd/dispatch.h"
@@ -208,7 +208,7 @@ void Adam::update(const Tensor& param, const Tensor& grad, std::map<std::string,
     const T* g = grad.data_ptr<const T>();
     T* m = state_data<T>(state, "exp_avg");
     T* v = state_data<T>(state, "exp_avg_sq");
-    const T beta1 = static_cast<T>(options_.beta1), beta2 = static_cast<T>(options_.beta2);
+    const T beta2 = static_cast<T>(options_.beta2);
     const T one_minus_beta1 = static_cast<T>(1.0 - options_.beta1);
     const T one_minus_beta2 = static_cast<T>(1.0 - options_.beta2);
     const T eps = static_cast<T>(options_.eps), wd = static_cast<T>(options_.weight_decay);
@@ -221,7 +221,7 @@ void Adam::update(const Tensor& param, const Tensor& grad, std::map<std::string,
     for (int64_t i = 0; i < n; ++i) {
       const T gi = l2 ? g[i] + wd * w[i] : g[i];
       if (decay) w[i] *= decay_factor;
-      m[i] = beta1 * m[i] + one_minus_beta1 * gi;
+      m[i] += one_minus_beta1 * (gi - m[i]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
       v[i] = beta2 * v[i] + one_minus_beta2 * gi * gi;
       w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bias_correction2_sqrt + eps);
     }

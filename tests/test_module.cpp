@@ -338,7 +338,7 @@ TEST_CASE("init: bounds and statistics of each initialiser") {
 
   Stats s = stats_of(nn::init::uniform_(t, -2, 3, gen));
   CHECK(s.min >= -2);
-  CHECK(s.max < 3);
+  CHECK(s.max <= 3);  // [-2, 3) in double can round up to 3 in f32
   CHECK(s.mean == doctest::Approx(0.5).epsilon(0.03));
   CHECK(s.stddev == doctest::Approx(5 / std::sqrt(12.0)).epsilon(0.02));
 
