@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 
 #include <set>
+#include <utility>
 
 namespace gradformer::nn {
 
@@ -138,8 +139,10 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules() {
 }
 
 std::vector<std::pair<std::string, const Module*>> Module::named_modules() const {
-  std::vector<std::pair<std::string, const Module*>> out;
-  for (auto& [name, module] : const_cast<Module*>(this)->named_modules()) out.emplace_back(name, module);
+  std::vector<std::pair<std::string, const Module*>> out{{"", this}};
+  for (const auto& [name, child] : children_)
+    for (auto& [sub, module] : std::as_const(*child).named_modules())
+      out.emplace_back(sub.empty() ? name : name + "." + sub, module);
   return out;
 }
 

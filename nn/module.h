@@ -38,8 +38,9 @@ class Module {
   virtual std::string type_name() const { return "Module"; }
 
   // Parameters of this module and, with recurse, of every descendant, named relative to this module: a
-  // module's own parameters in registration order, then each child's in turn (PyTorch's order). A parameter registered twice (tied weights) is listed once, under its
-  // first name, so optimizers update it once and parameter_count() counts it once.
+  // module's own parameters in registration order, then each child's in turn (PyTorch's order). A parameter
+  // registered twice (tied weights) is listed once, under its first name, so optimizers update it once and
+  // parameter_count() counts it once.
   std::vector<Tensor> parameters(bool recurse = true) const;
   std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;

@@ -51,6 +51,9 @@ void Optimizer::step() {
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     if (!p.grad().defined()) continue;
+    // Module::to() may have changed the parameter's dtype since its state was made.
+    for (auto& [name, value] : state_[i])
+      if (name != "step" && value.dtype() != p.dtype()) value = value.to(p.dtype()).contiguous();
     // A parameter that is a strided view is updated through a dense copy and written back.
     const Tensor dense = p.is_contiguous() ? p.detach() : p.detach().contiguous();
     update(dense, p.grad().detach().contiguous(), state_[i]);

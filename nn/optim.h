@@ -24,6 +24,8 @@ class Optimizer {
 
   virtual std::string type_name() const = 0;
 
+  // Updates every parameter that has a gradient. State made before a Module::to() is converted to the
+  // parameter's new dtype on the way.
   void step();
   // Drops every parameter's gradient (PyTorch's set_to_none=True).
   void zero_grad();

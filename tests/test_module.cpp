@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <utility>
 
 using namespace gradformer;
 
@@ -108,6 +109,7 @@ TEST_CASE("module: dotted names follow registration order through a ModuleList")
   for (const auto& [name, module] : net.named_modules()) modules.push_back(name + ":" + module->type_name());
   CHECK(modules == std::vector<std::string>{":Net", "encoder:Encoder", "encoder.layers:ModuleList",
                                             "encoder.layers.0:Affine", "encoder.layers.1:Affine", "head:Affine"});
+  CHECK(std::as_const(net).named_modules().size() == 6);
   CHECK(net.children().size() == 2);
   CHECK(net.encoder().layers().size() == 2);
   CHECK(net.encoder().layers().at<Affine>(1)->weight().shape() == Shape{3, 3});

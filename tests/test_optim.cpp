@@ -150,6 +150,24 @@ TEST_CASE("Adam: f32 follows f64") {
   check_values(p32, p64.to_vector<double>(), 1e-6);
 }
 
+TEST_CASE("optimizer state follows a parameter that Module::to converted after the first step") {
+  struct Holder : nn::Module {
+    explicit Holder(Tensor p) { weight = register_parameter("weight", std::move(p)); }
+    Tensor weight;
+  };
+  Holder holder(parameter({1, -2}, DType::f32));
+  const Tensor reference = parameter({1, -2}, DType::f32);
+  optim::Adam adam(holder.parameters(), {.lr = 0.1}), reference_adam({reference}, {.lr = 0.1});
+  step_with(adam, {0.5, 1});
+  step_with(reference_adam, {0.5, 1});
+  holder.to(DType::f64);
+  step_with(adam, {-0.5, 2});
+  step_with(reference_adam, {-0.5, 2});
+  CHECK(holder.weight.dtype() == DType::f64);
+  CHECK(adam.state_dict().at("state.0.exp_avg").dtype() == DType::f64);
+  check_values(holder.weight, reference.to_vector<double>(), 1e-6);
+}
+
 TEST_CASE("optimizers skip parameters without a gradient and count steps per parameter") {
   const Tensor a = parameter({1, -2}), b = parameter({3, 4});
   optim::Adam adam({a, b}, {.lr = 0.1});
