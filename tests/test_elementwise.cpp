@@ -1,6 +1,7 @@
 // Unary math, activations, maximum/minimum, comparisons and logical ops: values against hand-computed or
 // PyTorch-printed numbers, the gradients the op table cannot reach (kinks, ties, thresholds), and errors.
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -50,6 +51,27 @@ TEST_CASE("elementwise: gelu at known points, erf and tanh forms") {
   // d gelu / dx at 0 is Phi(0) = 1/2 in both forms.
   const Tensor x = leaf({0.0});
   CHECK(grad_of(gelu(x), x)[0] == doctest::Approx(0.5));
+}
+
+TEST_CASE("elementwise: the oneDNN f32 path of gelu, tanh and sigmoid agrees with the f64 loops") {
+  // Large enough for oneDNN (at least 2^14 elements); values up to +-10 reach the saturated tails.
+  Generator gen(7);
+  const Tensor x64 = uniform({128, 160}, -10.0, 10.0, gen, DType::f64);
+  const Tensor dout64 = randn({128, 160}, gen, DType::f64);
+  const Tensor x32 = x64.to(DType::f32), dout32 = dout64.to(DType::f32);
+  const Tensor rounded = x32.to(DType::f64);
+  CHECK(testing::max_abs_difference(tanh(x32), tanh(rounded)) < 1e-6);
+  CHECK(testing::max_abs_difference(sigmoid(x32), sigmoid(rounded)) < 1e-6);
+  for (GeluApproximation mode : {GeluApproximation::none, GeluApproximation::tanh}) {
+    CAPTURE(static_cast<int>(mode));
+    CHECK(testing::max_abs_difference(gelu(x32, mode), gelu(rounded, mode)) < 1e-5);
+    Tensor a = x32.detach(), b = rounded.detach();
+    a.requires_grad_();
+    b.requires_grad_();
+    gelu(a, mode).backward(dout32);
+    gelu(b, mode).backward(dout32.to(DType::f64));
+    CHECK(testing::max_abs_difference(a.grad(), b.grad()) < 1e-5 * (1.0 + testing::max_abs(b.grad())));
+  }
 }
 
 TEST_CASE("elementwise: sigmoid and tanh values and gradients") {
