@@ -39,6 +39,45 @@ Inputs unary_shapes(int which, Generator& gen, Tensor (*draw)(Generator&, Shape)
   }
 }
 
+// Integers in [-2, 2] as f64, so that comparisons meet ties.
+Tensor small_integers(Generator& gen, Shape shape) {
+  Tensor t = empty(std::move(shape), DType::f64);
+  double* p = t.data_ptr<double>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<double>(gen.below(5)) - 2.0;
+  return t;
+}
+
+Tensor random_mask(Generator& gen, Shape shape) {
+  Tensor t = empty(std::move(shape), DType::boolean);
+  bool* p = t.data_ptr<bool>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = gen.uniform() < 0.5;
+  return t;
+}
+
+// i64 indices in [0, bound); drawn from few values, so that repeats (and their accumulation) are common.
+Tensor random_indices(Generator& gen, Shape shape, int64_t bound) {
+  Tensor t = empty(std::move(shape), DType::i64);
+  int64_t* p = t.data_ptr<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<int64_t>(gen.below(static_cast<uint64_t>(bound)));
+  return t;
+}
+
+Inputs integer_pair(int which, Generator& gen) {
+  switch (which) {
+    case 0: return {small_integers(gen, {3, 4}), small_integers(gen, {3, 4})};
+    case 1: return {small_integers(gen, {2, 1, 3}), small_integers(gen, {4, 1})};
+    default: return {small_integers(gen, {1, 5}), small_integers(gen, {})};
+  }
+}
+
+Inputs mask_pair(int which, Generator& gen) {
+  switch (which) {
+    case 0: return {random_mask(gen, {3, 4}), random_mask(gen, {3, 4})};
+    case 1: return {random_mask(gen, {2, 1, 3}), random_mask(gen, {4, 1})};
+    default: return {random_mask(gen, {1, 5}), random_mask(gen, {})};
+  }
+}
+
 constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
     // elementwise.cpp: arithmetic
     {Op::add, "add", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
@@ -64,8 +103,108 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
     {Op::rdiv_scalar, "rdiv_scalar", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
      [](const Inputs& x) { return 2.0 / x[0]; }},
     // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
+    {Op::abs, "abs", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
+     [](const Inputs& x) { return abs(x[0]); }},
+    {Op::sqrt, "sqrt", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+     [](const Inputs& x) { return sqrt(x[0]); }},
+    {Op::rsqrt, "rsqrt", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+     [](const Inputs& x) { return rsqrt(x[0]); }},
+    {Op::pow, "pow", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return pow(x[0], 3.0); }},
+    {Op::pow_negative, "pow_negative", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+     [](const Inputs& x) { return pow(x[0], -1.5); }},
+    {Op::tanh, "tanh", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return tanh(x[0]); }},
+    {Op::sigmoid, "sigmoid", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return sigmoid(x[0]); }},
+    {Op::relu, "relu", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
+     [](const Inputs& x) { return relu(x[0]); }},
+    {Op::gelu, "gelu", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return gelu(x[0]); }},
+    {Op::gelu_tanh, "gelu_tanh", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return gelu(x[0], GeluApproximation::tanh); }},
+    {Op::softplus, "softplus", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return softplus(x[0]); }},
+    {Op::maximum, "maximum", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+     [](const Inputs& x) { return maximum(x[0], x[1]); }},
+    {Op::minimum, "minimum", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+     [](const Inputs& x) { return minimum(x[0], x[1]); }},
+    {Op::eq, "eq", integer_pair, [](const Inputs& x) { return eq(x[0], x[1]); }, 3, false},
+    {Op::ne, "ne", integer_pair, [](const Inputs& x) { return ne(x[0], x[1]); }, 3, false},
+    {Op::lt, "lt", integer_pair, [](const Inputs& x) { return lt(x[0], x[1]); }, 3, false},
+    {Op::le, "le", integer_pair, [](const Inputs& x) { return le(x[0], x[1]); }, 3, false},
+    {Op::gt, "gt", integer_pair, [](const Inputs& x) { return gt(x[0], x[1]); }, 3, false},
+    {Op::ge, "ge", integer_pair, [](const Inputs& x) { return ge(x[0], x[1]); }, 3, false},
+    {Op::lt_scalar, "lt_scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
+     [](const Inputs& x) { return lt(x[0], 0.5); }, 3, false},
+    {Op::eq_scalar, "eq_scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
+     [](const Inputs& x) { return eq(x[0], 1.0); }, 3, false},
+    {Op::logical_and, "logical_and", mask_pair, [](const Inputs& x) { return logical_and(x[0], x[1]); }, 3, false},
+    {Op::logical_or, "logical_or", mask_pair, [](const Inputs& x) { return logical_or(x[0], x[1]); }, 3, false},
+    {Op::logical_not, "logical_not", [](int w, Generator& g) { return unary_shapes(w, g, random_mask); },
+     [](const Inputs& x) { return logical_not(x[0]); }, 3, false},
 
     // selection.cpp
+    {Op::where, "where",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{random_mask(g, {3, 4}), normal(g, {3, 4}), normal(g, {3, 4})};
+         case 1: return Inputs{random_mask(g, {4, 1}), normal(g, {2, 1, 3}), normal(g, {3})};
+         default: return Inputs{random_mask(g, {1, 5}), normal(g, {}), normal(g, {2, 1})};
+       }
+     },
+     [](const Inputs& x) { return where(x[0], x[1], x[2]); }},
+    {Op::masked_fill, "masked_fill",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 4}), random_mask(g, {3, 4})};
+         case 1: return Inputs{normal(g, {2, 3, 4}), random_mask(g, {3, 1})};
+         default: return Inputs{normal(g, {5}), random_mask(g, {})};
+       }
+     },
+     [](const Inputs& x) { return masked_fill(x[0], x[1], -1.5); }},
+    {Op::index_select, "index_select",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 4}), random_indices(g, {5}, 4)};
+         case 1: return Inputs{normal(g, {2, 5, 3}), random_indices(g, {3}, 5)};
+         default: return Inputs{normal(g, {2, 1, 2}), random_indices(g, {4}, 1)};
+       }
+     },
+     [](const Inputs& x) { return index_select(x[0], 1, x[1]); }},
+    {Op::gather, "gather",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 4}), random_indices(g, {3, 5}, 4)};
+         case 1: return Inputs{normal(g, {2, 4, 3}), random_indices(g, {1, 3, 2}, 4)};
+         default: return Inputs{normal(g, {4, 1}), random_indices(g, {2, 3}, 1)};
+       }
+     },
+     [](const Inputs& x) { return gather(x[0], 1, x[1]); }},
+    {Op::embedding, "embedding",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {6, 3}), random_indices(g, {2, 4}, 6)};
+         case 1: return Inputs{normal(g, {5, 1}), random_indices(g, {7}, 5)};
+         default: return Inputs{normal(g, {3, 4}), random_indices(g, {}, 3)};
+       }
+     },
+     [](const Inputs& x) { return embedding(x[0], x[1]); }},
+    {Op::embedding_padding, "embedding_padding",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {6, 3}), random_indices(g, {2, 4}, 3)};
+         case 1: return Inputs{normal(g, {2, 1}), random_indices(g, {7}, 2)};
+         default: return Inputs{normal(g, {3, 4}), random_indices(g, {1, 6}, 3)};
+       }
+     },
+     // The padding row is read but deliberately gets no gradient, so the checked function also hides the
+     // positions that read it (as a model's padding mask does): then its true gradient is zero as well.
+     [](const Inputs& x) {
+       Shape mask_shape = x[1].shape();
+       mask_shape.push_back(1);
+       return masked_fill(embedding(x[0], x[1], 1), reshape(eq(x[1], 1.0), mask_shape), 0.0);
+     }},
 
     // reduce.cpp: sums
     {Op::sum_all, "sum_all", [](int w, Generator& g) { return unary_shapes(w, g, normal); },

@@ -17,8 +17,11 @@ enum class Op : int {
   // elementwise.cpp: arithmetic
   add, sub, mul, div, neg, exp, log, add_scalar, mul_scalar, rsub_scalar, rdiv_scalar,
   // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
+  abs, sqrt, rsqrt, pow, pow_negative, tanh, sigmoid, relu, gelu, gelu_tanh, softplus, maximum, minimum,
+  eq, ne, lt, le, gt, ge, lt_scalar, eq_scalar, logical_and, logical_or, logical_not,
 
   // selection.cpp
+  where, masked_fill, index_select, gather, embedding, embedding_padding,
 
   // reduce.cpp: sums
   sum_all, sum_axes, sum_keepdim, mean,

@@ -6,4 +6,5 @@
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
+#include "ops/selection.h"
 #include "ops/shape.h"
