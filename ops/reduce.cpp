@@ -74,15 +74,22 @@ void for_each_row(int64_t rows, int64_t cols, F f) {
 // pass is a branch-free running extremum that vectorises; the second finds where it first occurs.
 template <bool Max, class T>
 int64_t extremum_index(const T* x, int64_t n) {
+  // `omp simd reduction` lets the compiler reorder the comparisons (vmaxps); without it GCC keeps them in
+  // order for NaN's sake and the loop stays scalar. NaNs are counted apart and handled below.
   T best = x[0];
   int64_t nans = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    if constexpr (Max)
-      best = v > best ? v : best;
-    else
-      best = v < best ? v : best;
-    nans += v != v;
+  if constexpr (Max) {
+#pragma omp simd reduction(max : best) reduction(+ : nans)
+    for (int64_t i = 0; i < n; ++i) {
+      best = x[i] > best ? x[i] : best;
+      nans += x[i] != x[i];
+    }
+  } else {
+#pragma omp simd reduction(min : best) reduction(+ : nans)
+    for (int64_t i = 0; i < n; ++i) {
+      best = x[i] < best ? x[i] : best;
+      nans += x[i] != x[i];
+    }
   }
   if (nans > 0) {
     for (int64_t i = 0; i < n; ++i)
@@ -243,9 +250,11 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
     for_each_row(block.rows, cols, [&](int64_t r) {
       const T* row = values + r * cols;
       T total = 0;
+#pragma omp simd reduction(+ : total)
       for (int64_t i = 0; i < cols; ++i) total += row[i];
       const T mean = total / static_cast<T>(cols);
       T squares = 0;
+#pragma omp simd reduction(+ : squares)
       for (int64_t i = 0; i < cols; ++i) squares += (row[i] - mean) * (row[i] - mean);
       o[r] = static_cast<T>(static_cast<double>(squares) / divisor);
     });
@@ -270,6 +279,7 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
     for_each_row(block.rows, cols, [&](int64_t r) {
       const T* row = values + r * cols;
       T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
       for (int64_t i = 0; i < cols; ++i) m = row[i] > m ? row[i] : m;
       // All -inf (or empty) gives -inf, a +inf gives +inf: subtracting m would make NaN of either.
       if (!std::isfinite(m)) {
@@ -277,6 +287,7 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
         return;
       }
       T total = 0;
+#pragma omp simd reduction(+ : total)
       for (int64_t i = 0; i < cols; ++i) total += std::exp(row[i] - m);
       o[r] = m + std::log(total);
     });

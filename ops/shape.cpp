@@ -273,8 +273,9 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
                        shape_str(first.shape()));
     for (size_t d = 0; d < shape.size(); ++d)
       if (d != a && shape[d] != first.shape()[d])
-        fail<ShapeError>("concat", "tensor {} has shape {} but tensor 0 has {} (dimension {} may differ only along axis {})",
-                         i, shape_str(shape), shape_str(first.shape()), d, a);
+        fail<ShapeError>("concat",
+                         "tensor {} has shape {} but tensor 0 has {} (dimension {} may differ only along axis {})", i,
+                         shape_str(shape), shape_str(first.shape()), d, a);
   }
   std::vector<int64_t> starts, lengths;
   int64_t start = 0;
@@ -323,7 +324,8 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
   const size_t a = sliced_axis(x, axis, "chunk");
-  if (chunks <= 0) fail<ValueError>("chunk", "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
+  if (chunks <= 0)
+    fail<ValueError>("chunk", "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
   if (size == 0) return {record_slice(x, a, 0, 0, 1, "chunk")};
   const int64_t piece = (size + chunks - 1) / chunks;

@@ -180,6 +180,8 @@ TEST_CASE("shape: errors name the op and the shapes") {
         "narrow: start 3 with length 3 does not fit in dimension 1 of size 5 (shape [2, 5])");
   CHECK(message_of<IndexError>([] { narrow(zeros({2, 5}), 1, -6, 1); }) ==
         "narrow: start -6 is out of range for dimension 1 of size 5 (shape [2, 5])");
-  CHECK(message_of<ValueError>([] { split(zeros({4}), 0); }) == "split: split_size must be positive, got 0 (shape [4])");
-  CHECK(message_of<ValueError>([] { chunk(zeros({4}), -1); }) == "chunk: chunks must be positive, got -1 (shape [4])");
+  CHECK(message_of<ValueError>([] { split(zeros({4}), 0); }) ==
+        "split: split_size must be positive, got 0 (shape [4])");
+  CHECK(message_of<ValueError>([] { chunk(zeros({4}), -1); }) ==
+        "chunk: chunks must be positive, got -1 (shape [4])");
 }
