@@ -132,7 +132,7 @@ int64_t offset_in(int64_t index, const std::vector<int64_t>& dims, const Shape& 
 
 // The backward of max/min: a zero gradient with dout written at each output's extremum.
 Tensor scatter_to_extrema(const Tensor& dout, const Tensor& indices, const Shape& input_shape,
-                          const std::vector<int64_t>& axes) {
+                          const std::vector<int64_t>& axes, std::string_view op) {
   Tensor grad = zeros(input_shape, dout.dtype());
   const Tensor dense = dout.contiguous();
   const Shape strides = contiguous_strides(input_shape);
@@ -140,7 +140,7 @@ Tensor scatter_to_extrema(const Tensor& dout, const Tensor& indices, const Shape
   for (int64_t d = 0; d < static_cast<int64_t>(input_shape.size()); ++d)
     if (!std::binary_search(axes.begin(), axes.end(), d)) kept.push_back(d);
   const int64_t* index = indices.data_ptr<const int64_t>();
-  visit_floating(dout.dtype(), "max", [&]<class T>(std::type_identity<T>) {
+  visit_floating(dout.dtype(), op, [&]<class T>(std::type_identity<T>) {
     T* g = grad.data_ptr<T>();
     const T* d = dense.data_ptr<const T>();
     for (int64_t r = 0; r < indices.numel(); ++r)
@@ -162,8 +162,8 @@ Tensor extremum(const Tensor& x, std::vector<int64_t> axes, bool keepdim, std::s
     T* o = out.data_ptr<T>();
     for (int64_t r = 0; r < block.rows; ++r) o[r] = values[r * block.cols + index[r]];
   });
-  return record(out, op, {x}, [indices, input_shape = x.shape(), axes](const Tensor& dout, InputGrads& g) {
-    g[0] = scatter_to_extrema(dout, indices, input_shape, axes);
+  return record(out, op, {x}, [indices, input_shape = x.shape(), axes, op](const Tensor& dout, InputGrads& g) {
+    g[0] = scatter_to_extrema(dout, indices, input_shape, axes, op);
   });
 }
 

@@ -244,7 +244,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
   auto clamp = [size](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + size : i, 0, size); };
   start = clamp(start);
   end = clamp(end);
-  const int64_t length = end > start ? (end - start + step - 1) / step : 0;
+  const int64_t length = end > start ? (end - start - 1) / step + 1 : 0;
   return record_slice(x, a, start, length, step, "slice");
 }
 
@@ -255,7 +255,7 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
   if (first < 0 || first > size)
     fail<IndexError>("narrow", "start {} is out of range for dimension {} of size {} (shape {})", start, a, size,
                      shape_str(x.shape()));
-  if (length < 0 || first + length > size)
+  if (length < 0 || length > size - first)
     fail<IndexError>("narrow", "start {} with length {} does not fit in dimension {} of size {} (shape {})", start,
                      length, a, size, shape_str(x.shape()));
   return record_slice(x, a, first, length, 1, "narrow");

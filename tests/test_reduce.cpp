@@ -41,6 +41,10 @@ TEST_CASE("reduce: max and min over any axes, with and without keepdim") {
   CHECK(values(m) == std::vector<double>{0, 1, 2, 3, 12, 13, 14, 15});
   // A non-contiguous input (the transpose) reduced over its last axis.
   CHECK(values(max(transpose(iota({3, 2}), 0, 1), {-1})) == std::vector<double>{4, 5});
+  CHECK(max(scalar_tensor(3.0, DType::f64)).item() == 3.0);
+  CHECK(max(scalar_tensor(3.0), {0}).dim() == 0);
+  CHECK(logsumexp(scalar_tensor(-2.0, DType::f64)).item() == -2.0);
+  CHECK(var(scalar_tensor(1.0), {}, 0).item() == 0.0);
   CHECK(std::isnan(max(tensor<double>({1, NAN, 3})).item()));
   CHECK(std::isnan(min(tensor<float>({NAN, 1, 3})).item()));
 }

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+
 using namespace gradformer;
 
 namespace {
@@ -66,6 +68,7 @@ TEST_CASE("shape: slice follows Python's negative indices, clamping and step") {
   CHECK(slice(x, 0, 7, 3).numel() == 0);                                   // end before start: empty
   CHECK(slice(x, 0, 12, 20).numel() == 0);
   CHECK(values(slice(x, 0, 6)) == std::vector<double>{6, 7, 8, 9});        // end defaults to the end
+  CHECK(values(slice(x, 0, 3, 100, std::numeric_limits<int64_t>::max())) == std::vector<double>{3});
 
   const Tensor m = iota({3, 4});
   Tensor s = slice(m, 1, 1, 4, 2);
