@@ -15,7 +15,9 @@
 #include "ops/shape.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <type_traits>
 #include <limits>
 
 namespace gradformer {
@@ -149,6 +151,52 @@ Tensor scatter_to_extrema(const Tensor& dout, const Tensor& indices, const Shape
   return grad;
 }
 
+// e^x for f32 x <= 0 in straight-line code that vectorises, where std::exp is one libm call per element:
+// x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, ln2 split in two so n ln2 is exact), e^r by Cephes' expf
+// polynomial, 2^n written into the exponent bits. Within 2 ulp of std::exp. Inputs below -87 give e^-87
+// (~1e-38, still a normal float) instead of smaller values: in logsumexp they are added to at least 1.
+// Measured on a loaded 2-core machine, [64, 1024] f32 rows, one thread: logsumexp 1.0-1.9 ms with std::exp,
+// 0.10-0.16 ms with this (max alone: 0.09 ms).
+inline float exp_nonpositive(float x) {
+  // The clamp compares bit patterns: for x <= 0 (including -inf, excluding NaN) the unsigned bits grow with
+  // |x|. A float comparison here may trap (-ftrapping-math), so GCC keeps it a branch and the loop scalar.
+  x = std::bit_cast<float>(std::min(std::bit_cast<uint32_t>(x), std::bit_cast<uint32_t>(-87.0f)));
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e_r = p * r * r + r + 1.0f;
+  return e_r * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// log(sum(exp(x[0..n)))) for one row. A function of its own: inside the op's lambda GCC left the exp loop scalar.
+template <class T>
+T logsumexp_row(const T* x, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t nans = 0;
+#pragma omp simd reduction(max : m) reduction(+ : nans)
+  for (int64_t i = 0; i < n; ++i) {
+    m = x[i] > m ? x[i] : m;
+    nans += x[i] != x[i];
+  }
+  if (nans > 0) return std::numeric_limits<T>::quiet_NaN();
+  // All -inf (or empty) gives -inf, a +inf gives +inf: subtracting m would make NaN of either.
+  if (!std::isfinite(m)) return m;
+  T total = 0;
+  if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += exp_nonpositive(x[i] - m);
+  } else {
+    for (int64_t i = 0; i < n; ++i) total += std::exp(x[i] - m);
+  }
+  return m + std::log(total);
+}
+
 template <bool Max>
 Tensor extremum(const Tensor& x, std::vector<int64_t> axes, bool keepdim, std::string_view op) {
   axes = reduction_axes(x, std::move(axes), op);
@@ -276,21 +324,7 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
     const T* values = block.data.data_ptr<const T>();
     T* o = out.data_ptr<T>();
     const int64_t cols = block.cols;
-    for_each_row(block.rows, cols, [&](int64_t r) {
-      const T* row = values + r * cols;
-      T m = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : m)
-      for (int64_t i = 0; i < cols; ++i) m = row[i] > m ? row[i] : m;
-      // All -inf (or empty) gives -inf, a +inf gives +inf: subtracting m would make NaN of either.
-      if (!std::isfinite(m)) {
-        o[r] = m;
-        return;
-      }
-      T total = 0;
-#pragma omp simd reduction(+ : total)
-      for (int64_t i = 0; i < cols; ++i) total += std::exp(row[i] - m);
-      o[r] = m + std::log(total);
-    });
+    for_each_row(block.rows, cols, [&](int64_t r) { o[r] = logsumexp_row(values + r * cols, cols); });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
   return record(out, "logsumexp", {x}, [x = x.detach(), y = out.detach(), keep](const Tensor& dout, InputGrads& g) {
