@@ -5,6 +5,7 @@
 #include "ops/ops.h"
 
 #include <array>
+#include <utility>
 
 namespace gradformer {
 namespace {
@@ -20,6 +21,24 @@ Tensor away_from_zero(Generator& gen, Shape shape) {
   for (int64_t i = 0; i < t.numel(); ++i)
     if (gen.uniform() < 0.5) p[i] = -p[i];
   return t;
+}
+
+// Values 0.1 apart in random order: no ties, so max and min have one well-defined argument.
+Tensor distinct(Generator& gen, Shape shape) {
+  Tensor t = empty(std::move(shape), DType::f64);
+  double* p = t.data_ptr<double>();
+  const int64_t n = t.numel();
+  for (int64_t i = 0; i < n; ++i) p[i] = 0.1 * static_cast<double>(i) - 0.05 * static_cast<double>(n);
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(p[i], p[static_cast<int64_t>(gen.uniform() * static_cast<double>(i + 1))]);
+  return t;
+}
+
+// The pieces of split or chunk, each scaled differently so that a gradient sent to the wrong piece shows.
+Tensor weighted_concat(const std::vector<Tensor>& pieces, int64_t axis) {
+  std::vector<Tensor> scaled;
+  for (size_t i = 0; i < pieces.size(); ++i) scaled.push_back(pieces[i] * static_cast<double>(i + 1));
+  return concat(scaled, axis);
 }
 
 // Pairs of shapes for binary broadcasting ops: equal, broadcast on both sides, a size-1 and a rank-0 operand.
@@ -216,6 +235,40 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
     {Op::mean, "mean", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return mean(x[0], {0}); }},
     // reduce.cpp: max/min, var, logsumexp, argmax
+    {Op::max_all, "max_all", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+     [](const Inputs& x) { return max(x[0]); }},
+    {Op::max_axes, "max_axes",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{distinct(g, {2, 3, 4})};
+         case 1: return Inputs{distinct(g, {1, 3, 2})};
+         default: return Inputs{distinct(g, {3, 5})};
+       }
+     },
+     [](const Inputs& x) { return max(x[0], {0, -1}); }},
+    {Op::max_keepdim, "max_keepdim", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+     [](const Inputs& x) { return max(x[0], {-1}, true); }},
+    {Op::min, "min", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+     [](const Inputs& x) { return min(x[0], {0}); }},
+    {Op::var_unbiased, "var_unbiased", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return var(x[0], {-1}); }},
+    {Op::var_biased, "var_biased",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 3, 4})};
+         case 1: return Inputs{normal(g, {1, 3, 2})};
+         default: return Inputs{normal(g, {3, 1})};
+       }
+     },
+     [](const Inputs& x) { return var(x[0], {0, -1}, 0, true); }},
+    {Op::logsumexp, "logsumexp", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return logsumexp(x[0], {-1}); }},
+    {Op::logsumexp_keepdim, "logsumexp_keepdim", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return logsumexp(x[0], {0}, true); }},
+    {Op::argmax, "argmax", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+     [](const Inputs& x) { return argmax(x[0], -1); }, 3, false},
+    {Op::argmin, "argmin", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+     [](const Inputs& x) { return argmin(x[0], 0, true); }, 3, false},
 
     // shape.cpp: reshape and transpose
     {Op::reshape, "reshape", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
@@ -225,6 +278,72 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
     {Op::transpose, "transpose", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return transpose(x[0], 0, -1); }},
     // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
+    {Op::permute, "permute",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 3, 4})};
+         case 1: return Inputs{normal(g, {1, 3, 2})};
+         default: return Inputs{normal(g, {4, 1, 1})};
+       }
+     },
+     [](const Inputs& x) { return permute(x[0], {2, 0, 1}); }},
+    {Op::squeeze_all, "squeeze_all",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 1, 3})};
+         case 1: return Inputs{normal(g, {1, 4})};
+         default: return Inputs{normal(g, {3})};
+       }
+     },
+     [](const Inputs& x) { return squeeze(x[0]); }},
+    {Op::squeeze_axis, "squeeze_axis",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 1, 3})};
+         case 1: return Inputs{normal(g, {3, 1})};
+         default: return Inputs{normal(g, {2, 3})};
+       }
+     },
+     [](const Inputs& x) { return squeeze(x[0], 1); }},
+    {Op::unsqueeze, "unsqueeze", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return unsqueeze(x[0], 1); }},
+    {Op::expand, "expand",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 1})};
+         case 1: return Inputs{normal(g, {1, 4})};
+         default: return Inputs{normal(g, {4})};
+       }
+     },
+     [](const Inputs& x) { return expand(x[0], {2, 3, -1}); }},
+    {Op::slice, "slice", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return slice(x[0], -1, 1, -1); }},
+    {Op::slice_step, "slice_step", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return slice(x[0], 0, -5, 100, 2); }},
+    {Op::narrow, "narrow", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return narrow(x[0], -1, 1, 2); }},
+    {Op::concat, "concat",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 3}), normal(g, {2, 1}), normal(g, {2, 4})};
+         case 1: return Inputs{normal(g, {1, 2}), normal(g, {1, 3}), normal(g, {1, 1})};
+         default: return Inputs{normal(g, {2, 1, 3}), normal(g, {2, 1, 1}), normal(g, {2, 1, 2})};
+       }
+     },
+     [](const Inputs& x) { return concat(x, -1); }},
+    {Op::stack, "stack",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3}), normal(g, {3}), normal(g, {3})};
+         case 1: return Inputs{normal(g, {2, 1, 3}), normal(g, {2, 1, 3})};
+         default: return Inputs{normal(g, {1, 4}), normal(g, {1, 4}), normal(g, {1, 4})};
+       }
+     },
+     [](const Inputs& x) { return stack(x, 1); }},
+    {Op::split, "split", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return weighted_concat(split(x[0], 2, -1), -1); }},
+    {Op::chunk, "chunk", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return weighted_concat(chunk(x[0], 3, 0), 0); }},
 
     // matmul.cpp: matmul
     {Op::matmul_2d, "matmul_2d",

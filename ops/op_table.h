@@ -26,10 +26,12 @@ enum class Op : int {
   // reduce.cpp: sums
   sum_all, sum_axes, sum_keepdim, mean,
   // reduce.cpp: max/min, var, logsumexp, argmax
+  max_all, max_axes, max_keepdim, min, var_unbiased, var_biased, logsumexp, logsumexp_keepdim, argmax, argmin,
 
   // shape.cpp: reshape and transpose
   reshape, view, transpose,
   // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
+  permute, squeeze_all, squeeze_axis, unsqueeze, expand, slice, slice_step, narrow, concat, stack, split, chunk,
 
   // matmul.cpp: matmul
   matmul_2d, matmul_vector, matmul_batched, matmul_broadcast,

@@ -1,9 +1,12 @@
 // Shape ops. A view shares storage and only rewrites shape, strides and offset; its backward applies the
-// inverse view to the output gradient.
+// inverse view to the output gradient. concat and stack copy into a new tensor, and their backward hands each
+// input a view of the output gradient.
 #include "ops/shape.h"
 
 #include "autograd/engine.h"
+#include "ops/kernels.h"
 
+#include <algorithm>
 #include <optional>
 
 namespace gradformer {
@@ -72,6 +75,61 @@ Tensor record_view(const Tensor& x, Tensor out, std::string_view op) {
   });
 }
 
+// x's elements start, start + step, ... (length of them) along axis, as a plain view without a node.
+Tensor strided_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step) {
+  Shape shape = x.shape(), strides = x.strides();
+  const int64_t offset = x.offset() + start * strides[axis];
+  shape[axis] = length;
+  strides[axis] *= step;
+  return x.as_strided(std::move(shape), std::move(strides), offset);
+}
+
+// x without its size-1 dimension at axis, as a plain view.
+Tensor drop_axis(const Tensor& x, size_t axis) {
+  Shape shape = x.shape(), strides = x.strides();
+  shape.erase(shape.begin() + static_cast<std::ptrdiff_t>(axis));
+  strides.erase(strides.begin() + static_cast<std::ptrdiff_t>(axis));
+  return x.as_strided(std::move(shape), std::move(strides), x.offset());
+}
+
+// The differentiable slice behind slice, narrow, split and chunk: its backward writes dout into the matching
+// slice of a zero tensor of the input's shape.
+Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step, std::string_view op) {
+  return record(strided_slice(x, axis, start, length, step), op, {x},
+                [shape = x.shape(), dtype = x.dtype(), axis, start, length, step](const Tensor& dout, InputGrads& g) {
+                  Tensor grad = zeros(shape, dtype);
+                  strided_slice(grad, axis, start, length, step).copy_(dout);
+                  g[0] = grad;
+                });
+}
+
+size_t sliced_axis(const Tensor& x, int64_t axis, std::string_view op) {
+  if (x.dim() == 0) fail<IndexError>(op, "cannot slice a 0-dimensional tensor (shape [])");
+  return static_cast<size_t>(normalize_axis(axis, x.dim(), op));
+}
+
+// Copies `parts` (same rank, equal except along axis) side by side along axis into a new tensor.
+Tensor join(const std::vector<Tensor>& parts, size_t axis) {
+  Shape shape = parts[0].shape();
+  shape[axis] = 0;
+  for (const Tensor& part : parts) shape[axis] += part.shape()[axis];
+  Tensor out = empty(shape, parts[0].dtype());
+  int64_t start = 0;
+  for (const Tensor& part : parts) {
+    strided_slice(out, axis, start, part.shape()[axis], 1).copy_(part);
+    start += part.shape()[axis];
+  }
+  return out;
+}
+
+void check_joinable(const std::vector<Tensor>& tensors, std::string_view op) {
+  if (tensors.empty()) fail<ValueError>(op, "expects at least one tensor, got none");
+  for (size_t i = 1; i < tensors.size(); ++i)
+    if (tensors[i].dtype() != tensors[0].dtype())
+      fail<DTypeError>(op, "tensor {} is {} {} but tensor 0 is {} {}", i, dtype_name(tensors[i].dtype()),
+                       shape_str(tensors[i].shape()), dtype_name(tensors[0].dtype()), shape_str(tensors[0].shape()));
+}
+
 }  // namespace
 
 Tensor view(const Tensor& x, Shape shape) {
@@ -100,6 +158,181 @@ Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
   std::swap(strides[a], strides[b]);
   return record(x.as_strided(shape, strides, x.offset()), "transpose", {x},
                 [axis0, axis1](const Tensor& dout, InputGrads& g) { g[0] = transpose(dout, axis0, axis1); });
+}
+
+Tensor permute(const Tensor& x, std::vector<int64_t> dims) {
+  if (static_cast<int64_t>(dims.size()) != x.dim())
+    fail<ShapeError>("permute", "dims {} has {} entries for a tensor of shape {} (rank {})", shape_str(dims),
+                     dims.size(), shape_str(x.shape()), x.dim());
+  std::vector<bool> seen(dims.size(), false);
+  Shape shape(dims.size()), strides(dims.size());
+  std::vector<int64_t> inverse(dims.size());
+  for (size_t d = 0; d < dims.size(); ++d) {
+    const auto from = static_cast<size_t>(normalize_axis(dims[d], x.dim(), "permute"));
+    if (seen[from])
+      fail<IndexError>("permute", "axis {} appears twice in dims {} for shape {}", from, shape_str(dims),
+                       shape_str(x.shape()));
+    seen[from] = true;
+    shape[d] = x.shape()[from];
+    strides[d] = x.strides()[from];
+    inverse[from] = static_cast<int64_t>(d);
+  }
+  return record(x.as_strided(shape, strides, x.offset()), "permute", {x},
+                [inverse](const Tensor& dout, InputGrads& g) { g[0] = permute(dout, inverse); });
+}
+
+Tensor squeeze(const Tensor& x) {
+  Shape shape, strides;
+  for (size_t d = 0; d < x.shape().size(); ++d) {
+    if (x.shape()[d] == 1) continue;
+    shape.push_back(x.shape()[d]);
+    strides.push_back(x.strides()[d]);
+  }
+  return record_view(x, x.as_strided(shape, strides, x.offset()), "squeeze");
+}
+
+Tensor squeeze(const Tensor& x, int64_t axis) {
+  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim(), "squeeze"));
+  if (x.dim() == 0 || x.shape()[a] != 1) return x;  // as PyTorch: squeezing a dimension that is not 1 does nothing
+  return record_view(x, drop_axis(x, a), "squeeze");
+}
+
+Tensor unsqueeze(const Tensor& x, int64_t axis) {
+  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim() + 1, "unsqueeze"));
+  Shape shape = x.shape(), strides = x.strides();
+  // Any stride works for a size-1 dimension; this one keeps a contiguous tensor contiguous.
+  const int64_t stride = a < shape.size() ? strides[a] * shape[a] : 1;
+  shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
+  strides.insert(strides.begin() + static_cast<std::ptrdiff_t>(a), stride);
+  return record(x.as_strided(shape, strides, x.offset()), "unsqueeze", {x},
+                [axis = static_cast<int64_t>(a)](const Tensor& dout, InputGrads& g) { g[0] = squeeze(dout, axis); });
+}
+
+Tensor expand(const Tensor& x, Shape shape) {
+  const Shape requested = shape;
+  if (static_cast<int64_t>(shape.size()) < x.dim())
+    fail<ShapeError>("expand", "cannot expand {} to {} (the target has fewer dimensions)", shape_str(x.shape()),
+                     shape_str(requested));
+  const size_t lead = shape.size() - x.shape().size();
+  Shape strides(shape.size(), 0);
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (d < lead) {
+      if (shape[d] < 0)
+        fail<ShapeError>("expand", "cannot expand {} to {} (new leading dimension {} cannot be {})",
+                         shape_str(x.shape()), shape_str(requested), d, shape[d]);
+      continue;
+    }
+    const int64_t size = x.shape()[d - lead];
+    if (shape[d] == -1) shape[d] = size;
+    if (shape[d] == size) {
+      strides[d] = x.strides()[d - lead];
+    } else if (size != 1 || shape[d] < 0) {
+      fail<ShapeError>("expand", "cannot expand {} to {} (dimension {} is {}, not 1)", shape_str(x.shape()),
+                       shape_str(requested), d - lead, size);
+    }
+  }
+  return record(x.as_strided(shape, strides, x.offset()), "expand", {x},
+                [input_shape = x.shape()](const Tensor& dout, InputGrads& g) {
+                  g[0] = kernels::sum_to(dout, input_shape);
+                });
+}
+
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
+  const size_t a = sliced_axis(x, axis, "slice");
+  if (step <= 0) fail<ValueError>("slice", "step must be positive, got {} (shape {})", step, shape_str(x.shape()));
+  const int64_t size = x.shape()[a];
+  auto clamp = [size](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + size : i, 0, size); };
+  start = clamp(start);
+  end = clamp(end);
+  const int64_t length = end > start ? (end - start - 1) / step + 1 : 0;
+  return record_slice(x, a, start, length, step, "slice");
+}
+
+Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
+  const size_t a = sliced_axis(x, axis, "narrow");
+  const int64_t size = x.shape()[a];
+  const int64_t first = start < 0 ? start + size : start;
+  if (first < 0 || first > size)
+    fail<IndexError>("narrow", "start {} is out of range for dimension {} of size {} (shape {})", start, a, size,
+                     shape_str(x.shape()));
+  if (length < 0 || length > size - first)
+    fail<IndexError>("narrow", "start {} with length {} does not fit in dimension {} of size {} (shape {})", start,
+                     length, a, size, shape_str(x.shape()));
+  return record_slice(x, a, first, length, 1, "narrow");
+}
+
+Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
+  check_joinable(tensors, "concat");
+  const Tensor& first = tensors[0];
+  if (first.dim() == 0) fail<ShapeError>("concat", "tensor 0 is 0-dimensional (shape []); concat needs dimensions");
+  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim(), "concat"));
+  for (size_t i = 1; i < tensors.size(); ++i) {
+    const Shape& shape = tensors[i].shape();
+    if (shape.size() != first.shape().size())
+      fail<ShapeError>("concat", "tensor {} has shape {} but tensor 0 has {} (ranks differ)", i, shape_str(shape),
+                       shape_str(first.shape()));
+    for (size_t d = 0; d < shape.size(); ++d)
+      if (d != a && shape[d] != first.shape()[d])
+        fail<ShapeError>("concat",
+                         "tensor {} has shape {} but tensor 0 has {} (dimension {} may differ only along axis {})", i,
+                         shape_str(shape), shape_str(first.shape()), d, a);
+  }
+  std::vector<int64_t> starts, lengths;
+  int64_t start = 0;
+  for (const Tensor& t : tensors) {
+    starts.push_back(start);
+    lengths.push_back(t.shape()[a]);
+    start += t.shape()[a];
+  }
+  return record(join(tensors, a), "concat", tensors, [a, starts, lengths](const Tensor& dout, InputGrads& g) {
+    for (size_t i = 0; i < starts.size(); ++i)
+      if (g.needs(i)) g[i] = strided_slice(dout, a, starts[i], lengths[i], 1);
+  });
+}
+
+Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
+  check_joinable(tensors, "stack");
+  const Tensor& first = tensors[0];
+  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim() + 1, "stack"));
+  std::vector<Tensor> parts;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].shape() != first.shape())
+      fail<ShapeError>("stack", "tensor {} has shape {} but tensor 0 has {} (stack needs equal shapes)", i,
+                       shape_str(tensors[i].shape()), shape_str(first.shape()));
+    Shape shape = tensors[i].shape(), strides = tensors[i].strides();
+    shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
+    strides.insert(strides.begin() + static_cast<std::ptrdiff_t>(a), 1);
+    parts.push_back(tensors[i].as_strided(shape, strides, tensors[i].offset()));
+  }
+  return record(join(parts, a), "stack", tensors, [a](const Tensor& dout, InputGrads& g) {
+    for (size_t i = 0; i < g.all().size(); ++i)
+      if (g.needs(i)) g[i] = drop_axis(strided_slice(dout, a, static_cast<int64_t>(i), 1, 1), a);
+  });
+}
+
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
+  const size_t a = sliced_axis(x, axis, "split");
+  if (split_size <= 0)
+    fail<ValueError>("split", "split_size must be positive, got {} (shape {})", split_size, shape_str(x.shape()));
+  const int64_t size = x.shape()[a];
+  if (size == 0) return {record_slice(x, a, 0, 0, 1, "split")};
+  std::vector<Tensor> pieces;
+  for (int64_t start = 0; start < size; start += split_size)
+    pieces.push_back(record_slice(x, a, start, std::min(split_size, size - start), 1, "split"));
+  return pieces;
+}
+
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
+  const size_t a = sliced_axis(x, axis, "chunk");
+  if (chunks <= 0)
+    fail<ValueError>("chunk", "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
+  const int64_t size = x.shape()[a];
+  if (size == 0) return {record_slice(x, a, 0, 0, 1, "chunk")};
+  const int64_t piece = (size + chunks - 1) / chunks;
+  std::vector<Tensor> pieces;
+  for (int64_t start = 0; start < size; start += piece)
+    pieces.push_back(record_slice(x, a, start, std::min(piece, size - start), 1, "chunk"));
+  return pieces;
 }
 
 }  // namespace gradformer
