@@ -4,6 +4,8 @@
 #include "autograd/engine.h"
 #include "autograd/tensor.h"
 #include "ops/elementwise.h"
+#include "ops/loss.h"
 #include "ops/matmul.h"
+#include "ops/normalization.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
