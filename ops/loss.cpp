@@ -7,6 +7,7 @@
 #include "autograd/engine.h"
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
+#include "ops/fast_exp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -100,10 +101,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
       if (pt[r] == options.ignore_index) continue;
       const T* xr = px + r * classes;
       T max = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : max)
       for (int64_t c = 0; c < classes; ++c) max = xr[c] > max ? xr[c] : max;
       T total = 0, sum_x = 0;
+#pragma omp simd reduction(+ : total, sum_x)
       for (int64_t c = 0; c < classes; ++c) {
-        total += std::exp(xr[c] - max);
+        total += kernels::exp_nonpositive(xr[c] - max);
         sum_x += xr[c];
       }
       const T lse = max + std::log(total);
@@ -138,7 +141,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
                       }
                       const T* xr = px + r * classes;
                       const T w = upstream(r), lse = plse[r];
-                      for (int64_t c = 0; c < classes; ++c) dxr[c] = (std::exp(xr[c] - lse) - uniform_part) * w;
+                      for (int64_t c = 0; c < classes; ++c) dxr[c] = (kernels::exp_nonpositive(xr[c] - lse) - uniform_part) * w;
                       dxr[pt[r]] -= (1 - eps) * w;
                     }
                   });

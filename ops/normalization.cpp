@@ -12,11 +12,13 @@
 #include "autograd/engine.h"
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
+#include "ops/fast_exp.h"
 #include "ops/kernels.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace gradformer {
@@ -43,14 +45,15 @@ AxisLayout axis_layout(const Tensor& x, int64_t axis, std::string_view op) {
   return layout;
 }
 
-// Calls row_fn(offset, stride) for every row, on OpenMP threads when the tensor is large.
+// Calls row_fn(offset, stride) for every row, on OpenMP threads when the tensor is large. A contiguous row gets
+// the stride as a compile-time 1, so its loops are plain vector loops rather than gathers.
 template <class RowFn>
 void for_each_row(const AxisLayout& layout, RowFn row_fn) {
   const int64_t rows = layout.rows();
   const bool parallel = rows > 1 && rows * layout.n >= kParallelGrain;
   if (layout.inner == 1) {
 #pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) row_fn(r * layout.n, int64_t{1});
+    for (int64_t r = 0; r < rows; ++r) row_fn(r * layout.n, std::integral_constant<int64_t, 1>{});
   } else {
 #pragma omp parallel for if (parallel) schedule(static)
     for (int64_t r = 0; r < rows; ++r) row_fn(layout.row_start(r), layout.inner);
@@ -59,21 +62,24 @@ void for_each_row(const AxisLayout& layout, RowFn row_fn) {
 
 // One row of softmax (Log = false) or log_softmax (Log = true). A row that is entirely -inf has max -inf:
 // shifting by 0 instead makes every exp 0, so softmax gives 0 * (reciprocal 0) = 0 and log_softmax keeps -inf.
-template <class T, bool Log>
-inline void softmax_row(const T* x, T* y, int64_t n, int64_t stride) {
+template <class T, bool Log, class Stride>
+inline void softmax_row(const T* x, T* y, int64_t n, Stride stride) {
   constexpr T minus_inf = -std::numeric_limits<T>::infinity();
   T max = minus_inf;
+#pragma omp simd reduction(max : max)
   for (int64_t j = 0; j < n; ++j) max = x[j * stride] > max ? x[j * stride] : max;
   const bool empty_row = max == minus_inf;
   const T shift = empty_row ? T(0) : max;
   T total = 0;
   if constexpr (Log) {
-    for (int64_t j = 0; j < n; ++j) total += std::exp(x[j * stride] - shift);
+#pragma omp simd reduction(+ : total)
+    for (int64_t j = 0; j < n; ++j) total += kernels::exp_nonpositive(x[j * stride] - shift);
     const T log_sum = empty_row ? T(0) : shift + std::log(total);
     for (int64_t j = 0; j < n; ++j) y[j * stride] = x[j * stride] - log_sum;
   } else {
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) {
-      const T e = std::exp(x[j * stride] - shift);
+      const T e = kernels::exp_nonpositive(x[j * stride] - shift);
       y[j * stride] = e;
       total += e;
     }
@@ -83,13 +89,15 @@ inline void softmax_row(const T* x, T* y, int64_t n, int64_t stride) {
 }
 
 // Backward of one row, from the output y: softmax dx = y ⊙ (dy − Σ dy⊙y); log_softmax dx = dy − exp(y)·Σ dy.
-template <class T, bool Log>
-inline void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t n, int64_t stride) {
+template <class T, bool Log, class Stride>
+inline void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t n, Stride stride) {
   T total = 0;
   if constexpr (Log) {
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) total += dy[j * stride];
-    for (int64_t j = 0; j < n; ++j) dx[j * stride] = dy[j * stride] - std::exp(y[j * stride]) * total;
+    for (int64_t j = 0; j < n; ++j) dx[j * stride] = dy[j * stride] - kernels::exp_nonpositive(y[j * stride]) * total;
   } else {
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) total += dy[j * stride] * y[j * stride];
     for (int64_t j = 0; j < n; ++j) dx[j * stride] = y[j * stride] * (dy[j * stride] - total);
   }
@@ -103,7 +111,7 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dout, const AxisLayout& l
     const T* py = y.data_ptr<T>();
     const T* pdy = dy.data_ptr<T>();
     T* pdx = dx.data_ptr<T>();
-    for_each_row(layout, [&](int64_t start, int64_t stride) {
+    for_each_row(layout, [&](int64_t start, auto stride) {
       softmax_backward_row<T, Log>(py + start, pdy + start, pdx + start, layout.n, stride);
     });
   });
@@ -118,7 +126,7 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
   visit_floating(x.dtype(), op, [&]<class T>(std::type_identity<T>) {
     const T* px = input.data_ptr<T>();
     T* py = out.data_ptr<T>();
-    for_each_row(layout, [&](int64_t start, int64_t stride) {
+    for_each_row(layout, [&](int64_t start, auto stride) {
       softmax_row<T, Log>(px + start, py + start, layout.n, stride);
     });
   });
@@ -185,6 +193,7 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
         const T* dyr = pdy + r * width;
         const T mean = pmean[r], rstd = prstd[r];
         T sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
         for (int64_t j = 0; j < width; ++j) {
           const T xhat = (xr[j] - mean) * rstd;
           const T grad = pw ? dyr[j] * pw[j] : dyr[j];
@@ -263,9 +272,11 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
       const T* xr = px + r * width;
       T* yr = py + r * width;
       T total = 0;
+#pragma omp simd reduction(+ : total)
       for (int64_t j = 0; j < width; ++j) total += xr[j];
       const T mean = total * inv_width;
       T squares = 0;
+#pragma omp simd reduction(+ : squares)
       for (int64_t j = 0; j < width; ++j) squares += (xr[j] - mean) * (xr[j] - mean);
       const T rstd = T(1) / std::sqrt(squares * inv_width + epsilon);
       pmean[r] = mean;
