@@ -1,9 +1,9 @@
 // softmax, log_softmax, layer_norm and dropout: fused forward kernels, each with its closed-form backward
 // right below it. The kernels read contiguous copies of their inputs (no copy when already contiguous).
 //
-// softmax/log_softmax see the tensor as [outer, n, inner] around the axis and treat each of the outer * inner
-// slices of n elements (stride inner) as a row. For the last axis inner == 1, so every row is a contiguous run
-// that the compiler vectorises; rows are spread over OpenMP threads once the tensor has kParallelGrain elements.
+// softmax/log_softmax see the tensor as [outer, n, inner] around the axis. For the last axis inner == 1 and
+// every row is a contiguous run that the compiler vectorises; for a middle axis each [n, inner] block is done
+// at once, column-wise. Rows or blocks are spread over OpenMP threads once the tensor has kParallelGrain elements.
 // oneDNN's softmax was not used: these loops are one pass for the max, one for exp/sum and one to scale, the
 // same work its reference path does, without creating a primitive per shape.
 #include "ops/normalization.h"
@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 namespace gradformer {
@@ -28,8 +27,6 @@ struct AxisLayout {
   int64_t outer = 1;  // product of the dimensions before the axis
   int64_t n = 1;      // the axis
   int64_t inner = 1;  // product of the dimensions after it: the stride between a row's elements
-  int64_t rows() const { return outer * inner; }
-  int64_t row_start(int64_t row) const { return (row / inner) * n * inner + row % inner; }
 };
 
 AxisLayout axis_layout(const Tensor& x, int64_t axis, std::string_view op) {
@@ -45,62 +42,108 @@ AxisLayout axis_layout(const Tensor& x, int64_t axis, std::string_view op) {
   return layout;
 }
 
-// Calls row_fn(offset, stride) for every row, on OpenMP threads when the tensor is large. A contiguous row gets
-// the stride as a compile-time 1, so its loops are plain vector loops rather than gathers.
-template <class RowFn>
-void for_each_row(const AxisLayout& layout, RowFn row_fn) {
-  const int64_t rows = layout.rows();
-  const bool parallel = rows > 1 && rows * layout.n >= kParallelGrain;
+// Calls row_fn(offset) for each contiguous row (inner == 1), or block_fn(offset) for each [n, inner] block
+// otherwise, on OpenMP threads when the tensor is large.
+template <class RowFn, class BlockFn>
+void for_each_slice(const AxisLayout& layout, RowFn row_fn, BlockFn block_fn) {
+  const int64_t block = layout.n * layout.inner;
+  const bool parallel = layout.outer > 1 && layout.outer * block >= kParallelGrain;
   if (layout.inner == 1) {
 #pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) row_fn(r * layout.n, std::integral_constant<int64_t, 1>{});
+    for (int64_t r = 0; r < layout.outer; ++r) row_fn(r * layout.n);
   } else {
 #pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) row_fn(layout.row_start(r), layout.inner);
+    for (int64_t b = 0; b < layout.outer; ++b) block_fn(b * block);
   }
 }
 
-// One row of softmax (Log = false) or log_softmax (Log = true). A row that is entirely -inf has max -inf:
-// shifting by 0 instead makes every exp 0, so softmax gives 0 * (reciprocal 0) = 0 and log_softmax keeps -inf.
-template <class T, bool Log, class Stride>
-inline void softmax_row(const T* x, T* y, int64_t n, Stride stride) {
+// One contiguous row of softmax (Log = false) or log_softmax (Log = true). A row that is entirely -inf has
+// max -inf: shifting by 0 instead makes every exp 0 and the total 0 (any other row has total >= 1), so
+// softmax gives 0 · (reciprocal 0) = 0 and log_softmax keeps -inf.
+template <class T, bool Log>
+void softmax_row(const T* x, T* y, int64_t n) {
   constexpr T minus_inf = -std::numeric_limits<T>::infinity();
   T max = minus_inf;
 #pragma omp simd reduction(max : max)
-  for (int64_t j = 0; j < n; ++j) max = x[j * stride] > max ? x[j * stride] : max;
-  const bool empty_row = max == minus_inf;
-  const T shift = empty_row ? T(0) : max;
+  for (int64_t j = 0; j < n; ++j) max = x[j] > max ? x[j] : max;
+  const T shift = max == minus_inf ? T(0) : max;
   T total = 0;
   if constexpr (Log) {
 #pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < n; ++j) total += kernels::exp_nonpositive(x[j * stride] - shift);
-    const T log_sum = empty_row ? T(0) : shift + std::log(total);
-    for (int64_t j = 0; j < n; ++j) y[j * stride] = x[j * stride] - log_sum;
+    for (int64_t j = 0; j < n; ++j) total += kernels::exp_nonpositive(x[j] - shift);
+    const T log_sum = total > 0 ? shift + std::log(total) : T(0);
+    for (int64_t j = 0; j < n; ++j) y[j] = x[j] - log_sum;
   } else {
 #pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < n; ++j) {
-      const T e = kernels::exp_nonpositive(x[j * stride] - shift);
-      y[j * stride] = e;
+      const T e = kernels::exp_nonpositive(x[j] - shift);
+      y[j] = e;
       total += e;
     }
     const T reciprocal = total > 0 ? T(1) / total : T(0);
-    for (int64_t j = 0; j < n; ++j) y[j * stride] *= reciprocal;
+    for (int64_t j = 0; j < n; ++j) y[j] *= reciprocal;
   }
 }
 
-// Backward of one row, from the output y: softmax dx = y ⊙ (dy − Σ dy⊙y); log_softmax dx = dy − exp(y)·Σ dy.
-template <class T, bool Log, class Stride>
-inline void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t n, Stride stride) {
+// The same for the `inner` rows of one [n, inner] block at once (a middle axis), walking the block in memory
+// order so that every load is contiguous and the loops over columns vectorise.
+template <class T, bool Log>
+void softmax_block(const T* x, T* y, int64_t n, int64_t inner) {
+  std::vector<T> shift(static_cast<size_t>(inner), -std::numeric_limits<T>::infinity());
+  std::vector<T> total(static_cast<size_t>(inner), T(0));
+  T* s = shift.data();
+  T* t = total.data();
+  for (int64_t j = 0; j < n; ++j) {
+    const T* xj = x + j * inner;
+    for (int64_t i = 0; i < inner; ++i) s[i] = xj[i] > s[i] ? xj[i] : s[i];
+  }
+  for (int64_t i = 0; i < inner; ++i) s[i] = s[i] == -std::numeric_limits<T>::infinity() ? T(0) : s[i];
+  for (int64_t j = 0; j < n; ++j) {
+    const T* xj = x + j * inner;
+    T* yj = y + j * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      const T e = kernels::exp_nonpositive(xj[i] - s[i]);
+      if constexpr (!Log) yj[i] = e;
+      t[i] += e;
+    }
+  }
+  if constexpr (Log) {
+    for (int64_t i = 0; i < inner; ++i) s[i] = t[i] > 0 ? s[i] + std::log(t[i]) : T(0);
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < inner; ++i) y[j * inner + i] = x[j * inner + i] - s[i];
+  } else {
+    for (int64_t i = 0; i < inner; ++i) t[i] = t[i] > 0 ? T(1) / t[i] : T(0);
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < inner; ++i) y[j * inner + i] *= t[i];
+  }
+}
+
+// Backward from the output y: softmax dx = y ⊙ (dy − Σ dy⊙y); log_softmax dx = dy − exp(y)·Σ dy.
+template <class T, bool Log>
+void softmax_backward_row(const T* y, const T* dy, T* dx, int64_t n) {
   T total = 0;
   if constexpr (Log) {
 #pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < n; ++j) total += dy[j * stride];
-    for (int64_t j = 0; j < n; ++j) dx[j * stride] = dy[j * stride] - kernels::exp_nonpositive(y[j * stride]) * total;
+    for (int64_t j = 0; j < n; ++j) total += dy[j];
+    for (int64_t j = 0; j < n; ++j) dx[j] = dy[j] - kernels::exp_nonpositive(y[j]) * total;
   } else {
 #pragma omp simd reduction(+ : total)
-    for (int64_t j = 0; j < n; ++j) total += dy[j * stride] * y[j * stride];
-    for (int64_t j = 0; j < n; ++j) dx[j * stride] = y[j * stride] * (dy[j * stride] - total);
+    for (int64_t j = 0; j < n; ++j) total += dy[j] * y[j];
+    for (int64_t j = 0; j < n; ++j) dx[j] = y[j] * (dy[j] - total);
   }
+}
+
+template <class T, bool Log>
+void softmax_backward_block(const T* y, const T* dy, T* dx, int64_t n, int64_t inner) {
+  std::vector<T> total(static_cast<size_t>(inner), T(0));
+  T* t = total.data();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < inner; ++i) t[i] += Log ? dy[j * inner + i] : dy[j * inner + i] * y[j * inner + i];
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < inner; ++i) {
+      const int64_t k = j * inner + i;
+      dx[k] = Log ? dy[k] - kernels::exp_nonpositive(y[k]) * t[i] : y[k] * (dy[k] - t[i]);
+    }
 }
 
 template <bool Log>
@@ -111,9 +154,9 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dout, const AxisLayout& l
     const T* py = y.data_ptr<T>();
     const T* pdy = dy.data_ptr<T>();
     T* pdx = dx.data_ptr<T>();
-    for_each_row(layout, [&](int64_t start, auto stride) {
-      softmax_backward_row<T, Log>(py + start, pdy + start, pdx + start, layout.n, stride);
-    });
+    for_each_slice(
+        layout, [&](int64_t at) { softmax_backward_row<T, Log>(py + at, pdy + at, pdx + at, layout.n); },
+        [&](int64_t at) { softmax_backward_block<T, Log>(py + at, pdy + at, pdx + at, layout.n, layout.inner); });
   });
   return dx;
 }
@@ -126,9 +169,9 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
   visit_floating(x.dtype(), op, [&]<class T>(std::type_identity<T>) {
     const T* px = input.data_ptr<T>();
     T* py = out.data_ptr<T>();
-    for_each_row(layout, [&](int64_t start, auto stride) {
-      softmax_row<T, Log>(px + start, py + start, layout.n, stride);
-    });
+    for_each_slice(
+        layout, [&](int64_t at) { softmax_row<T, Log>(px + at, py + at, layout.n); },
+        [&](int64_t at) { softmax_block<T, Log>(px + at, py + at, layout.n, layout.inner); });
   });
   return record(out, op, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
     g[0] = softmax_backward<Log>(y, dout, layout, op);
