@@ -13,7 +13,6 @@
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
-#include "ops/kernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -340,21 +339,27 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("dropout", "p must be in [0, 1], got {}", p);
   if (!training || p == 0.0) return x;
   const int64_t n = x.numel();
+  const Tensor input = x.detach().contiguous();
   Tensor mask = empty(x.shape(), x.dtype());
+  Tensor out = empty(x.shape(), x.dtype());
+  // The generator is sequential: draw all words first, then a loop without calls builds mask and output.
+  std::vector<uint64_t> words(static_cast<size_t>((n + 3) / 4));
+  for (uint64_t& word : words) word = gen.next_u64();
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
     // An element survives when its 16-bit chunk is >= threshold; p == 1 makes threshold 65536: none survives.
     const auto threshold = static_cast<uint32_t>(std::lround(p * 65536.0));
     const T scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    const T* px = input.data_ptr<T>();
     T* pm = mask.data_ptr<T>();
-    for (int64_t i = 0; i < n; i += 4) {
-      uint64_t bits = gen.next_u64();
-      const int64_t end = std::min<int64_t>(n, i + 4);
-      for (int64_t j = i; j < end; ++j, bits >>= 16)
-        pm[j] = static_cast<uint32_t>(bits & 0xFFFF) >= threshold ? scale : T(0);
+    T* py = out.data_ptr<T>();
+    const uint64_t* w = words.data();
+    for (int64_t j = 0; j < n; ++j) {
+      // Element j takes bits [16·(j mod 4), 16·(j mod 4) + 16) of word j / 4: the same mask on every machine.
+      const auto chunk = static_cast<uint32_t>((w[j >> 2] >> ((j & 3) * 16)) & 0xFFFFu);
+      const T m = chunk >= threshold ? scale : T(0);
+      pm[j] = m;
+      py[j] = px[j] * m;
     }
-  });
-  Tensor out = visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-    return kernels::map2<T, T, T>(x, mask, "dropout", [](T a, T m) { return a * m; });
   });
   return record(out, "dropout", {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = dout * mask; });
 }

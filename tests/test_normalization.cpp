@@ -1,11 +1,13 @@
 // softmax, log_softmax, layer_norm and dropout: values against hand computations, the edge cases (huge
 // logits, fully masked rows, constant rows), the fused layer_norm against the same formula built from basic
 // ops, dropout's mask, and the errors. Gradients of every mode are checked by the op table.
+#include "ops/fast_exp.h"
 #include "ops/ops.h"
 #include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -82,6 +84,27 @@ TEST_CASE("a fully -inf row gives softmax zeros and log_softmax -inf, never NaN,
   const Tensor ly = log_softmax(x.detach());
   for (int64_t j = 0; j < 3; ++j) CHECK(ly.at({0, j}) == -inf);
   CHECK(std::isfinite(ly.at({1, 0})));
+  // The same along a leading axis (the column-wise kernel): column 0 is entirely -inf there.
+  const Tensor columns = from_vector<double>({-inf, 1, -inf, 2}, {2, 2});
+  const Tensor by_column = softmax(columns, 0);
+  CHECK(by_column.at({0, 0}) == 0.0);
+  CHECK(by_column.at({1, 0}) == 0.0);
+  CHECK(by_column.at({0, 1}) == doctest::Approx(1.0 / (1.0 + std::exp(1.0))));
+  CHECK(log_softmax(columns, 0).at({1, 0}) == -inf);
+}
+
+TEST_CASE("exp_nonpositive (the f32 exp of the softmax kernels) is within 2 ulp of std::exp on [-87, 0]") {
+  double worst = 0;
+  for (float x = -87.f; x <= 0.f; x += 1.3e-3f) {
+    const double expected = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(kernels::exp_nonpositive(x) - expected) / expected);
+  }
+  CHECK(worst < 2 * 5.97e-8);
+  CHECK(kernels::exp_nonpositive(0.f) == 1.f);
+  CHECK(kernels::exp_nonpositive(-std::numeric_limits<float>::infinity()) == 0.f);
+  CHECK(kernels::exp_nonpositive(-100.f) == 0.f);
+  CHECK(std::isnan(kernels::exp_nonpositive(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(kernels::exp_nonpositive(-std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST_CASE("softmax backward: repeated over a retained graph is bitwise equal, zero upstream gives zeros") {
