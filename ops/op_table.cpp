@@ -70,31 +70,44 @@ Tensor random_mask(Generator& gen, Shape shape) {
   Tensor t = empty(std::move(shape), DType::boolean);
   bool* p = t.data_ptr<bool>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = gen.uniform() < 0.5;
-  return t;
-}
-
 // i64 indices in [0, bound); drawn from few values, so that repeats (and their accumulation) are common.
 Tensor random_indices(Generator& gen, Shape shape, int64_t bound) {
   Tensor t = empty(std::move(shape), DType::i64);
   int64_t* p = t.data_ptr<int64_t>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<int64_t>(gen.below(static_cast<uint64_t>(bound)));
-  return t;
-}
-
 Inputs integer_pair(int which, Generator& gen) {
   switch (which) {
     case 0: return {small_integers(gen, {3, 4}), small_integers(gen, {3, 4})};
     case 1: return {small_integers(gen, {2, 1, 3}), small_integers(gen, {4, 1})};
     default: return {small_integers(gen, {1, 5}), small_integers(gen, {})};
   }
-}
-
 Inputs mask_pair(int which, Generator& gen) {
-  switch (which) {
     case 0: return {random_mask(gen, {3, 4}), random_mask(gen, {3, 4})};
     case 1: return {random_mask(gen, {2, 1, 3}), random_mask(gen, {4, 1})};
     default: return {random_mask(gen, {1, 5}), random_mask(gen, {})};
-  }
+// Shapes whose axis 1 has several sizes, including 1: for ops over a middle axis or the last two dimensions.
+Inputs middle_axis_shapes(int which, Generator& gen) {
+    case 0: return {normal(gen, {2, 3, 4})};
+    case 1: return {normal(gen, {2, 1, 3})};
+    default: return {normal(gen, {1, 4, 2})};
+// x with a weight (and a bias) over its trailing one or two dimensions.
+Inputs layer_norm_inputs(int which, Generator& gen, bool with_bias) {
+  Inputs inputs;
+    case 0: inputs = {normal(gen, {3, 4}), normal(gen, {4})}; break;
+    case 1: inputs = {normal(gen, {2, 1, 3, 2}), normal(gen, {3, 2})}; break;
+    default: inputs = {normal(gen, {1, 5}), normal(gen, {5})}; break;
+  if (with_bias) inputs.push_back(normal(gen, inputs[1].shape()));
+  return inputs;
+// Logits (N, C) and i64 class indices (N); with `ignore`, every odd row's target is the default ignore_index.
+Inputs class_inputs(int which, Generator& gen, bool ignore) {
+  const Shape shape = which == 0 ? Shape{4, 5} : which == 1 ? Shape{1, 3} : Shape{3, 1};
+  std::vector<int64_t> targets;
+  for (int64_t r = 0; r < shape[0]; ++r)
+    targets.push_back(ignore && r % 2 == 1 ? -100 : static_cast<int64_t>(gen.below(static_cast<uint64_t>(shape[1]))));
+  return {normal(gen, shape), from_vector(targets, {shape[0]})};
+Inputs same_shape_pair(int which, Generator& gen) {
+  const Shape shape = which == 0 ? Shape{7} : which == 1 ? Shape{2, 1, 3} : Shape{3, 4};
+  return {normal(gen, shape), normal(gen, shape)};
 }
 
 constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
@@ -385,6 +398,46 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
     // matmul.cpp: linear, bmm; attention.cpp
 
     // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
+    {Op::softmax_last, "softmax_last", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return softmax(x[0], -1); }},
+    {Op::softmax_middle, "softmax_middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+     [](const Inputs& x) { return softmax(x[0], 1); }},
+    {Op::log_softmax, "log_softmax", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return log_softmax(x[0], -1); }},
+    {Op::log_softmax_middle, "log_softmax_middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+     [](const Inputs& x) { return log_softmax(x[0], 1); }},
+    // normalized_shape is the shape of the weight: one or two trailing dimensions.
+    {Op::layer_norm_affine, "layer_norm_affine", [](int w, Generator& g) { return layer_norm_inputs(w, g, true); },
+     [](const Inputs& x) { return layer_norm(x[0], x[1].shape(), x[1], x[2]); }},
+    {Op::layer_norm_weight, "layer_norm_weight", [](int w, Generator& g) { return layer_norm_inputs(w, g, false); },
+     [](const Inputs& x) { return layer_norm(x[0], x[1].shape(), x[1]); }},
+    {Op::layer_norm_plain, "layer_norm_plain", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return layer_norm(x[0], {x[0].size(-1)}); }},
+    {Op::layer_norm_plain_2d, "layer_norm_plain_2d", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+     [](const Inputs& x) { return layer_norm(x[0], {x[0].size(-2), x[0].size(-1)}); }},
+    // A generator seeded inside apply: the same mask on every call, as gradcheck requires.
+    {Op::dropout_train, "dropout_train", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) {
+       Generator gen(42);
+       return dropout(x[0], 0.3, true, gen);
+     }},
+    {Op::cross_entropy, "cross_entropy", [](int w, Generator& g) { return class_inputs(w, g, false); },
+     [](const Inputs& x) { return cross_entropy(x[0], x[1]); }},
+    {Op::cross_entropy_ignore, "cross_entropy_ignore", [](int w, Generator& g) { return class_inputs(w, g, true); },
+     [](const Inputs& x) { return cross_entropy(x[0], x[1], {.ignore_index = -100}); }},
+    {Op::cross_entropy_smoothing, "cross_entropy_smoothing",
+     [](int w, Generator& g) { return class_inputs(w, g, true); },
+     [](const Inputs& x) { return cross_entropy(x[0], x[1], {.label_smoothing = 0.2}); }},
+    {Op::cross_entropy_sum, "cross_entropy_sum", [](int w, Generator& g) { return class_inputs(w, g, true); },
+     [](const Inputs& x) { return cross_entropy(x[0], x[1], {.reduction = Reduction::sum}); }},
+    {Op::cross_entropy_none, "cross_entropy_none", [](int w, Generator& g) { return class_inputs(w, g, true); },
+     [](const Inputs& x) { return cross_entropy(x[0], x[1], {.label_smoothing = 0.1, .reduction = Reduction::none}); }},
+    {Op::nll_loss, "nll_loss", [](int w, Generator& g) { return class_inputs(w, g, true); },
+     [](const Inputs& x) { return nll_loss(x[0], x[1]); }},
+    {Op::mse_loss, "mse_loss", [](int w, Generator& g) { return same_shape_pair(w, g); },
+     [](const Inputs& x) { return mse_loss(x[0], x[1]); }},
+    {Op::mse_loss_none, "mse_loss_none", [](int w, Generator& g) { return same_shape_pair(w, g); },
+     [](const Inputs& x) { return mse_loss(x[0], x[1], Reduction::none); }},
 
 }};
 

@@ -38,6 +38,9 @@ enum class Op : int {
   // matmul.cpp: linear, bmm; attention.cpp
 
   // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
+  softmax_last, softmax_middle, log_softmax, log_softmax_middle, layer_norm_affine, layer_norm_weight, layer_norm_plain,
+  layer_norm_plain_2d, dropout_train, cross_entropy, cross_entropy_ignore, cross_entropy_smoothing, cross_entropy_sum,
+  cross_entropy_none, nll_loss, mse_loss, mse_loss_none,
 
   count  // not an op: the number of rows
 };
