@@ -3,6 +3,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/tensor.h"
+#include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
