@@ -11,9 +11,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <optional>
+#include <type_traits>
 
 namespace gradformer {
 namespace {
@@ -84,6 +87,35 @@ struct Masks {
   bool causal = false;
 };
 
+// exp for the float softmax: Cephes' expf polynomial after reducing x to r = x - n·ln 2 (relative error about
+// 2e-7, as std::exp), in plain arithmetic so that the row loop vectorises, which a call to std::exp does not
+// without -ffast-math. Arguments below -87 (masked scores, -inf) give exactly 0. Measured (CPU time, one
+// thread, B·H = 256, T = S = D = 64, f32): causal forward 13-16 ms with std::exp, 9-10 ms with this.
+inline float vector_exp(float x) {
+  constexpr float kLog2e = 1.44269504088896341f, kLn2High = 0.693359375f, kLn2Low = -2.12194440e-4f;
+  const float clamped = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(clamped * kLog2e + 0.5f);
+  const float r = clamped - n * kLn2High - n * kLn2Low;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float two_to_n = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x < -87.0f ? 0.0f : p * two_to_n;
+}
+
+template <class T>
+T softmax_exp(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return vector_exp(x);
+  } else {
+    return std::exp(x);  // f64 serves gradient checks: exactness over speed
+  }
+}
+
 // In place over scores [B, H, T, S] (contiguous): masked positions become -inf, then each row becomes its
 // softmax. A row with nothing left to attend to becomes zeros instead of 0/0.
 template <class T>
@@ -114,17 +146,20 @@ void masked_softmax_rows(T* scores, int64_t batches, int64_t heads, int64_t quer
         if (is_padding[j * m.padding_strides[1]]) row[j] = kMinusInf;
     }
     T max = kMinusInf;
-    for (int64_t j = 0; j < keys; ++j) max = std::max(max, row[j]);
+#pragma omp simd reduction(max : max)
+    for (int64_t j = 0; j < keys; ++j) max = row[j] > max ? row[j] : max;
     if (max == kMinusInf) {
       std::fill(row, row + keys, T(0));
       continue;
     }
     T total = 0;
+#pragma omp simd reduction(+ : total)
     for (int64_t j = 0; j < keys; ++j) {
-      row[j] = std::exp(row[j] - max);
+      row[j] = softmax_exp(row[j] - max);
       total += row[j];
     }
     const T inverse = T(1) / total;
+#pragma omp simd
     for (int64_t j = 0; j < keys; ++j) row[j] *= inverse;
   }
 }
@@ -149,6 +184,7 @@ void softmax_backward_rows(const T* probs, const T* dropped, T* grad, int64_t ro
     const T* pd = dropped + r * keys;
     T* g = grad + r * keys;
     T dot = 0;
+#pragma omp simd reduction(+ : dot)
     for (int64_t j = 0; j < keys; ++j) dot += pd[j] * g[j];
     for (int64_t j = 0; j < keys; ++j) g[j] = pd[j] * g[j] - p[j] * dot;
   }
