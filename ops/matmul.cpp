@@ -6,10 +6,19 @@
 #include "autograd/engine.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
+#include "ops/reduce.h"
 #include "ops/shape.h"
 
 namespace gradformer {
 namespace {
+
+// t itself when the strides of its last two dimensions are real; a contiguous copy when an expanded operand
+// has stride 0 there, which neither oneDNN nor dgemm takes. No graph: callers pass detached tensors.
+Tensor gemm_ready(const Tensor& t) {
+  for (int64_t d = std::max<int64_t>(t.dim() - 2, 0); d < t.dim(); ++d)
+    if (t.shape()[static_cast<size_t>(d)] > 1 && t.strides()[static_cast<size_t>(d)] == 0) return t.contiguous();
+  return t;
+}
 
 Shape leading(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
 
@@ -116,6 +125,61 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     return reshape(batched_matmul(reshape(a, {-1, ka}), b), out_shape);
   }
   return batched_matmul(a, b);
+}
+
+Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype())
+    fail<DTypeError>("bmm", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+                     shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
+  if (a.dim() != 3 || b.dim() != 3)
+    fail<ShapeError>("bmm", "{} x {}: both operands must be 3-D, [B, M, K] x [B, K, N]", shape_str(a.shape()),
+                     shape_str(b.shape()));
+  if (a.shape()[0] != b.shape()[0])
+    fail<ShapeError>("bmm", "{} x {}: batch sizes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+                     a.shape()[0], b.shape()[0]);
+  if (a.shape()[2] != b.shape()[1])
+    fail<ShapeError>("bmm", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+                     a.shape()[2], b.shape()[1]);
+  return matmul(a, b);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const bool bias_dtype_differs = bias.defined() && bias.dtype() != x.dtype();
+  if (x.dtype() != weight.dtype() || bias_dtype_differs)
+    fail<DTypeError>("linear", "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),
+                     shape_str(x.shape()), dtype_name(weight.dtype()), shape_str(weight.shape()),
+                     bias.defined() ? ", bias " : "", bias.defined() ? dtype_name(bias.dtype()) : "");
+  if (!is_floating(x.dtype())) fail<DTypeError>("linear", "expects f32 or f64, got {}", dtype_name(x.dtype()));
+  if (weight.dim() != 2)
+    fail<ShapeError>("linear", "weight {} must be 2-D, [out_features, in_features]", shape_str(weight.shape()));
+  if (x.dim() == 0) fail<ShapeError>("linear", "input [] needs a feature dimension, [..., in_features]");
+  const int64_t out_features = weight.shape()[0], in_features = weight.shape()[1];
+  if (x.shape().back() != in_features)
+    fail<ShapeError>("linear", "input {} x weight {}: input features {} and weight in_features {} differ",
+                     shape_str(x.shape()), shape_str(weight.shape()), x.shape().back(), in_features);
+  if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != out_features))
+    fail<ShapeError>("linear", "bias {} does not fit weight {}: expected [{}]", shape_str(bias.shape()),
+                     shape_str(weight.shape()), out_features);
+
+  const int64_t rows = x.numel() / std::max<int64_t>(in_features, 1);
+  const Tensor x2 = gemm_ready(reshape(x.detach(), {rows, in_features}));  // [rows, in], a view when strides allow
+  const Tensor w = gemm_ready(weight.detach());                             // [out, in]
+  const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();  // the kernel reads a dense vector
+  Tensor out = empty({rows, out_features}, x.dtype());
+  // Wᵀ as an [in, out] matrix: W's row stride becomes the column stride.
+  const gemm::Matrix w_transposed{w.raw_data(), in_features, out_features, w.strides()[1], w.strides()[0], 0};
+  gemm::multiply(x.dtype(), 1, gemm::matrix_of(x2), w_transposed, gemm::matrix_of(out), 1.0, false,
+                 b.defined() ? b.raw_data() : nullptr);
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
+  return record(out, "linear", {x, weight, bias},
+                [x2, w, x_shape = x.shape(), rows, out_features](const Tensor& dout, InputGrads& g) {
+                  const Tensor dy = reshape(dout, {rows, out_features});  // [rows, out]
+                  if (g.needs(0)) g[0] = reshape(matmul(dy, w), x_shape);  // dx = dy · W
+                  if (g.needs(1)) g[1] = matmul(transpose(dy, 0, 1), x2);  // dW = dyᵀ · x, one GEMM over all rows
+                  if (g.needs(2)) g[2] = sum(dy, {0});                     // db = Σ_rows dy
+                });
 }
 
 }  // namespace gradformer

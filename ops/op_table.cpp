@@ -6,6 +6,7 @@
 
 #include <array>
 #include <utility>
+#include <limits>
 
 namespace gradformer {
 namespace {
@@ -108,6 +109,32 @@ Inputs class_inputs(int which, Generator& gen, bool ignore) {
 Inputs same_shape_pair(int which, Generator& gen) {
   const Shape shape = which == 0 ? Shape{7} : which == 1 ? Shape{2, 1, 3} : Shape{3, 4};
   return {normal(gen, shape), normal(gen, shape)};
+// Attention inputs q [B, H, T, D], k [B, H, S, D], v [B, H, S, Dv]; with `split_heads`, each is the transposed
+// view of a [B, T, H, D] projection, whose (B, H) strides do not nest into one batch stride.
+Inputs attention_inputs(Generator& gen, int64_t b, int64_t h, int64_t t, int64_t s, int64_t d, int64_t dv,
+                        bool split_heads) {
+  auto draw = [&](int64_t rows, int64_t cols) {
+    return split_heads ? transpose(normal(gen, {b, rows, h, cols}), 1, 2) : normal(gen, {b, h, rows, cols});
+  };
+  Tensor q = draw(t, d), k = draw(s, d), v = draw(s, dv);
+  return {q, k, v};
+// A bool mask drawn with P(true) = 1/2, then every last-dimension row given at least one `keep` entry.
+Tensor bool_mask(Generator& gen, Shape shape, bool keep) {
+  Tensor mask = empty(std::move(shape), DType::boolean);
+  bool* p = mask.data_ptr<bool>();
+  const int64_t cols = mask.shape().back();
+  for (int64_t i = 0; i < mask.numel(); ++i) p[i] = gen.uniform() < 0.5;
+  for (int64_t row = 0; row < mask.numel() / cols; ++row) p[row * cols + gen.below(static_cast<uint64_t>(cols))] = keep;
+  return mask;
+// The float form of a bool "take part" mask: -inf where masked out, a small bias elsewhere.
+Tensor additive_mask(const Tensor& take_part, DType dtype) {
+  const std::vector<bool> allowed = take_part.to_vector<bool>();
+  std::vector<double> values(allowed.size());
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = allowed[i] ? 0.1 * static_cast<double>(i % 7) - 0.3 : -std::numeric_limits<double>::infinity();
+  return from_vector(values, take_part.shape()).to(dtype);
+Tensor attention(const Inputs& x, AttentionOptions options) {
+  return scaled_dot_product_attention(x[0], x[1], x[2], options).output;
 }
 
 constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
@@ -396,6 +423,98 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
     // matmul.cpp: linear, bmm; attention.cpp
+    {Op::linear, "linear",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 4}), transpose(normal(g, {4, 5}), 0, 1), normal(g, {5})};
+         case 1: return Inputs{normal(g, {2, 3, 4}), normal(g, {2, 4}), normal(g, {2})};
+         default: return Inputs{normal(g, {4}), normal(g, {1, 4}), normal(g, {1})};
+       }
+     },
+     [](const Inputs& x) { return linear(x[0], x[1], x[2]); }},
+    {Op::linear_no_bias, "linear_no_bias",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {3, 4}), normal(g, {5, 4})};
+         case 1: return Inputs{transpose(normal(g, {4, 3, 2}), 0, 2), normal(g, {3, 4})};
+         default: return Inputs{normal(g, {1, 1, 3}), normal(g, {2, 3})};
+       }
+     },
+     [](const Inputs& x) { return linear(x[0], x[1]); }},
+    {Op::bmm, "bmm",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return Inputs{normal(g, {2, 3, 4}), normal(g, {2, 4, 5})};
+         case 1: return Inputs{normal(g, {1, 1, 3}), normal(g, {1, 3, 1})};
+         default: return Inputs{transpose(normal(g, {3, 4, 2}), 1, 2), normal(g, {3, 4, 2})};
+       }
+     },
+     [](const Inputs& x) { return bmm(x[0], x[1]); }},
+    {Op::sdpa, "sdpa",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return attention_inputs(g, 1, 2, 3, 5, 4, 3, false);
+         case 1: return attention_inputs(g, 2, 1, 1, 4, 3, 2, false);
+         default: return attention_inputs(g, 2, 3, 4, 3, 2, 2, true);
+       }
+     },
+     [](const Inputs& x) { return attention(x, {}); }},
+    {Op::sdpa_causal, "sdpa_causal",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return attention_inputs(g, 1, 2, 4, 4, 3, 2, false);
+         case 1: return attention_inputs(g, 2, 2, 3, 5, 2, 3, true);
+         default: return attention_inputs(g, 2, 1, 5, 3, 2, 1, false);
+       }
+     },
+     [](const Inputs& x) { return attention(x, {.causal = true}); }},
+    {Op::sdpa_key_padding_mask, "sdpa_key_padding_mask",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: {
+           Inputs x = attention_inputs(g, 2, 2, 3, 4, 3, 2, false);
+           x.push_back(bool_mask(g, {2, 4}, false));
+           return x;
+         }
+         case 1: {
+           Inputs x = attention_inputs(g, 3, 1, 1, 5, 2, 2, true);
+           x.push_back(bool_mask(g, {3, 5}, false));
+           return x;
+         }
+         default: {  // the dedicated fully masked case: the second sequence is all padding
+           Inputs x = attention_inputs(g, 2, 2, 3, 3, 2, 2, false);
+           x.push_back(from_vector<bool>({false, false, true, true, true, true}, {2, 3}));
+           return x;
+         }
+       }
+     },
+     [](const Inputs& x) { return attention(x, {.key_padding_mask = x[3]}); }},
+    {Op::sdpa_bool_mask, "sdpa_bool_mask",
+     [](int w, Generator& g) {
+       Inputs x = w == 1 ? attention_inputs(g, 2, 2, 3, 4, 2, 3, true) : attention_inputs(g, 2, 2, 3, 4, 2, 3, false);
+       x.push_back(bool_mask(g, w == 0 ? Shape{3, 4} : w == 1 ? Shape{2, 1, 3, 4} : Shape{1, 2, 3, 4}, true));
+       return x;
+     },
+     [](const Inputs& x) { return attention(x, {.attn_mask = x[3]}); }},
+    {Op::sdpa_float_mask, "sdpa_float_mask",
+     [](int w, Generator& g) {
+       Inputs x = w == 1 ? attention_inputs(g, 2, 2, 3, 4, 2, 3, true) : attention_inputs(g, 2, 2, 3, 4, 2, 3, false);
+       x.push_back(bool_mask(g, w == 0 ? Shape{3, 4} : w == 1 ? Shape{2, 1, 3, 4} : Shape{1, 2, 3, 4}, true));
+       return x;
+     },
+     [](const Inputs& x) { return attention(x, {.attn_mask = additive_mask(x[3], x[0].dtype())}); }},
+    {Op::sdpa_dropout, "sdpa_dropout",
+     [](int w, Generator& g) {
+       switch (w) {
+         case 0: return attention_inputs(g, 1, 2, 3, 4, 3, 2, false);
+         case 1: return attention_inputs(g, 2, 2, 3, 3, 2, 2, true);
+         default: return attention_inputs(g, 2, 1, 1, 5, 2, 3, false);
+       }
+     },
+     [](const Inputs& x) {
+       Generator gen(7);  // a fixed seed: the same mask on every call, as gradcheck needs
+       return attention(x, {.causal = true, .dropout = 0.3, .generator = &gen});
+     }},
 
     // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
     {Op::softmax_last, "softmax_last", [](int w, Generator& g) { return unary_shapes(w, g, normal); },

@@ -36,6 +36,8 @@ enum class Op : int {
   // matmul.cpp: matmul
   matmul_2d, matmul_vector, matmul_batched, matmul_broadcast,
   // matmul.cpp: linear, bmm; attention.cpp
+  linear, linear_no_bias, bmm, sdpa, sdpa_causal, sdpa_key_padding_mask, sdpa_bool_mask, sdpa_float_mask,
+  sdpa_dropout,
 
   // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
   softmax_last, softmax_middle, log_softmax, log_softmax_middle, layer_norm_affine, layer_norm_weight, layer_norm_plain,
