@@ -71,34 +71,54 @@ Tensor random_mask(Generator& gen, Shape shape) {
   Tensor t = empty(std::move(shape), DType::boolean);
   bool* p = t.data_ptr<bool>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = gen.uniform() < 0.5;
+  return t;
+}
+
 // i64 indices in [0, bound); drawn from few values, so that repeats (and their accumulation) are common.
 Tensor random_indices(Generator& gen, Shape shape, int64_t bound) {
   Tensor t = empty(std::move(shape), DType::i64);
   int64_t* p = t.data_ptr<int64_t>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<int64_t>(gen.below(static_cast<uint64_t>(bound)));
+  return t;
+}
+
 Inputs integer_pair(int which, Generator& gen) {
   switch (which) {
     case 0: return {small_integers(gen, {3, 4}), small_integers(gen, {3, 4})};
     case 1: return {small_integers(gen, {2, 1, 3}), small_integers(gen, {4, 1})};
     default: return {small_integers(gen, {1, 5}), small_integers(gen, {})};
   }
+}
+
 Inputs mask_pair(int which, Generator& gen) {
+  switch (which) {
     case 0: return {random_mask(gen, {3, 4}), random_mask(gen, {3, 4})};
     case 1: return {random_mask(gen, {2, 1, 3}), random_mask(gen, {4, 1})};
     default: return {random_mask(gen, {1, 5}), random_mask(gen, {})};
+  }
+}
+
 // Shapes whose axis 1 has several sizes, including 1: for ops over a middle axis or the last two dimensions.
 Inputs middle_axis_shapes(int which, Generator& gen) {
+  switch (which) {
     case 0: return {normal(gen, {2, 3, 4})};
     case 1: return {normal(gen, {2, 1, 3})};
     default: return {normal(gen, {1, 4, 2})};
+  }
+}
+
 // x with a weight (and a bias) over its trailing one or two dimensions.
 Inputs layer_norm_inputs(int which, Generator& gen, bool with_bias) {
   Inputs inputs;
+  switch (which) {
     case 0: inputs = {normal(gen, {3, 4}), normal(gen, {4})}; break;
     case 1: inputs = {normal(gen, {2, 1, 3, 2}), normal(gen, {3, 2})}; break;
     default: inputs = {normal(gen, {1, 5}), normal(gen, {5})}; break;
+  }
   if (with_bias) inputs.push_back(normal(gen, inputs[1].shape()));
   return inputs;
+}
+
 // Logits (N, C) and i64 class indices (N); with `ignore`, every odd row's target is the default ignore_index.
 Inputs class_inputs(int which, Generator& gen, bool ignore) {
   const Shape shape = which == 0 ? Shape{4, 5} : which == 1 ? Shape{1, 3} : Shape{3, 1};
@@ -106,9 +126,13 @@ Inputs class_inputs(int which, Generator& gen, bool ignore) {
   for (int64_t r = 0; r < shape[0]; ++r)
     targets.push_back(ignore && r % 2 == 1 ? -100 : static_cast<int64_t>(gen.below(static_cast<uint64_t>(shape[1]))));
   return {normal(gen, shape), from_vector(targets, {shape[0]})};
+}
+
 Inputs same_shape_pair(int which, Generator& gen) {
   const Shape shape = which == 0 ? Shape{7} : which == 1 ? Shape{2, 1, 3} : Shape{3, 4};
   return {normal(gen, shape), normal(gen, shape)};
+}
+
 // Attention inputs q [B, H, T, D], k [B, H, S, D], v [B, H, S, Dv]; with `split_heads`, each is the transposed
 // view of a [B, T, H, D] projection, whose (B, H) strides do not nest into one batch stride.
 Inputs attention_inputs(Generator& gen, int64_t b, int64_t h, int64_t t, int64_t s, int64_t d, int64_t dv,
@@ -118,6 +142,8 @@ Inputs attention_inputs(Generator& gen, int64_t b, int64_t h, int64_t t, int64_t
   };
   Tensor q = draw(t, d), k = draw(s, d), v = draw(s, dv);
   return {q, k, v};
+}
+
 // A bool mask drawn with P(true) = 1/2, then every last-dimension row given at least one `keep` entry.
 Tensor bool_mask(Generator& gen, Shape shape, bool keep) {
   Tensor mask = empty(std::move(shape), DType::boolean);
@@ -126,6 +152,8 @@ Tensor bool_mask(Generator& gen, Shape shape, bool keep) {
   for (int64_t i = 0; i < mask.numel(); ++i) p[i] = gen.uniform() < 0.5;
   for (int64_t row = 0; row < mask.numel() / cols; ++row) p[row * cols + gen.below(static_cast<uint64_t>(cols))] = keep;
   return mask;
+}
+
 // The float form of a bool "take part" mask: -inf where masked out, a small bias elsewhere.
 Tensor additive_mask(const Tensor& take_part, DType dtype) {
   const std::vector<bool> allowed = take_part.to_vector<bool>();
@@ -133,6 +161,8 @@ Tensor additive_mask(const Tensor& take_part, DType dtype) {
   for (size_t i = 0; i < values.size(); ++i)
     values[i] = allowed[i] ? 0.1 * static_cast<double>(i % 7) - 0.3 : -std::numeric_limits<double>::infinity();
   return from_vector(values, take_part.shape()).to(dtype);
+}
+
 Tensor attention(const Inputs& x, AttentionOptions options) {
   return scaled_dot_product_attention(x[0], x[1], x[2], options).output;
 }

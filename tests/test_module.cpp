@@ -379,7 +379,7 @@ TEST_CASE("init: bounds and statistics of each initialiser") {
 TEST_CASE("init: the same seed gives the same values, contiguous or not, f32 or f64") {
   Generator g1(3), g2(3), g3(3);
   const Tensor dense = empty({4, 5}, DType::f64);
-  const Tensor strided = testing::noncontiguous_copy(zeros({4, 5}, DType::f64));
+  const Tensor strided = noncontiguous_copy(zeros({4, 5}, DType::f64));
   const Tensor single = empty({4, 5});
   nn::init::normal_(dense, 0, 1, g1);
   nn::init::normal_(strided, 0, 1, g2);
