@@ -4,7 +4,6 @@
 
 #include "autograd/engine.h"
 #include "autograd/strided.h"
-#include "ops/elementwise.h"
 #include "ops/kernels.h"
 
 #include <algorithm>
