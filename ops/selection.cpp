@@ -4,9 +4,9 @@
 
 #include "autograd/engine.h"
 #include "autograd/strided.h"
-#include "ops/elementwise.h"
 #include "ops/kernels.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace gradformer {
@@ -146,14 +146,16 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
 namespace {
 
 // Calls visit(flat, x_offset) for every element of a contiguous index of x's rank, where x_offset is the
-// element of contiguous x that gather reads: index's coordinates with the axis coordinate replaced.
+// element of contiguous x that gather reads: index's coordinates with the axis coordinate replaced. Rows of
+// index go to several threads only when visits cannot collide (forward writes; backward scatter-adds).
 template <class Visit>
 void for_each_gathered(const Shape& x_shape, const Shape& index_shape, int64_t axis, const int64_t* index,
-                       Visit&& visit) {
+                       bool allow_parallel, Visit&& visit) {
   const Shape x_strides = contiguous_strides(x_shape);
   const size_t rank = index_shape.size(), ax = static_cast<size_t>(axis);
   const int64_t last = index_shape[rank - 1];
   const int64_t rows = numel_of(index_shape) / std::max<int64_t>(last, 1);
+#pragma omp parallel for schedule(static) if (allow_parallel && rows * last >= kParallelGrain)
   for (int64_t row = 0; row < rows; ++row) {
     int64_t base = 0;
     for (int64_t r = row, d = static_cast<int64_t>(rank) - 2; d >= 0; --d) {
@@ -195,7 +197,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     if (result.numel() == 0) return result;
     const T* s = src.data_ptr<T>();
     T* o = result.data_ptr<T>();
-    for_each_gathered(x.shape(), index.shape(), ax, idx.data_ptr<int64_t>(),
+    for_each_gathered(x.shape(), index.shape(), ax, idx.data_ptr<int64_t>(), true,
                       [s, o](int64_t flat, int64_t offset) { o[flat] = s[offset]; });
     return result;
   });
@@ -206,7 +208,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     visit_floating(dout.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
       T* dx = g[0].data_ptr<T>();
       const T* dy = d.data_ptr<T>();
-      for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<int64_t>(),
+      for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<int64_t>(), false,
                         [dx, dy](int64_t flat, int64_t offset) { dx[offset] += dy[flat]; });
     });
   });

@@ -76,6 +76,33 @@ TEST_CASE("selection: gather follows PyTorch and accumulates repeated indices") 
         std::vector<double>{4, 2, 1, 5});
 }
 
+TEST_CASE("selection: large index_select and gather (the multithreaded paths) count every repeat") {
+  // x[b, r, c] = r, so a selected value names the row it came from.
+  const int64_t B = 4, R = 100, C = 128, N = 300;
+  Tensor x = reshape(arange(0.0, static_cast<double>(R), 1.0, DType::f64), {1, R, 1}) * ones({B, R, C}, DType::f64);
+  x = x.detach();
+  x.requires_grad_();
+  std::vector<int64_t> picks(static_cast<size_t>(N));
+  for (size_t i = 0; i < picks.size(); ++i) picks[i] = static_cast<int64_t>(i * 7 % 10);  // rows 0..9, 30 each
+  const Tensor selected = index_select(x, 1, from_vector(picks, {N}));
+  CHECK(selected.at({3, 11, 5}) == static_cast<double>(picks[11]));
+  sum(selected).backward();
+  CHECK(x.grad().at({2, 4, 127}) == 30.0);
+  CHECK(x.grad().at({2, 10, 0}) == 0.0);
+
+  Tensor y = x.detach();
+  y.requires_grad_();
+  std::vector<int64_t> rows(static_cast<size_t>(B * R * C));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i % 3);
+  const Tensor gathered = gather(y, 1, from_vector(rows, {B, R, C}));  // out[b, r, c] = y[b, rows[...], c]
+  CHECK(gathered.at({1, 50, 7}) == static_cast<double>(rows[static_cast<size_t>((1 * R + 50) * C + 7)]));
+  sum(gathered).backward();
+  double total = 0;
+  for (double v : y.grad().to_vector<double>()) total += v;
+  CHECK(total == static_cast<double>(B * R * C));
+  CHECK(y.grad().at({0, 3, 0}) == 0.0);
+}
+
 TEST_CASE("selection: embedding looks up rows; padding_idx gets exactly zero, repeats accumulate") {
   const Tensor weight = leaf({0, 1, 10, 11, 20, 21, 30, 31}, {4, 2});  // (V=4, D=2)
   const Tensor ids = from_vector<int64_t>({1, 3, 1, 0, 1, 2}, {2, 3});  // (B=2, T=3)
