@@ -339,10 +339,10 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const Tensor input = x.detach().contiguous();
   Tensor mask = empty(x.shape(), x.dtype());
   Tensor out = empty(x.shape(), x.dtype());
-  // The generator is sequential: draw all words first, then a loop without calls builds mask and output.
-  std::vector<uint64_t> words(static_cast<size_t>((n + 3) / 4));
-  for (uint64_t& word : words) word = gen.next_u64();
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
+    // The generator is sequential: draw all words first, then a loop without calls builds mask and output.
+    std::vector<uint64_t> words(static_cast<size_t>((n + 3) / 4));
+    for (uint64_t& word : words) word = gen.next_u64();
     // An element survives when its 16-bit chunk is >= threshold; p == 1 makes threshold 65536: none survives.
     const auto threshold = static_cast<uint32_t>(std::lround(p * 65536.0));
     const T scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);

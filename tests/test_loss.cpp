@@ -134,6 +134,8 @@ TEST_CASE("loss errors: type and message") {
   CHECK(message_of<DTypeError>([] {
           cross_entropy(zeros({2, 3}), zeros({2}));
         }) == "cross_entropy: expects i64 class indices as targets, got f32");
+  CHECK(message_of<DTypeError>([] { cross_entropy(zeros({2, 3}, DType::i64), zeros({2}, DType::i64)); }) ==
+        "cross_entropy: expects f32 or f64, got i64");
   CHECK(message_of<ValueError>([] {
           cross_entropy(zeros({2, 3}), zeros({2}, DType::i64), {.label_smoothing = 1.5});
         }) == "cross_entropy: label_smoothing must be in [0, 1], got 1.5");

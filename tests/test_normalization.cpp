@@ -248,6 +248,8 @@ TEST_CASE("normalization errors: type and message") {
           softmax(zeros({2, 3}), 2);
         }) == "softmax: axis 2 is out of range for a tensor of rank 2 (expected -2..1)");
   CHECK(message_of<DTypeError>([] { log_softmax(arange(3)); }) == "log_softmax: expects f32 or f64, got i64");
+  CHECK(message_of<DTypeError>([] { layer_norm(arange(3), {3}); }) == "layer_norm: expects f32 or f64, got i64");
+  CHECK(message_of<DTypeError>([] { dropout(arange(3), 0.5, true); }) == "dropout: expects f32 or f64, got i64");
   CHECK(message_of<ShapeError>([] {
           layer_norm(zeros({2, 3}), {4});
         }) == "layer_norm: normalized_shape [4] is not the trailing dimensions of the input [2, 3]");
