@@ -141,7 +141,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
                       }
                       const T* xr = px + r * classes;
                       const T w = upstream(r), lse = plse[r];
-                      for (int64_t c = 0; c < classes; ++c) dxr[c] = (kernels::exp_nonpositive(xr[c] - lse) - uniform_part) * w;
+                      for (int64_t c = 0; c < classes; ++c)
+                        dxr[c] = (kernels::exp_nonpositive(xr[c] - lse) - uniform_part) * w;
                       dxr[pt[r]] -= (1 - eps) * w;
                     }
                   });

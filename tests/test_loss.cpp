@@ -38,20 +38,23 @@ TEST_CASE("cross_entropy: ignore_index and label smoothing against a hand comput
   CHECK(smoothed.item() == doctest::Approx(2.6771625997495816).epsilon(1e-14));
   smoothed.backward();
   // (softmax − 0.9·onehot − 0.1/3) / 2 on counted rows, zero on the ignored one.
-  const std::vector<double> expected{0.02834861991852357,  0.10569756886073219,   -0.13404618877925567,
-                                     0,                    0,                     0,
-                                     -0.46334248942723366, -0.013342489427233664, 0.47668497885446726};
+  const std::vector<double> expected{
+      0.02834861991852357,  0.10569756886073219,   -0.13404618877925567,  // row 0, target 2
+      0,                    0,                     0,                     // row 1, ignored
+      -0.46334248942723366, -0.013342489427233664, 0.47668497885446726};  // row 2, target 0
   const auto grad = logits.grad().to_vector<double>();
   for (size_t i = 0; i < expected.size(); ++i) CHECK(grad[i] == doctest::Approx(expected[i]).epsilon(1e-12));
 }
 
 TEST_CASE("cross_entropy: reductions none, sum and mean agree; smoothing skips ignored rows") {
-  const Tensor none = cross_entropy(hand_logits(), hand_targets(), {.label_smoothing = 0.1, .reduction = Reduction::none});
+  const Tensor none =
+      cross_entropy(hand_logits(), hand_targets(), {.label_smoothing = 0.1, .reduction = Reduction::none});
   REQUIRE(none.shape() == Shape{3});
   CHECK(none.at({0}) == doctest::Approx(0.5076059644443801).epsilon(1e-14));
   CHECK(none.at({1}) == 0.0);  // ignored: no smoothing term either
   CHECK(none.at({2}) == doctest::Approx(4.846719235054783).epsilon(1e-14));
-  const Tensor total = cross_entropy(hand_logits(), hand_targets(), {.label_smoothing = 0.1, .reduction = Reduction::sum});
+  const Tensor total =
+      cross_entropy(hand_logits(), hand_targets(), {.label_smoothing = 0.1, .reduction = Reduction::sum});
   const Tensor average = cross_entropy(hand_logits(), hand_targets(), {.label_smoothing = 0.1});
   CHECK(total.item() == doctest::Approx(none.at({0}) + none.at({2})).epsilon(1e-14));
   CHECK(average.item() == doctest::Approx(total.item() / 2).epsilon(1e-14));
@@ -116,21 +119,29 @@ TEST_CASE("mse_loss: mean, sum and none of (a − b)², gradient 2(a − b)/n") 
 }
 
 TEST_CASE("loss errors: type and message") {
-  CHECK(message_of<IndexError>([] { cross_entropy(zeros({2, 5}), from_vector<int64_t>({1, 7}, {2})); }) ==
-        "cross_entropy: target 7 at row 1 is out of range for 5 classes (expected 0..4 or ignore_index -100)");
-  CHECK(message_of<IndexError>([] { nll_loss(zeros({1, 3}), from_vector<int64_t>({-1}, {1})); }) ==
-        "nll_loss: target -1 at row 0 is out of range for 3 classes (expected 0..2 or ignore_index -100)");
-  CHECK(message_of<ShapeError>([] { cross_entropy(zeros({2, 3, 4}), zeros({2}, DType::i64)); }) ==
-        "cross_entropy: expects scores of shape (N, C), got [2, 3, 4]; reshape (..., C) to (-1, C) first");
-  CHECK(message_of<ShapeError>([] { cross_entropy(zeros({2, 3}), zeros({3}, DType::i64)); }) ==
-        "cross_entropy: targets [3] do not match scores [2, 3]: expected [2]");
-  CHECK(message_of<DTypeError>([] { cross_entropy(zeros({2, 3}), zeros({2})); }) ==
-        "cross_entropy: expects i64 class indices as targets, got f32");
+  CHECK(message_of<IndexError>([] {
+          cross_entropy(zeros({2, 5}), from_vector<int64_t>({1, 7}, {2}));
+        }) == "cross_entropy: target 7 at row 1 is out of range for 5 classes (expected 0..4 or ignore_index -100)");
+  CHECK(message_of<IndexError>([] {
+          nll_loss(zeros({1, 3}), from_vector<int64_t>({-1}, {1}));
+        }) == "nll_loss: target -1 at row 0 is out of range for 3 classes (expected 0..2 or ignore_index -100)");
+  CHECK(message_of<ShapeError>([] {
+          cross_entropy(zeros({2, 3, 4}), zeros({2}, DType::i64));
+        }) == "cross_entropy: expects scores of shape (N, C), got [2, 3, 4]; reshape (..., C) to (-1, C) first");
+  CHECK(message_of<ShapeError>([] {
+          cross_entropy(zeros({2, 3}), zeros({3}, DType::i64));
+        }) == "cross_entropy: targets [3] do not match scores [2, 3]: expected [2]");
+  CHECK(message_of<DTypeError>([] {
+          cross_entropy(zeros({2, 3}), zeros({2}));
+        }) == "cross_entropy: expects i64 class indices as targets, got f32");
+  CHECK(message_of<DTypeError>([] { cross_entropy(zeros({2, 3}, DType::i64), zeros({2}, DType::i64)); }) ==
+        "cross_entropy: expects f32 or f64, got i64");
   CHECK(message_of<ValueError>([] {
           cross_entropy(zeros({2, 3}), zeros({2}, DType::i64), {.label_smoothing = 1.5});
         }) == "cross_entropy: label_smoothing must be in [0, 1], got 1.5");
-  CHECK(message_of<ShapeError>([] { mse_loss(zeros({2, 3}), zeros({3})); }) ==
-        "mse_loss: input [2, 3] and target [3] must have the same shape");
+  CHECK(message_of<ShapeError>([] {
+          mse_loss(zeros({2, 3}), zeros({3}));
+        }) == "mse_loss: input [2, 3] and target [3] must have the same shape");
   CHECK(message_of<DTypeError>([] { mse_loss(zeros({2}), zeros({2}, DType::f64)); }) ==
         "mse_loss: input is f32 but target is f64");
 }

@@ -244,17 +244,24 @@ TEST_CASE("dropout: the gradient is the mask times 1 / (1 - p); p = 1 gives zero
 }
 
 TEST_CASE("normalization errors: type and message") {
-  CHECK(message_of<IndexError>([] { softmax(zeros({2, 3}), 2); }) ==
-        "softmax: axis 2 is out of range for a tensor of rank 2 (expected -2..1)");
+  CHECK(message_of<IndexError>([] {
+          softmax(zeros({2, 3}), 2);
+        }) == "softmax: axis 2 is out of range for a tensor of rank 2 (expected -2..1)");
   CHECK(message_of<DTypeError>([] { log_softmax(arange(3)); }) == "log_softmax: expects f32 or f64, got i64");
-  CHECK(message_of<ShapeError>([] { layer_norm(zeros({2, 3}), {4}); }) ==
-        "layer_norm: normalized_shape [4] is not the trailing dimensions of the input [2, 3]");
-  CHECK(message_of<ShapeError>([] { layer_norm(zeros({2, 3}), {3}, zeros({2})); }) ==
-        "layer_norm: weight has shape [2] but normalized_shape is [3]");
-  CHECK(message_of<DTypeError>([] { layer_norm(zeros({2, 3}), {3}, Tensor(), zeros({3}, DType::f64)); }) ==
-        "layer_norm: bias is f64 but the input is f32");
-  CHECK(message_of<ValueError>([] { layer_norm(zeros({2, 3}), {3}, Tensor(), Tensor(), -1.0); }) ==
-        "layer_norm: eps must be >= 0, got -1");
+  CHECK(message_of<DTypeError>([] { layer_norm(arange(3), {3}); }) == "layer_norm: expects f32 or f64, got i64");
+  CHECK(message_of<DTypeError>([] { dropout(arange(3), 0.5, true); }) == "dropout: expects f32 or f64, got i64");
+  CHECK(message_of<ShapeError>([] {
+          layer_norm(zeros({2, 3}), {4});
+        }) == "layer_norm: normalized_shape [4] is not the trailing dimensions of the input [2, 3]");
+  CHECK(message_of<ShapeError>([] {
+          layer_norm(zeros({2, 3}), {3}, zeros({2}));
+        }) == "layer_norm: weight has shape [2] but normalized_shape is [3]");
+  CHECK(message_of<DTypeError>([] {
+          layer_norm(zeros({2, 3}), {3}, Tensor(), zeros({3}, DType::f64));
+        }) == "layer_norm: bias is f64 but the input is f32");
+  CHECK(message_of<ValueError>([] {
+          layer_norm(zeros({2, 3}), {3}, Tensor(), Tensor(), -1.0);
+        }) == "layer_norm: eps must be >= 0, got -1");
   CHECK(message_of<ValueError>([] { dropout(zeros({2}), 1.5, true); }) == "dropout: p must be in [0, 1], got 1.5");
   CHECK(message_of<ValueError>([] { dropout(zeros({2}), -0.1, false); }) == "dropout: p must be in [0, 1], got -0.1");
 }
