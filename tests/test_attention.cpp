@@ -147,6 +147,22 @@ TEST_CASE("attention: a hand-computed single query") {
   CHECK(max_abs_difference(by_default, explicit_scale) == 0.0);
 }
 
+TEST_CASE("attention: the f32 softmax agrees with f64 over scores spanning a wide range") {
+  Generator gen(17);
+  const Tensor q = randn({2, 2, 8, 4}, gen, DType::f64), k = randn({2, 2, 40, 4}, gen, DType::f64);
+  const Tensor v = randn({2, 2, 40, 3}, gen, DType::f64);
+  for (double scale : {0.01, 1.0, 10.0, 40.0}) {  // scores from about ±0.05 to beyond ±100
+    CAPTURE(scale);
+    const AttentionOptions options{.scale = scale, .need_weights = true};
+    const AttentionResult r32 = scaled_dot_product_attention(q.to(DType::f32), k.to(DType::f32), v.to(DType::f32), options);
+    const AttentionResult r64 = scaled_dot_product_attention(q.to(DType::f32).to(DType::f64),
+                                                             k.to(DType::f32).to(DType::f64),
+                                                             v.to(DType::f32).to(DType::f64), options);
+    CHECK(max_abs_difference(r32.weights, r64.weights) <= 1e-6 * (1 + scale));
+    CHECK(max_abs_difference(r32.output, r64.output) <= 1e-5 * (1 + scale));
+  }
+}
+
 TEST_CASE("attention: causal equals the composition of basic ops, in value and gradient") {
   Generator gen(11);
   for (const auto& [t, s] : {std::pair<int64_t, int64_t>{4, 4}, {3, 5}, {5, 3}}) {
