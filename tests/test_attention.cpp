@@ -192,6 +192,21 @@ TEST_CASE("attention: split heads (a transposed [B, T, H, D] view) give the same
   check_close(strided, in64, 1e-4);
 }
 
+TEST_CASE("attention: k and v expanded over the heads (stride 0) equal their dense copies") {
+  Generator gen(6);
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    const Tensor q = randn({2, 4, 3, 5}, gen, dtype), r = randn({2, 4, 3, 2}, gen, dtype);
+    const Tensor k1 = randn({2, 1, 6, 5}, gen, dtype), v1 = randn({2, 1, 6, 2}, gen, dtype);
+    const Tensor k = k1.as_strided({2, 4, 6, 5}, {30, 0, 5, 1}, 0), v = v1.as_strided({2, 4, 6, 2}, {12, 0, 2, 1}, 0);
+    auto attend = [](const auto& in) {
+      return scaled_dot_product_attention(in[0], in[1], in[2], {.causal = true}).output;
+    };
+    check_close(value_and_grads(attend, {q, k, v}, r), value_and_grads(attend, {q, k.contiguous(), v.contiguous()}, r),
+                dtype == DType::f64 ? 1e-12 : 1e-5);
+  }
+}
+
 TEST_CASE("attention: key_padding_mask and attn_mask (bool and float) equal the composition") {
   Generator gen(12);
   const Tensor q = randn({2, 2, 3, 4}, gen, DType::f64), k = randn({2, 2, 5, 4}, gen, DType::f64);
