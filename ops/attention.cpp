@@ -23,10 +23,12 @@ namespace {
 
 constexpr std::string_view kOp = "scaled_dot_product_attention";
 
-// t itself unless a dimension of size > 1 has stride 0 (an expanded tensor): the GEMM kernels need real
-// strides inside a matrix, so such a tensor is made dense. No graph: callers pass detached tensors.
+// t itself unless one of its matrix dimensions (the last two) has size > 1 and stride 0: the GEMM kernels need
+// real strides inside a matrix, so such a tensor is made dense. Stride 0 across batches or heads (k and v
+// expanded over the heads, as in multi-query attention) stays: the kernels repeat one matrix for it.
+// No graph: callers pass detached tensors.
 Tensor gemm_ready(const Tensor& t) {
-  for (int64_t d = 0; d < t.dim(); ++d)
+  for (int64_t d = 2; d < t.dim(); ++d)
     if (t.shape()[static_cast<size_t>(d)] > 1 && t.strides()[static_cast<size_t>(d)] == 0) return t.contiguous();
   return t;
 }

@@ -147,6 +147,22 @@ TEST_CASE("attention: a hand-computed single query") {
   CHECK(max_abs_difference(by_default, explicit_scale) == 0.0);
 }
 
+TEST_CASE("attention: the f32 softmax agrees with f64 over scores spanning a wide range") {
+  Generator gen(17);
+  const Tensor q = randn({2, 2, 8, 4}, gen, DType::f64), k = randn({2, 2, 40, 4}, gen, DType::f64);
+  const Tensor v = randn({2, 2, 40, 3}, gen, DType::f64);
+  for (double scale : {0.01, 1.0, 10.0, 40.0}) {  // scores from about ±0.05 to beyond ±100
+    CAPTURE(scale);
+    const AttentionOptions options{.scale = scale, .need_weights = true};
+    const AttentionResult r32 = scaled_dot_product_attention(q.to(DType::f32), k.to(DType::f32), v.to(DType::f32), options);
+    const AttentionResult r64 = scaled_dot_product_attention(q.to(DType::f32).to(DType::f64),
+                                                             k.to(DType::f32).to(DType::f64),
+                                                             v.to(DType::f32).to(DType::f64), options);
+    CHECK(max_abs_difference(r32.weights, r64.weights) <= 1e-6 * (1 + scale));
+    CHECK(max_abs_difference(r32.output, r64.output) <= 1e-5 * (1 + scale));
+  }
+}
+
 TEST_CASE("attention: causal equals the composition of basic ops, in value and gradient") {
   Generator gen(11);
   for (const auto& [t, s] : {std::pair<int64_t, int64_t>{4, 4}, {3, 5}, {5, 3}}) {
@@ -174,6 +190,21 @@ TEST_CASE("attention: split heads (a transposed [B, T, H, D] view) give the same
   check_close(strided, dense, 1e-5);
   const auto in64 = value_and_grads(attend, {q.to(DType::f64), k.to(DType::f64), v.to(DType::f64)}, r.to(DType::f64));
   check_close(strided, in64, 1e-4);
+}
+
+TEST_CASE("attention: k and v expanded over the heads (stride 0) equal their dense copies") {
+  Generator gen(6);
+  for (DType dtype : {DType::f64, DType::f32}) {
+    CAPTURE(dtype_name(dtype));
+    const Tensor q = randn({2, 4, 3, 5}, gen, dtype), r = randn({2, 4, 3, 2}, gen, dtype);
+    const Tensor k1 = randn({2, 1, 6, 5}, gen, dtype), v1 = randn({2, 1, 6, 2}, gen, dtype);
+    const Tensor k = k1.as_strided({2, 4, 6, 5}, {30, 0, 5, 1}, 0), v = v1.as_strided({2, 4, 6, 2}, {12, 0, 2, 1}, 0);
+    auto attend = [](const auto& in) {
+      return scaled_dot_product_attention(in[0], in[1], in[2], {.causal = true}).output;
+    };
+    check_close(value_and_grads(attend, {q, k, v}, r), value_and_grads(attend, {q, k.contiguous(), v.contiguous()}, r),
+                dtype == DType::f64 ? 1e-12 : 1e-5);
+  }
 }
 
 TEST_CASE("attention: key_padding_mask and attn_mask (bool and float) equal the composition") {
