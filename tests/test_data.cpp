@@ -1,5 +1,6 @@
 // Corpora: the TSV reader and writer, the copy/reverse tasks, the German grammar task, the Ding dictionary
 // extraction and length-bucketed batching (models/data/corpus.h, grammar.h, ding.h, batching.h).
+#include "models/data/batching.h"
 #include "models/data/corpus.h"
 #include "models/data/grammar.h"
 
@@ -209,4 +210,58 @@ TEST_CASE("grammar task: the first draws of seed 1, checked by hand") {
   };
   Generator gen(1);
   for (const SentencePair& pair : expected) CHECK(make_grammar_pair(gen) == pair);
+}
+
+TEST_CASE("make_batches: every example once, budget respected, similar lengths together") {
+  Generator lengths_gen(9);
+  std::vector<size_t> source_lengths, target_lengths;
+  for (int i = 0; i < 1000; ++i) {
+    source_lengths.push_back(1 + lengths_gen.below(30));
+    target_lengths.push_back(1 + lengths_gen.below(30));
+  }
+  source_lengths.push_back(500);  // longer than the whole budget: a batch of its own
+  target_lengths.push_back(3);
+  const size_t max_tokens = 200;
+  Generator gen(1);
+  const std::vector<Batch> batches = make_batches(source_lengths, target_lengths, max_tokens, gen, true);
+  std::vector<int> seen(source_lengths.size(), 0);
+  size_t padded = 0, real = 0;
+  for (const Batch& batch : batches) {
+    REQUIRE_FALSE(batch.indices.empty());
+    size_t longest = 0;
+    for (const size_t i : batch.indices) {
+      ++seen[i];
+      longest = std::max({longest, source_lengths[i], target_lengths[i]});
+      real += target_lengths[i];
+    }
+    if (batch.indices.size() > 1) CHECK(batch.indices.size() * longest <= max_tokens);
+    size_t longest_target = 0;
+    for (const size_t i : batch.indices) longest_target = std::max(longest_target, target_lengths[i]);
+    padded += longest_target * batch.indices.size();
+  }
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int count) { return count == 1; }));
+  CHECK(static_cast<double>(padded) < 1.1 * static_cast<double>(real));  // bucketing keeps target padding low
+
+  Generator same(1);
+  const std::vector<Batch> again = make_batches(source_lengths, target_lengths, max_tokens, same, true);
+  REQUIRE(again.size() == batches.size());
+  for (size_t b = 0; b < batches.size(); ++b) CHECK(again[b].indices == batches[b].indices);
+
+  Generator unused(1);
+  const std::vector<Batch> sorted = make_batches(source_lengths, target_lengths, max_tokens, unused, false);
+  for (size_t b = 1; b < sorted.size(); ++b) {
+    CHECK(target_lengths[sorted[b - 1].indices.back()] <= target_lengths[sorted[b].indices.front()]);
+  }
+  CHECK_THROWS_AS(make_batches({1, 2}, {1}, 10, gen, true), ValueError);
+  CHECK_THROWS_AS(make_batches({1}, {1}, 0, gen, true), ValueError);
+  CHECK(make_batches({}, {}, 10, gen, true).empty());
+}
+
+TEST_CASE("pad_batch: row-major block padded to the longest sequence") {
+  size_t max_len = 99;
+  const auto block = pad_batch({{5, 6, 7}, {8}, {}}, 0, max_len);
+  CHECK(max_len == 3);
+  CHECK(block == std::vector<int64_t>{5, 6, 7, 8, 0, 0, 0, 0, 0});
+  CHECK(pad_batch({}, 0, max_len).empty());
+  CHECK(max_len == 0);
 }
