@@ -2,6 +2,7 @@
 // extraction and length-bucketed batching (models/data/corpus.h, grammar.h, ding.h, batching.h).
 #include "models/data/batching.h"
 #include "models/data/corpus.h"
+#include "models/data/ding.h"
 #include "models/data/grammar.h"
 
 #include "autograd/error.h"
@@ -264,4 +265,103 @@ TEST_CASE("pad_batch: row-major block padded to the longest sequence") {
   CHECK(block == std::vector<int64_t>{5, 6, 7, 8, 0, 0, 0, 0, 0});
   CHECK(pad_batch({}, 0, max_len).empty());
   CHECK(max_len == 0);
+}
+
+TEST_CASE("Ding: annotation stripping on hand-written lines") {
+  CHECK(strip_ding_annotations("Aal {m} (auf der Speisekarte) [cook.]") == "Aal");
+  CHECK(strip_ding_annotations("to rig out <> sb. in sth. [dated]") == "to rig out sb. in sth.");
+  CHECK(strip_ding_annotations("Come for a visit when you are able (to).") == "Come for a visit when you are able.");
+  CHECK(strip_ding_annotations("Herzindex {m} /HI/ [med.]") == "Herzindex");
+  CHECK(strip_ding_annotations("a (nested [note] here) b") == "a b");
+  CHECK(strip_ding_annotations("unclosed (note runs to the end") == "unclosed");
+  CHECK(strip_ding_annotations("stray ) closer") == "stray ) closer");
+
+  const auto pairs = parse_ding_line(
+      "Aalsuppe {f} [cook.] | Aalsuppen {pl}; Suppen vom Aal | Er isst gern Aalsuppe. :: "
+      "eel soup | eel soups; soups of eel | He likes eel soup.");
+  REQUIRE(pairs.size() == 3);
+  CHECK(pairs[0] == DingPair{"Aalsuppe", "eel soup"});
+  CHECK(pairs[1] == DingPair{"Aalsuppen", "eel soups"});  // first synonym of each side
+  CHECK(pairs[2] == DingPair{"Er isst gern Aalsuppe.", "He likes eel soup."});
+  // A "; " inside an annotation does not split synonyms.
+  CHECK(parse_ding_line("Aale {pl} (Anguilliformes; Ordnung) :: eels (order; zool.)") ==
+        std::vector<DingPair>{{"Aale", "eels"}});
+  CHECK(parse_ding_line("# Version :: devel").empty());
+  CHECK(parse_ding_line("a | b :: only one").empty());  // misaligned
+  CHECK(parse_ding_line("no separator").empty());
+  CHECK(parse_ding_line("{x} :: y").empty());  // strips to nothing on one side
+
+  Generator gen(21);
+  for (int round = 0; round < 3000; ++round) {
+    std::string bytes(gen.below(60), '\0');
+    for (char& c : bytes) c = gen.below(2) == 0 ? " :|;{}[]()<>/#."[gen.below(15)] : static_cast<char>(gen.below(256));
+    for (const DingPair& pair : parse_ding_line(bytes)) CHECK_FALSE((pair.german.empty() || pair.english.empty()));
+  }
+}
+
+TEST_CASE("Ding: selection rules on a small in-memory dictionary") {
+  const std::string text =
+      "# comment :: line\n"
+      "Hund {m} | Der Hund schläft. | ein großer Hund :: dog | The dog is sleeping. | a big dog\n"
+      "Katze {f} | Die Katze schläft. :: cat | The cat is sleeping.\n"
+      "etw. tun | Er tut etw. :: to do sth. | He does sth.\n"
+      "Hund {m} | Der Hund bellt. :: dog | The dog is sleeping.\n"
+      "a | b :: c\n";
+  DingReport report;
+  const Splits sentences = parse_ding(text, DingPart::sentences, &report);
+  CHECK(report.lines == 6);
+  CHECK(report.comments == 1);
+  CHECK(report.misaligned == 1);
+  CHECK(report.selected == 2);  // the placeholder sentence and the duplicated source are left out
+  std::vector<SentencePair> all = sentences.train;
+  all.insert(all.end(), sentences.valid.begin(), sentences.valid.end());
+  all.insert(all.end(), sentences.test.begin(), sentences.test.end());
+  CHECK(std::count(all.begin(), all.end(), SentencePair{"The dog is sleeping.", "Der Hund schläft."}) == 1);
+  CHECK(std::count(all.begin(), all.end(), SentencePair{"The cat is sleeping.", "Die Katze schläft."}) == 1);
+
+  const Splits phrases = parse_ding(text, DingPart::phrases, &report);
+  std::vector<SentencePair> phrase_pairs = phrases.train;
+  phrase_pairs.insert(phrase_pairs.end(), phrases.valid.begin(), phrases.valid.end());
+  phrase_pairs.insert(phrase_pairs.end(), phrases.test.begin(), phrases.test.end());
+  CHECK(phrase_pairs.size() == 2);
+  CHECK(std::count(phrase_pairs.begin(), phrase_pairs.end(), SentencePair{"a big dog", "ein großer Hund"}) == 1);
+  CHECK(std::count(phrase_pairs.begin(), phrase_pairs.end(), SentencePair{"to do sth.", "etw. tun"}) == 1);
+}
+
+TEST_CASE("Ding: the installed dictionary gives stable, disjoint splits of plausible size") {
+  const std::string path = "/usr/share/trans/de-en";
+  CHECK_THROWS_WITH_AS(load_ding("/nonexistent/de-en"),
+                       doctest::Contains("ding /nonexistent/de-en: cannot open for reading"), IOError);
+  CHECK_THROWS_WITH_AS(load_ding("/nonexistent/de-en"), doctest::Contains("apt-get install trans-de-en"), IOError);
+  if (!std::filesystem::exists(path)) {
+    MESSAGE(path, " is missing (apt-get install trans-de-en): skipping the checks on the real dictionary");
+    return;
+  }
+  DingReport report;
+  const Splits sentences = load_ding(path, DingPart::sentences, &report);
+  const size_t total = sentences.train.size() + sentences.valid.size() + sentences.test.size();
+  MESSAGE("Ding sentences: ", total, " (train ", sentences.train.size(), ", valid ", sentences.valid.size(),
+          ", test ", sentences.test.size(), ") from ", report.lines, " lines");
+  CHECK(total > 12000);
+  CHECK(total < 22000);
+  CHECK(sentences.valid.size() > total / 200);
+  CHECK(sentences.valid.size() < total / 50);
+  CHECK(sentences.test.size() > total / 200);
+  CHECK(sentences.test.size() < total / 50);
+  check_disjoint(sentences);
+  for (const auto& pair : sentences.train) {
+    CHECK(pair.source.find_first_of("{}[]<>") == std::string::npos);
+    CHECK(pair.target.find_first_of("{}[]<>") == std::string::npos);
+  }
+  const Splits again = load_ding(path, DingPart::sentences);
+  CHECK(again.train == sentences.train);
+  CHECK(again.valid == sentences.valid);
+  CHECK(again.test == sentences.test);
+
+  const Splits phrases = load_ding(path, DingPart::phrases);
+  const size_t phrase_total = phrases.train.size() + phrases.valid.size() + phrases.test.size();
+  MESSAGE("Ding phrases: ", phrase_total);
+  CHECK(phrase_total > 55000);
+  CHECK(phrase_total < 95000);
+  check_disjoint(phrases);
 }
