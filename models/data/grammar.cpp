@@ -402,8 +402,6 @@ std::string german(const NounPhrase& np, Case grammatical_case, const std::strin
   return join({preposition, determiner, words});
 }
 
-bool is_plural(const NounPhrase& np) { return np.plural; }
-
 // A clause in pieces, so one generator serves main clauses (verb second) and subordinate ones (verb last).
 struct Clause {
   std::string english;
@@ -417,7 +415,7 @@ struct Clause {
 
 Clause make_clause(Generator& gen, const Verb& verb) {
   const NounPhrase subject = make_noun_phrase(gen, verb.subject_kinds);
-  const bool plural = is_plural(subject);
+  const bool plural = subject.plural;
   const bool perfect = gen.uniform() < 0.3;
   Clause clause;
   clause.de_subject = german(subject, nominative);

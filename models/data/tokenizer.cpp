@@ -318,18 +318,14 @@ Bpe Bpe::learn(const std::vector<std::string>& texts, size_t num_merges) {
     }
   };
   std::priority_queue<Candidate> heap;
-  const auto add_pairs = [&](size_t w, int64_t sign) {
-    const auto& symbols = words[w];
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      Merge pair{symbols[i], symbols[i + 1]};
-      int64_t& count = pair_counts[pair];
-      count += sign * frequency[w];
-      if (sign > 0) pair_words[pair].push_back(w);
-      // Every new count goes on the heap, falling ones too: the old entry turns stale and would hide the pair.
-      if (count > 0) heap.push({count, std::move(pair)});
+  for (size_t w = 0; w < words.size(); ++w) {
+    for (size_t i = 0; i + 1 < words[w].size(); ++i) {
+      const Merge pair{words[w][i], words[w][i + 1]};
+      pair_counts[pair] += frequency[w];
+      pair_words[pair].push_back(w);
     }
-  };
-  for (size_t w = 0; w < words.size(); ++w) add_pairs(w, +1);
+  }
+  for (const auto& [pair, count] : pair_counts) heap.push({count, pair});
 
   std::vector<Merge> merges;
   while (merges.size() < num_merges && !heap.empty()) {
@@ -343,14 +339,10 @@ Bpe Bpe::learn(const std::vector<std::string>& texts, size_t num_merges) {
     pair_words.erase(best.pair);
     std::sort(affected.begin(), affected.end());
     affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
+    // Count changes are gathered first so that a pair whose count did not change is not pushed again.
+    std::unordered_map<Merge, int64_t, MergeHash> delta;
     for (const size_t w : affected) {
       auto& symbols = words[w];
-      bool present = false;
-      for (size_t i = 0; i + 1 < symbols.size() && !present; ++i) {
-        present = symbols[i] == best.pair.first && symbols[i + 1] == best.pair.second;
-      }
-      if (!present) continue;
-      add_pairs(w, -1);
       std::vector<std::string> next;
       for (size_t i = 0; i < symbols.size(); ++i) {
         if (i + 1 < symbols.size() && symbols[i] == best.pair.first && symbols[i + 1] == best.pair.second) {
@@ -360,8 +352,21 @@ Bpe Bpe::learn(const std::vector<std::string>& texts, size_t num_merges) {
           next.push_back(symbols[i]);
         }
       }
+      if (next.size() == symbols.size()) continue;  // listed earlier, but an earlier merge took the pair away
+      for (size_t i = 0; i + 1 < symbols.size(); ++i) delta[Merge{symbols[i], symbols[i + 1]}] -= frequency[w];
+      for (size_t i = 0; i + 1 < next.size(); ++i) {
+        Merge pair{next[i], next[i + 1]};
+        // Only pairs with the new symbol are new to this word; the others already list it.
+        if (next[i] == merged || next[i + 1] == merged) pair_words[pair].push_back(w);
+        delta[std::move(pair)] += frequency[w];
+      }
       symbols = std::move(next);
-      add_pairs(w, +1);
+    }
+    for (auto& [pair, change] : delta) {
+      if (change == 0) continue;
+      int64_t& count = pair_counts[pair];
+      count += change;
+      if (count > 0) heap.push({count, pair});
     }
     pair_counts.erase(best.pair);
     merges.push_back(std::move(best.pair));
