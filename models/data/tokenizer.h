@@ -90,7 +90,8 @@ class WordTokenizer : public Tokenizer {
 };
 
 // One token per UTF-8 code point; each run of whitespace becomes one "▁" token (text containing "▁" itself
-// does not round-trip).
+// does not round-trip). A byte that is not valid UTF-8 becomes a token of its own, which round-trips here but
+// which Vocabulary::build refuses (ValueError naming it): vocabularies must survive JSON.
 class CharTokenizer : public Tokenizer {
  public:
   static constexpr const char* boundary = "\u2581";
