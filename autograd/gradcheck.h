@@ -41,6 +41,8 @@ using TensorFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // Floating inputs are converted to f64 (an input that already is f64 keeps its strides, so non-contiguous
 // inputs stay non-contiguous) and made to require grad; i64 and bool inputs (indices, masks) pass unchanged.
+// An f64 leaf that already requires grad (a module's parameter, after Module::to(DType::f64)) is used itself,
+// so fn may read it from the module: this is how whole layers and models are checked.
 GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
