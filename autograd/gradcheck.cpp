@@ -44,7 +44,7 @@ Tensor evaluate(const TensorFunction& fn, const std::vector<Tensor>& inputs, std
 std::vector<Tensor> backward_grads(const TensorFunction& fn, const std::vector<Tensor>& inputs, const Tensor& r,
                                    bool twice, std::vector<Tensor>* second) {
   for (const Tensor& x : inputs)
-    if (x.defined() && x.requires_grad()) const_cast<Tensor&>(x).zero_grad();
+    if (x.defined() && x.requires_grad()) x.zero_grad();
   Tensor out = evaluate(fn, inputs, "forward");
   if (out.shape() != r.shape())
     fail<ShapeError>("gradcheck", "the function returned shape {} on one call and {} on another",
@@ -58,7 +58,7 @@ std::vector<Tensor> backward_grads(const TensorFunction& fn, const std::vector<T
       grads[i] = inputs[i].grad().to(DType::f64).contiguous();
   if (twice) {
     for (const Tensor& x : inputs)
-      if (x.defined() && x.requires_grad()) const_cast<Tensor&>(x).zero_grad();
+      if (x.defined() && x.requires_grad()) x.zero_grad();
     out.backward(seed, false);
     second->assign(inputs.size(), Tensor());
     for (size_t i = 0; i < inputs.size(); ++i)

@@ -122,7 +122,7 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
   });
 }
 
-void Tensor::set_at(std::initializer_list<int64_t> index, double value) {
+void Tensor::set_at(std::initializer_list<int64_t> index, double value) const {
   const int64_t offset = element_offset(*this, index, "set_at");
   visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
     reinterpret_cast<T*>(raw_data())[offset] = static_cast<T>(value);
@@ -158,7 +158,7 @@ Tensor& Tensor::requires_grad_(bool enabled) {
   return *this;
 }
 
-void Tensor::set_grad(const Tensor& grad) {
+void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype()))
     fail<ShapeError>("set_grad", "gradient {} {} does not match tensor {} {}", dtype_name(grad.dtype()),
                      shape_str(grad.shape()), dtype_name(dtype()), shape_str(shape()));
@@ -210,14 +210,14 @@ void convert_copy(const Tensor& dst, const Tensor& src) {
 
 }  // namespace
 
-void Tensor::copy_(const Tensor& source) {
+void Tensor::copy_(const Tensor& source) const {
   if (source.shape() != shape())
     fail<ShapeError>("copy_", "source shape {} differs from destination shape {}", shape_str(source.shape()),
                      shape_str(shape()));
   convert_copy(*this, source);
 }
 
-void Tensor::fill_(double value) {
+void Tensor::fill_(double value) const {
   StridedLayout<1> layout{shape(), {strides()}};
   visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
     const T v = static_cast<T>(value);

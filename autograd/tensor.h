@@ -99,7 +99,7 @@ class Tensor {
   template <class T> T item() const { return static_cast<T>(item()); }
   // Element access by index (negative indices count from the end), converted to and from double.
   double at(std::initializer_list<int64_t> index) const;
-  void set_at(std::initializer_list<int64_t> index, double value);
+  void set_at(std::initializer_list<int64_t> index, double value) const;
   // All elements in row-major order, converted to T.
   template <class T> std::vector<T> to_vector() const;
 
@@ -109,8 +109,8 @@ class Tensor {
   bool is_leaf() const { return impl().grad_fn == nullptr; }
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
   Tensor grad() const { return Tensor(impl().grad); }
-  void set_grad(const Tensor& grad);
-  void zero_grad() { impl().grad.reset(); }  // as PyTorch's set_to_none=True
+  void set_grad(const Tensor& grad) const;
+  void zero_grad() const { impl().grad.reset(); }  // as PyTorch's set_to_none=True
   // Gradient of this tensor with respect to every leaf that requires grad, accumulated into their grad().
   // A scalar may omit `gradient` (ones); any other tensor must pass one of its shape.
   void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
@@ -126,8 +126,8 @@ class Tensor {
   // A view on the same storage; no gradient. The ops in ops/shape.cpp build differentiable views on it.
   Tensor as_strided(Shape shape, Shape strides, int64_t offset) const;
   // Copies `source` (same shape, any strides, same dtype) into this tensor's elements, in place, no gradient.
-  void copy_(const Tensor& source);
-  void fill_(double value);
+  void copy_(const Tensor& source) const;
+  void fill_(double value) const;
 
   TensorImpl& impl() const;
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }

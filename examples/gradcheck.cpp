@@ -1,7 +1,9 @@
-// gradformer-gradcheck: gradient-checks every row of the op table in f64 (each case, contiguous and strided
-// inputs) and prints one line per row: name, input shapes, worst absolute and relative error, pass/fail.
+// gradformer-gradcheck: gradient-checks every row of the op table and of the layer table in f64 (each case,
+// contiguous and strided inputs; layers with their parameters) and prints one line per check: name, input
+// shapes, worst absolute and relative error, pass/fail.
 // Exits 1 if any row fails, 2 on bad flags.
 #include "autograd/gradcheck.h"
+#include "nn/layer_table.h"
 #include "ops/op_table.h"
 
 #include <CLI/CLI.hpp>
@@ -34,10 +36,11 @@ int main(int argc, char** argv) {
 
   if (list) {
     for (const OpRow& row : op_table()) fmt::print("{}\n", row.name);
+    for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", row.name);
     return 0;
   }
   for (const std::string& name : only) {
-    if (!find_op(name)) {
+    if (!find_op(name) && !nn::find_layer(name)) {
       fmt::print(stderr, "gradformer-gradcheck: unknown name '{}' (see --list)\n", name);
       return 2;
     }
@@ -45,18 +48,22 @@ int main(int argc, char** argv) {
 
   fmt::print("{:<26} {:<36} {:>11} {:>11}  {}\n", "name", "input shapes", "max abs err", "max rel err", "result");
   int failed = 0, checked = 0;
-  for (const OpRow& row : op_table()) {
-    if (!only.empty() && std::find(only.begin(), only.end(), row.name) == only.end()) continue;
-    if (!row.differentiable) continue;
-    for (const OpCheck& check : gradcheck_row(row, seed)) {
+  auto report = [&](std::string_view name, const std::vector<OpCheck>& checks) {
+    for (const OpCheck& check : checks) {
       ++checked;
       failed += check.report.passed ? 0 : 1;
-      fmt::print("{:<26} {:<36} {:>11.2e} {:>11.2e}  {}\n",
-                 fmt::format("{}{}", row.name, check.strided ? " (strided)" : ""), shapes_of(check.inputs),
-                 check.report.max_abs_error, check.report.max_rel_error,
+      fmt::print("{:<26} {:<36} {:>11.2e} {:>11.2e}  {}\n", fmt::format("{}{}", name, check.strided ? " (strided)" : ""),
+                 shapes_of(check.inputs), check.report.max_abs_error, check.report.max_rel_error,
                  check.report.passed ? "pass" : "FAIL " + check.report.failure);
     }
-  }
+  };
+  auto wanted = [&](std::string_view name) {
+    return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+  };
+  for (const OpRow& row : op_table())
+    if (wanted(row.name)) report(row.name, gradcheck_row(row, seed));
+  for (const nn::LayerRow& row : nn::layer_table())
+    if (wanted(row.name)) report(row.name, nn::gradcheck_layer(row, seed));
   fmt::print("{} checks, {} failed\n", checked, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,51 @@
+// The layer table: one row per layer (and per mode of a layer: masks, train/eval), gradient-checked in f64 as a
+// whole, parameters included, by the layer test and by gradformer-gradcheck. Adding a layer = its class in its
+// family's file, its name in `Layer`, its row in layer_table.cpp; a name without a row fails to compile.
+#pragma once
+
+#include "nn/module.h"
+#include "ops/op_table.h"
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace gradformer::nn {
+
+enum class Layer : int {
+  // layers.cpp
+  linear, linear_no_bias, embedding, layer_norm, dropout_train,
+  // attention.cpp: Attention, SelfAttention, MultiHeadAttention
+
+  // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
+
+  // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
+
+  count  // not a layer: the number of rows
+};
+
+// A layer built in f64 with its inputs; forward must give the same result on every call (reseed any dropout
+// inside it). Gradcheck differentiates the floating inputs and every parameter of the module.
+struct LayerCase {
+  std::shared_ptr<Module> module;
+  std::vector<Tensor> inputs;
+  std::function<Tensor(const std::vector<Tensor>&)> forward;
+};
+
+struct LayerRow {
+  Layer layer;
+  std::string_view name;
+  LayerCase (*make)(int which, Generator& gen);
+  int cases = 2;
+  double atol = 1e-5;
+  double rtol = 1e-3;
+};
+
+std::span<const LayerRow> layer_table();
+const LayerRow* find_layer(std::string_view name);
+// Gradient-checks every case of a row, with its inputs as drawn and as non-contiguous copies.
+std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed = 0);
+
+}  // namespace gradformer::nn
