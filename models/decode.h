@@ -1,0 +1,20 @@
+// Greedy and beam-search decoding over any Seq2SeqModel, batched, through the model's step-by-step state, so
+// each step costs one token's work. Runs without recording a graph; the caller puts the model in eval mode.
+#pragma once
+
+#include "models/seq2seq.h"
+
+#include <vector>
+
+namespace gradformer::models {
+
+struct DecodeOptions {
+  int64_t beam_size = 1;       // 1 = greedy
+  double length_penalty = 1.0; // beam scores are sum(log p) / length^length_penalty, as fairseq
+  int64_t max_length = 0;      // 0: source length * 2 + 10
+};
+
+// The best target of every source row of src (B, S), as ids without <bos> and <eos>.
+std::vector<std::vector<int64_t>> translate(const Seq2SeqModel& model, const Tensor& src, const DecodeOptions& options = {});
+
+}  // namespace gradformer::models

@@ -1,0 +1,120 @@
+#include "models/task.h"
+
+#include "models/data/ding.h"
+#include "models/data/grammar.h"
+
+namespace gradformer::models {
+
+std::vector<std::string> task_names() {
+  return {"grammar", "ding-sentences", "ding-phrases", "copy", "reverse", "tsv:PATH"};
+}
+
+data::Splits load_task(const std::string& name, const TaskOptions& options) {
+  if (name == "grammar") return data::make_grammar_task(options.seed);
+  if (name == "copy") return data::make_copy_task(options.seed);
+  if (name == "reverse") return data::make_reverse_task(options.seed);
+  if (name == "ding-sentences") return data::load_ding("/usr/share/trans/de-en", data::DingPart::sentences);
+  if (name == "ding-phrases") return data::load_ding("/usr/share/trans/de-en", data::DingPart::phrases);
+  if (name.rfind("tsv:", 0) == 0) {
+    data::TsvOptions tsv;
+    tsv.skip_bad_lines = options.skip_bad_lines;
+    std::vector<data::SentencePair> pairs = data::read_tsv(name.substr(4), tsv);
+    data::Splits splits;
+    for (auto& pair : pairs) {
+      const uint64_t bucket = data::fnv1a64(pair.source) % 100;
+      (bucket == 0 ? splits.valid : bucket == 1 ? splits.test : splits.train).push_back(std::move(pair));
+    }
+    if (splits.train.empty()) fail<ValueError>("task " + name, "the file holds no training pairs");
+    return splits;
+  }
+  fail<ValueError>("task", "unknown task '{}' (known: {})", name, fmt::join(task_names(), ", "));
+}
+
+TextCodec::TextCodec(std::unique_ptr<data::Tokenizer> tokenizer, data::Vocabulary vocabulary)
+    : tokenizer_(std::move(tokenizer)), vocabulary_(std::move(vocabulary)) {}
+
+TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const TaskOptions& options) {
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  if (options.tokenizer == "word") {
+    tokenizer = std::make_unique<data::WordTokenizer>();
+  } else if (options.tokenizer == "char") {
+    tokenizer = std::make_unique<data::CharTokenizer>();
+  } else if (options.tokenizer == "bpe") {
+    std::vector<std::string> texts;
+    for (const auto& pair : train) {
+      texts.push_back(pair.source);
+      texts.push_back(pair.target);
+    }
+    tokenizer = std::make_unique<data::Bpe>(data::Bpe::learn(texts, options.bpe_merges));
+  } else {
+    fail<ValueError>("tokenizer", "unknown tokenizer '{}' (known: word, char, bpe)", options.tokenizer);
+  }
+  data::TokenCounts counts;
+  for (const auto& pair : train) {
+    data::count_tokens(tokenizer->tokenize(pair.source), counts);
+    data::count_tokens(tokenizer->tokenize(pair.target), counts);
+  }
+  return TextCodec(std::move(tokenizer), data::Vocabulary::build(counts, options.min_freq));
+}
+
+TextCodec TextCodec::from_json(const nlohmann::json& json) {
+  if (!json.is_object() || !json.contains("tokenizer") || !json.contains("vocabulary"))
+    fail<FormatError>("codec", "expected an object with 'tokenizer' and 'vocabulary'");
+  return TextCodec(data::tokenizer_from_json(json.at("tokenizer")), data::Vocabulary::from_json(json.at("vocabulary")));
+}
+
+nlohmann::json TextCodec::to_json() const {
+  return {{"tokenizer", tokenizer_->to_json()}, {"vocabulary", vocabulary_.to_json()}};
+}
+
+std::vector<int64_t> TextCodec::encode_source(const std::string& text, size_t max_tokens) const {
+  std::vector<std::string> tokens = tokenizer_->tokenize(text);
+  if (tokens.size() > max_tokens) tokens.resize(max_tokens);
+  return vocabulary_.encode(tokens, false, true);
+}
+
+Example TextCodec::encode(const data::SentencePair& pair, size_t max_tokens) const {
+  std::vector<std::string> target = tokenizer_->tokenize(pair.target);
+  if (target.size() > max_tokens) target.resize(max_tokens);
+  return Example{encode_source(pair.source, max_tokens), vocabulary_.encode(target)};
+}
+
+std::string TextCodec::decode(const std::vector<int64_t>& ids) const {
+  return tokenizer_->detokenize(vocabulary_.decode(ids));
+}
+
+std::vector<std::string> TextCodec::tokens(const std::vector<int64_t>& ids) const {
+  std::vector<std::string> out;
+  for (int64_t id : ids) out.push_back(vocabulary_.token(id));
+  return out;
+}
+
+Tensor make_source_batch(const std::vector<std::vector<int64_t>>& sources) {
+  size_t length = 0;
+  std::vector<int64_t> block = data::pad_batch(sources, data::pad_id, length);
+  return from_vector(block, {static_cast<int64_t>(sources.size()), static_cast<int64_t>(length)});
+}
+
+TensorBatch make_tensor_batch(const std::vector<Example>& examples, const std::vector<size_t>& indices) {
+  std::vector<std::vector<int64_t>> sources, inputs, outputs;
+  TensorBatch batch;
+  for (size_t i : indices) {
+    const Example& e = examples.at(i);
+    sources.push_back(e.source);
+    std::vector<int64_t> in{data::bos_id}, out = e.target;
+    in.insert(in.end(), e.target.begin(), e.target.end());
+    out.push_back(data::eos_id);
+    batch.target_tokens += static_cast<int64_t>(out.size());
+    inputs.push_back(std::move(in));
+    outputs.push_back(std::move(out));
+  }
+  size_t length = 0;
+  batch.src = make_source_batch(sources);
+  std::vector<int64_t> in_block = data::pad_batch(inputs, data::pad_id, length);
+  const Shape tgt_shape{static_cast<int64_t>(indices.size()), static_cast<int64_t>(length)};
+  batch.tgt_in = from_vector(in_block, tgt_shape);
+  batch.tgt_out = from_vector(data::pad_batch(outputs, data::pad_id, length), tgt_shape);
+  return batch;
+}
+
+}  // namespace gradformer::models

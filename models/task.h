@@ -1,0 +1,68 @@
+// From a task name to batches of ids: loads the sentence pairs (grammar, ding-sentences, ding-phrases, copy,
+// reverse, or a TSV file), tokenises them, builds one joint vocabulary from the training split, and turns groups
+// of examples into padded tensors. The corpus and tokenizer code itself lives in models/data/.
+#pragma once
+
+#include "autograd/tensor.h"
+#include "models/data/batching.h"
+#include "models/data/corpus.h"
+#include "models/data/tokenizer.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gradformer::models {
+
+struct TaskOptions {
+  std::string tokenizer = "word";  // word, char or bpe
+  size_t bpe_merges = 8000;
+  size_t max_tokens = 64;          // longer sentences are truncated (counted in the report)
+  size_t min_freq = 1;
+  uint64_t seed = 1;               // for the generated tasks
+  bool skip_bad_lines = false;     // TSV
+};
+
+// Sentence pairs of a named task: grammar, ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
+// is read from PATH; valid and test are split off by a hash of the source, 1% each).
+data::Splits load_task(const std::string& name, const TaskOptions& options);
+// The names load_task knows, for --help and error messages.
+std::vector<std::string> task_names();
+
+struct Example {
+  std::vector<int64_t> source;  // ids, ending with <eos>
+  std::vector<int64_t> target;  // ids, without <bos> and <eos>
+};
+
+// A tokenizer and a joint vocabulary, learned from a training split, and what they make of sentences.
+class TextCodec {
+ public:
+  TextCodec(std::unique_ptr<data::Tokenizer> tokenizer, data::Vocabulary vocabulary);
+  static TextCodec learn(const std::vector<data::SentencePair>& train, const TaskOptions& options);
+  static TextCodec from_json(const nlohmann::json& json);
+  nlohmann::json to_json() const;
+
+  Example encode(const data::SentencePair& pair, size_t max_tokens) const;
+  std::vector<int64_t> encode_source(const std::string& text, size_t max_tokens) const;
+  std::string decode(const std::vector<int64_t>& ids) const;
+  std::vector<std::string> tokens(const std::vector<int64_t>& ids) const;  // for attention pictures
+  const data::Vocabulary& vocabulary() const { return vocabulary_; }
+  const data::Tokenizer& tokenizer() const { return *tokenizer_; }
+
+ private:
+  std::shared_ptr<data::Tokenizer> tokenizer_;
+  data::Vocabulary vocabulary_;
+};
+
+// One padded batch: src (B, S) ending with <eos>; tgt_in (B, T) = <bos> target; tgt_out (B, T) = target <eos>,
+// padded with <pad>, which the loss ignores.
+struct TensorBatch {
+  Tensor src, tgt_in, tgt_out;
+  int64_t target_tokens = 0;  // non-padding entries of tgt_out
+};
+
+TensorBatch make_tensor_batch(const std::vector<Example>& examples, const std::vector<size_t>& indices);
+// Source rows padded into one (B, S) block.
+Tensor make_source_batch(const std::vector<std::vector<int64_t>>& sources);
+
+}  // namespace gradformer::models
