@@ -1,0 +1,85 @@
+// Checkpoints and weight files of modules, on top of the safetensors reader/writer (nn/safetensors.h).
+//
+// A weights file holds model.state_dict() under its own names and nothing else, so PyTorch loads it with
+// safetensors.torch.load_file(path) and model.load_state_dict(...). A training checkpoint is one safetensors
+// file holding the same model tensors under the same names, plus the optimizer state under "optimizer.<key>",
+// the generator state as the I64 tensor "training.generator", and "__metadata__" entries:
+//   format = "gradformer-checkpoint", version = "1", config = the caller's model configuration (JSON text),
+//   training = {"step": ..., "extra": ...} (JSON text), optimizer = the optimizer's type name (when saved).
+// In PyTorch, dropping the keys that start with "optimizer." or "training." leaves the model's state dict.
+// Every save goes through safetensors::save_atomic, so a failed save leaves the previous file intact.
+//
+// Bool tensors (masks kept as buffers): safetensors has a BOOL dtype but our safetensors layer does not, so
+// they are stored as I64 0/1 and turned back into bool when loaded into a bool buffer (PyTorch's
+// load_state_dict converts the same way). Not here: which modules or optimizers exist (the caller builds
+// them, from read_checkpoint_config when resuming), the training loop, the byte format itself.
+#pragma once
+
+#include "autograd/generator.h"
+#include "autograd/tensor.h"
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace gradformer::nn {
+
+// A well-formed file that is not what the caller asked for: no gradformer metadata, another version, tensors
+// that do not fit the model or optimizer. The message starts with the file's path.
+class CheckpointError : public FormatError { using FormatError::FormatError; };
+
+// A contiguous copy of `tensor`'s elements; bool tensors become I64 0/1 (see above).
+safetensors::TensorRecord to_record(const Tensor& tensor);
+// A new leaf tensor of the record's dtype (F32 → f32, F64 → f64, I64 → i64) and shape, holding a copy.
+Tensor from_record(const safetensors::TensorRecord& record);
+
+// Writes model.state_dict() with `metadata` as "__metadata__"; "format" defaults to "pt", which is what
+// safetensors.torch.save_file writes and what Hugging Face loaders look for. Throws ValueError for metadata
+// that is not UTF-8, IOError when the file cannot be written.
+void save_weights(const std::string& path, const Module& model, const std::map<std::string, std::string>& metadata = {});
+
+// Reads a weights file (ours, PyTorch's, or a training checkpoint, whose optimizer and training tensors are
+// skipped) into `model`. With strict, every model key must be present and no other key may be; shapes must
+// always match, and floating tensors load into floating ones (converting f32/f64), I64 into i64 or bool.
+// Throws IOError/FormatError for an unreadable or malformed file and CheckpointError listing every problem
+// otherwise; the model is only written once everything has been checked.
+void load_weights(const std::string& path, Module& model, bool strict = true);
+
+// What a training loop needs to continue where it stopped, beyond the model and optimizer tensors.
+struct TrainingState {
+  int64_t step = 0;            // training steps taken
+  Generator::State generator;  // the generator driving dropout and shuffling
+  nlohmann::json extra;        // anything else: data position, epoch, best validation loss, losses so far
+};
+
+// Writes the training checkpoint described above. `optimizer` may be null (no "optimizer." tensors then).
+// Throws ValueError for a model key that starts with "optimizer." or "training." (it would be ambiguous) or
+// for config/extra/metadata that is not UTF-8, before touching the disk; IOError when writing fails.
+void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
+                     const TrainingState& state, const nlohmann::json& config);
+
+struct LoadedCheckpoint {
+  nlohmann::json config;
+  TrainingState state;
+  bool has_optimizer = false;  // whether the file holds optimizer state
+};
+
+// Reads and checks a checkpoint's metadata and training state without any model, so that the caller can
+// build the model the config describes. A file without our metadata (a plain weights file) is a
+// CheckpointError saying so.
+LoadedCheckpoint read_checkpoint_config(const std::string& path);
+
+// Checks everything first: the metadata and training state, that the model tensors match `model` exactly
+// (keys, shapes, dtypes; one CheckpointError lists every missing, unexpected and mismatched key), and, when
+// `optimizer` is given, that the file holds state of the same optimizer type that fits it. Only then loads
+// both, so a failed load leaves model and optimizer as they were. The generator state is returned, not
+// applied: the caller decides which generator it belongs to. With a null optimizer, saved optimizer state
+// is ignored (fine-tuning from a checkpoint with a fresh optimizer).
+LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer);
+
+}  // namespace gradformer::nn
