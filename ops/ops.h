@@ -11,3 +11,4 @@
 #include "ops/reduce.h"
 #include "ops/selection.h"
 #include "ops/shape.h"
+#include "ops/threads.h"

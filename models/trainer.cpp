@@ -1,0 +1,207 @@
+#include "models/trainer.h"
+
+#include "models/decode.h"
+#include "models/metrics.h"
+#include "models/svg.h"
+#include "nn/checkpoint.h"
+#include "ops/ops.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+namespace gradformer::models {
+namespace {
+
+std::vector<size_t> lengths_of(const std::vector<Example>& examples, bool source) {
+  std::vector<size_t> out;
+  for (const Example& e : examples) out.push_back(source ? e.source.size() : e.target.size() + 1);
+  return out;
+}
+
+// Token-level cross entropy of a batch: logits (B, T, V) against tgt_out (B, T), padding ignored, mean over tokens.
+Tensor batch_loss(const Tensor& logits, const Tensor& tgt_out, double label_smoothing) {
+  CrossEntropyOptions options;
+  options.ignore_index = data::pad_id;
+  options.label_smoothing = label_smoothing;
+  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(tgt_out, {-1}), options);
+}
+
+}  // namespace
+
+Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Example> train, std::vector<Example> valid,
+                 std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config)
+    : model_(model),
+      codec_(codec),
+      train_(std::move(train)),
+      valid_(std::move(valid)),
+      valid_text_(std::move(valid_text)),
+      config_(std::move(config)),
+      model_config_(std::move(model_config)),
+      d_model_(model_config_.value("d_model", int64_t{512})) {
+  if (train_.empty()) fail<ValueError>("train", "the training set is empty");
+  optim::AdamOptions adam;
+  adam.lr = learning_rate(1);
+  adam.beta1 = 0.9;
+  adam.beta2 = 0.98;
+  adam.eps = 1e-9;
+  optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);
+  std::filesystem::create_directories(config_.out_dir);
+}
+
+double Trainer::learning_rate(int64_t step) const {
+  const double s = static_cast<double>(std::max<int64_t>(step, 1));
+  return config_.lr_factor * std::pow(static_cast<double>(d_model_), -0.5) *
+         std::min(std::pow(s, -0.5), s * std::pow(static_cast<double>(config_.warmup_steps), -1.5));
+}
+
+void Trainer::save(const std::string& name) {
+  nn::TrainingState state;
+  state.step = step_;
+  state.generator = default_generator().state();
+  state.extra = {{"epoch", epoch_},
+                 {"batch_in_epoch", batch_in_epoch_},
+                 {"best_valid_loss", std::isfinite(best_valid_loss_) ? nlohmann::json(best_valid_loss_) : nlohmann::json()},
+                 {"validations_without_improvement", validations_without_improvement_},
+                 {"train_losses", train_losses_},
+                 {"valid_losses", valid_losses_}};
+  nlohmann::json config = model_config_;
+  config["codec"] = codec_.to_json();
+  nn::save_checkpoint(config_.out_dir + "/" + name, model_, optimizer_.get(), state, config);
+}
+
+void Trainer::resume(const std::string& checkpoint_path) {
+  const nn::LoadedCheckpoint loaded = nn::load_checkpoint(checkpoint_path, model_, optimizer_.get());
+  step_ = loaded.state.step;
+  default_generator().set_state(loaded.state.generator);
+  const nlohmann::json& extra = loaded.state.extra;
+  epoch_ = extra.value("epoch", int64_t{0});
+  batch_in_epoch_ = extra.value("batch_in_epoch", int64_t{0});
+  best_valid_loss_ = extra.contains("best_valid_loss") && extra["best_valid_loss"].is_number()
+                         ? extra["best_valid_loss"].get<double>()
+                         : INFINITY;
+  validations_without_improvement_ = extra.value("validations_without_improvement", int64_t{0});
+  train_losses_ = extra.value("train_losses", train_losses_);
+  valid_losses_ = extra.value("valid_losses", valid_losses_);
+}
+
+double Trainer::evaluate_loss(const std::vector<Example>& examples) {
+  if (examples.empty()) return 0.0;
+  NoGradGuard no_grad;
+  model_.eval();
+  Generator order(0);
+  double total = 0;
+  int64_t tokens = 0;
+  for (const data::Batch& b : data::make_batches(lengths_of(examples, true), lengths_of(examples, false),
+                                                 config_.max_tokens, order, false)) {
+    const TensorBatch batch = make_tensor_batch(examples, b.indices);
+    const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, 0.0);
+    total += loss.item() * static_cast<double>(batch.target_tokens);
+    tokens += batch.target_tokens;
+  }
+  model_.train();
+  return total / static_cast<double>(std::max<int64_t>(tokens, 1));
+}
+
+ValidStats Trainer::validate() {
+  ValidStats stats;
+  stats.step = step_;
+  stats.loss = evaluate_loss(valid_);
+  const size_t count = std::min(valid_text_.size(), static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
+  if (count > 0) {
+    model_.eval();
+    std::vector<std::string> hypotheses, references;
+    for (size_t start = 0; start < count; start += 64) {
+      std::vector<std::vector<int64_t>> sources;
+      for (size_t i = start; i < std::min(count, start + 64); ++i) {
+        sources.push_back(codec_.encode_source(valid_text_[i].source, 256));
+        references.push_back(codec_.tokenizer().detokenize(codec_.tokenizer().tokenize(valid_text_[i].target)));
+      }
+      for (const auto& ids : translate(model_, make_source_batch(sources))) hypotheses.push_back(codec_.decode(ids));
+    }
+    model_.train();
+    stats.bleu = metrics::corpus_bleu(hypotheses, references).score;
+    stats.chrf = metrics::corpus_chrf(hypotheses, references).score;
+  }
+  stats.best = stats.loss < best_valid_loss_;
+  if (stats.best) {
+    best_valid_loss_ = stats.loss;
+    validations_without_improvement_ = 0;
+  } else {
+    ++validations_without_improvement_;
+  }
+  valid_losses_.emplace_back(static_cast<double>(step_), stats.loss);
+  return stats;
+}
+
+StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
+                        const std::function<void(const ValidStats&)>& on_valid) {
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  model_.train();
+  const std::vector<size_t> source_lengths = lengths_of(train_, true), target_lengths = lengths_of(train_, false);
+  int64_t tokens_since = 0;
+  auto since = Clock::now();
+  for (;;) {
+    // The batches of an epoch depend only on (seed, epoch), so a resumed run sees the same ones.
+    Generator order(config_.seed * 1000003 + static_cast<uint64_t>(epoch_));
+    const std::vector<data::Batch> batches =
+        data::make_batches(source_lengths, target_lengths, config_.max_tokens, order, true);
+    for (; batch_in_epoch_ < static_cast<int64_t>(batches.size()); ++batch_in_epoch_) {
+      const double minutes = std::chrono::duration<double>(Clock::now() - started).count() / 60.0;
+      const bool out_of_steps = config_.max_steps > 0 && step_ >= config_.max_steps;
+      if (out_of_steps || (config_.max_minutes > 0 && minutes >= config_.max_minutes)) {
+        save("last.safetensors");
+        return out_of_steps ? StopReason::max_steps : StopReason::max_minutes;
+      }
+
+      const TensorBatch batch = make_tensor_batch(train_, batches[static_cast<size_t>(batch_in_epoch_)].indices);
+      optimizer_->zero_grad();
+      const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
+      const double loss_value = loss.item();
+      if (!std::isfinite(loss_value))
+        fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint (the last one "
+                             "in {} is intact)", step_ + 1, loss_value, config_.out_dir);
+      loss.backward();
+      StepStats stats;
+      stats.grad_norm = config_.clip_norm > 0 ? optim::clip_grad_norm_(model_.parameters(), config_.clip_norm) : 0.0;
+      if (!std::isfinite(stats.grad_norm))
+        fail<NumericalError>("train", "step {}: the gradient norm is {}; stopping without writing a checkpoint",
+                             step_ + 1, stats.grad_norm);
+      ++step_;
+      optimizer_->set_lr(learning_rate(step_));
+      optimizer_->step();
+      tokens_since += batch.target_tokens;
+      const double window = std::chrono::duration<double>(Clock::now() - since).count();
+      stats.step = step_;
+      stats.epoch = epoch_;
+      stats.loss = loss_value;
+      stats.learning_rate = learning_rate(step_);
+      stats.tokens_per_second = window > 0 ? static_cast<double>(tokens_since) / window : 0.0;
+      stats.elapsed_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+      if (window > 5) {
+        tokens_since = 0;
+        since = Clock::now();
+      }
+      train_losses_.emplace_back(static_cast<double>(step_), loss_value);
+      on_step(stats);
+
+      if (config_.valid_every > 0 && step_ % config_.valid_every == 0) {
+        ++batch_in_epoch_;  // this batch is done: a resumed run starts after it
+        const ValidStats valid = validate();
+        save("last.safetensors");
+        if (valid.best) save("best.safetensors");
+        write_text_file(config_.out_dir + "/loss.svg",
+                        loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
+        on_valid(valid);
+        if (config_.patience > 0 && validations_without_improvement_ >= config_.patience)
+          return StopReason::early_stopping;
+        --batch_in_epoch_;
+      }
+    }
+    ++epoch_;
+    batch_in_epoch_ = 0;
+  }
+}
+
+}  // namespace gradformer::models
