@@ -1,0 +1,191 @@
+// gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
+// DIR/best.safetensors, DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
+// best checkpoint. `--write-data DIR` writes the task's splits as TSV instead. Exit 0 on success, 1 with a
+// one-line reason on any error, 2 on bad flags.
+#include "models/decode.h"
+#include "models/metrics.h"
+#include "models/task.h"
+#include "models/trainer.h"
+#include "models/zoo.h"
+#include "nn/checkpoint.h"
+#include "ops/threads.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace gradformer;
+
+namespace {
+
+struct Flags {
+  std::string task = "grammar", model = "transformer-tiny", out = "runs/transformer-tiny", write_data, resume;
+  models::TaskOptions task_options;
+  models::ModelOptions model_options;
+  models::TrainConfig train;
+  int threads = 0;
+  size_t max_train_sentences = 0;
+};
+
+std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
+  std::string eta;
+  if (config.max_steps > 0 && s.step > 0) {
+    const double remaining = s.elapsed_seconds / static_cast<double>(s.step) * static_cast<double>(config.max_steps - s.step);
+    eta = fmt::format(" eta {:.0f}s", remaining);
+  } else if (config.max_minutes > 0) {
+    eta = fmt::format(" eta {:.0f}s", std::max(0.0, config.max_minutes * 60 - s.elapsed_seconds));
+  }
+  return fmt::format("step {:>6} epoch {:>3} loss {:.4f} ppl {:8.2f} lr {:.2e} |g| {:.3f} {:>7.0f} tok/s{}", s.step,
+                     s.epoch, s.loss, std::exp(std::min(s.loss, 50.0)), s.learning_rate, s.grad_norm,
+                     s.tokens_per_second, eta);
+}
+
+int run(const Flags& flags) {
+  set_num_threads(flags.threads);
+  const data::Splits splits = models::load_task(flags.task, flags.task_options);
+  if (!flags.write_data.empty()) {
+    std::filesystem::create_directories(flags.write_data);
+    for (const auto& [name, part] : {std::pair{"train", &splits.train}, {"valid", &splits.valid}, {"test", &splits.test}})
+      data::write_tsv(flags.write_data + "/" + name + ".tsv", *part);
+    fmt::print("wrote {} train, {} valid, {} test pairs to {}\n", splits.train.size(), splits.valid.size(),
+               splits.test.size(), flags.write_data);
+    return 0;
+  }
+  std::vector<data::SentencePair> train_text = splits.train;
+  if (flags.max_train_sentences > 0 && train_text.size() > flags.max_train_sentences)
+    train_text.resize(flags.max_train_sentences);
+
+  std::filesystem::create_directories(flags.out);
+  std::ofstream log(flags.out + "/train.log", std::ios::app);
+  auto say = [&log](const std::string& line) {
+    fmt::print("{}\n", line);
+    log << line << '\n';
+    log.flush();
+  };
+
+  // A resumed run takes model and vocabulary from its checkpoint; a new one learns them from the data.
+  std::optional<models::TextCodec> codec;
+  nlohmann::json config;
+  if (!flags.resume.empty()) {
+    const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(flags.resume);
+    config = saved.config;
+    codec.emplace(models::TextCodec::from_json(config.at("codec")));
+    config.erase("codec");
+  } else {
+    codec.emplace(models::TextCodec::learn(train_text, flags.task_options));
+    models::ModelOptions options = flags.model_options;
+    options.vocab_size = static_cast<int64_t>(codec->vocabulary().size());
+    config = models::model_config(flags.model, options);
+  }
+  default_generator().manual_seed(flags.train.seed);
+  std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
+
+  auto encode_all = [&](const std::vector<data::SentencePair>& pairs) {
+    std::vector<models::Example> out;
+    for (const auto& pair : pairs) out.push_back(codec->encode(pair, flags.task_options.max_tokens));
+    return out;
+  };
+  say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.task,
+                  train_text.size(), splits.valid.size(), splits.test.size(), codec->tokenizer().kind(),
+                  codec->vocabulary().size()));
+  say(fmt::format("model {}: {} parameters; {} threads", config.at("model").get<std::string>(), model->parameter_count(),
+                  num_threads()));
+
+  models::Trainer trainer(*model, *codec, encode_all(train_text), encode_all(splits.valid), splits.valid, flags.train,
+                          config);
+  if (!flags.resume.empty()) {
+    trainer.resume(flags.resume);
+    say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
+  }
+  const bool terminal = isatty(fileno(stdout));
+  const models::StopReason reason = trainer.run(
+      [&](const models::StepStats& s) {
+        const std::string line = progress_line(s, flags.train);
+        if (terminal) {
+          fmt::print("\r{}", line);
+          std::fflush(stdout);
+        } else if (s.step % 50 == 0) {
+          fmt::print("{}\n", line);
+        }
+        if (s.step % 50 == 0) log << line << '\n';
+      },
+      [&](const models::ValidStats& v) {
+        if (terminal) fmt::print("\n");
+        say(fmt::format("valid step {:>6} loss {:.4f} ppl {:.2f} BLEU {:.2f} chrF {:.2f}{}", v.step, v.loss,
+                        std::exp(std::min(v.loss, 50.0)), v.bleu, v.chrf, v.best ? " (best)" : ""));
+      });
+  if (terminal) fmt::print("\n");
+  say(fmt::format("stopped: {} after {} steps", reason == models::StopReason::max_steps     ? "step limit"
+                                                : reason == models::StopReason::max_minutes ? "time limit"
+                                                                                              : "early stopping",
+                  trainer.step()));
+
+  // Test with the best checkpoint (the last one if validation never ran).
+  const std::string best = flags.out + "/best.safetensors";
+  nn::load_checkpoint(std::filesystem::exists(best) ? best : flags.out + "/last.safetensors", *model, nullptr);
+  model->eval();
+  std::vector<std::string> hypotheses, references;
+  for (size_t start = 0; start < splits.test.size(); start += 64) {
+    std::vector<std::vector<int64_t>> sources;
+    for (size_t i = start; i < std::min(splits.test.size(), start + 64); ++i) {
+      sources.push_back(codec->encode_source(splits.test[i].source, flags.task_options.max_tokens));
+      references.push_back(codec->tokenizer().detokenize(codec->tokenizer().tokenize(splits.test[i].target)));
+    }
+    for (const auto& ids : models::translate(*model, models::make_source_batch(sources)))
+      hypotheses.push_back(codec->decode(ids));
+  }
+  say(fmt::format("test {}", metrics::corpus_bleu(hypotheses, references).format()));
+  say(fmt::format("test {} exact match {:.1f}%", metrics::corpus_chrf(hypotheses, references).format(),
+                  100.0 * metrics::exact_match(hypotheses, references)));
+  for (size_t i = 0; i < std::min<size_t>(3, hypotheses.size()); ++i)
+    say(fmt::format("  {}\n  -> {}\n  (reference: {})", splits.test[i].source, hypotheses[i], references[i]));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train a translation model of the gradformer zoo"};
+  Flags f;
+  app.set_version_flag("--version", "gradformer-train 0.1.0");
+  app.add_option("--task", f.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
+  app.add_option("--model", f.model, "attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
+      ->capture_default_str();
+  app.add_option("--out", f.out, "Directory for checkpoints, log and loss curve")->capture_default_str();
+  app.add_option("--write-data", f.write_data, "Write the task's train/valid/test splits as TSV into DIR and exit");
+  app.add_option("--resume", f.resume, "Continue from a checkpoint file (e.g. DIR/last.safetensors)");
+  app.add_option("--tokenizer", f.task_options.tokenizer, "word, char or bpe")->capture_default_str();
+  app.add_option("--bpe-merges", f.task_options.bpe_merges, "BPE merges to learn")->capture_default_str();
+  app.add_option("--max-sentence-tokens", f.task_options.max_tokens, "Truncate longer sentences")->capture_default_str();
+  app.add_flag("--skip-bad-lines", f.task_options.skip_bad_lines, "Skip malformed TSV lines instead of stopping");
+  app.add_option("--max-train-sentences", f.max_train_sentences, "Use only the first N training pairs (0: all)");
+  app.add_option("--max-steps", f.train.max_steps, "Stop after N optimizer steps (0: no limit)")->capture_default_str();
+  app.add_option("--max-minutes", f.train.max_minutes, "Stop after N minutes (0: no limit)")->capture_default_str();
+  app.add_option("--max-tokens", f.train.max_tokens, "Token budget of a batch")->capture_default_str();
+  app.add_option("--lr-factor", f.train.lr_factor, "Scale of the warmup/inverse-sqrt schedule")->capture_default_str();
+  app.add_option("--warmup", f.train.warmup_steps, "Warmup steps")->capture_default_str();
+  app.add_option("--label-smoothing", f.train.label_smoothing, "Label smoothing")->capture_default_str();
+  app.add_option("--clip-norm", f.train.clip_norm, "Global gradient-norm clipping (0: off)")->capture_default_str();
+  app.add_option("--valid-every", f.train.valid_every, "Validate and checkpoint every N steps")->capture_default_str();
+  app.add_option("--valid-bleu-sentences", f.train.valid_bleu_sentences, "Sentences decoded for validation BLEU")
+      ->capture_default_str();
+  app.add_option("--patience", f.train.patience, "Stop after N validations without improvement (0: never)")
+      ->capture_default_str();
+  app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")->capture_default_str();
+  app.add_option("--dropout", f.model_options.dropout, "Dropout")->capture_default_str();
+  app.add_flag("--pre-norm", f.model_options.pre_norm, "Transformer: LayerNorm before each sublayer");
+  app.add_flag("--share-embeddings", f.model_options.share_embeddings, "Transformer: one embedding table");
+  app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  f.train.out_dir = f.out;
+  try {
+    return run(f);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "\ngradformer-train: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,118 @@
+// gradformer-translate: translates source sentences (one per line, from --input or stdin) with a checkpoint
+// written by gradformer-train, one translation per line to --output or stdout; greedy or beam search; with
+// --reference, prints BLEU, chrF and exact match; with --attention-svg, draws the attention of the first
+// sentence. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags.
+#include "models/decode.h"
+#include "models/metrics.h"
+#include "models/svg.h"
+#include "models/task.h"
+#include "models/zoo.h"
+#include "nn/checkpoint.h"
+#include "ops/threads.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <fstream>
+#include <iostream>
+
+using namespace gradformer;
+
+namespace {
+
+struct Flags {
+  std::string checkpoint, input, output, reference, attention_svg;
+  models::DecodeOptions decode;
+  int threads = 0;
+  size_t batch = 64;
+  size_t max_tokens = 256;
+};
+
+std::vector<std::string> read_lines(std::istream& in) {
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail<IOError>(path, "cannot open for reading");
+  return read_lines(in);
+}
+
+int run(const Flags& flags) {
+  set_num_threads(flags.threads);
+  const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(flags.checkpoint);
+  if (!saved.config.contains("codec"))
+    fail<FormatError>(flags.checkpoint, "the checkpoint holds no vocabulary (was it written by gradformer-train?)");
+  const models::TextCodec codec = models::TextCodec::from_json(saved.config.at("codec"));
+  nlohmann::json config = saved.config;
+  config.erase("codec");
+  std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
+  nn::load_checkpoint(flags.checkpoint, *model, nullptr);
+  model->eval();
+
+  const std::vector<std::string> sources = flags.input.empty() ? read_lines(std::cin) : read_lines(flags.input);
+  std::vector<std::string> hypotheses;
+  for (size_t start = 0; start < sources.size(); start += flags.batch) {
+    std::vector<std::vector<int64_t>> ids;
+    for (size_t i = start; i < std::min(sources.size(), start + flags.batch); ++i)
+      ids.push_back(codec.encode_source(sources[i], flags.max_tokens));
+    for (const auto& out : models::translate(*model, models::make_source_batch(ids), flags.decode))
+      hypotheses.push_back(codec.decode(out));
+  }
+  std::ofstream file;
+  if (!flags.output.empty()) {
+    file.open(flags.output);
+    if (!file) fail<IOError>(flags.output, "cannot open for writing");
+  }
+  std::ostream& out = flags.output.empty() ? std::cout : file;
+  for (const std::string& h : hypotheses) out << h << '\n';
+
+  if (!flags.reference.empty()) {
+    const std::vector<std::string> references = read_lines(flags.reference);
+    if (references.size() != hypotheses.size())
+      fail<ValueError>(flags.reference, "{} references for {} sources", references.size(), hypotheses.size());
+    fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", metrics::corpus_bleu(hypotheses, references).format(),
+               metrics::corpus_chrf(hypotheses, references).format(), 100.0 * metrics::exact_match(hypotheses, references));
+  }
+  if (!flags.attention_svg.empty() && !sources.empty()) {
+    const std::vector<int64_t> source_ids = codec.encode_source(sources[0], flags.max_tokens);
+    std::vector<int64_t> target_in{data::bos_id};
+    for (const auto& ids : models::translate(*model, models::make_source_batch({source_ids}), flags.decode))
+      target_in.insert(target_in.end(), ids.begin(), ids.end());
+    std::vector<int64_t> target_out(target_in.begin() + 1, target_in.end());
+    target_out.push_back(data::eos_id);
+    const auto maps = model->attention_maps(models::make_source_batch({source_ids}), models::make_source_batch({target_in}));
+    models::write_text_file(flags.attention_svg, models::attention_svg(maps, codec.tokens(source_ids), codec.tokens(target_out)));
+    fmt::print(stderr, "wrote the attention of sentence 1 ({} maps) to {}\n", maps.size(), flags.attention_svg);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Translate with a gradformer checkpoint"};
+  Flags f;
+  app.add_option("--checkpoint", f.checkpoint, "A checkpoint written by gradformer-train")->required();
+  app.add_option("--input", f.input, "Source sentences, one per line (default: stdin)");
+  app.add_option("--output", f.output, "Translations, one per line (default: stdout)");
+  app.add_option("--reference", f.reference, "Reference translations: print BLEU, chrF and exact match to stderr");
+  app.add_option("--beam", f.decode.beam_size, "Beam size (1: greedy)")->capture_default_str();
+  app.add_option("--length-penalty", f.decode.length_penalty, "Beam score = log p / length^penalty")->capture_default_str();
+  app.add_option("--max-length", f.decode.max_length, "Longest translation (0: 2 x source + 10)")->capture_default_str();
+  app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
+  app.add_option("--batch", f.batch, "Sentences decoded together")->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(f);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gradformer-translate: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,115 @@
+#include "models/attention_seq2seq.h"
+
+#include "models/data/tokenizer.h"
+#include "ops/ops.h"
+
+#include <cmath>
+
+namespace gradformer::models {
+namespace {
+
+struct PrefixState : DecoderState {
+  Tensor src, memory, source_padding;
+  std::vector<Tensor> prefix;  // the tokens fed so far, each (B)
+
+  void select(const Tensor& rows) override {
+    src = index_select(src, 0, rows);
+    memory = index_select(memory, 0, rows);
+    source_padding = index_select(source_padding, 0, rows);
+    for (Tensor& t : prefix) t = index_select(t, 0, rows);
+  }
+};
+
+}  // namespace
+
+AttentionSeq2Seq::AttentionSeq2Seq(const AttentionSeq2SeqSizes& sizes, nlohmann::json config, Generator& gen)
+    : sizes_(sizes), config_(std::move(config)) {
+  const int64_t d = sizes.d_model;
+  embedding_ = register_module("embedding", std::make_shared<nn::Embedding>(sizes.vocab_size, d, data::pad_id, gen));
+  positions_ = register_module("positions", std::make_shared<nn::SinusoidalPositionalEncoding>(d, sizes.max_length));
+  dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(sizes.dropout));
+  encoder_attention_ = register_module("encoder_attention", std::make_shared<nn::ModuleList>());
+  encoder_feed_forward_ = register_module("encoder_feed_forward", std::make_shared<nn::ModuleList>());
+  encoder_norms_ = register_module("encoder_norms", std::make_shared<nn::ModuleList>());
+  decoder_self_attention_ = register_module("decoder_self_attention", std::make_shared<nn::ModuleList>());
+  decoder_attention_ = register_module("decoder_attention", std::make_shared<nn::ModuleList>());
+  decoder_feed_forward_ = register_module("decoder_feed_forward", std::make_shared<nn::ModuleList>());
+  decoder_norms_ = register_module("decoder_norms", std::make_shared<nn::ModuleList>());
+  for (int64_t b = 0; b < sizes.blocks; ++b) {
+    encoder_attention_->push_back(std::make_shared<nn::SelfAttention>(d, d, d, true, gen));
+    encoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(d, sizes.d_ff, sizes.dropout, nn::Activation::relu, gen));
+    decoder_self_attention_->push_back(std::make_shared<nn::SelfAttention>(d, d, d, true, gen));
+    decoder_attention_->push_back(std::make_shared<nn::Attention>(d, d, d, d, true, gen));
+    decoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(d, sizes.d_ff, sizes.dropout, nn::Activation::relu, gen));
+    for (int k = 0; k < 2; ++k) encoder_norms_->push_back(std::make_shared<nn::LayerNorm>(Shape{d}));
+    for (int k = 0; k < 3; ++k) decoder_norms_->push_back(std::make_shared<nn::LayerNorm>(Shape{d}));
+  }
+  output_ = register_module("output", std::make_shared<nn::Linear>(d, sizes.vocab_size, true, gen));
+}
+
+Tensor AttentionSeq2Seq::encode(const Tensor& src, const Tensor& source_padding) const {
+  const double scale = std::sqrt(static_cast<double>(sizes_.d_model));
+  Tensor x = dropout_->forward(positions_->forward(embedding_->forward(src) * scale));  // (B, S, D)
+  for (int64_t b = 0; b < sizes_.blocks; ++b) {
+    const auto i = static_cast<size_t>(b);
+    const Tensor attended = encoder_attention_->at<nn::SelfAttention>(i)->forward(x, source_padding).context;
+    x = encoder_norms_->at<nn::LayerNorm>(2 * i)->forward(x + dropout_->forward(attended));
+    const Tensor dense = encoder_feed_forward_->at<nn::FeedForward>(i)->forward(x);
+    x = encoder_norms_->at<nn::LayerNorm>(2 * i + 1)->forward(x + dropout_->forward(dense));
+  }
+  return x;
+}
+
+Tensor AttentionSeq2Seq::decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& source_padding,
+                                std::vector<Tensor>* weights) const {
+  const double scale = std::sqrt(static_cast<double>(sizes_.d_model));
+  Tensor y = dropout_->forward(positions_->forward(embedding_->forward(tgt_in) * scale));  // (B, T, D)
+  for (int64_t b = 0; b < sizes_.blocks; ++b) {
+    const auto i = static_cast<size_t>(b);
+    const Tensor own = decoder_self_attention_->at<nn::SelfAttention>(i)->forward(y, {}, true).context;
+    y = decoder_norms_->at<nn::LayerNorm>(3 * i)->forward(y + dropout_->forward(own));
+    const nn::AttentionOutput cross =
+        decoder_attention_->at<nn::Attention>(i)->forward(y, memory, source_padding, false, weights != nullptr);
+    if (weights) weights->push_back(cross.weights);
+    y = decoder_norms_->at<nn::LayerNorm>(3 * i + 1)->forward(y + dropout_->forward(cross.context));
+    const Tensor dense = decoder_feed_forward_->at<nn::FeedForward>(i)->forward(y);
+    y = decoder_norms_->at<nn::LayerNorm>(3 * i + 2)->forward(y + dropout_->forward(dense));
+  }
+  return y;
+}
+
+Tensor AttentionSeq2Seq::forward(const Tensor& src, const Tensor& tgt_in) const {
+  const Tensor source_padding = eq(src, static_cast<double>(data::pad_id));
+  return output_->forward(decode(tgt_in, encode(src, source_padding), source_padding, nullptr));
+}
+
+std::unique_ptr<DecoderState> AttentionSeq2Seq::start(const Tensor& src) const {
+  auto state = std::make_unique<PrefixState>();
+  state->src = src;
+  state->source_padding = eq(src, static_cast<double>(data::pad_id));
+  state->memory = encode(src, state->source_padding);
+  return state;
+}
+
+Tensor AttentionSeq2Seq::step(DecoderState& base, const Tensor& last) const {
+  auto& state = static_cast<PrefixState&>(base);
+  state.prefix.push_back(last);
+  std::vector<Tensor> columns;
+  for (const Tensor& t : state.prefix) columns.push_back(unsqueeze(t, 1));
+  const Tensor y = decode(concat(columns, 1), state.memory, state.source_padding, nullptr);  // (B, T, D)
+  const Tensor final_step = slice(y, 1, -1, y.size(1));                                   // (B, 1, D)
+  return log_softmax(reshape(output_->forward(final_step), {last.size(0), -1}), -1);
+}
+
+std::vector<AttentionMap> AttentionSeq2Seq::attention_maps(const Tensor& src, const Tensor& tgt_in) const {
+  NoGradGuard no_grad;
+  const Tensor source_padding = eq(src, static_cast<double>(data::pad_id));
+  std::vector<Tensor> weights;  // per block (1, T, S)
+  decode(tgt_in, encode(src, source_padding), source_padding, &weights);
+  std::vector<AttentionMap> maps;
+  for (size_t b = 0; b < weights.size(); ++b)
+    maps.push_back({fmt::format("block {} attention", b), reshape(weights[b], {weights[b].size(1), weights[b].size(2)})});
+  return maps;
+}
+
+}  // namespace gradformer::models

@@ -1,0 +1,94 @@
+#include "models/zoo.h"
+
+#include "models/attention_seq2seq.h"
+#include "models/transformer_seq2seq.h"
+
+namespace gradformer::models {
+namespace {
+
+struct TransformerPreset {
+  const char* name;
+  int64_t d_model, heads, d_ff, layers;
+};
+
+// The sizes of ../shared/bench/torch_reference.py's toy, small and base configurations.
+constexpr TransformerPreset kTransformerPresets[] = {
+    {"transformer-tiny", 64, 4, 256, 2},
+    {"transformer-small", 256, 4, 1024, 3},
+    {"transformer-base", 512, 8, 2048, 6},
+};
+
+const TransformerPreset* find_preset(const std::string& name) {
+  for (const TransformerPreset& p : kTransformerPresets)
+    if (name == p.name) return &p;
+  return nullptr;
+}
+
+template <class T>
+T required(const nlohmann::json& config, const char* key) {
+  if (!config.contains(key))
+    fail<FormatError>("model config", "missing '{}' in {}", key, config.dump());
+  try {
+    return config.at(key).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    fail<FormatError>("model config", "'{}' has the wrong type: {}", key, e.what());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names{"attention-seq2seq"};
+  for (const TransformerPreset& p : kTransformerPresets) names.emplace_back(p.name);
+  return names;
+}
+
+nlohmann::json model_config(const std::string& name, const ModelOptions& options) {
+  if (options.vocab_size <= 4)
+    fail<ValueError>("model " + name, "vocabulary size {} is too small", options.vocab_size);
+  nlohmann::json config{{"model", name},
+                        {"vocab_size", options.vocab_size},
+                        {"dropout", options.dropout},
+                        {"max_length", options.max_length}};
+  if (const TransformerPreset* p = find_preset(name)) {
+    config.update({{"d_model", p->d_model},
+                   {"heads", p->heads},
+                   {"d_ff", p->d_ff},
+                   {"layers", p->layers},
+                   {"pre_norm", options.pre_norm},
+                   {"share_embeddings", options.share_embeddings}});
+    return config;
+  }
+  if (name == "attention-seq2seq") {
+    config.update({{"d_model", 64}, {"d_ff", 256}, {"blocks", 2}});
+    return config;
+  }
+  fail<ValueError>("model", "unknown model '{}' (known: {})", name, fmt::join(model_names(), ", "));
+}
+
+std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen) {
+  const auto name = required<std::string>(config, "model");
+  const auto vocab_size = required<int64_t>(config, "vocab_size");
+  const auto dropout = required<double>(config, "dropout");
+  const auto max_length = required<int64_t>(config, "max_length");
+  if (find_preset(name)) {
+    const TransformerSizes sizes{vocab_size,
+                                 required<int64_t>(config, "d_model"),
+                                 required<int64_t>(config, "heads"),
+                                 required<int64_t>(config, "d_ff"),
+                                 required<int64_t>(config, "layers"),
+                                 dropout,
+                                 required<bool>(config, "pre_norm"),
+                                 required<bool>(config, "share_embeddings"),
+                                 max_length};
+    return std::make_shared<TransformerSeq2Seq>(sizes, config, gen);
+  }
+  if (name == "attention-seq2seq") {
+    const AttentionSeq2SeqSizes sizes{vocab_size, required<int64_t>(config, "d_model"), required<int64_t>(config, "d_ff"),
+                                      required<int64_t>(config, "blocks"), dropout, max_length};
+    return std::make_shared<AttentionSeq2Seq>(sizes, config, gen);
+  }
+  fail<ValueError>("model", "unknown model '{}' (known: {})", name, fmt::join(model_names(), ", "));
+}
+
+}  // namespace gradformer::models

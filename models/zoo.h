@@ -1,0 +1,34 @@
+// The model zoo: one constructor per model, all behind Seq2SeqModel so gradformer-train and -translate treat
+// them alike. A model is described by a JSON configuration (stored in every checkpoint) and rebuilt from it.
+//   rnn-attention      GRU or LSTM encoder-decoder with additive (Bahdanau) attention: the lecture's start
+//   attention-seq2seq  attention without recurrence: the lecture's Attention and SelfAttention layers with dense
+//                      layers and positional encodings, one head
+//   transformer-tiny   Vaswani et al. 2017 at the sizes of the benchmark's configs (toy, small, base):
+//   transformer-small  d_model 64/256/512, heads 4/4/8, d_ff 256/1024/2048, layers 2/3/6
+//   transformer-base
+#pragma once
+
+#include "models/seq2seq.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gradformer::models {
+
+struct ModelOptions {
+  int64_t vocab_size = 0;         // joint source/target vocabulary
+  double dropout = 0.1;
+  bool pre_norm = false;          // Transformer: LayerNorm before each sublayer instead of after
+  bool share_embeddings = false;  // Transformer: one table for source, target and the output projection
+  std::string rnn_cell = "gru";   // rnn-attention: gru or lstm
+  int64_t max_length = 512;       // longest sequence the positional encodings cover
+};
+
+std::vector<std::string> model_names();
+// The full configuration of a named model: its preset sizes plus the options.
+nlohmann::json model_config(const std::string& name, const ModelOptions& options);
+// Builds the model a configuration describes; parameters drawn from gen.
+std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen = default_generator());
+
+}  // namespace gradformer::models
