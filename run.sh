@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 build_packages=(g++ meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
                 nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en)
-test_packages=(clang libclang-rt-14-dev)
+test_packages=(clang libclang-rt-14-dev libomp-14-dev)
 
 install_missing() {
   local missing=() p
@@ -69,6 +69,28 @@ run_suite() {
   rm -f "$log"
 }
 
+# libFuzzer targets (tests/fuzz/), built with clang, each run for a bounded number of inputs from a scratch copy
+# of its committed seeds; each target counts as one test case. FUZZ_RUNS sets the count (default 20000).
+run_fuzzers() {
+  CXX=clang++ CC=clang configure build-fuzz --buildtype=debugoptimized -Db_sanitize=address,undefined \
+    -Db_lundef=false -Dfuzzing=true -Dbuild_tests=false -Dbuild_examples=false -Dnative=false
+  ninja -C build-fuzz
+  local target scratch
+  for target in safetensors vocabulary bpe tsv; do
+    echo "== fuzz: $target"
+    scratch=$(mktemp -d)
+    cp tests/fuzz/corpus/"$target"/* "$scratch"/
+    if ./build-fuzz/tests/fuzz/fuzz_"$target" -runs="${FUZZ_RUNS:-20000}" -max_len=4096 -timeout=10 \
+        -print_final_stats=1 "$scratch" 2>&1 | tail -n 12; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      echo "run.sh: fuzz target $target found a failure"
+    fi
+    rm -rf "$scratch"
+  done
+}
+
 case "${1:-}" in
   demo)
     build_release
@@ -86,6 +108,7 @@ case "${1:-}" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       LSAN_OPTIONS=suppressions=$PWD/tests/sanitizer.supp \
       run_suite sanitize ./build-sanitize/tests/gradformer-tests --no-version
+    run_fuzzers
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     ;;

@@ -153,7 +153,8 @@ int main(int argc, char** argv) {
   Flags f;
   app.set_version_flag("--version", "gradformer-train 0.1.0");
   app.add_option("--task", f.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
-  app.add_option("--model", f.model, "attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
+  app.add_option("--model", f.model,
+                 "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
       ->capture_default_str();
   app.add_option("--out", f.out, "Directory for checkpoints, log and loss curve")->capture_default_str();
   app.add_option("--write-data", f.write_data, "Write the task's train/valid/test splits as TSV into DIR and exit");
@@ -179,6 +180,7 @@ int main(int argc, char** argv) {
   app.add_option("--dropout", f.model_options.dropout, "Dropout")->capture_default_str();
   app.add_flag("--pre-norm", f.model_options.pre_norm, "Transformer: LayerNorm before each sublayer");
   app.add_flag("--share-embeddings", f.model_options.share_embeddings, "Transformer: one embedding table");
+  app.add_option("--rnn-cell", f.model_options.rnn_cell, "rnn-attention: gru or lstm")->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   f.train.out_dir = f.out;

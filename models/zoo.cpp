@@ -1,6 +1,7 @@
 #include "models/zoo.h"
 
 #include "models/attention_seq2seq.h"
+#include "models/rnn_seq2seq.h"
 #include "models/transformer_seq2seq.h"
 
 namespace gradformer::models {
@@ -38,7 +39,7 @@ T required(const nlohmann::json& config, const char* key) {
 }  // namespace
 
 std::vector<std::string> model_names() {
-  std::vector<std::string> names{"attention-seq2seq"};
+  std::vector<std::string> names{"rnn-attention", "attention-seq2seq"};
   for (const TransformerPreset& p : kTransformerPresets) names.emplace_back(p.name);
   return names;
 }
@@ -63,6 +64,12 @@ nlohmann::json model_config(const std::string& name, const ModelOptions& options
     config.update({{"d_model", 64}, {"d_ff", 256}, {"blocks", 2}});
     return config;
   }
+  if (name == "rnn-attention") {
+    if (options.rnn_cell != "gru" && options.rnn_cell != "lstm")
+      fail<ValueError>("model rnn-attention", "cell '{}' is neither gru nor lstm", options.rnn_cell);
+    config.update({{"embedding_dim", 64}, {"hidden_size", 128}, {"cell", options.rnn_cell}});
+    return config;
+  }
   fail<ValueError>("model", "unknown model '{}' (known: {})", name, fmt::join(model_names(), ", "));
 }
 
@@ -82,6 +89,13 @@ std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator
                                  required<bool>(config, "share_embeddings"),
                                  max_length};
     return std::make_shared<TransformerSeq2Seq>(sizes, config, gen);
+  }
+  if (name == "rnn-attention") {
+    const auto cell = required<std::string>(config, "cell");
+    if (cell != "gru" && cell != "lstm") fail<FormatError>("model config", "cell '{}' is neither gru nor lstm", cell);
+    const RnnSizes sizes{vocab_size, required<int64_t>(config, "embedding_dim"), required<int64_t>(config, "hidden_size"),
+                         dropout, cell == "lstm"};
+    return std::make_shared<RnnAttentionSeq2Seq>(sizes, config, gen);
   }
   if (name == "attention-seq2seq") {
     const AttentionSeq2SeqSizes sizes{vocab_size, required<int64_t>(config, "d_model"), required<int64_t>(config, "d_ff"),

@@ -11,6 +11,7 @@
 #include "autograd/engine.h"
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
+#include "ops/fast_exp.h"
 #include "ops/kernels.h"
 #include "ops/shape.h"
 
@@ -151,30 +152,6 @@ Tensor scatter_to_extrema(const Tensor& dout, const Tensor& indices, const Shape
   return grad;
 }
 
-// e^x for f32 x <= 0 in straight-line code that vectorises, where std::exp is one libm call per element:
-// x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, ln2 split in two so n ln2 is exact), e^r by Cephes' expf
-// polynomial, 2^n written into the exponent bits. Relative error below 1e-7 over [-87, 0] (measured). Inputs
-// below -87 give e^-87 (~1e-38, still a normal float) instead of smaller values: in logsumexp they are added
-// to at least 1.
-// Measured on a loaded 2-core machine, [64, 1024] f32 rows, one thread: logsumexp 1.0-1.9 ms with std::exp,
-// 0.10-0.16 ms with this (max alone: 0.09 ms).
-inline float exp_nonpositive(float x) {
-  // The clamp compares bit patterns: for x <= 0 (including -inf, excluding NaN) the unsigned bits grow with
-  // |x|. A float comparison here may trap (-ftrapping-math), so GCC keeps it a branch and the loop scalar.
-  x = std::bit_cast<float>(std::min(std::bit_cast<uint32_t>(x), std::bit_cast<uint32_t>(-87.0f)));
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
-  const float n = (x * 1.44269504088896341f + kRound) - kRound;
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e_r = p * r * r + r + 1.0f;
-  return e_r * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-}
-
 // log(sum(exp(x[0..n)))) for one row: the maximum, then the shifted sum of exponentials.
 template <class T>
 T logsumexp_row(const T* x, int64_t n) {
@@ -191,7 +168,7 @@ T logsumexp_row(const T* x, int64_t n) {
   T total = 0;
   if constexpr (std::is_same_v<T, float>) {
 #pragma omp simd reduction(+ : total)
-    for (int64_t i = 0; i < n; ++i) total += exp_nonpositive(x[i] - m);
+    for (int64_t i = 0; i < n; ++i) total += kernels::exp_nonpositive(x[i] - m);
   } else {
     for (int64_t i = 0; i < n; ++i) total += std::exp(x[i] - m);
   }

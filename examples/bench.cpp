@@ -1,0 +1,137 @@
+// gradformer-bench: the training step and greedy decoding of ../shared/bench/torch_reference.py, measured the
+// same way and printed in the same lines, so ../shared/bench/compare.sh can put the two side by side:
+//   train CONFIG step_ms=... tgt_tok_per_s=... gflops=...
+//   decode CONFIG ms=... tok_per_s=...
+// The model is the reference's: source and target embeddings scaled by √d, nn::Transformer (post-norm,
+// dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
+// Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
+#include "nn/layers.h"
+#include "nn/optim.h"
+#include "nn/transformer.h"
+#include "ops/ops.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+using namespace gradformer;
+
+namespace {
+
+struct Config {
+  int64_t d, heads, ff, layers, vocab, batch, src_len, tgt_len;
+  int steps;
+};
+
+// name: (d_model, heads, d_ff, layers, vocab, batch, src_len, tgt_len), as torch_reference.py's CONFIGS.
+const std::map<std::string, Config> kConfigs{
+    {"toy", {64, 4, 256, 2, 100, 64, 12, 12, 50}},
+    {"small", {256, 4, 1024, 3, 1000, 64, 20, 20, 10}},
+    {"base", {512, 8, 2048, 6, 8000, 32, 24, 24, 4}},
+};
+
+// Matmul FLOPs of one training step (forward + backward = 3x forward), the reference's formula.
+double train_flops(const Config& c) {
+  const double d = static_cast<double>(c.d), ff = static_cast<double>(c.ff), s = static_cast<double>(c.src_len),
+               t = static_cast<double>(c.tgt_len);
+  const double enc = s * (8 * d * d + 4 * s * d + 4 * d * ff);
+  const double dec = t * (8 * d * d + 4 * t * d) + t * (4 * d * d + 4 * s * d) + s * 4 * d * d + t * 4 * d * ff;
+  const double out = t * 2 * d * static_cast<double>(c.vocab);
+  return 3 * static_cast<double>(c.batch) * (static_cast<double>(c.layers) * (enc + dec) + out);
+}
+
+Tensor random_tokens(Generator& gen, int64_t rows, int64_t cols, int64_t vocab) {
+  std::vector<int64_t> ids(static_cast<size_t>(rows * cols));
+  for (int64_t& id : ids) id = static_cast<int64_t>(gen.below(static_cast<uint64_t>(vocab)));
+  return from_vector(ids, {rows, cols});
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Time the reference Transformer training step and greedy decoding"};
+  std::string name = "toy";
+  int threads = 2, steps = 0;
+  app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
+  app.add_option("--threads", threads, "Threads")->capture_default_str();
+  app.add_option("--steps", steps, "Timed training steps (0: the reference's count)");
+  CLI11_PARSE(app, argc, argv);
+  set_num_threads(threads);
+  const Config c = kConfigs.at(name);
+  steps = steps > 0 ? steps : c.steps;
+
+  Generator gen(0);
+  nn::Embedding source_embedding(c.vocab, c.d, -1, gen), target_embedding(c.vocab, c.d, -1, gen);
+  nn::Transformer transformer(c.d, c.heads, c.layers, c.layers, c.ff, 0.1, nn::Activation::relu, false, gen);
+  nn::Linear output(c.d, c.vocab, true, gen);
+  std::vector<Tensor> params;
+  for (const nn::Module* m : std::initializer_list<const nn::Module*>{&source_embedding, &target_embedding, &transformer, &output})
+    for (const Tensor& p : m->parameters()) params.push_back(p);
+  optim::AdamOptions adam;
+  adam.lr = 1e-4;
+  adam.beta1 = 0.9;
+  adam.beta2 = 0.98;
+  adam.eps = 1e-9;
+  optim::Adam optimizer(params, adam);
+  CrossEntropyOptions loss_options;
+  loss_options.label_smoothing = 0.1;
+  const Tensor src = random_tokens(gen, c.batch, c.src_len, c.vocab);
+  const Tensor tgt = random_tokens(gen, c.batch, c.tgt_len + 1, c.vocab);
+  const Tensor tgt_in = slice(tgt, 1, 0, c.tgt_len), tgt_out = slice(tgt, 1, 1, c.tgt_len + 1).contiguous();
+  const double scale = std::sqrt(static_cast<double>(c.d));
+
+  auto train_step = [&] {
+    optimizer.zero_grad();
+    const Tensor y = transformer.forward(source_embedding.forward(src) * scale, target_embedding.forward(tgt_in) * scale);
+    const Tensor loss = cross_entropy(reshape(output.forward(y), {-1, c.vocab}), reshape(tgt_out, {-1}), loss_options);
+    loss.backward();
+    optimizer.step();
+  };
+  for (int i = 0; i < 2; ++i) train_step();
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) train_step();
+  const double step_seconds = seconds_since(start) / steps;
+  fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
+             static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
+
+  // Greedy decoding of the batch to tgt_len tokens with the key/value cache; one warm-up, median of three.
+  source_embedding.eval();
+  target_embedding.eval();
+  transformer.eval();
+  output.eval();
+  auto decode = [&] {
+    NoGradGuard no_grad;
+    const Tensor memory = transformer.encode(source_embedding.forward(src) * scale);
+    nn::DecoderCache cache;
+    cache.layers.resize(static_cast<size_t>(c.layers));
+    Tensor last = zeros({c.batch, 1}, DType::i64);
+    for (int64_t t = 0; t < c.tgt_len; ++t) {
+      nn::DecodeMasks masks;
+      const Tensor y = transformer.decode(target_embedding.forward(last) * scale, memory, masks, &cache);  // (B, 1, D)
+      last = argmax(output.forward(y), -1);  // (B, 1)
+    }
+  };
+  decode();
+  std::vector<double> times;
+  for (int i = 0; i < 3; ++i) {
+    start = std::chrono::steady_clock::now();
+    decode();
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  fmt::print("decode {} ms={:.1f} tok_per_s={:.0f}\n", name, times[1] * 1e3,
+             static_cast<double>(c.batch * c.tgt_len) / times[1]);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  fmt::print("memory {} max_rss_mb={:.1f}\n", name, static_cast<double>(usage.ru_maxrss) / 1024.0);
+  return 0;
+}
