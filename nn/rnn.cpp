@@ -60,6 +60,20 @@ Tensor state_or_zeros(std::string_view where, std::string_view what, const Tenso
   return state;
 }
 
+// Appends one (B, G·H) view per step of `block` (B, s, G·H), in order. A slice's backward writes into a zero
+// tensor the size of what it was cut from, so cutting each of S steps straight out of the whole sequence would
+// cost O(S²) in backward; cutting halves out of halves costs O(S log S), with recursion only log2(S) deep.
+void split_steps(const Tensor& block, std::vector<Tensor>& steps) {
+  const int64_t length = block.size(1);
+  if (length == 1) {
+    steps.push_back(squeeze(block, 1));
+    return;
+  }
+  const int64_t half = length / 2;
+  split_steps(narrow(block, 1, 0, half), steps);
+  split_steps(narrow(block, 1, half, length - half), steps);
+}
+
 // The i-th slice along axis 0 of h0 (L·D, B, H), as a (B, H) view.
 Tensor layer_state(const Tensor& states, int64_t index) { return squeeze(narrow(states, 0, index, 1), 0); }
 
@@ -187,12 +201,14 @@ LSTMResult RNNBase::run(const Tensor& x, const Tensor& lengths, const Tensor& h0
     for (int64_t direction = 0; direction < directions_; ++direction) {
       const int64_t index = layer * directions_ + direction;
       const Weights& w = weights_[static_cast<size_t>(index)];
-      const Tensor projected = linear(layer_input, w.weight_ih, w.bias_ih);  // (B, S, G·H): one GEMM over B·S rows
+      std::vector<Tensor> projected;  // S × (B, G·H), from one GEMM over B·S rows
+      projected.reserve(static_cast<size_t>(steps));
+      split_steps(linear(layer_input, w.weight_ih, w.bias_ih), projected);
       LSTMState state{layer_state(h_init, index), c_init.defined() ? layer_state(c_init, index) : Tensor()};
       std::vector<Tensor> outputs(static_cast<size_t>(steps));
       for (int64_t k = 0; k < steps; ++k) {
         const int64_t t = direction == 0 ? k : steps - 1 - k;
-        const Tensor x_proj = squeeze(narrow(projected, 1, t, 1), 1);  // (B, G·H)
+        const Tensor& x_proj = projected[static_cast<size_t>(t)];  // (B, G·H)
         LSTMState next;
         switch (mode_) {
           case Mode::rnn_tanh: next.h = rnn_step(x_proj, state.h, w.weight_hh, w.bias_hh, Nonlinearity::tanh); break;

@@ -251,7 +251,10 @@ TEST_CASE("rnn: a length of 0 gives zero outputs and keeps the initial state") {
 TEST_CASE("rnn: a 5,000-step RNN runs forward and backward without deep recursion") {
   Generator gen(10);
   nn::RNN layer(1, 2, 1, nn::Nonlinearity::tanh, true, false, gen);
-  Tensor x = randn({1, 5000, 1}, gen);
+  // f64, whose tiny products go to OpenBLAS on this thread: the f32 path's oneDNN primitives open an OpenMP
+  // region per product, which alone took 7 to 18 s for these 10,000 products when other jobs held the cores.
+  layer.to(DType::f64);
+  Tensor x = randn({1, 5000, 1}, gen, DType::f64);
   x.requires_grad_();
   const auto start = std::chrono::steady_clock::now();
   const nn::RNNResult r = layer.forward(x);
