@@ -188,7 +188,8 @@ LSTMResult RNNBase::run(const Tensor& x, const Tensor& lengths, const Tensor& h0
     }
   }
   std::vector<Tensor> padding(static_cast<size_t>(steps));  // bool (B, 1): true where step t is past the end
-  for (int64_t t = shortest; t < steps; ++t) padding[static_cast<size_t>(t)] = unsqueeze(le(lengths, double(t)), 1);
+  for (int64_t t = shortest; t < steps; ++t)
+    padding[static_cast<size_t>(t)] = unsqueeze(le(lengths, static_cast<double>(t)), 1);
 
   const Shape state_shape{num_layers_ * directions_, batch, hidden_size_};
   const Tensor h_init = state_or_zeros(name, "h0", h0, state_shape, x);

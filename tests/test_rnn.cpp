@@ -152,8 +152,8 @@ namespace {
 
 // Runs `layer` on a padded batch and on each sequence alone (B = 1, unpadded): outputs, final states and the
 // gradients of x and of every parameter must agree, and outputs at padded positions must be zero.
-template <class Layer, class Run>
-void check_padding_changes_nothing(Layer& layer, int64_t input_size, const Run& run) {
+template <class RecurrentLayer, class Run>
+void check_padding_changes_nothing(RecurrentLayer& layer, int64_t input_size, const Run& run) {
   Generator gen(7);
   layer.to(DType::f64);
   const std::vector<int64_t> lengths{5, 2, 3, 1};
@@ -232,8 +232,8 @@ TEST_CASE("rnn: padding changes no sequence's outputs, final state or gradients"
     nn::GRU layer(3, 4, 1, true, true, gen);
     check_padding_changes_nothing(layer, 3, run_rnn);
   }
-  SUBCASE("RNN, relu, two layers") {
-    nn::RNN layer(3, 4, 2, nn::Nonlinearity::relu, true, false, gen);
+  SUBCASE("RNN, relu, two layers, no bias") {
+    nn::RNN layer(3, 4, 2, nn::Nonlinearity::relu, false, false, gen);
     check_padding_changes_nothing(layer, 3, run_rnn);
   }
 }
@@ -337,6 +337,8 @@ TEST_CASE("rnn: errors name the layer and the shapes") {
   nn::GRU gru(3, 4, 2, true, false, gen);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 5})),
                        "GRU: input [2, 3, 5]: expected [B, S, 3] (batch first, input_size 3)", ShapeError);
+  CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 0, 3})), "GRU: input [2, 0, 3]: the sequence length S must be at least 1",
+                       ShapeError);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 3}), from_vector<int64_t>({3, 4}, {2})),
                        "GRU: lengths[1] = 4 is outside [0, 3] for input [2, 3, 3]", ValueError);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 3}), from_vector<int64_t>({-1, 2}, {2})),
