@@ -118,7 +118,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      [](int which, Generator& gen) {
        // Case 0: full lengths, zero initial state; case 1: a padded sequence and a given initial state.
        const std::vector<int64_t> lengths = which == 0 ? std::vector<int64_t>{3, 3} : std::vector<int64_t>{3, 2};
-       return make_case(std::make_shared<RNN>(3, 4, 1, Nonlinearity::tanh, true, false, gen),
+       return make_case(std::make_shared<RNN>(3, 4, 1, Nonlinearity::tanh, true, false, 0.0, gen),
                         recurrent_inputs(which, gen, lengths, 1, 1),
                         [](const RNN& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
@@ -127,16 +127,32 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::lstm_two_layers, "LSTM(num_layers=2, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<LSTM>(3, 4, 2, true, false, gen), recurrent_inputs(which, gen, {3, 1}, 2, 2),
+       return make_case(std::make_shared<LSTM>(3, 4, 2, true, false, 0.0, gen),
+                        recurrent_inputs(which, gen, {3, 1}, 2, 2),
                         [](const LSTM& m, const std::vector<Tensor>& x) {
                           const LSTMState state = x.size() > 2 ? LSTMState{x[2], x[3]} : LSTMState{};
                           const LSTMResult r = m.forward(x[0], x[1], state);
                           return joined({r.output, r.state.h, r.state.c});
                         });
      }},
+    {Layer::lstm_dropout_train, "LSTM(num_layers=2, dropout, train)",
+     [](int, Generator& gen) {
+       // The dropout between the layers draws from its own generator, reseeded before every call.
+       auto generator = std::make_shared<Generator>(12);
+       auto lstm = std::make_shared<LSTM>(3, 4, 2, true, false, 0.3, *generator);
+       lstm->train();
+       return make_case(lstm, recurrent_inputs(0, gen, {3, 2}, 2, 2),
+                        [generator](const LSTM& m, const std::vector<Tensor>& x) {
+                          generator->manual_seed(12);
+                          const LSTMResult r = m.forward(x[0], x[1]);
+                          return joined({r.output, r.state.h, r.state.c});
+                        });
+     },
+     1},
     {Layer::gru_lengths, "GRU(lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<GRU>(3, 4, 1, true, false, gen), recurrent_inputs(which, gen, {2, 3}, 1, 1),
+       return make_case(std::make_shared<GRU>(3, 4, 1, true, false, 0.0, gen),
+                        recurrent_inputs(which, gen, {2, 3}, 1, 1),
                         [](const GRU& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
                           return joined({r.output, r.h_n});
@@ -144,7 +160,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::gru_bidirectional, "GRU(bidirectional, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<GRU>(3, 4, 1, true, true, gen), recurrent_inputs(which, gen, {1, 3}, 2, 1),
+       return make_case(std::make_shared<GRU>(3, 4, 1, true, true, 0.0, gen),
+                        recurrent_inputs(which, gen, {1, 3}, 2, 1),
                         [](const GRU& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
                           return joined({r.output, r.h_n});

@@ -22,7 +22,7 @@ enum class Layer : int {
   // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
 
   // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
-  rnn_cell, lstm_cell, gru_cell, rnn, lstm_two_layers, gru_lengths, gru_bidirectional, additive_attention,
+  rnn_cell, lstm_cell, gru_cell, rnn, lstm_two_layers, lstm_dropout_train, gru_lengths, gru_bidirectional, additive_attention,
 
   count  // not a layer: the number of rows
 };

@@ -135,15 +135,18 @@ Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
 }
 
 RNNBase::RNNBase(std::string type_name, Mode mode, int64_t input_size, int64_t hidden_size, int64_t num_layers,
-                 bool bias, bool bidirectional, Generator& gen)
+                 bool bias, bool bidirectional, double dropout, Generator& gen)
     : type_name_(std::move(type_name)),
       mode_(mode),
       input_size_(input_size),
       hidden_size_(hidden_size),
       num_layers_(num_layers),
-      directions_(bidirectional ? 2 : 1) {
+      directions_(bidirectional ? 2 : 1),
+      dropout_(dropout),
+      gen_(&gen) {
   check_sizes(type_name_, input_size, hidden_size);
   if (num_layers <= 0) fail<ValueError>(type_name_, "num_layers {} must be positive", num_layers);
+  if (!(dropout >= 0.0 && dropout <= 1.0)) fail<ValueError>(type_name_, "dropout = {} is outside [0, 1]", dropout);
   const int64_t gates = mode == Mode::lstm ? 4 : mode == Mode::gru ? 3 : 1;
   for (int64_t layer = 0; layer < num_layers; ++layer) {
     const int64_t layer_input = layer == 0 ? input_size : directions_ * hidden_size;
@@ -233,22 +236,24 @@ LSTMResult RNNBase::run(const Tensor& x, const Tensor& lengths, const Tensor& h0
       if (state.c.defined()) final_c.push_back(state.c);
     }
     layer_input = directions_ == 1 ? direction_outputs[0] : concat(direction_outputs, 2);  // (B, S, D·H)
+    if (layer + 1 < num_layers_) layer_input = gradformer::dropout(layer_input, dropout_, is_training(), *gen_);
   }
   return {layer_input, {stack(final_h, 0), final_c.empty() ? Tensor() : stack(final_c, 0)}};
 }
 
 RNN::RNN(int64_t input_size, int64_t hidden_size, int64_t num_layers, Nonlinearity nonlinearity, bool bias,
-         bool bidirectional, Generator& gen)
+         bool bidirectional, double dropout, Generator& gen)
     : RNNBase("RNN", nonlinearity == Nonlinearity::tanh ? Mode::rnn_tanh : Mode::rnn_relu, input_size, hidden_size,
-              num_layers, bias, bidirectional, gen) {}
+              num_layers, bias, bidirectional, dropout, gen) {}
 
 RNNResult RNN::forward(const Tensor& x, const Tensor& lengths, const Tensor& h0) const {
   LSTMResult result = run(x, lengths, h0, {});
   return {std::move(result.output), std::move(result.state.h)};
 }
 
-LSTM::LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, Generator& gen)
-    : RNNBase("LSTM", Mode::lstm, input_size, hidden_size, num_layers, bias, bidirectional, gen) {}
+LSTM::LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, double dropout,
+           Generator& gen)
+    : RNNBase("LSTM", Mode::lstm, input_size, hidden_size, num_layers, bias, bidirectional, dropout, gen) {}
 
 LSTMResult LSTM::forward(const Tensor& x, const Tensor& lengths, const LSTMState& state) const {
   if (state.h.defined() != state.c.defined())
@@ -256,8 +261,9 @@ LSTMResult LSTM::forward(const Tensor& x, const Tensor& lengths, const LSTMState
   return run(x, lengths, state.h, state.c);
 }
 
-GRU::GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, Generator& gen)
-    : RNNBase("GRU", Mode::gru, input_size, hidden_size, num_layers, bias, bidirectional, gen) {}
+GRU::GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, double dropout,
+         Generator& gen)
+    : RNNBase("GRU", Mode::gru, input_size, hidden_size, num_layers, bias, bidirectional, dropout, gen) {}
 
 RNNResult GRU::forward(const Tensor& x, const Tensor& lengths, const Tensor& h0) const {
   LSTMResult result = run(x, lengths, h0, {});

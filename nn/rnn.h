@@ -9,7 +9,7 @@
 // are zero. A reverse direction starts from the initial state and only begins to move at t = length_b - 1.
 // A length of 0 is allowed: that sequence's outputs are all zero and its final state is its initial state.
 //
-// Not here: inter-layer dropout (apply Dropout between single-layer stacks), projections (proj_size).
+// Not here: projections (proj_size), batch-second layouts.
 #pragma once
 
 #include "nn/layers.h"
@@ -97,6 +97,8 @@ struct LSTMResult {
 // What RNN, LSTM and GRU share (PyTorch's RNNBase): parameters weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
 // bias_hh_l{k} (suffix _reverse for the backward direction), all U(-1/√H, 1/√H); layer k > 0 reads D·H inputs.
 // The input projection of a whole sequence is one GEMM over B·S rows; only the recurrent one runs per step.
+// In training, `dropout` zeroes the outputs of every layer but the last before the next layer reads them, as
+// PyTorch (final states are never dropped); its masks come from the Generator given at construction.
 class RNNBase : public Module {
  public:
   enum class Mode { rnn_tanh, rnn_relu, lstm, gru };
@@ -106,10 +108,11 @@ class RNNBase : public Module {
   int64_t hidden_size() const { return hidden_size_; }
   int64_t num_layers() const { return num_layers_; }
   bool bidirectional() const { return directions_ == 2; }
+  double dropout() const { return dropout_; }
 
  protected:
   RNNBase(std::string type_name, Mode mode, int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias,
-          bool bidirectional, Generator& gen);
+          bool bidirectional, double dropout, Generator& gen);
   // x (B, S, I); lengths i64 (B) in [0, S] or undefined (all S); h0 and c0 (L·D, B, H) or undefined (zeros),
   // c0 only for LSTM. The result's state.c is defined only for LSTM.
   LSTMResult run(const Tensor& x, const Tensor& lengths, const Tensor& h0, const Tensor& c0) const;
@@ -121,6 +124,8 @@ class RNNBase : public Module {
   std::string type_name_;
   Mode mode_;
   int64_t input_size_, hidden_size_, num_layers_, directions_;
+  double dropout_;
+  Generator* gen_;
   std::vector<Weights> weights_;  // layer l, direction d at l·D + d
 };
 
@@ -128,7 +133,7 @@ class RNNBase : public Module {
 class RNN : public RNNBase {
  public:
   RNN(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, Nonlinearity nonlinearity = Nonlinearity::tanh,
-      bool bias = true, bool bidirectional = false, Generator& gen = default_generator());
+      bool bias = true, bool bidirectional = false, double dropout = 0.0, Generator& gen = default_generator());
   // x (B, S, I), lengths i64 (B) or undefined, h0 (L·D, B, H) or undefined.
   RNNResult forward(const Tensor& x, const Tensor& lengths = {}, const Tensor& h0 = {}) const;
 };
@@ -136,7 +141,7 @@ class RNN : public RNNBase {
 class LSTM : public RNNBase {
  public:
   LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, bool bias = true, bool bidirectional = false,
-       Generator& gen = default_generator());
+       double dropout = 0.0, Generator& gen = default_generator());
   // x (B, S, I), lengths i64 (B) or undefined, state {h0, c0} each (L·D, B, H) or both undefined.
   LSTMResult forward(const Tensor& x, const Tensor& lengths = {}, const LSTMState& state = {}) const;
 };
@@ -144,7 +149,7 @@ class LSTM : public RNNBase {
 class GRU : public RNNBase {
  public:
   GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, bool bias = true, bool bidirectional = false,
-      Generator& gen = default_generator());
+      double dropout = 0.0, Generator& gen = default_generator());
   // x (B, S, I), lengths i64 (B) or undefined, h0 (L·D, B, H) or undefined.
   RNNResult forward(const Tensor& x, const Tensor& lengths = {}, const Tensor& h0 = {}) const;
 };
