@@ -24,10 +24,10 @@ RnnAttentionSeq2Seq::RnnAttentionSeq2Seq(const RnnSizes& sizes, nlohmann::json c
   embedding_ = register_module("embedding", std::make_shared<nn::Embedding>(sizes.vocab_size, e, data::pad_id, gen));
   dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(sizes.dropout));
   if (sizes.lstm) {
-    lstm_encoder_ = register_module("encoder", std::make_shared<nn::LSTM>(e, h, 1, true, true, gen));
+    lstm_encoder_ = register_module("encoder", std::make_shared<nn::LSTM>(e, h, 1, true, true, 0.0, gen));
     lstm_decoder_ = register_module("decoder", std::make_shared<nn::LSTMCell>(e + 2 * h, h, true, gen));
   } else {
-    gru_encoder_ = register_module("encoder", std::make_shared<nn::GRU>(e, h, 1, true, true, gen));
+    gru_encoder_ = register_module("encoder", std::make_shared<nn::GRU>(e, h, 1, true, true, 0.0, gen));
     gru_decoder_ = register_module("decoder", std::make_shared<nn::GRUCell>(e + 2 * h, h, true, gen));
   }
   bridge_ = register_module("bridge", std::make_shared<nn::Linear>(2 * h, h, true, gen));

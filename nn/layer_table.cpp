@@ -4,6 +4,7 @@
 #include "nn/attention.h"
 #include "nn/layers.h"
 #include "nn/transformer.h"
+#include "nn/rnn.h"
 #include "ops/ops.h"
 
 #include <array>
@@ -44,6 +45,24 @@ LayerCase make_seeded_case(bool training, std::vector<Tensor> inputs, F forward,
     generator->manual_seed(17);
     return forward(m, x);
   });
+}
+
+// Helpers for the rows of rnn.cpp
+
+// Every tensor flattened and joined, so a layer with several results is checked through all of them at once.
+Tensor joined(const std::vector<Tensor>& results) {
+  std::vector<Tensor> flat;
+  for (const Tensor& t : results) flat.push_back(reshape(t, {-1}));
+  return concat(flat, 0);
+}
+
+// x (B=2, S=3, I=3) and its lengths; case 1 adds `states` initial states (state_rows, 2, H=4).
+std::vector<Tensor> recurrent_inputs(int which, Generator& gen, const std::vector<int64_t>& lengths,
+                                     int64_t state_rows, int states) {
+  std::vector<Tensor> inputs{normal(gen, {2, 3, 3}), from_vector<int64_t>(lengths, {2})};
+  if (which == 1)
+    for (int i = 0; i < states; ++i) inputs.push_back(normal(gen, {state_rows, 2, 4}));
+  return inputs;
 }
 
 constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
@@ -232,6 +251,99 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      1},
 
     // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
+    {Layer::rnn_cell, "RNNCell",
+     [](int which, Generator& gen) {
+       std::vector<Tensor> inputs{normal(gen, {2, 3})};
+       if (which == 1) inputs.push_back(normal(gen, {2, 4}));
+       return make_case(std::make_shared<RNNCell>(3, 4, Nonlinearity::tanh, true, gen), inputs,
+                        [](const RNNCell& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], x.size() > 1 ? x[1] : Tensor());
+                        });
+     }},
+    {Layer::lstm_cell, "LSTMCell",
+     [](int which, Generator& gen) {
+       std::vector<Tensor> inputs{normal(gen, {2, 3})};
+       if (which == 1) inputs.insert(inputs.end(), {normal(gen, {2, 4}), normal(gen, {2, 4})});
+       return make_case(std::make_shared<LSTMCell>(3, 4, true, gen), inputs,
+                        [](const LSTMCell& m, const std::vector<Tensor>& x) {
+                          const LSTMState state = m.forward(x[0], x.size() > 1 ? LSTMState{x[1], x[2]} : LSTMState{});
+                          return joined({state.h, state.c});
+                        });
+     }},
+    {Layer::gru_cell, "GRUCell",
+     [](int which, Generator& gen) {
+       std::vector<Tensor> inputs{normal(gen, {2, 3})};
+       if (which == 1) inputs.push_back(normal(gen, {2, 4}));
+       return make_case(std::make_shared<GRUCell>(3, 4, true, gen), inputs,
+                        [](const GRUCell& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], x.size() > 1 ? x[1] : Tensor());
+                        });
+     }},
+    {Layer::rnn, "RNN",
+     [](int which, Generator& gen) {
+       // Case 0: full lengths, zero initial state; case 1: a padded sequence and a given initial state.
+       const std::vector<int64_t> lengths = which == 0 ? std::vector<int64_t>{3, 3} : std::vector<int64_t>{3, 2};
+       return make_case(std::make_shared<RNN>(3, 4, 1, Nonlinearity::tanh, true, false, 0.0, gen),
+                        recurrent_inputs(which, gen, lengths, 1, 1),
+                        [](const RNN& m, const std::vector<Tensor>& x) {
+                          const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
+                          return joined({r.output, r.h_n});
+                        });
+     }},
+    {Layer::lstm_two_layers, "LSTM(num_layers=2, lengths)",
+     [](int which, Generator& gen) {
+       return make_case(std::make_shared<LSTM>(3, 4, 2, true, false, 0.0, gen),
+                        recurrent_inputs(which, gen, {3, 1}, 2, 2),
+                        [](const LSTM& m, const std::vector<Tensor>& x) {
+                          const LSTMState state = x.size() > 2 ? LSTMState{x[2], x[3]} : LSTMState{};
+                          const LSTMResult r = m.forward(x[0], x[1], state);
+                          return joined({r.output, r.state.h, r.state.c});
+                        });
+     }},
+    {Layer::lstm_dropout_train, "LSTM(num_layers=2, dropout, train)",
+     [](int, Generator& gen) {
+       // The dropout between the layers draws from its own generator, reseeded before every call.
+       auto generator = std::make_shared<Generator>(12);
+       auto lstm = std::make_shared<LSTM>(3, 4, 2, true, false, 0.3, *generator);
+       lstm->train();
+       return make_case(lstm, recurrent_inputs(0, gen, {3, 2}, 2, 2),
+                        [generator](const LSTM& m, const std::vector<Tensor>& x) {
+                          generator->manual_seed(12);
+                          const LSTMResult r = m.forward(x[0], x[1]);
+                          return joined({r.output, r.state.h, r.state.c});
+                        });
+     },
+     1},
+    {Layer::gru_lengths, "GRU(lengths)",
+     [](int which, Generator& gen) {
+       return make_case(std::make_shared<GRU>(3, 4, 1, true, false, 0.0, gen),
+                        recurrent_inputs(which, gen, {2, 3}, 1, 1),
+                        [](const GRU& m, const std::vector<Tensor>& x) {
+                          const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
+                          return joined({r.output, r.h_n});
+                        });
+     }},
+    {Layer::gru_bidirectional, "GRU(bidirectional, lengths)",
+     [](int which, Generator& gen) {
+       return make_case(std::make_shared<GRU>(3, 4, 1, true, true, 0.0, gen),
+                        recurrent_inputs(which, gen, {1, 3}, 2, 1),
+                        [](const GRU& m, const std::vector<Tensor>& x) {
+                          const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
+                          return joined({r.output, r.h_n});
+                        });
+     }},
+    {Layer::additive_attention, "AdditiveAttention",
+     [](int which, Generator& gen) {
+       // Case 0: one query per sentence, no padding; case 1: two queries per sentence over padded keys.
+       std::vector<Tensor> inputs{normal(gen, which == 0 ? Shape{2, 4} : Shape{2, 2, 4}), normal(gen, {2, 3, 3}),
+                                  normal(gen, {2, 3, 5})};
+       if (which == 1) inputs.push_back(from_vector<bool>({false, false, true, false, true, true}, {2, 3}));
+       return make_case(std::make_shared<AdditiveAttention>(4, 3, 4, gen), inputs,
+                        [](const AdditiveAttention& m, const std::vector<Tensor>& x) {
+                          const AdditiveAttentionResult r = m.forward(x[0], x[1], x[2], x.size() > 3 ? x[3] : Tensor());
+                          return joined({r.context, r.weights});
+                        });
+     }},
 
 }};
 

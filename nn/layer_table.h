@@ -26,6 +26,7 @@ enum class Layer : int {
   transformer_encoder_layer_masks, transformer_decoder_layer, transformer,
 
   // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
+  rnn_cell, lstm_cell, gru_cell, rnn, lstm_two_layers, lstm_dropout_train, gru_lengths, gru_bidirectional, additive_attention,
 
   count  // not a layer: the number of rows
 };

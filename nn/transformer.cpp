@@ -153,7 +153,7 @@ Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
 
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                         const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                        DecoderLayerCache* cache) const {
+                                        DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
   check_sequence("TransformerDecoderLayer", "tgt", tgt, config_.d_model);
   check_sequence("TransformerDecoderLayer", "memory", memory, config_.d_model);
   MhaOptions self_options;
@@ -163,11 +163,15 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
   MhaOptions cross_options;
   cross_options.key_padding_mask = memory_key_padding_mask;
   cross_options.cache = cache ? &cache->cross_attn : nullptr;
+  cross_options.need_weights = cross_attention_weights != nullptr;
+  cross_options.average_attn_weights = false;
   const auto self_block = [&](const Tensor& x) {
     return dropout1_->forward(self_attn_->forward(x, x, x, self_options).output);
   };
   const auto cross_block = [&](const Tensor& x) {
-    return dropout2_->forward(multihead_attn_->forward(x, memory, memory, cross_options).output);
+    MhaOutput attended = multihead_attn_->forward(x, memory, memory, cross_options);
+    if (cross_attention_weights) cross_attention_weights->push_back(attended.weights);  // (B, H, T, S)
+    return dropout2_->forward(attended.output);
   };
   Tensor x = tgt;  // (B, T, D)
   if (config_.norm_first) {
@@ -206,12 +210,13 @@ TransformerDecoder::TransformerDecoder(const TransformerLayerConfig& config, int
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                    const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                   DecoderCache* cache) const {
+                                   DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
   if (cache) cache->layers.resize(layers_->size());
   Tensor x = tgt;  // (B, T, D)
   for (size_t i = 0; i < layers_->size(); ++i)
     x = layers_->at<TransformerDecoderLayer>(i)->forward(x, memory, tgt_causal, tgt_key_padding_mask,
-                                                         memory_key_padding_mask, cache ? &cache->layers[i] : nullptr);
+                                                         memory_key_padding_mask, cache ? &cache->layers[i] : nullptr,
+                                                         cross_attention_weights);
   return norm_ ? norm_->forward(x) : x;
 }
 
@@ -230,9 +235,9 @@ Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask
 }
 
 Tensor Transformer::decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks,
-                           DecoderCache* cache) const {
+                           DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
   return decoder_->forward(tgt, memory, masks.tgt_causal, masks.tgt_key_padding_mask, masks.memory_key_padding_mask,
-                           cache);
+                           cache, cross_attention_weights);
 }
 
 Tensor Transformer::forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask,

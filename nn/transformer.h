@@ -126,9 +126,10 @@ class TransformerDecoderLayer : public Module {
   std::string type_name() const override { return "TransformerDecoderLayer"; }
   // tgt (B, T, D), memory (B, S, D). With a cache, tgt holds only the new steps and tgt_key_padding_mask covers
   // every step so far; the cost is that of the new steps alone.
+  // With cross_attention_weights, appends this layer's cross-attention weights per head, (B, H, T, S).
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderLayerCache* cache = nullptr) const;
+                 DecoderLayerCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
 
  private:
   Tensor feed_forward_block(const Tensor& x) const;
@@ -165,9 +166,10 @@ class TransformerDecoder : public Module {
   TransformerDecoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm = true,
                      Generator& gen = default_generator());
   std::string type_name() const override { return "TransformerDecoder"; }
+  // With cross_attention_weights, appends every layer's cross-attention weights per head, (B, H, T, S).
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderCache* cache = nullptr) const;
+                 DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
   const ModuleList& layers() const { return *layers_; }
 
  private:
@@ -193,7 +195,7 @@ class Transformer : public Module {
   Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}) const;
   // tgt (B, T, D) over memory (B, S, D) -> (B, T, D); with a cache, tgt holds only the new steps.
   Tensor decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks = {},
-                DecoderCache* cache = nullptr) const;
+                DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
   // decode(tgt, encode(src)) with a causal target, as nn.Transformer(src, tgt, tgt_is_causal=True).
   Tensor forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask = {},
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {}) const;
