@@ -243,7 +243,7 @@ TEST_CASE("checkpoint: 300 seeded mutations either load faithfully or throw Erro
   Saved saved(path);
   const std::vector<char> bytes = read_all(path);
   uint64_t header_size = 0;
-  for (int i = 7; i >= 0; --i) header_size = header_size << 8 | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  for (size_t i = 8; i-- > 0;) header_size = header_size << 8 | static_cast<unsigned char>(bytes[i]);
   REQUIRE(header_size + 8 < bytes.size());
   // Bytes that keep JSON well-formed often enough to reach the checks behind the parser.
   const std::string interesting = "0123456789\"{}[],:.-eE FIabcdefgnorstuvx\\";
