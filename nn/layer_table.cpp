@@ -1,7 +1,9 @@
 // The rows of the layer table. Sizes are tiny: gradcheck evaluates the layer twice per parameter element.
 #include "nn/layer_table.h"
 
+#include "nn/attention.h"
 #include "nn/layers.h"
+#include "nn/transformer.h"
 #include "ops/ops.h"
 
 #include <array>
@@ -18,6 +20,30 @@ LayerCase make_case(std::shared_ptr<M> module, std::vector<Tensor> inputs, F for
   M* raw = module.get();
   return LayerCase{module, std::move(inputs),
                    [raw, forward](const std::vector<Tensor>& x) { return forward(*raw, x); }};
+}
+
+// Helpers for the rows of attention.cpp
+
+// Padding at the end of the second sequence only, so no query loses every key: bool (2, S), true = padding.
+Tensor trailing_padding(int64_t keys) {
+  Tensor mask = zeros({2, keys}, DType::boolean);
+  mask.set_at({1, keys - 1}, 1.0);
+  return mask;
+}
+
+// Helpers for the rows of transformer.cpp
+
+// A layer built from a generator of its own that its dropouts also draw from; the forward reseeds it, so every
+// call of a training-mode case drops the same elements.
+template <class M, class F, class... Args>
+LayerCase make_seeded_case(bool training, std::vector<Tensor> inputs, F forward, Args&&... args) {
+  auto generator = std::make_shared<Generator>(17);
+  auto layer = std::make_shared<M>(std::forward<Args>(args)..., *generator);
+  layer->train(training);
+  return make_case(layer, std::move(inputs), [generator, forward](const M& m, const std::vector<Tensor>& x) {
+    generator->manual_seed(17);
+    return forward(m, x);
+  });
 }
 
 constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
@@ -63,8 +89,147 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      },
      1},
     // attention.cpp: Attention, SelfAttention, MultiHeadAttention
+    {Layer::attention, "Attention",
+     [](int which, Generator& gen) {
+       // Case 0 scaled by 1/√d_k, case 1 unscaled; T = 3 queries over S = 4 keys.
+       return make_case(std::make_shared<Attention>(3, 4, 2, 3, which == 0, gen),
+                        {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4})},
+                        [](const Attention& m, const std::vector<Tensor>& x) { return m.forward(x[0], x[1]).context; });
+     }},
+    {Layer::attention_key_padding, "Attention(key_padding_mask)",
+     [](int, Generator& gen) {
+       return make_case(std::make_shared<Attention>(3, 4, 2, 3, true, gen),
+                        {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4}), trailing_padding(4)},
+                        [](const Attention& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], x[1], x[2]).context;
+                        });
+     },
+     1},
+    {Layer::self_attention, "SelfAttention",
+     [](int which, Generator& gen) {
+       // Case 1 is causal.
+       return make_case(std::make_shared<SelfAttention>(4, 3, 2, true, gen), {normal(gen, {2, 3, 4})},
+                        [which](const SelfAttention& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], {}, which == 1).context;
+                        });
+     }},
+    {Layer::multihead_attention, "MultiheadAttention",
+     [](int which, Generator& gen) {
+       // Case 0: self-attention (one tensor, the fused projection); 1: key is value (memory); 2: three tensors.
+       auto layer = std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen);
+       std::vector<Tensor> inputs{normal(gen, {2, 3, 4})};
+       if (which >= 1) inputs.push_back(normal(gen, {2, 4, 4}));
+       if (which == 2) inputs.push_back(normal(gen, {2, 4, 4}));
+       return make_case(layer, inputs, [which](const MultiheadAttention& m, const std::vector<Tensor>& x) {
+         const Tensor& key = which == 0 ? x[0] : x[1];
+         return m.forward(x[0], key, which == 2 ? x[2] : key).output;
+       });
+     },
+     3},
+    {Layer::multihead_attention_causal_padding, "MultiheadAttention(causal, key_padding_mask)",
+     [](int, Generator& gen) {
+       return make_case(std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen),
+                        {normal(gen, {2, 3, 4}), trailing_padding(3)},
+                        [](const MultiheadAttention& m, const std::vector<Tensor>& x) {
+                          MhaOptions options;
+                          options.key_padding_mask = x[1];
+                          options.causal = true;
+                          return m.forward(x[0], x[0], x[0], options).output;
+                        });
+     },
+     1},
+    {Layer::multihead_attention_need_weights, "MultiheadAttention(need_weights)",
+     [](int which, Generator& gen) {
+       // Asking for the weights (averaged in case 0, per head in case 1) leaves the output's gradient alone.
+       return make_case(std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen), {normal(gen, {2, 3, 4})},
+                        [which](const MultiheadAttention& m, const std::vector<Tensor>& x) {
+                          MhaOptions options;
+                          options.need_weights = true;
+                          options.average_attn_weights = which == 0;
+                          return m.forward(x[0], x[0], x[0], options).output;
+                        });
+     }},
+    {Layer::multihead_attention_dropout_train, "MultiheadAttention(dropout, train)",
+     [](int, Generator& gen) {
+       // Dropout on the attention weights draws from the layer's generator, reseeded before every call.
+       auto generator = std::make_shared<Generator>(13);
+       auto layer = std::make_shared<MultiheadAttention>(4, 2, 0.3, true, *generator);
+       layer->train();
+       return make_case(layer, {normal(gen, {2, 3, 4})},
+                        [generator](const MultiheadAttention& m, const std::vector<Tensor>& x) {
+                          generator->manual_seed(13);
+                          return m.forward(x[0], x[0], x[0]).output;
+                        });
+     },
+     1},
 
     // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
+    {Layer::feed_forward, "FeedForward",
+     [](int which, Generator& gen) {
+       // Case 0: relu in eval; case 1: gelu in training, with its dropout.
+       return make_seeded_case<FeedForward>(
+           which == 1, {normal(gen, {2, 3, 4})},
+           [](const FeedForward& m, const std::vector<Tensor>& x) { return m.forward(x[0]); }, 4, 6, 0.2,
+           which == 0 ? Activation::relu : Activation::gelu);
+     }},
+    {Layer::sinusoidal_positional_encoding, "SinusoidalPositionalEncoding",
+     [](int which, Generator& gen) {
+       // Case 1 starts at position 2, as a decoding step does.
+       return make_case(std::make_shared<SinusoidalPositionalEncoding>(4, 8), {normal(gen, {2, 3, 4})},
+                        [which](const SinusoidalPositionalEncoding& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], which == 0 ? 0 : 2);
+                        });
+     }},
+    {Layer::learned_positional_encoding, "LearnedPositionalEncoding",
+     [](int, Generator& gen) {
+       return make_case(std::make_shared<LearnedPositionalEncoding>(5, 4, gen), {normal(gen, {2, 3, 4})},
+                        [](const LearnedPositionalEncoding& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], 1);
+                        });
+     },
+     1},
+    {Layer::transformer_encoder_layer, "TransformerEncoderLayer",
+     [](int which, Generator& gen) {
+       // Case 0: post-norm in eval; case 1: pre-norm (norm_first) in training, dropout reseeded.
+       return make_seeded_case<TransformerEncoderLayer>(
+           which == 1, {normal(gen, {2, 3, 4})},
+           [](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) { return m.forward(x[0]); }, 4, 2, 6,
+           0.1, Activation::relu, which == 1);
+     }},
+    {Layer::transformer_encoder_layer_masks, "TransformerEncoderLayer(masks)",
+     [](int which, Generator& gen) {
+       // Case 0: key padding and causal; case 1: a float src_mask added to the scores (a constant: the sdpa op
+       // passes no gradient to masks).
+       const Tensor src_mask = normal(gen, {3, 3});
+       return make_seeded_case<TransformerEncoderLayer>(
+           false, {normal(gen, {2, 3, 4}), trailing_padding(3)},
+           [which, src_mask](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) {
+             return which == 0 ? m.forward(x[0], x[1], {}, true) : m.forward(x[0], {}, src_mask);
+           },
+           4, 2, 6, 0.1, Activation::gelu, false);
+     }},
+    {Layer::transformer_decoder_layer, "TransformerDecoderLayer",
+     [](int which, Generator& gen) {
+       // Case 0: post-norm in eval with memory padding; case 1: pre-norm in training, dropout reseeded.
+       std::vector<Tensor> inputs{normal(gen, {2, 3, 4}), normal(gen, {2, 4, 4}), trailing_padding(4)};
+       return make_seeded_case<TransformerDecoderLayer>(
+           which == 1, inputs,
+           [](const TransformerDecoderLayer& m, const std::vector<Tensor>& x) {
+             return m.forward(x[0], x[1], true, {}, x[2]);
+           },
+           4, 2, 6, 0.1, Activation::relu, which == 1);
+     }},
+    {Layer::transformer, "Transformer",
+     [](int, Generator& gen) {
+       // 1 encoder and 1 decoder layer, d_model 4, 2 heads, d_ff 6, in eval.
+       auto model = std::make_shared<Transformer>(4, 2, 1, 1, 6, 0.1, Activation::relu, false, gen);
+       model->eval();
+       return make_case(model, {normal(gen, {2, 3, 4}), normal(gen, {2, 2, 4}), trailing_padding(3)},
+                        [](const Transformer& m, const std::vector<Tensor>& x) {
+                          return m.forward(x[0], x[1], x[2], {}, x[2]);
+                        });
+     },
+     1},
 
     // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
 

@@ -18,8 +18,12 @@ enum class Layer : int {
   // layers.cpp
   linear, linear_no_bias, embedding, layer_norm, dropout_train,
   // attention.cpp: Attention, SelfAttention, MultiHeadAttention
+  attention, attention_key_padding, self_attention, multihead_attention, multihead_attention_causal_padding,
+  multihead_attention_need_weights, multihead_attention_dropout_train,
 
   // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
+  feed_forward, sinusoidal_positional_encoding, learned_positional_encoding, transformer_encoder_layer,
+  transformer_encoder_layer_masks, transformer_decoder_layer, transformer,
 
   // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
 

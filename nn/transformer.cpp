@@ -1,0 +1,246 @@
+#include "nn/transformer.h"
+
+#include "nn/init.h"
+#include "ops/ops.h"
+
+#include <cmath>
+
+namespace gradformer::nn {
+namespace {
+
+Tensor activate(const Tensor& x, Activation activation) {
+  return activation == Activation::relu ? relu(x) : gelu(x);
+}
+
+// (B, L, D) with D = d_model, else a ShapeError naming the layer and the tensor.
+void check_sequence(std::string_view layer, std::string_view what, const Tensor& x, int64_t d_model) {
+  if (x.dim() != 3 || x.size(2) != d_model)
+    fail<ShapeError>(layer, "{} {}: expected (B, L, {}) (d_model)", what, shape_str(x.shape()), d_model);
+}
+
+void check_config(std::string_view layer, const TransformerLayerConfig& config) {
+  if (config.d_model <= 0 || config.nhead <= 0 || config.dim_feedforward <= 0)
+    fail<ValueError>(layer, "d_model {}, nhead {} and dim_feedforward {} must be positive", config.d_model,
+                     config.nhead, config.dim_feedforward);
+}
+
+// Adds rows start..start+T-1 of a position table [max_len, D] to x (B, T, D).
+Tensor add_positions(std::string_view layer, const Tensor& x, const Tensor& table, int64_t start) {
+  const int64_t max_len = table.size(0);
+  check_sequence(layer, "input", x, table.size(1));
+  if (start < 0 || start + x.size(1) > max_len)
+    fail<IndexError>(layer, "positions {}..{} of input {} exceed max_len {}", start, start + x.size(1) - 1,
+                     shape_str(x.shape()), max_len);
+  return x + narrow(table, 0, start, x.size(1));  // (B, T, D) + (T, D)
+}
+
+}  // namespace
+
+FeedForward::FeedForward(int64_t d_model, int64_t d_ff, double dropout, Activation activation, Generator& gen)
+    : activation_(activation) {
+  linear1_ = register_module("linear1", std::make_shared<Linear>(d_model, d_ff, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(dropout, gen));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(d_ff, d_model, true, gen));
+}
+
+Tensor FeedForward::forward(const Tensor& x) const {
+  return linear2_->forward(dropout_->forward(activate(linear1_->forward(x), activation_)));
+}
+
+SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d_model, int64_t max_len) {
+  if (d_model <= 0 || max_len <= 0)
+    fail<ValueError>("SinusoidalPositionalEncoding", "d_model {} and max_len {} must be positive", d_model, max_len);
+  Tensor pe = empty({max_len, d_model}, DType::f64);
+  double* out = pe.data_ptr<double>();
+  for (int64_t p = 0; p < max_len; ++p)
+    for (int64_t i = 0; i < d_model; ++i) {
+      // Columns 2i and 2i+1 share the frequency 1 / 10000^(2i/D).
+      const double angle = static_cast<double>(p) /
+                           std::pow(10000.0, static_cast<double>(i - i % 2) / static_cast<double>(d_model));
+      out[p * d_model + i] = i % 2 == 0 ? std::sin(angle) : std::cos(angle);
+    }
+  pe_ = register_buffer("pe", pe.to(DType::f32));
+}
+
+Tensor SinusoidalPositionalEncoding::forward(const Tensor& x, int64_t start) const {
+  return add_positions("SinusoidalPositionalEncoding", x, pe_, start);
+}
+
+LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t max_len, int64_t d_model, Generator& gen) {
+  if (d_model <= 0 || max_len <= 0)
+    fail<ValueError>("LearnedPositionalEncoding", "max_len {} and d_model {} must be positive", max_len, d_model);
+  weight_ = register_parameter("weight", init::normal_(empty({max_len, d_model}), 0.0, 1.0, gen));
+}
+
+Tensor LearnedPositionalEncoding::forward(const Tensor& x, int64_t start) const {
+  return add_positions("LearnedPositionalEncoding", x, weight_, start);
+}
+
+TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward,
+                                                 double dropout, Activation activation, bool norm_first,
+                                                 Generator& gen)
+    : TransformerEncoderLayer(TransformerLayerConfig{d_model, nhead, dim_feedforward, dropout, activation, norm_first},
+                              gen) {}
+
+TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerConfig& config, Generator& gen)
+    : config_(config) {
+  check_config("TransformerEncoderLayer", config);
+  const int64_t d = config.d_model;
+  self_attn_ = register_module("self_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
+  linear1_ = register_module("linear1", std::make_shared<Linear>(d, config.dim_feedforward, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(config.dropout, gen));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(config.dim_feedforward, d, true, gen));
+  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
+  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
+  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(config.dropout, gen));
+  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(config.dropout, gen));
+}
+
+Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tensor& key_padding_mask,
+                                                     const Tensor& mask, bool causal) const {
+  MhaOptions options;
+  options.attn_mask = mask;
+  options.key_padding_mask = key_padding_mask;
+  options.causal = causal;
+  return dropout1_->forward(self_attn_->forward(x, x, x, options).output);
+}
+
+Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
+  return dropout2_->forward(
+      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), config_.activation))));
+}
+
+Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& src_mask,
+                                        bool causal) const {
+  check_sequence("TransformerEncoderLayer", "src", src, config_.d_model);
+  Tensor x = src;  // (B, S, D)
+  if (config_.norm_first) {
+    x = x + self_attention_block(norm1_->forward(x), src_key_padding_mask, src_mask, causal);
+    return x + feed_forward_block(norm2_->forward(x));
+  }
+  x = norm1_->forward(x + self_attention_block(x, src_key_padding_mask, src_mask, causal));
+  return norm2_->forward(x + feed_forward_block(x));
+}
+
+TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward,
+                                                 double dropout, Activation activation, bool norm_first,
+                                                 Generator& gen)
+    : TransformerDecoderLayer(TransformerLayerConfig{d_model, nhead, dim_feedforward, dropout, activation, norm_first},
+                              gen) {}
+
+TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerConfig& config, Generator& gen)
+    : config_(config) {
+  check_config("TransformerDecoderLayer", config);
+  const int64_t d = config.d_model;
+  self_attn_ = register_module("self_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
+  multihead_attn_ =
+      register_module("multihead_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
+  linear1_ = register_module("linear1", std::make_shared<Linear>(d, config.dim_feedforward, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(config.dropout, gen));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(config.dim_feedforward, d, true, gen));
+  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
+  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
+  norm3_ = register_module("norm3", std::make_shared<LayerNorm>(Shape{d}));
+  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(config.dropout, gen));
+  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(config.dropout, gen));
+  dropout3_ = register_module("dropout3", std::make_shared<Dropout>(config.dropout, gen));
+}
+
+Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
+  return dropout3_->forward(
+      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), config_.activation))));
+}
+
+Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
+                                        const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
+                                        DecoderLayerCache* cache) const {
+  check_sequence("TransformerDecoderLayer", "tgt", tgt, config_.d_model);
+  check_sequence("TransformerDecoderLayer", "memory", memory, config_.d_model);
+  MhaOptions self_options;
+  self_options.key_padding_mask = tgt_key_padding_mask;
+  self_options.causal = tgt_causal;
+  self_options.cache = cache ? &cache->self_attn : nullptr;
+  MhaOptions cross_options;
+  cross_options.key_padding_mask = memory_key_padding_mask;
+  cross_options.cache = cache ? &cache->cross_attn : nullptr;
+  const auto self_block = [&](const Tensor& x) {
+    return dropout1_->forward(self_attn_->forward(x, x, x, self_options).output);
+  };
+  const auto cross_block = [&](const Tensor& x) {
+    return dropout2_->forward(multihead_attn_->forward(x, memory, memory, cross_options).output);
+  };
+  Tensor x = tgt;  // (B, T, D)
+  if (config_.norm_first) {
+    x = x + self_block(norm1_->forward(x));
+    x = x + cross_block(norm2_->forward(x));
+    return x + feed_forward_block(norm3_->forward(x));
+  }
+  x = norm1_->forward(x + self_block(x));
+  x = norm2_->forward(x + cross_block(x));
+  return norm3_->forward(x + feed_forward_block(x));
+}
+
+TransformerEncoder::TransformerEncoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm,
+                                       Generator& gen) {
+  if (num_layers <= 0) fail<ValueError>("TransformerEncoder", "num_layers {} must be positive", num_layers);
+  layers_ = register_module("layers", std::make_shared<ModuleList>());
+  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerEncoderLayer>(config, gen));
+  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{config.d_model}));
+}
+
+Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& mask,
+                                   bool causal) const {
+  Tensor x = src;  // (B, S, D)
+  for (size_t i = 0; i < layers_->size(); ++i)
+    x = layers_->at<TransformerEncoderLayer>(i)->forward(x, src_key_padding_mask, mask, causal);
+  return norm_ ? norm_->forward(x) : x;
+}
+
+TransformerDecoder::TransformerDecoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm,
+                                       Generator& gen) {
+  if (num_layers <= 0) fail<ValueError>("TransformerDecoder", "num_layers {} must be positive", num_layers);
+  layers_ = register_module("layers", std::make_shared<ModuleList>());
+  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerDecoderLayer>(config, gen));
+  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{config.d_model}));
+}
+
+Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
+                                   const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
+                                   DecoderCache* cache) const {
+  if (cache) cache->layers.resize(layers_->size());
+  Tensor x = tgt;  // (B, T, D)
+  for (size_t i = 0; i < layers_->size(); ++i)
+    x = layers_->at<TransformerDecoderLayer>(i)->forward(x, memory, tgt_causal, tgt_key_padding_mask,
+                                                         memory_key_padding_mask, cache ? &cache->layers[i] : nullptr);
+  return norm_ ? norm_->forward(x) : x;
+}
+
+Transformer::Transformer(int64_t d_model, int64_t nhead, int64_t num_encoder_layers, int64_t num_decoder_layers,
+                         int64_t dim_feedforward, double dropout, Activation activation, bool norm_first,
+                         Generator& gen) {
+  const TransformerLayerConfig config{d_model, nhead, dim_feedforward, dropout, activation, norm_first};
+  encoder_ = register_module("encoder", std::make_shared<TransformerEncoder>(config, num_encoder_layers, true, gen));
+  decoder_ = register_module("decoder", std::make_shared<TransformerDecoder>(config, num_decoder_layers, true, gen));
+  for (const Tensor& p : parameters())
+    if (p.dim() > 1) init::xavier_uniform_(p, 1.0, gen);
+}
+
+Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask) const {
+  return encoder_->forward(src, src_key_padding_mask);
+}
+
+Tensor Transformer::decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks,
+                           DecoderCache* cache) const {
+  return decoder_->forward(tgt, memory, masks.tgt_causal, masks.tgt_key_padding_mask, masks.memory_key_padding_mask,
+                           cache);
+}
+
+Tensor Transformer::forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask,
+                            const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask) const {
+  DecodeMasks masks;
+  masks.tgt_key_padding_mask = tgt_key_padding_mask;
+  masks.memory_key_padding_mask = memory_key_padding_mask;
+  return decode(tgt, encode(src, src_key_padding_mask), masks);
+}
+
+}  // namespace gradformer::nn

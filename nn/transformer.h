@@ -1,0 +1,208 @@
+// The Transformer of "Attention Is All You Need" as torch.nn.Transformer builds it: the position-wise
+// feed-forward block, sinusoidal and learned positional encodings, encoder and decoder layers (post-norm, or
+// pre-norm with norm_first), their stacks with a final LayerNorm, and the encoder-decoder. Child names are
+// PyTorch's, so a state_dict maps one to one onto nn.Transformer's (table below). Not here: token embeddings,
+// the output projection and decoding loops (models/), attention itself (nn/attention.h).
+//
+// Our state_dict key (= PyTorch nn.Transformer key)               shape, E = d_model, F = dim_feedforward
+//   encoder.layers.{i}.self_attn.in_proj_weight                   [3E, E]
+//   encoder.layers.{i}.self_attn.in_proj_bias                     [3E]
+//   encoder.layers.{i}.self_attn.out_proj.weight                  [E, E]
+//   encoder.layers.{i}.self_attn.out_proj.bias                    [E]
+//   encoder.layers.{i}.linear1.weight                             [F, E]
+//   encoder.layers.{i}.linear1.bias                               [F]
+//   encoder.layers.{i}.linear2.weight                             [E, F]
+//   encoder.layers.{i}.linear2.bias                               [E]
+//   encoder.layers.{i}.norm1.weight, .norm1.bias                  [E]
+//   encoder.layers.{i}.norm2.weight, .norm2.bias                  [E]
+//   encoder.norm.weight, encoder.norm.bias                        [E]
+//   decoder.layers.{i}.self_attn.{in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias}   as above
+//   decoder.layers.{i}.multihead_attn.{in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias}
+//   decoder.layers.{i}.linear1.{weight, bias}, .linear2.{weight, bias}                         as above
+//   decoder.layers.{i}.norm1, .norm2, .norm3 (.weight, .bias)     [E]
+//   decoder.norm.weight, decoder.norm.bias                        [E]
+// The dropouts (dropout, dropout1..3) are children without state, as in PyTorch. Shapes are batch-first
+// (PyTorch's batch_first=True).
+#pragma once
+
+#include "nn/attention.h"
+#include "nn/layers.h"
+#include "nn/module.h"
+
+#include <vector>
+
+namespace gradformer::nn {
+
+enum class Activation { relu, gelu };
+
+// linear2(dropout(activation(linear1(x)))): (B, T, D) -> (B, T, D) through width d_ff.
+class FeedForward : public Module {
+ public:
+  FeedForward(int64_t d_model, int64_t d_ff, double dropout = 0.1, Activation activation = Activation::relu,
+              Generator& gen = default_generator());
+  std::string type_name() const override { return "FeedForward"; }
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  Activation activation_;
+  std::shared_ptr<Linear> linear1_, linear2_;
+  std::shared_ptr<Dropout> dropout_;
+};
+
+// Vaswani's table pe[p, 2i] = sin(p / 10000^(2i/D)), pe[p, 2i+1] = cos(p / 10000^(2i/D)) as the buffer `pe`
+// [max_len, D]; forward adds rows start..start+T-1 (start > 0 when decoding step by step).
+class SinusoidalPositionalEncoding : public Module {
+ public:
+  explicit SinusoidalPositionalEncoding(int64_t d_model, int64_t max_len = 1024);
+  std::string type_name() const override { return "SinusoidalPositionalEncoding"; }
+  Tensor forward(const Tensor& x, int64_t start = 0) const;  // (B, T, D) -> (B, T, D)
+  const Tensor& pe() const { return pe_; }
+
+ private:
+  Tensor pe_;
+};
+
+// A learned table `weight` [max_len, D], drawn from N(0, 1) as nn.Embedding; forward adds rows start..start+T-1.
+class LearnedPositionalEncoding : public Module {
+ public:
+  LearnedPositionalEncoding(int64_t max_len, int64_t d_model, Generator& gen = default_generator());
+  std::string type_name() const override { return "LearnedPositionalEncoding"; }
+  Tensor forward(const Tensor& x, int64_t start = 0) const;  // (B, T, D) -> (B, T, D)
+  const Tensor& weight() const { return weight_; }
+
+ private:
+  Tensor weight_;
+};
+
+// What every layer of a stack shares (nn.TransformerEncoderLayer's arguments).
+struct TransformerLayerConfig {
+  int64_t d_model = 512;
+  int64_t nhead = 8;
+  int64_t dim_feedforward = 2048;
+  double dropout = 0.1;
+  Activation activation = Activation::relu;
+  bool norm_first = false;
+};
+
+// nn.TransformerEncoderLayer: post-norm x = norm1(x + dropout1(sa(x))); x = norm2(x + dropout2(ff(x))), or
+// pre-norm (norm_first) x = x + dropout1(sa(norm1(x))); x = x + dropout2(ff(norm2(x))).
+class TransformerEncoderLayer : public Module {
+ public:
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward = 2048, double dropout = 0.1,
+                          Activation activation = Activation::relu, bool norm_first = false,
+                          Generator& gen = default_generator());
+  TransformerEncoderLayer(const TransformerLayerConfig& config, Generator& gen = default_generator());
+  std::string type_name() const override { return "TransformerEncoderLayer"; }
+  // src (B, S, D); src_key_padding_mask bool (B, S), true = padding; src_mask as MhaOptions::attn_mask.
+  Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& src_mask = {},
+                 bool causal = false) const;
+
+ private:
+  Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal) const;
+  Tensor feed_forward_block(const Tensor& x) const;
+
+  TransformerLayerConfig config_;
+  std::shared_ptr<MultiheadAttention> self_attn_;
+  std::shared_ptr<Linear> linear1_, linear2_;
+  std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_;
+  std::shared_ptr<LayerNorm> norm1_, norm2_;
+};
+
+// A decoder layer's keys and values of the steps decoded so far (self-attention) and of the memory
+// (cross-attention, projected once). A fresh one per sequence.
+struct DecoderLayerCache {
+  KVCache self_attn{};
+  KVCache cross_attn{Tensor{}, Tensor{}, true};
+};
+
+// nn.TransformerDecoderLayer: self-attention (causal by default), cross-attention over the memory, feed-forward,
+// each with its residual, dropout and LayerNorm (after, or before with norm_first).
+class TransformerDecoderLayer : public Module {
+ public:
+  TransformerDecoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward = 2048, double dropout = 0.1,
+                          Activation activation = Activation::relu, bool norm_first = false,
+                          Generator& gen = default_generator());
+  TransformerDecoderLayer(const TransformerLayerConfig& config, Generator& gen = default_generator());
+  std::string type_name() const override { return "TransformerDecoderLayer"; }
+  // tgt (B, T, D), memory (B, S, D). With a cache, tgt holds only the new steps and tgt_key_padding_mask covers
+  // every step so far; the cost is that of the new steps alone.
+  Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
+                 const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
+                 DecoderLayerCache* cache = nullptr) const;
+
+ private:
+  Tensor feed_forward_block(const Tensor& x) const;
+
+  TransformerLayerConfig config_;
+  std::shared_ptr<MultiheadAttention> self_attn_, multihead_attn_;
+  std::shared_ptr<Linear> linear1_, linear2_;
+  std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_, dropout3_;
+  std::shared_ptr<LayerNorm> norm1_, norm2_, norm3_;
+};
+
+// num_layers encoder layers (`layers.0` ...) and, when final_norm, a LayerNorm `norm` after them.
+class TransformerEncoder : public Module {
+ public:
+  TransformerEncoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm = true,
+                     Generator& gen = default_generator());
+  std::string type_name() const override { return "TransformerEncoder"; }
+  Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& mask = {},
+                 bool causal = false) const;
+  const ModuleList& layers() const { return *layers_; }
+
+ private:
+  std::shared_ptr<ModuleList> layers_;
+  std::shared_ptr<LayerNorm> norm_;
+};
+
+// One DecoderLayerCache per layer; start a new one for every new batch of sequences.
+struct DecoderCache {
+  std::vector<DecoderLayerCache> layers;
+};
+
+class TransformerDecoder : public Module {
+ public:
+  TransformerDecoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm = true,
+                     Generator& gen = default_generator());
+  std::string type_name() const override { return "TransformerDecoder"; }
+  Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
+                 const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
+                 DecoderCache* cache = nullptr) const;
+  const ModuleList& layers() const { return *layers_; }
+
+ private:
+  std::shared_ptr<ModuleList> layers_;
+  std::shared_ptr<LayerNorm> norm_;
+};
+
+struct DecodeMasks {
+  Tensor tgt_key_padding_mask{};     // bool (B, T), true = padding
+  Tensor memory_key_padding_mask{};  // bool (B, S), usually the source's padding
+  bool tgt_causal = true;
+};
+
+// nn.Transformer (batch_first): `encoder` and `decoder` stacks, each with its final norm; every parameter of
+// two or more dimensions re-drawn Xavier-uniform after construction, as nn.Transformer._reset_parameters.
+class Transformer : public Module {
+ public:
+  Transformer(int64_t d_model = 512, int64_t nhead = 8, int64_t num_encoder_layers = 6, int64_t num_decoder_layers = 6,
+              int64_t dim_feedforward = 2048, double dropout = 0.1, Activation activation = Activation::relu,
+              bool norm_first = false, Generator& gen = default_generator());
+  std::string type_name() const override { return "Transformer"; }
+  // src (B, S, D) -> memory (B, S, D)
+  Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}) const;
+  // tgt (B, T, D) over memory (B, S, D) -> (B, T, D); with a cache, tgt holds only the new steps.
+  Tensor decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks = {},
+                DecoderCache* cache = nullptr) const;
+  // decode(tgt, encode(src)) with a causal target, as nn.Transformer(src, tgt, tgt_is_causal=True).
+  Tensor forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask = {},
+                 const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {}) const;
+  const TransformerEncoder& encoder() const { return *encoder_; }
+  const TransformerDecoder& decoder() const { return *decoder_; }
+
+ private:
+  std::shared_ptr<TransformerEncoder> encoder_;
+  std::shared_ptr<TransformerDecoder> decoder_;
+};
+
+}  // namespace gradformer::nn

@@ -1,0 +1,257 @@
+// The Transformer layers of nn/transformer.h: the feed-forward block and positional encodings against their
+// formulas, encoder and decoder layers against their composition from their own children (post- and pre-norm),
+// causality, key/value-cached decoding against full decoding, nn.Transformer's state_dict keys, and errors.
+#include "nn/transformer.h"
+#include "ops/ops.h"
+#include "tests/helpers.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+using namespace gradformer;
+using testing::max_abs_difference;
+
+namespace {
+
+template <class E, class F>
+std::string message_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+// The child `name` of module as its concrete type.
+template <class M>
+std::shared_ptr<M> child(const nn::Module& module, const std::string& name) {
+  for (const auto& [child_name, c] : module.named_children())
+    if (child_name == name) return std::dynamic_pointer_cast<M>(c);
+  return nullptr;
+}
+
+std::vector<std::string> child_names(const nn::Module& module) {
+  std::vector<std::string> names;
+  for (const auto& [name, c] : module.named_children()) names.push_back(name);
+  return names;
+}
+
+// Randomises every parameter, so LayerNorm's ones and zeros and the zero attention biases do not hide a term.
+void randomise(nn::Module& module, Generator& gen) {
+  for (const Tensor& p : module.parameters()) p.copy_(randn(p.shape(), gen, p.dtype()));
+}
+
+Tensor self_attention(const nn::MultiheadAttention& m, const Tensor& x, bool causal, const Tensor& padding = {}) {
+  nn::MhaOptions options;
+  options.causal = causal;
+  options.key_padding_mask = padding;
+  return m.forward(x, x, x, options).output;
+}
+
+}  // namespace
+
+TEST_CASE("FeedForward: linear2(act(linear1(x))) with PyTorch's child names") {
+  Generator gen(1);
+  for (nn::Activation activation : {nn::Activation::relu, nn::Activation::gelu}) {
+    nn::FeedForward ff(4, 6, 0.1, activation, gen);
+    ff.eval();
+    CHECK(child_names(ff) == std::vector<std::string>{"linear1", "dropout", "linear2"});
+    const Tensor x = randn({2, 3, 4}, gen);
+    const auto l1 = child<nn::Linear>(ff, "linear1"), l2 = child<nn::Linear>(ff, "linear2");
+    const Tensor hidden = l1->forward(x);
+    const Tensor expected = l2->forward(activation == nn::Activation::relu ? relu(hidden) : gelu(hidden));
+    CHECK(max_abs_difference(ff.forward(x), expected) == 0.0);
+    ff.train();
+    CHECK(max_abs_difference(ff.forward(x), expected) > 1e-6);  // dropout in training
+  }
+}
+
+TEST_CASE("Positional encodings: Vaswani's sin/cos table, offsets, the learned table, max_len") {
+  nn::SinusoidalPositionalEncoding sinusoidal(6, 10);
+  CHECK(sinusoidal.pe().shape() == Shape{10, 6});
+  CHECK(sinusoidal.named_buffers().size() == 1);
+  CHECK(sinusoidal.parameters().empty());
+  for (int64_t p : {0, 3, 9})
+    for (int64_t i = 0; i < 3; ++i) {
+      const double angle = static_cast<double>(p) / std::pow(10000.0, 2.0 * static_cast<double>(i) / 6.0);
+      CHECK(sinusoidal.pe().at({p, 2 * i}) == doctest::Approx(std::sin(angle)));
+      CHECK(sinusoidal.pe().at({p, 2 * i + 1}) == doctest::Approx(std::cos(angle)));
+    }
+  Generator gen(2);
+  const Tensor x = randn({2, 3, 6}, gen);
+  CHECK(max_abs_difference(sinusoidal.forward(x, 4), x + narrow(sinusoidal.pe(), 0, 4, 3)) == 0.0);
+  CHECK(message_of<IndexError>([&] { sinusoidal.forward(x, 8); }) ==
+        "SinusoidalPositionalEncoding: positions 8..10 of input [2, 3, 6] exceed max_len 10");
+  CHECK(message_of<ShapeError>([&] { sinusoidal.forward(zeros({2, 3, 5})); }) ==
+        "SinusoidalPositionalEncoding: input [2, 3, 5]: expected (B, L, 6) (d_model)");
+
+  nn::LearnedPositionalEncoding learned(5, 6, gen);
+  CHECK(learned.named_parameters().front().first == "weight");
+  CHECK(max_abs_difference(learned.forward(x, 1), x + narrow(learned.weight(), 0, 1, 3)) == 0.0);
+  CHECK(message_of<IndexError>([&] { learned.forward(x, 3); }) ==
+        "LearnedPositionalEncoding: positions 3..5 of input [2, 3, 6] exceed max_len 5");
+}
+
+TEST_CASE("TransformerEncoderLayer: PyTorch's children, post-norm and pre-norm as composed from them") {
+  Generator gen(3);
+  for (bool norm_first : {false, true}) {
+    CAPTURE(norm_first);
+    nn::TransformerEncoderLayer layer(4, 2, 6, 0.1, nn::Activation::relu, norm_first, gen);
+    CHECK(child_names(layer) == std::vector<std::string>{"self_attn", "linear1", "dropout", "linear2", "norm1", "norm2",
+                                                         "dropout1", "dropout2"});
+    layer.to(DType::f64);
+    randomise(layer, gen);
+    layer.eval();
+    const auto sa = child<nn::MultiheadAttention>(layer, "self_attn");
+    const auto l1 = child<nn::Linear>(layer, "linear1"), l2 = child<nn::Linear>(layer, "linear2");
+    const auto n1 = child<nn::LayerNorm>(layer, "norm1"), n2 = child<nn::LayerNorm>(layer, "norm2");
+    const auto ff = [&](const Tensor& x) { return l2->forward(relu(l1->forward(x))); };
+    const Tensor x = randn({2, 3, 4}, gen, DType::f64);
+    const Tensor padding = from_vector<bool>({0, 0, 1, 0, 0, 0}, {2, 3});
+    Tensor expected;
+    if (norm_first) {
+      const Tensor h = x + self_attention(*sa, n1->forward(x), true, padding);
+      expected = h + ff(n2->forward(h));
+    } else {
+      const Tensor h = n1->forward(x + self_attention(*sa, x, true, padding));
+      expected = n2->forward(h + ff(h));
+    }
+    CHECK(max_abs_difference(layer.forward(x, padding, {}, true), expected) < 1e-12);
+  }
+}
+
+TEST_CASE("TransformerDecoderLayer: PyTorch's children and post-norm computation; causal outputs ignore the future") {
+  Generator gen(4);
+  nn::TransformerDecoderLayer layer(4, 2, 6, 0.1, nn::Activation::gelu, false, gen);
+  CHECK(child_names(layer) == std::vector<std::string>{"self_attn", "multihead_attn", "linear1", "dropout", "linear2",
+                                                       "norm1", "norm2", "norm3", "dropout1", "dropout2", "dropout3"});
+  layer.to(DType::f64);
+  randomise(layer, gen);
+  layer.eval();
+  const Tensor tgt = randn({2, 4, 4}, gen, DType::f64), memory = randn({2, 3, 4}, gen, DType::f64);
+  const Tensor memory_padding = from_vector<bool>({0, 0, 1, 0, 0, 0}, {2, 3});
+  const auto sa = child<nn::MultiheadAttention>(layer, "self_attn");
+  const auto ca = child<nn::MultiheadAttention>(layer, "multihead_attn");
+  const auto l1 = child<nn::Linear>(layer, "linear1"), l2 = child<nn::Linear>(layer, "linear2");
+  const auto n1 = child<nn::LayerNorm>(layer, "norm1"), n2 = child<nn::LayerNorm>(layer, "norm2"),
+             n3 = child<nn::LayerNorm>(layer, "norm3");
+  nn::MhaOptions cross;
+  cross.key_padding_mask = memory_padding;
+  Tensor h = n1->forward(tgt + self_attention(*sa, tgt, true));
+  h = n2->forward(h + ca->forward(h, memory, memory, cross).output);
+  const Tensor expected = n3->forward(h + l2->forward(gelu(l1->forward(h))));
+  const Tensor got = layer.forward(tgt, memory, true, {}, memory_padding);
+  CHECK(max_abs_difference(got, expected) < 1e-12);
+
+  Tensor future = tgt.clone();
+  narrow(future, 1, 2, 2).copy_(randn({2, 2, 4}, gen, DType::f64));
+  CHECK(max_abs_difference(narrow(layer.forward(future, memory, true, {}, memory_padding), 1, 0, 2),
+                           narrow(got, 1, 0, 2)) == 0.0);
+  // Without the causal mask the first steps do see the later ones.
+  CHECK(max_abs_difference(narrow(layer.forward(future, memory, false), 1, 0, 2),
+                           narrow(layer.forward(tgt, memory, false), 1, 0, 2)) > 1e-6);
+
+  // The encoder layer with causal self-attention, likewise.
+  nn::TransformerEncoderLayer encoder_layer(4, 2, 6, 0.0, nn::Activation::relu, true, gen);
+  encoder_layer.to(DType::f64);
+  CHECK(max_abs_difference(narrow(encoder_layer.forward(future, {}, {}, true), 1, 0, 2),
+                           narrow(encoder_layer.forward(tgt, {}, {}, true), 1, 0, 2)) == 0.0);
+}
+
+TEST_CASE("Decoding step by step with a cache equals full causal decoding (decoder layer and Transformer)") {
+  Generator gen(5);
+  for (bool norm_first : {false, true}) {
+    CAPTURE(norm_first);
+    nn::Transformer model(8, 2, 2, 2, 12, 0.1, nn::Activation::relu, norm_first, gen);
+    model.to(DType::f64);
+    randomise(model, gen);
+    model.eval();
+    NoGradGuard no_grad;
+    const Tensor src = randn({2, 3, 8}, gen, DType::f64), tgt = randn({2, 5, 8}, gen, DType::f64);
+    const Tensor src_padding = from_vector<bool>({0, 0, 0, 0, 0, 1}, {2, 3});
+    const Tensor memory = model.encode(src, src_padding);
+    nn::DecodeMasks masks;
+    masks.memory_key_padding_mask = src_padding;
+    const Tensor full = model.decode(tgt, memory, masks);
+    CHECK(max_abs_difference(full, model.forward(src, tgt, src_padding, {}, src_padding)) == 0.0);
+
+    nn::DecoderCache cache;
+    std::vector<Tensor> steps;
+    for (int64_t t = 0; t < 5; ++t) steps.push_back(model.decode(narrow(tgt, 1, t, 1), memory, masks, &cache));
+    CHECK(max_abs_difference(concat(steps, 1), full) < 1e-12);
+    REQUIRE(cache.layers.size() == 2);
+    CHECK(cache.layers[1].self_attn.key.shape() == Shape{2, 2, 5, 4});
+    CHECK(cache.layers[1].cross_attn.key.shape() == Shape{2, 2, 3, 4});
+
+    const auto layer = model.decoder().layers().at<nn::TransformerDecoderLayer>(0);
+    const Tensor layer_full = layer->forward(tgt, memory, true, {}, src_padding);
+    nn::DecoderLayerCache layer_cache;
+    std::vector<Tensor> layer_steps;
+    for (int64_t t = 0; t < 5; ++t)
+      layer_steps.push_back(layer->forward(narrow(tgt, 1, t, 1), memory, true, {}, src_padding, &layer_cache));
+    CHECK(max_abs_difference(concat(layer_steps, 1), layer_full) < 1e-12);
+  }
+}
+
+TEST_CASE("Transformer: state_dict keys equal nn.Transformer's, in PyTorch's parameter order") {
+  Generator gen(6);
+  nn::Transformer model(8, 2, 2, 2, 12, 0.1, nn::Activation::relu, false, gen);
+  const std::vector<std::string> attention{"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"};
+  const std::vector<std::string> feed_forward{"linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"};
+  std::vector<std::string> expected;
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string prefix = "encoder.layers." + std::to_string(layer) + ".";
+    for (const auto& name : attention) expected.push_back(prefix + "self_attn." + name);
+    for (const auto& name : feed_forward) expected.push_back(prefix + name);
+    for (const char* name : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"}) expected.push_back(prefix + name);
+  }
+  expected.insert(expected.end(), {"encoder.norm.weight", "encoder.norm.bias"});
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string prefix = "decoder.layers." + std::to_string(layer) + ".";
+    for (const auto& name : attention) expected.push_back(prefix + "self_attn." + name);
+    for (const auto& name : attention) expected.push_back(prefix + "multihead_attn." + name);
+    for (const auto& name : feed_forward) expected.push_back(prefix + name);
+    for (const char* name : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "norm3.weight", "norm3.bias"})
+      expected.push_back(prefix + name);
+  }
+  expected.insert(expected.end(), {"decoder.norm.weight", "decoder.norm.bias"});
+
+  std::vector<std::string> got;
+  for (const auto& [name, p] : model.named_parameters()) got.push_back(name);
+  CHECK(got == expected);
+  std::vector<std::string> keys;
+  for (const auto& [name, t] : model.state_dict()) keys.push_back(name);
+  std::sort(expected.begin(), expected.end());
+  CHECK(keys == expected);
+  const nn::StateDict state = model.state_dict();
+  CHECK(state.at("encoder.layers.0.self_attn.in_proj_weight").shape() == Shape{24, 8});
+  CHECK(state.at("decoder.layers.1.multihead_attn.out_proj.bias").shape() == Shape{8});
+  CHECK(state.at("encoder.layers.1.linear1.weight").shape() == Shape{12, 8});
+  CHECK(state.at("decoder.layers.0.linear2.weight").shape() == Shape{8, 12});
+  // nn.Transformer re-draws every matrix Xavier-uniform: bound √(6 / (fan_in + fan_out)).
+  CHECK(testing::max_abs(state.at("encoder.layers.0.linear1.weight")) <= std::sqrt(6.0 / 20.0));
+  CHECK(testing::max_abs(state.at("encoder.layers.0.self_attn.out_proj.weight")) <= std::sqrt(6.0 / 16.0));
+}
+
+TEST_CASE("Transformer layers: errors name the layer and the shapes") {
+  Generator gen(7);
+  nn::TransformerEncoderLayer encoder_layer(8, 2, 16, 0.1, nn::Activation::relu, false, gen);
+  CHECK(message_of<ShapeError>([&] { encoder_layer.forward(zeros({2, 3, 6})); }) ==
+        "TransformerEncoderLayer: src [2, 3, 6]: expected (B, L, 8) (d_model)");
+  nn::TransformerDecoderLayer decoder_layer(8, 2, 16, 0.1, nn::Activation::relu, false, gen);
+  CHECK(message_of<ShapeError>([&] { decoder_layer.forward(zeros({2, 3, 8}), zeros({2, 4})); }) ==
+        "TransformerDecoderLayer: memory [2, 4]: expected (B, L, 8) (d_model)");
+  CHECK(message_of<ValueError>([&] { nn::TransformerEncoderLayer(10, 3, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+        "MultiheadAttention: embed_dim 10 is not divisible by num_heads 3");
+  CHECK(message_of<ValueError>([&] { nn::TransformerDecoderLayer(8, 0, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+        "TransformerDecoderLayer: d_model 8, nhead 0 and dim_feedforward 16 must be positive");
+  CHECK(message_of<ValueError>([&] { nn::Transformer(8, 2, 0, 1, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+        "TransformerEncoder: num_layers 0 must be positive");
+  CHECK(message_of<ValueError>([&] { nn::SinusoidalPositionalEncoding(0); }) ==
+        "SinusoidalPositionalEncoding: d_model 0 and max_len 1024 must be positive");
+}
