@@ -269,7 +269,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
       fail<CheckpointError>(path, "checkpoint holds {} state, cannot load it into {}", saved_type,
                             optimizer->type_name());
     for (const auto& [key, record] : file.tensors)
-      if (key.starts_with(kOptimizerPrefix)) optimizer_dict.emplace(key.substr(kOptimizerPrefix.size()), from_record(record));
+      if (key.starts_with(kOptimizerPrefix))
+        optimizer_dict.emplace(key.substr(kOptimizerPrefix.size()), from_record(record));
   }
 
   // Optimizer::load_state_dict checks everything before it replaces any state, and the model's dict has been

@@ -41,7 +41,8 @@ Tensor from_record(const safetensors::TensorRecord& record);
 // Writes model.state_dict() with `metadata` as "__metadata__"; "format" defaults to "pt", which is what
 // safetensors.torch.save_file writes and what Hugging Face loaders look for. Throws ValueError for metadata
 // that is not UTF-8, IOError when the file cannot be written.
-void save_weights(const std::string& path, const Module& model, const std::map<std::string, std::string>& metadata = {});
+void save_weights(const std::string& path, const Module& model,
+                  const std::map<std::string, std::string>& metadata = {});
 
 // Reads a weights file (ours, PyTorch's, or a training checkpoint, whose optimizer and training tensors are
 // skipped) into `model`. With strict, every model key must be present and no other key may be; shapes must
@@ -59,7 +60,7 @@ struct TrainingState {
 
 // Writes the training checkpoint described above. `optimizer` may be null (no "optimizer." tensors then).
 // Throws ValueError for a model key that starts with "optimizer." or "training." (it would be ambiguous) or
-// for config/extra/metadata that is not UTF-8, before touching the disk; IOError when writing fails.
+// for a config or extra holding strings that are not UTF-8, before touching the disk; IOError when writing fails.
 void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
                      const TrainingState& state, const nlohmann::json& config);
 
