@@ -63,6 +63,7 @@ int run(const Flags& flags) {
   std::ofstream log(flags.out + "/train.log", std::ios::app);
   auto say = [&log](const std::string& line) {
     fmt::print("{}\n", line);
+    std::fflush(stdout);
     log << line << '\n';
     log.flush();
   };
@@ -110,6 +111,7 @@ int run(const Flags& flags) {
           std::fflush(stdout);
         } else if (s.step % 50 == 0) {
           fmt::print("{}\n", line);
+          std::fflush(stdout);
         }
         if (s.step % 50 == 0) log << line << '\n';
       },
