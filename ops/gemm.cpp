@@ -69,16 +69,18 @@ void multiply_f32(int64_t batch, const Matrix& a, const Matrix& b, const Matrix&
 }
 
 // dgemm takes a matrix whose rows or columns are contiguous; anything else is packed first.
+template <class T>
 struct BlasOperand {
-  const double* data;
+  const T* data;
   CBLAS_TRANSPOSE transpose;
   int64_t leading;
   int64_t batch_stride;
-  std::vector<double> packed;
+  std::vector<T> packed;
 };
 
-BlasOperand blas_operand(const Matrix& m, int64_t batch) {
-  BlasOperand op{reinterpret_cast<const double*>(m.data), CblasNoTrans, 0, m.batch_stride, {}};
+template <class T>
+BlasOperand<T> blas_operand(const Matrix& m, int64_t batch) {
+  BlasOperand<T> op{reinterpret_cast<const T*>(m.data), CblasNoTrans, 0, m.batch_stride, {}};
   const int64_t rows = std::max<int64_t>(m.rows, 1), cols = std::max<int64_t>(m.cols, 1);
   if ((m.col_stride == 1 || m.cols <= 1) && (m.rows <= 1 || m.row_stride >= cols)) {
     op.leading = m.rows <= 1 ? cols : m.row_stride;
@@ -91,7 +93,7 @@ BlasOperand blas_operand(const Matrix& m, int64_t batch) {
   }
   const int64_t copies = m.batch_stride == 0 ? 1 : batch;
   op.packed.resize(static_cast<size_t>(copies * m.rows * m.cols));
-  const double* src = reinterpret_cast<const double*>(m.data);
+  const T* src = reinterpret_cast<const T*>(m.data);
   for (int64_t i = 0; i < copies; ++i)
     for (int64_t r = 0; r < m.rows; ++r)
       for (int64_t c = 0; c < m.cols; ++c)
@@ -104,31 +106,49 @@ BlasOperand blas_operand(const Matrix& m, int64_t batch) {
   return op;
 }
 
-void multiply_f64(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha, bool accumulate,
+// Below this many multiply-adds per matrix, f32 products go to OpenBLAS's sgemm, which runs them on the calling
+// thread: oneDNN opens an OpenMP parallel region for each, and on tiny matrices (an RNN step, a decoding step)
+// waking the team costs more than the product. Measured
+// per call, 2 threads, f32 (machine under load, medians of repeated runs): 2x64x64 13.8 us oneDNN vs 4.7 us
+// sgemm; 32x32x32 17 us vs 5.6 us; 8x128x128 and 64x64x64 swing to milliseconds on oneDNN when the second core is
+// busy, tens of microseconds on sgemm.
+constexpr int64_t kSmallProduct = 64 * 64 * 64;
+
+// sgemm and dgemm behind one name, so multiply_blas is written once for both.
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha, const float* a,
+               blasint lda, const float* b, blasint ldb, double beta, float* c, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha, const double* a,
+               blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <class T>
+void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha, bool accumulate,
                   const std::byte* bias) {
-  const BlasOperand pa = blas_operand(a, batch), pb = blas_operand(b, batch);
-  auto* out = reinterpret_cast<double*>(c.data);
-  // dgemm writes row-major output with contiguous rows; our outputs always are (c.col_stride == 1).
+  const BlasOperand<T> pa = blas_operand<T>(a, batch), pb = blas_operand<T>(b, batch);
+  auto* out = reinterpret_cast<T*>(c.data);
+  // gemm writes row-major output with contiguous rows; multiply() sends only such outputs here.
   const int64_t ldc = std::max<int64_t>({c.rows > 1 ? c.row_stride : c.cols, c.cols, 1});
-  const double* bias_values = reinterpret_cast<const double*>(bias);
+  const T* bias_values = reinterpret_cast<const T*>(bias);
   for (int64_t i = 0; i < batch; ++i) {
-    double* ci = out + i * c.batch_stride;
+    T* ci = out + i * c.batch_stride;
     double beta = accumulate ? 1.0 : 0.0;
     if (bias_values) {
       for (int64_t r = 0; r < c.rows; ++r)
         for (int64_t col = 0; col < c.cols; ++col)
-          ci[r * ldc + col] = (accumulate ? ci[r * ldc + col] : 0.0) + bias_values[col];
+          ci[r * ldc + col] = (accumulate ? ci[r * ldc + col] : T{0}) + bias_values[col];
       beta = 1.0;
     }
-    if (a.cols == 0) {  // an empty inner dimension: the product is zero, dgemm would reject lda
+    if (a.cols == 0) {  // an empty inner dimension: the product is zero, gemm would reject lda
       if (beta == 0.0)
-        for (int64_t r = 0; r < c.rows; ++r) std::memset(ci + r * ldc, 0, sizeof(double) * static_cast<size_t>(c.cols));
+        for (int64_t r = 0; r < c.rows; ++r) std::memset(ci + r * ldc, 0, sizeof(T) * static_cast<size_t>(c.cols));
       continue;
     }
-    cblas_dgemm(CblasRowMajor, pa.transpose, pb.transpose, static_cast<blasint>(a.rows), static_cast<blasint>(b.cols),
-                static_cast<blasint>(a.cols), alpha, pa.data + i * pa.batch_stride, static_cast<blasint>(pa.leading),
-                pb.data + i * pb.batch_stride, static_cast<blasint>(pb.leading), beta, ci,
-                static_cast<blasint>(ldc));
+    blas_gemm(pa.transpose, pb.transpose, static_cast<blasint>(a.rows), static_cast<blasint>(b.cols),
+              static_cast<blasint>(a.cols), alpha, pa.data + i * pa.batch_stride, static_cast<blasint>(pa.leading),
+              pb.data + i * pb.batch_stride, static_cast<blasint>(pb.leading), beta, ci, static_cast<blasint>(ldc));
   }
 }
 
@@ -138,7 +158,9 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
               bool accumulate, const std::byte* bias) {
   if (batch == 0 || c.rows == 0 || c.cols == 0) return;
   if (dtype == DType::f64) {
-    multiply_f64(batch, a, b, c, alpha, accumulate, bias);
+    multiply_blas<double>(batch, a, b, c, alpha, accumulate, bias);
+  } else if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) {
+    multiply_blas<float>(batch, a, b, c, alpha, accumulate, bias);
   } else if (a.cols == 0) {  // oneDNN rejects an empty inner dimension; the product is zero (+ bias)
     for (int64_t i = 0; i < batch; ++i)
       for (int64_t r = 0; r < c.rows; ++r)

@@ -54,3 +54,19 @@ TEST_CASE("op table: names are unique and find_op finds each") {
   }
   CHECK(find_op("no_such_op") == nullptr);
 }
+
+TEST_CASE("op table: a zero upstream gradient gives exactly zero input gradients") {
+  for (const OpRow& row : op_table()) {
+    if (!row.differentiable) continue;
+    Generator gen(3000);
+    std::vector<Tensor> inputs = row.make_inputs(0, gen);
+    for (Tensor& t : inputs)
+      if (is_floating(t.dtype())) t = t.detach().requires_grad_();
+    const Tensor out = row.apply(inputs);
+    if (!out.requires_grad()) continue;
+    out.backward(zeros_like(out));
+    CAPTURE(row.name);
+    for (const Tensor& t : inputs)
+      if (t.requires_grad() && t.grad().defined()) CHECK(testing::max_abs(t.grad()) == 0.0);
+  }
+}
