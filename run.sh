@@ -72,9 +72,9 @@ run_suite() {
 # libFuzzer targets (tests/fuzz/), built with clang, each run for a bounded number of inputs from a scratch copy
 # of its committed seeds; each target counts as one test case. FUZZ_RUNS sets the count (default 20000).
 run_fuzzers() {
-  CXX=clang++ CC=clang configure build-fuzz --buildtype=debugoptimized -Db_sanitize=address,undefined \
+  CXX=clang++ CC=clang configure build-fuzz --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined \
     -Db_lundef=false -Dfuzzing=true -Dbuild_tests=false -Dbuild_examples=false -Dnative=false
-  ninja -C build-fuzz
+  ninja -C build-fuzz tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_vocabulary tests/fuzz/fuzz_bpe tests/fuzz/fuzz_tsv
   local target scratch
   for target in safetensors vocabulary bpe tsv; do
     echo "== fuzz: $target"
@@ -113,7 +113,8 @@ case "${1:-}" in
     run_suite unit ./build/tests/gradformer-tests --no-version
     # AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer over the same suites. oneDNN's JIT and
     # OpenMP's runtime are not instrumented; tests/sanitizer.supp names the leaks of theirs that are not ours.
-    configure build-sanitize --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+    # -O1 without debug info keeps this second full build short; the reports still name functions.
+    configure build-sanitize --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined -Db_lundef=false \
       -Dbuild_examples=false -Dnative=false
     ninja -C build-sanitize tests/gradformer-tests
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
