@@ -1,6 +1,6 @@
 // The training loop of models/trainer.h on the copy task at tiny sizes: resumption from a checkpoint reproduces
-// the uninterrupted run's losses bit for bit, the loss falls, and a blow-up throws NumericalError naming the
-// step while the last checkpoint stays loadable.
+// the uninterrupted run's losses bit for bit, the loss falls, a blow-up throws NumericalError naming the step
+// while the last checkpoint stays loadable, and a NaN learning rate is refused up front.
 #include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
@@ -9,8 +9,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
-#include <numeric>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -164,37 +164,56 @@ TEST_CASE("trainer: the loss falls on the copy task") {
 }
 
 TEST_CASE("trainer: a blow-up throws NumericalError naming the step and leaves the last checkpoint loadable") {
+  // A learning rate of ~1e29 makes the weights explode; Adam with a float-overflowing one gives Inf and NaN.
+  for (const double lr_factor : {1e30, 1e300}) {
+    CAPTURE(lr_factor);
+    const TempDir dir;
+    const nlohmann::json config = tiny_config(0.1);
+
+    // Four sane steps, checkpointed at 2 and 4.
+    const auto model = fresh_model(config);
+    const auto sane = make_trainer(*model, config, tiny_train_config(dir.str(), 4, 2));
+    sane->run(ignore_step, ignore_valid);
+    const std::string last = dir.str("last.safetensors");
+    REQUIRE(std::filesystem::exists(last));
+
+    // Then the wild learning rate into the same directory: the loss or the gradient stops being finite before
+    // the next validation at step 8.
+    models::TrainConfig wild = tiny_train_config(dir.str(), 20, 4);
+    wild.lr_factor = lr_factor;
+    const auto blown = make_trainer(*model, config, wild);
+    blown->resume(last);
+    std::string message;
+    try {
+      blown->run(ignore_step, ignore_valid);
+    } catch (const NumericalError& e) {
+      message = e.what();
+    }
+    CAPTURE(message);
+    CHECK(blown->step() >= 4);
+    CHECK(blown->step() < 8);
+    CHECK(message.starts_with("train: step " + std::to_string(blown->step() + 1) + ": "));
+
+    // The checkpoint is still the one from step 4, and it loads into a fresh model with finite weights.
+    const auto reloaded = fresh_model(config);
+    const nn::LoadedCheckpoint loaded = nn::load_checkpoint(last, *reloaded, nullptr);
+    CHECK(loaded.state.step == 4);
+    for (const Tensor& p : reloaded->parameters())
+      for (double v : p.to_vector<double>()) REQUIRE(std::isfinite(v));
+  }
+}
+
+TEST_CASE("trainer: a NaN learning rate is refused before training") {
   const TempDir dir;
   const nlohmann::json config = tiny_config(0.1);
-
-  // Four sane steps, checkpointed at 2 and 4.
   const auto model = fresh_model(config);
-  const auto sane = make_trainer(*model, config, tiny_train_config(dir.str(), 4, 2));
-  sane->run(ignore_step, ignore_valid);
-  const std::string last = dir.str("last.safetensors");
-  REQUIRE(std::filesystem::exists(last));
-
-  // Then a learning rate of ~1e29 into the same directory: the weights explode and the loss or the gradient
-  // stops being finite before the next validation at step 8.
-  models::TrainConfig wild = tiny_train_config(dir.str(), 20, 4);
-  wild.lr_factor = 1e30;
-  const auto blown = make_trainer(*model, config, wild);
-  blown->resume(last);
+  models::TrainConfig config_nan = tiny_train_config(dir.str(), 4, 2);
+  config_nan.lr_factor = std::numeric_limits<double>::quiet_NaN();
   std::string message;
   try {
-    blown->run(ignore_step, ignore_valid);
-  } catch (const NumericalError& e) {
+    make_trainer(*model, config, config_nan);
+  } catch (const ValueError& e) {
     message = e.what();
   }
-  CAPTURE(message);
-  CHECK(blown->step() >= 4);
-  CHECK(blown->step() < 8);
-  CHECK(message.starts_with("train: step " + std::to_string(blown->step() + 1) + ": "));
-
-  // The checkpoint is still the one from step 4, and it loads into a fresh model with finite weights.
-  const auto reloaded = fresh_model(config);
-  const nn::LoadedCheckpoint loaded = nn::load_checkpoint(last, *reloaded, nullptr);
-  CHECK(loaded.state.step == 4);
-  for (const Tensor& p : reloaded->parameters())
-    for (double v : p.to_vector<double>()) REQUIRE(std::isfinite(v));
+  CHECK(message == "Adam: lr = nan is outside [0, inf]");
 }
