@@ -13,10 +13,10 @@ struct PrefixState : DecoderState {
   std::vector<Tensor> prefix;  // the tokens fed so far, each (B)
 
   void select(const Tensor& rows) override {
-    src = index_select(src, 0, rows);
-    memory = index_select(memory, 0, rows);
-    source_padding = index_select(source_padding, 0, rows);
-    for (Tensor& t : prefix) t = index_select(t, 0, rows);
+    src = select_rows(src, rows);
+    memory = select_rows(memory, rows);
+    source_padding = select_rows(source_padding, rows);
+    for (Tensor& t : prefix) t = select_rows(t, rows);
   }
 };
 

@@ -14,7 +14,7 @@ struct RnnAttentionSeq2Seq::State : DecoderState {
 
   void select(const Tensor& rows) override {
     for (Tensor* t : {&keys, &projected_keys, &source_padding, &h, &c, &context})
-      if (t->defined()) *t = index_select(*t, 0, rows);
+      if (t->defined()) *t = select_rows(*t, rows);
   }
 };
 
@@ -39,7 +39,8 @@ RnnAttentionSeq2Seq::RnnAttentionSeq2Seq(const RnnSizes& sizes, nlohmann::json c
 std::unique_ptr<RnnAttentionSeq2Seq::State> RnnAttentionSeq2Seq::encode(const Tensor& src) const {
   auto state = std::make_unique<State>();
   state->source_padding = eq(src, static_cast<double>(data::pad_id));                          // (B, S)
-  const Tensor lengths = sum(logical_not(state->source_padding).to(DType::i64), {1});          // (B)
+  // sum takes floating point only; the counts are exact in f32.
+  const Tensor lengths = sum(logical_not(state->source_padding).to(DType::f32), {1}).to(DType::i64);  // (B)
   const Tensor x = dropout_->forward(embedding_->forward(src));                                 // (B, S, E)
   Tensor h_n;                                                                                   // (2, B, H)
   if (lstm_encoder_) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "nn/module.h"
+#include "ops/selection.h"
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,13 @@ class DecoderState {
   virtual ~DecoderState() = default;
   virtual void select(const Tensor& rows) = 0;
 };
+
+// The rows `rows` (i64 [B']) of x along axis 0 for any dtype, for select(): index_select takes floating point
+// only, so bool masks and i64 ids go through f64, which holds them exactly.
+inline Tensor select_rows(const Tensor& x, const Tensor& rows) {
+  if (x.dtype() == DType::f32 || x.dtype() == DType::f64) return index_select(x, 0, rows);
+  return index_select(x.to(DType::f64), 0, rows).to(x.dtype());
+}
 
 // Attention weights of one layer (and head) for a picture: weights [T, S], target positions by source tokens.
 struct AttentionMap {

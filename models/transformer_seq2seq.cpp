@@ -15,12 +15,12 @@ struct TransformerState : DecoderState {
   int64_t position = 0;
 
   void select(const Tensor& rows) override {
-    memory = index_select(memory, 0, rows);
-    source_padding = index_select(source_padding, 0, rows);
+    memory = select_rows(memory, rows);
+    source_padding = select_rows(source_padding, rows);
     for (nn::DecoderLayerCache& layer : cache.layers) {
       for (nn::KVCache* kv : {&layer.self_attn, &layer.cross_attn}) {
-        if (kv->key.defined()) kv->key = index_select(kv->key, 0, rows);
-        if (kv->value.defined()) kv->value = index_select(kv->value, 0, rows);
+        if (kv->key.defined()) kv->key = select_rows(kv->key, rows);
+        if (kv->value.defined()) kv->value = select_rows(kv->value, rows);
       }
     }
   }
