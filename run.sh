@@ -98,7 +98,7 @@ case "${1:-}" in
     # printed at the end), then translate held-out sentences and draw the attention of the first one.
     out=runs/demo
     ./build/examples/gradformer-train --task grammar --model transformer-tiny --out "$out" --max-minutes 4 \
-      --valid-every 300
+      --max-tokens 2048 --warmup 300 --valid-every 400
     ./build/examples/gradformer-train --task grammar --write-data "$out/data" >/dev/null
     head -n 5 "$out/data/test.tsv" | cut -f 1 >"$out/sources.txt"
     head -n 5 "$out/data/test.tsv" | cut -f 2 >"$out/references.txt"
