@@ -5,8 +5,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 namespace gradformer::testing {
+
+// The message of the E that f throws, or "(no exception)": tests compare it with the exact expected text.
+template <class E, class F>
+std::string message_of(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
 
 inline double max_abs(const Tensor& t) {
   double m = 0;

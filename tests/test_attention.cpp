@@ -11,19 +11,10 @@
 #include <limits>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 using testing::max_abs_difference;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 Tensor leaf(Tensor t) {
   t.requires_grad_();

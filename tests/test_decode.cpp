@@ -17,21 +17,12 @@
 #include <vector>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 using testing::max_abs_difference;
 
 namespace {
 
 constexpr int64_t kVocab = 20;
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 struct ZooCase {
   std::string label;

@@ -9,18 +9,9 @@
 #include <limits>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 Tensor leaf(std::vector<double> values) {
   const auto n = static_cast<int64_t>(values.size());

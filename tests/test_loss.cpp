@@ -7,18 +7,9 @@
 #include <doctest/doctest.h>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 // Three rows of three classes; the middle target is ignored.
 Tensor hand_logits() { return from_vector<double>({1, 2, 3, 1, 1, 1, 0, 0, 5}, {3, 3}); }

@@ -11,6 +11,7 @@
 #include <utility>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
 
@@ -68,16 +69,6 @@ class Net : public nn::Module {
   std::shared_ptr<Affine> head_;
   Tensor running_;
 };
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -12,18 +12,9 @@
 #include <limits>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 bool all_finite(const Tensor& t) {
   for (double v : t.to_vector<double>())

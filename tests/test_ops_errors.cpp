@@ -1,23 +1,11 @@
 // Each error of the first ops: its type and a message naming the op and the shapes or dtypes.
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
 using namespace gradformer;
-
-namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
-
-}  // namespace
+using gradformer::testing::message_of;
 
 TEST_CASE("errors: matmul names both shapes and the inner dimensions") {
   const std::string m = message_of<ShapeError>([] { matmul(zeros({32, 64}), zeros({48, 16})); });

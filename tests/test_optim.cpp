@@ -3,6 +3,7 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -11,6 +12,7 @@
 #include <numbers>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 using doctest::Approx;
 
 namespace {
@@ -35,16 +37,6 @@ void check_values(const Tensor& t, std::vector<double> expected, double epsilon 
   const std::vector<double> actual = t.to_vector<double>();
   REQUIRE(actual.size() == expected.size());
   for (size_t i = 0; i < actual.size(); ++i) CHECK(actual[i] == Approx(expected[i]).epsilon(epsilon));
-}
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

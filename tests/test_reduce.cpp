@@ -1,6 +1,7 @@
 // Reductions: max/min values and their one-element gradient among ties, var with both corrections against
 // hand-computed values, logsumexp at the edges of the float range, argmax/argmin indices, and errors.
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -8,18 +9,9 @@
 #include <limits>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 Tensor iota(Shape shape) { return reshape(arange(0, static_cast<double>(numel_of(shape)), 1, DType::f64), shape); }
 

@@ -1,22 +1,14 @@
 // where, masked_fill, index_select, gather and embedding: values and gradients by hand (masked positions,
 // repeated indices accumulating, the padding row getting exactly zero), and their index and dtype errors.
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 Tensor leaf(const std::vector<double>& values, Shape shape) {
   Tensor t = from_vector(values, std::move(shape));

@@ -1,24 +1,16 @@
 // Shape ops: views share storage and hold the expected values, slices follow Python's rules, the joins and
 // splits round-trip with their gradients, and errors name the op and the shapes.
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
 #include <limits>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 // 0, 1, 2, ... in the given shape, f64.
 Tensor iota(Shape shape) { return reshape(arange(0, static_cast<double>(numel_of(shape)), 1, DType::f64), shape); }

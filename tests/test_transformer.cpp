@@ -13,19 +13,10 @@
 #include <vector>
 
 using namespace gradformer;
+using gradformer::testing::message_of;
 using testing::max_abs_difference;
 
 namespace {
-
-template <class E, class F>
-std::string message_of(F f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
 
 // The child `name` of module as its concrete type.
 template <class M>
