@@ -73,7 +73,11 @@ int run(const Flags& flags) {
   for (const std::string& h : hypotheses) out << h << '\n';
 
   if (!flags.reference.empty()) {
-    const std::vector<std::string> references = read_lines(flags.reference);
+    // References go through the same tokenise/detokenise round as the hypotheses, so spacing conventions of the
+    // corpus ("der Hund ." against "der Hund.") do not count as errors in exact match and chrF.
+    std::vector<std::string> references;
+    for (const std::string& line : read_lines(flags.reference))
+      references.push_back(codec.tokenizer().detokenize(codec.tokenizer().tokenize(line)));
     if (references.size() != hypotheses.size())
       fail<ValueError>(flags.reference, "{} references for {} sources", references.size(), hypotheses.size());
     fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", metrics::corpus_bleu(hypotheses, references).format(),
