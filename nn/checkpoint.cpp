@@ -51,8 +51,6 @@ bool is_model_key(const std::string& key) {
   return !key.starts_with(kOptimizerPrefix) && !key.starts_with(kTrainingPrefix);
 }
 
-std::string join_names(const std::vector<std::string>& names) { return fmt::format("{}", fmt::join(names, ", ")); }
-
 // nlohmann throws its own type_error for strings that are not UTF-8; callers expect our ValueError.
 std::string dump_json(const nlohmann::json& value, std::string_view what) {
   try {
@@ -177,13 +175,8 @@ StateDict model_state(const std::string& path, const safetensors::File& file, co
     if (!targets.contains(entry.first) && (!skip_training_keys || is_model_key(entry.first)))
       unexpected.push_back(entry.first);
 
-  std::vector<std::string> problems;
-  if (strict && !missing.empty())
-    problems.push_back(fmt::format("{} missing key(s): {}", missing.size(), join_names(missing)));
-  if (strict && !unexpected.empty())
-    problems.push_back(fmt::format("{} unexpected key(s): {}", unexpected.size(), join_names(unexpected)));
-  if (!mismatched.empty())
-    problems.push_back(fmt::format("{} mismatched key(s): {}", mismatched.size(), fmt::join(mismatched, "; ")));
+  const std::vector<std::string> problems =
+      describe_key_problems(missing, unexpected, mismatched, strict, "mismatched key(s)");
   if (!problems.empty())
     fail<CheckpointError>(path, "does not fit the {} model: {}", model.type_name(), fmt::join(problems, "; "));
   return dict;

@@ -34,6 +34,20 @@ void convert_in_place(const Tensor& t, DType dtype) {
 
 }  // namespace
 
+std::vector<std::string> describe_key_problems(const std::vector<std::string>& missing,
+                                               const std::vector<std::string>& unexpected,
+                                               const std::vector<std::string>& mismatched, bool strict,
+                                               std::string_view mismatch_label) {
+  std::vector<std::string> problems;
+  if (strict && !missing.empty())
+    problems.push_back(fmt::format("{} missing key(s): {}", missing.size(), join_names(missing)));
+  if (strict && !unexpected.empty())
+    problems.push_back(fmt::format("{} unexpected key(s): {}", unexpected.size(), join_names(unexpected)));
+  if (!mismatched.empty())
+    problems.push_back(fmt::format("{} {}: {}", mismatched.size(), mismatch_label, fmt::join(mismatched, "; ")));
+  return problems;
+}
+
 void Module::check_new_name(const std::string& name, std::string_view what) const {
   if (name.empty() || name.find('.') != std::string::npos)
     fail<ValueError>(type_name(), "{} name '{}' must be non-empty and contain no '.'", what, name);
@@ -178,13 +192,8 @@ void Module::load_state_dict(const StateDict& dict, bool strict) {
   for (const auto& entry : dict)
     if (!expected.contains(entry.first)) unexpected.push_back(entry.first);
 
-  std::vector<std::string> problems;
-  if (strict && !missing.empty())
-    problems.push_back(fmt::format("{} missing key(s): {}", missing.size(), join_names(missing)));
-  if (strict && !unexpected.empty())
-    problems.push_back(fmt::format("{} unexpected key(s): {}", unexpected.size(), join_names(unexpected)));
-  if (!mismatched.empty())
-    problems.push_back(fmt::format("{} shape mismatch(es): {}", mismatched.size(), fmt::join(mismatched, "; ")));
+  const std::vector<std::string> problems =
+      describe_key_problems(missing, unexpected, mismatched, strict, "shape mismatch(es)");
   if (!problems.empty())
     fail<StateDictError>(fmt::format("{}.load_state_dict", type_name()), "{}", fmt::join(problems, "; "));
 

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,14 @@ class StateDictError : public Error { using Error::Error; };
 // Name → tensor, sorted by name (so "layers.10" sorts before "layers.2"; named_parameters() keeps
 // registration order).
 using StateDict = std::map<std::string, Tensor>;
+
+// What does not fit when a state dict is loaded into a module, one phrase per kind ("2 missing key(s): a, b"),
+// shared by Module::load_state_dict and the checkpoint loaders; missing and unexpected keys count only when
+// strict. Empty when everything fits.
+std::vector<std::string> describe_key_problems(const std::vector<std::string>& missing,
+                                               const std::vector<std::string>& unexpected,
+                                               const std::vector<std::string>& mismatched, bool strict,
+                                               std::string_view mismatch_label);
 
 class Module {
  public:
