@@ -23,16 +23,6 @@ namespace {
 
 constexpr std::string_view kOp = "scaled_dot_product_attention";
 
-// t itself unless one of its matrix dimensions (the last two) has size > 1 and stride 0: the GEMM kernels need
-// real strides inside a matrix, so such a tensor is made dense. Stride 0 across batches or heads (k and v
-// expanded over the heads, as in multi-query attention) stays: the kernels repeat one matrix for it.
-// No graph: callers pass detached tensors.
-Tensor gemm_ready(const Tensor& t) {
-  for (int64_t d = 2; d < t.dim(); ++d)
-    if (t.shape()[static_cast<size_t>(d)] > 1 && t.strides()[static_cast<size_t>(d)] == 0) return t.contiguous();
-  return t;
-}
-
 // The matrices in the last two dimensions of a 4-D [B, H, rows, cols] tensor, with both batch strides.
 struct HeadMatrices {
   std::byte* data = nullptr;
@@ -244,7 +234,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   const int64_t value_size = v.size(3);
   const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const double rate = options.dropout;
-  const Tensor qd = gemm_ready(q.detach()), kd = gemm_ready(k.detach()), vd = gemm_ready(v.detach());
+  const Tensor qd = gemm::with_dense_matrices(q.detach());
+  const Tensor kd = gemm::with_dense_matrices(k.detach());
+  const Tensor vd = gemm::with_dense_matrices(v.detach());
 
   Masks masks;
   masks.causal = options.causal;
@@ -291,7 +283,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                      drop(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel(), rate, replay);
                    });
                  }
-                 const Tensor dO = gemm_ready(dout);  // (B, H, T, Dv)
+                 const Tensor dO = gemm::with_dense_matrices(dout);  // (B, H, T, Dv)
                  if (g.needs(2)) {                    // dV = P'ᵀ · dO
                    g[2] = empty(vd.shape(), dtype);
                    head_gemm(dtype, batches, heads, transposed(heads_of(dropped)), heads_of(dO), heads_of(g[2]), 1.0);

@@ -173,6 +173,12 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
   }
 }
 
+Tensor with_dense_matrices(const Tensor& t) {
+  for (int64_t d = std::max<int64_t>(t.dim() - 2, 0); d < t.dim(); ++d)
+    if (t.shape()[static_cast<size_t>(d)] > 1 && t.strides()[static_cast<size_t>(d)] == 0) return t.contiguous();
+  return t;
+}
+
 Matrix matrix_of(const Tensor& t) {
   const int64_t r = t.dim();
   return Matrix{t.raw_data(), t.shape()[static_cast<size_t>(r - 2)], t.shape()[static_cast<size_t>(r - 1)],

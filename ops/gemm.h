@@ -19,6 +19,11 @@ struct Matrix {
 void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha = 1.0,
               bool accumulate = false, const std::byte* bias = nullptr);
 
+// t itself unless one of its matrix dimensions (the last two) has size > 1 and stride 0 (an expanded operand),
+// which neither oneDNN nor dgemm takes: then a contiguous copy. Stride 0 across leading (batch) dimensions stays:
+// the kernels repeat one matrix for it. No graph: callers pass detached tensors.
+Tensor with_dense_matrices(const Tensor& t);
+
 // The matrix view of the last two dimensions of t, which must have rank 2 or 3 (batch first).
 Matrix matrix_of(const Tensor& t);
 

@@ -12,14 +12,6 @@
 namespace gradformer {
 namespace {
 
-// t itself when the strides of its last two dimensions are real; a contiguous copy when an expanded operand
-// has stride 0 there, which neither oneDNN nor dgemm takes. No graph: callers pass detached tensors.
-Tensor gemm_ready(const Tensor& t) {
-  for (int64_t d = std::max<int64_t>(t.dim() - 2, 0); d < t.dim(); ++d)
-    if (t.shape()[static_cast<size_t>(d)] > 1 && t.strides()[static_cast<size_t>(d)] == 0) return t.contiguous();
-  return t;
-}
-
 Shape leading(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end() - 2); }
 
 // t's matrices as `batch` matrices with one batch stride, copying t (expanded) only when its leading strides
@@ -162,8 +154,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                      shape_str(weight.shape()), out_features);
 
   const int64_t rows = x.numel() / std::max<int64_t>(in_features, 1);
-  const Tensor x2 = gemm_ready(reshape(x.detach(), {rows, in_features}));  // [rows, in], a view when strides allow
-  const Tensor w = gemm_ready(weight.detach());                             // [out, in]
+  // [rows, in], a view when strides allow
+  const Tensor x2 = gemm::with_dense_matrices(reshape(x.detach(), {rows, in_features}));
+  const Tensor w = gemm::with_dense_matrices(weight.detach());  // [out, in]
   const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();  // the kernel reads a dense vector
   Tensor out = empty({rows, out_features}, x.dtype());
   // Wᵀ as an [in, out] matrix: W's row stride becomes the column stride.
