@@ -1,7 +1,7 @@
 // gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
 // DIR/best.safetensors, DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
-// best checkpoint. `--write-data DIR` writes the task's splits as TSV instead. Exit 0 on success, 1 with a
-// one-line reason on any error, 2 on bad flags.
+// best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
+// TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags.
 #include "models/decode.h"
 #include "models/metrics.h"
 #include "models/task.h"
@@ -29,6 +29,7 @@ struct Flags {
   models::TrainConfig train;
   int threads = 0;
   size_t max_train_sentences = 0;
+  models::DecodeOptions test_decoding{.beam_size = 4};
 };
 
 std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
@@ -126,7 +127,7 @@ int run(const Flags& flags) {
                                                                                               : "early stopping",
                   trainer.step()));
 
-  // Test with the best checkpoint (the last one if validation never ran).
+  // Test with the best checkpoint (the last one if validation never ran), decoded as gradformer-translate does.
   const std::string best = flags.out + "/best.safetensors";
   nn::load_checkpoint(std::filesystem::exists(best) ? best : flags.out + "/last.safetensors", *model, nullptr);
   model->eval();
@@ -137,7 +138,7 @@ int run(const Flags& flags) {
       sources.push_back(codec->encode_source(splits.test[i].source, flags.task_options.max_tokens));
       references.push_back(codec->tokenizer().detokenize(codec->tokenizer().tokenize(splits.test[i].target)));
     }
-    for (const auto& ids : models::translate(*model, models::make_source_batch(sources)))
+    for (const auto& ids : models::translate(*model, models::make_source_batch(sources), flags.test_decoding))
       hypotheses.push_back(codec->decode(ids));
   }
   say(fmt::format("test {}", metrics::corpus_bleu(hypotheses, references).format()));
@@ -183,6 +184,9 @@ int main(int argc, char** argv) {
   app.add_flag("--pre-norm", f.model_options.pre_norm, "Transformer: LayerNorm before each sublayer");
   app.add_flag("--share-embeddings", f.model_options.share_embeddings, "Transformer: one embedding table");
   app.add_option("--rnn-cell", f.model_options.rnn_cell, "rnn-attention: gru or lstm")->capture_default_str();
+  app.add_option("--test-beam", f.test_decoding.beam_size, "Beam size of the final test translation (1: greedy)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   f.train.out_dir = f.out;
