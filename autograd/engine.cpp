@@ -6,13 +6,21 @@
 #include "autograd/dispatch.h"
 #include "autograd/strided.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
 #include <unordered_map>
 
 namespace gradformer {
 namespace {
 
 thread_local bool grad_enabled = true;
+thread_local bool anomaly_enabled = false;
 std::atomic<int64_t> live_nodes{0};
 
 // a += b, in place, same shape and dtype; gradients are dense, so this is one vectorised run.
@@ -45,6 +53,81 @@ void check_gradient(const Node& node, size_t input, const Node::Edge& edge, cons
                         shape_str(edge.shape));
 }
 
+// What anomaly mode looks for. Integer and bool tensors are always finite.
+struct NonFinite {
+  bool nan = false, inf = false;
+  bool any() const { return nan || inf; }
+  const char* name() const { return nan ? "NaN" : "Inf"; }
+};
+
+// Whether x holds Inf or NaN: those are the values whose exponent field is all ones. A bit test instead of
+// std::isfinite leaves the loop without a branch, so it vectorises (anomaly mode scans every output).
+template <class T>
+bool any_non_finite(const T* x, int64_t n, int64_t stride) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr Bits exponent = std::bit_cast<Bits>(std::numeric_limits<T>::infinity());
+  Bits found = 0;
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) found |= (std::bit_cast<Bits>(x[i]) & exponent) == exponent;
+  } else {
+    for (int64_t i = 0; i < n; ++i) found |= (std::bit_cast<Bits>(x[i * stride]) & exponent) == exponent;
+  }
+  return found != 0;
+}
+
+NonFinite scan_non_finite(const Tensor& t) {
+  NonFinite found;
+  if (!t.defined() || !is_floating(t.dtype())) return found;
+  StridedLayout<1> layout{t.shape(), {t.strides()}};
+  visit_floating(t.dtype(), "anomaly detection", [&]<class T>(std::type_identity<T>) {
+    for_each_run<1>(layout, {t.raw_data()}, {sizeof(T)}, false,
+                    [&found](std::array<std::byte*, 1> p, int64_t n, const std::array<int64_t, 1>& s) {
+                      const T* x = reinterpret_cast<const T*>(p[0]);
+                      if (!any_non_finite(x, n, s[0])) return;
+                      for (int64_t i = 0; i < n; ++i) {
+                        found.nan = found.nan || std::isnan(x[i * s[0]]);
+                        found.inf = found.inf || std::isinf(x[i * s[0]]);
+                      }
+                    });
+  });
+  return found;
+}
+
+std::string input_shapes(const std::vector<Tensor>& inputs) {
+  std::vector<std::string> shapes;
+  for (const Tensor& input : inputs) shapes.push_back(input.defined() ? shape_str(input.shape()) : "none");
+  return fmt::format("{}", fmt::join(shapes, ", "));
+}
+
+std::string input_shapes(const std::vector<Node::Edge>& edges) {
+  std::vector<std::string> shapes;
+  for (const Node::Edge& edge : edges) shapes.push_back(shape_str(edge.shape));
+  return fmt::format("{}", fmt::join(shapes, ", "));
+}
+
+// The forward half of anomaly mode: a NaN anywhere is a fault; an Inf is one unless an input already held a
+// non-finite value (the op passed it on) or the op makes infinities on purpose.
+void check_forward(const Tensor& output, std::string_view op, const std::vector<Tensor>& inputs,
+                   Infinities infinities) {
+  const NonFinite found = scan_non_finite(output);
+  if (!found.any()) return;
+  if (!found.nan) {
+    if (infinities == Infinities::intended) return;
+    for (const Tensor& input : inputs)
+      if (scan_non_finite(input).any()) return;
+  }
+  fail<NumericalError>(op, "anomaly detected in forward: the output of shape {} holds {} (inputs of shapes {})",
+                       shape_str(output.shape()), found.name(), input_shapes(inputs));
+}
+
+void check_backward(const Node& node, size_t input, const Tensor& grad) {
+  const NonFinite found = scan_non_finite(grad);
+  if (found.any())
+    fail<NumericalError>(node.op(), "anomaly detected in backward: the gradient for input {} (shape {}) holds {} "
+                         "(inputs of shapes {})", input, shape_str(grad.shape()), found.name(),
+                         input_shapes(node.inputs()));
+}
+
 }  // namespace
 
 Node::~Node() {
@@ -70,19 +153,30 @@ bool grad_mode_enabled() { return grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
 
+bool anomaly_mode_enabled() { return anomaly_enabled; }
+void set_detect_anomaly(bool enabled) { anomaly_enabled = enabled; }
+
+DetectAnomalyGuard::DetectAnomalyGuard() : previous_(anomaly_enabled) { anomaly_enabled = true; }
+DetectAnomalyGuard::~DetectAnomalyGuard() { anomaly_enabled = previous_; }
+
 int64_t live_node_count() { return live_nodes.load(); }
 
-Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward) {
+Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward,
+              Infinities infinities) {
   if (!grad_enabled) return output;
+  if (anomaly_enabled) check_forward(output, op, inputs, infinities);
   bool any = false;
   for (const Tensor& input : inputs) any = any || (input.defined() && input.requires_grad());
   if (!any) return output;
   std::vector<Node::Edge> edges(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& input = inputs[i];
-    if (!input.defined() || !input.requires_grad()) continue;
-    edges[i].shape = input.shape();
-    edges[i].dtype = input.dtype();
+    if (!input.defined()) continue;
+    if (anomaly_enabled || input.requires_grad()) {
+      edges[i].shape = input.shape();
+      edges[i].dtype = input.dtype();
+    }
+    if (!input.requires_grad()) continue;
     if (input.grad_fn())
       edges[i].node = input.grad_fn();
     else
@@ -95,8 +189,9 @@ Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inp
   return output;
 }
 
-Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward) {
-  return record(std::move(output), op, std::vector<Tensor>(inputs), std::move(backward));
+Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward,
+              Infinities infinities) {
+  return record(std::move(output), op, std::vector<Tensor>(inputs), std::move(backward), infinities);
 }
 
 void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) {
@@ -163,6 +258,7 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
     for (size_t i = 0; i < node->inputs_.size(); ++i) {
       const Node::Edge& edge = node->inputs_[i];
       Tensor& grad = grads[i];
+      if (anomaly_enabled && edge.needs_grad() && grad.defined()) check_backward(*node, i, grad);
       if (edge.node) {
         if (grad.defined()) {
           check_gradient(*node, i, edge, grad);

@@ -33,7 +33,8 @@ class Node {
   struct Edge {
     std::shared_ptr<Node> node;        // the input's own node, for inputs produced by ops
     std::shared_ptr<TensorImpl> leaf;  // the input itself, for leaves that require grad
-    Shape shape;                       // the input's shape, to check what backward returns
+    Shape shape;                       // the input's shape, to check what backward returns (in anomaly mode
+                                       // kept for every input, to name them all in a message)
     DType dtype = DType::f32;
     bool needs_grad() const { return node != nullptr || leaf != nullptr; }
   };
@@ -55,10 +56,16 @@ class Node {
   BackwardFn backward_;  // reset after backward (unless retained) to free what it captured
 };
 
+// Whether an op's output may hold infinities its inputs did not, for anomaly mode: masked_fill with -inf is how
+// attention masks are written, and must not read as a fault.
+enum class Infinities { unexpected, intended };
+
 // Records `output = op(inputs)` when grad mode is on and some input requires grad; returns output.
 // `backward` must capture only what it reads, and never `output` itself (capture output.detach()).
-Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward);
-Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward);
+Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward,
+              Infinities infinities = Infinities::unexpected);
+Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward,
+              Infinities infinities = Infinities::unexpected);
 
 // Whether ops record the graph on this thread (PyTorch's torch.is_grad_enabled()).
 bool grad_mode_enabled();
@@ -70,6 +77,27 @@ class NoGradGuard {
   ~NoGradGuard();
   NoGradGuard(const NoGradGuard&) = delete;
   NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Anomaly mode, as torch.autograd.set_detect_anomaly, on this thread. While it is on, every op that runs with grad
+// mode on has its output checked, and every gradient Engine::run computes is checked; the first NaN, or Inf not
+// received from an input, throws NumericalError naming the op, its inputs' shapes and, in backward, which
+// input's gradient. Off by default, as in PyTorch: NaN then flows on silently. Off, it costs one branch per op;
+// on, a pass over every output and gradient (backward formulas themselves run without grad mode, so a fault
+// there is named after the op whose backward it is, not after the ops inside the formula).
+bool anomaly_mode_enabled();
+void set_detect_anomaly(bool enabled);
+
+// Turns anomaly mode on for its lifetime on this thread, as torch.autograd.detect_anomaly.
+class DetectAnomalyGuard {
+ public:
+  DetectAnomalyGuard();
+  ~DetectAnomalyGuard();
+  DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+  DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
 
  private:
   bool previous_;

@@ -2,6 +2,7 @@
 // DIR/best.safetensors, DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
 // TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags.
+#include "autograd/engine.h"
 #include "models/decode.h"
 #include "models/metrics.h"
 #include "models/task.h"
@@ -30,6 +31,7 @@ struct Flags {
   int threads = 0;
   size_t max_train_sentences = 0;
   models::DecodeOptions test_decoding{.beam_size = 4};
+  bool detect_anomaly = false;
 };
 
 std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
@@ -47,6 +49,7 @@ std::string progress_line(const models::StepStats& s, const models::TrainConfig&
 
 int run(const Flags& flags) {
   set_num_threads(flags.threads);
+  set_detect_anomaly(flags.detect_anomaly);
   const data::Splits splits = models::load_task(flags.task, flags.task_options);
   if (!flags.write_data.empty()) {
     std::filesystem::create_directories(flags.write_data);
@@ -188,6 +191,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
+  app.add_flag("--detect-anomaly", f.detect_anomaly,
+               "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   CLI11_PARSE(app, argc, argv);
   f.train.out_dir = f.out;
   try {

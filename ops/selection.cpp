@@ -7,6 +7,7 @@
 #include "ops/kernels.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace gradformer {
@@ -106,9 +107,10 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     const T v = static_cast<T>(value);
     return kernels::map2<T, T, bool>(x, mask, "masked_fill", [v](T a, bool m) { return m ? v : a; });
   });
-  return record(out, "masked_fill", {x}, [mask = mask.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = masked_fill(dout, mask, 0.0);
-  });
+  return record(
+      out, "masked_fill", {x},
+      [mask = mask.detach()](const Tensor& dout, InputGrads& g) { g[0] = masked_fill(dout, mask, 0.0); },
+      std::isinf(value) ? Infinities::intended : Infinities::unexpected);
 }
 
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {

@@ -9,6 +9,14 @@
 
 namespace gradformer::testing {
 
+// Whether this is the AddressSanitizer build of `./run.sh test` (gcc defines __SANITIZE_ADDRESS__), where a
+// test that runs long shrinks and one that measures memory skips that part, saying why.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitizerBuild = true;
+#else
+inline constexpr bool kSanitizerBuild = false;
+#endif
+
 // The message of the E that f throws, or "(no exception)": tests compare it with the exact expected text.
 template <class E, class F>
 std::string message_of(F f) {

@@ -1,7 +1,10 @@
 #include "autograd/engine.h"
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
+
+#include <cmath>
 
 using namespace gradformer;
 
@@ -96,4 +99,65 @@ TEST_CASE("engine: an input that needs no gradient gets none; branches that do n
   y.backward();
   CHECK(a.grad().at({0}) == 3.0);
   CHECK_FALSE(b.grad().defined());
+}
+
+TEST_CASE("engine: anomaly mode names the first op whose forward output holds NaN, and its inputs' shapes") {
+  const Tensor x = from_vector<double>({1, -2, 3, 4, 5, 6}, {2, 3}).requires_grad_();
+  CHECK_FALSE(anomaly_mode_enabled());
+  {
+    DetectAnomalyGuard anomaly;
+    CHECK(anomaly_mode_enabled());
+    CHECK(testing::message_of<NumericalError>([&] { sum(log(x) * 2.0); }) ==
+          "log: anomaly detected in forward: the output of shape [2, 3] holds NaN (inputs of shapes [2, 3])");
+    // exp overflows f32 to Inf from finite inputs.
+    const Tensor big = tensor<float>({1.0f, 100.0f}).requires_grad_();
+    CHECK(testing::message_of<NumericalError>([&] { exp(big); }) ==
+          "exp: anomaly detected in forward: the output of shape [2] holds Inf (inputs of shapes [2])");
+  }
+  CHECK_FALSE(anomaly_mode_enabled());
+}
+
+TEST_CASE("engine: anomaly mode names the op and the input whose backward gradient holds Inf or NaN") {
+  DetectAnomalyGuard anomaly;
+  // sqrt is finite at 0, its derivative 1 / (2 sqrt(x)) is not.
+  const Tensor x = tensor<double>({0.0, 1.0, 4.0}).requires_grad_();
+  const Tensor y = sum(sqrt(x));
+  CHECK(testing::message_of<NumericalError>([&] { y.backward(); }) ==
+        "sqrt: anomaly detected in backward: the gradient for input 0 (shape [3]) holds Inf (inputs of shapes [3])");
+
+  // An op of the user's own whose backward writes NaN into its second input's gradient only.
+  const Tensor a = tensor<double>({1.0, 2.0}).requires_grad_(), b = from_vector<double>({1, 2, 3, 4}, {2, 2});
+  const Tensor w = from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2}).requires_grad_();
+  const Tensor out = record(a.detach() * 2.0, "faulty", {a, b, w}, [](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * 2.0;
+    g[2] = full({3, 2}, std::nan(""), DType::f64);
+  });
+  CHECK(testing::message_of<NumericalError>([&] { sum(out).backward(); }) ==
+        "faulty: anomaly detected in backward: the gradient for input 2 (shape [3, 2]) holds NaN (inputs of shapes "
+        "[2], [2, 2], [3, 2])");
+}
+
+TEST_CASE("engine: anomaly mode lets through infinities an op receives or a mask asks for") {
+  DetectAnomalyGuard anomaly;
+  const Tensor scores = tensor<double>({0.5, 1.0, 2.0}).requires_grad_();
+  const Tensor masked = masked_fill(scores, tensor<bool>({false, true, false}), -INFINITY);
+  const Tensor shifted = masked + 1.0;  // passes the -inf on
+  const Tensor weights = softmax(shifted, 0);
+  sum(weights * tensor<double>({1.0, 2.0, 3.0})).backward();
+  CHECK(std::isinf(shifted.at({1})));
+  CHECK(weights.at({1}) == 0.0);
+  CHECK(scores.grad().at({1}) == 0.0);
+}
+
+TEST_CASE("engine: anomaly mode is off by default, and NaN then flows through silently as in PyTorch") {
+  CHECK_FALSE(anomaly_mode_enabled());
+  const Tensor x = tensor<double>({-1.0, 1.0}).requires_grad_();
+  const Tensor y = sum(log(x));
+  y.backward();
+  CHECK(std::isnan(y.item()));
+  CHECK(x.grad().at({0}) == -1.0);  // d log(x) / dx = 1 / x holds even where log is NaN
+  set_detect_anomaly(true);
+  CHECK(anomaly_mode_enabled());
+  set_detect_anomaly(false);
+  CHECK_NOTHROW(sum(log(x)).backward());
 }
