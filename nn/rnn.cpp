@@ -79,16 +79,20 @@ Tensor layer_state(const Tensor& states, int64_t index) { return squeeze(narrow(
 
 }  // namespace
 
-RNNCell::RNNCell(int64_t input_size, int64_t hidden_size, Nonlinearity nonlinearity, bool bias, Generator& gen)
-    : input_size_(input_size), hidden_size_(hidden_size), nonlinearity_(nonlinearity) {
-  check_sizes("RNNCell", input_size, hidden_size);
-  weight_ih_ = register_parameter("weight_ih", recurrent_uniform({hidden_size, input_size}, hidden_size, gen));
-  weight_hh_ = register_parameter("weight_hh", recurrent_uniform({hidden_size, hidden_size}, hidden_size, gen));
+RNNCellBase::RNNCellBase(std::string_view type_name, int64_t input_size, int64_t hidden_size, int64_t gates,
+                         bool bias, Generator& gen)
+    : input_size_(input_size), hidden_size_(hidden_size) {
+  check_sizes(type_name, input_size, hidden_size);
+  weight_ih_ = register_parameter("weight_ih", recurrent_uniform({gates * hidden_size, input_size}, hidden_size, gen));
+  weight_hh_ = register_parameter("weight_hh", recurrent_uniform({gates * hidden_size, hidden_size}, hidden_size, gen));
   if (bias) {
-    bias_ih_ = register_parameter("bias_ih", recurrent_uniform({hidden_size}, hidden_size, gen));
-    bias_hh_ = register_parameter("bias_hh", recurrent_uniform({hidden_size}, hidden_size, gen));
+    bias_ih_ = register_parameter("bias_ih", recurrent_uniform({gates * hidden_size}, hidden_size, gen));
+    bias_hh_ = register_parameter("bias_hh", recurrent_uniform({gates * hidden_size}, hidden_size, gen));
   }
 }
+
+RNNCell::RNNCell(int64_t input_size, int64_t hidden_size, Nonlinearity nonlinearity, bool bias, Generator& gen)
+    : RNNCellBase("RNNCell", input_size, hidden_size, 1, bias, gen), nonlinearity_(nonlinearity) {}
 
 Tensor RNNCell::forward(const Tensor& x, const Tensor& h) const {
   check_cell_input("RNNCell", x, input_size_);
@@ -97,15 +101,7 @@ Tensor RNNCell::forward(const Tensor& x, const Tensor& h) const {
 }
 
 LSTMCell::LSTMCell(int64_t input_size, int64_t hidden_size, bool bias, Generator& gen)
-    : input_size_(input_size), hidden_size_(hidden_size) {
-  check_sizes("LSTMCell", input_size, hidden_size);
-  weight_ih_ = register_parameter("weight_ih", recurrent_uniform({4 * hidden_size, input_size}, hidden_size, gen));
-  weight_hh_ = register_parameter("weight_hh", recurrent_uniform({4 * hidden_size, hidden_size}, hidden_size, gen));
-  if (bias) {
-    bias_ih_ = register_parameter("bias_ih", recurrent_uniform({4 * hidden_size}, hidden_size, gen));
-    bias_hh_ = register_parameter("bias_hh", recurrent_uniform({4 * hidden_size}, hidden_size, gen));
-  }
-}
+    : RNNCellBase("LSTMCell", input_size, hidden_size, 4, bias, gen) {}
 
 LSTMState LSTMCell::forward(const Tensor& x, const LSTMState& state) const {
   check_cell_input("LSTMCell", x, input_size_);
@@ -118,15 +114,7 @@ LSTMState LSTMCell::forward(const Tensor& x, const LSTMState& state) const {
 }
 
 GRUCell::GRUCell(int64_t input_size, int64_t hidden_size, bool bias, Generator& gen)
-    : input_size_(input_size), hidden_size_(hidden_size) {
-  check_sizes("GRUCell", input_size, hidden_size);
-  weight_ih_ = register_parameter("weight_ih", recurrent_uniform({3 * hidden_size, input_size}, hidden_size, gen));
-  weight_hh_ = register_parameter("weight_hh", recurrent_uniform({3 * hidden_size, hidden_size}, hidden_size, gen));
-  if (bias) {
-    bias_ih_ = register_parameter("bias_ih", recurrent_uniform({3 * hidden_size}, hidden_size, gen));
-    bias_hh_ = register_parameter("bias_hh", recurrent_uniform({3 * hidden_size}, hidden_size, gen));
-  }
-}
+    : RNNCellBase("GRUCell", input_size, hidden_size, 3, bias, gen) {}
 
 Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
   check_cell_input("GRUCell", x, input_size_);

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gradformer::nn {
@@ -28,60 +29,57 @@ struct LSTMState {
   Tensor c;  // same shape as h
 };
 
-// h' = act(W_ih x + b_ih + W_hh h + b_hh), weight_ih [H, I], weight_hh [H, H], bias_ih and bias_hh [H], all
-// drawn from U(-1/√H, 1/√H) as torch.nn.RNNCell.
-class RNNCell : public Module {
+// What the three cells share, as torch.nn.RNNCellBase: sizes and PyTorch's parameters weight_ih [G·H, I],
+// weight_hh [G·H, H], bias_ih and bias_hh [G·H] (undefined without bias), G the number of gates, all drawn from
+// U(-1/√H, 1/√H).
+class RNNCellBase : public Module {
+ public:
+  int64_t input_size() const { return input_size_; }
+  int64_t hidden_size() const { return hidden_size_; }
+  const Tensor& weight_ih() const { return weight_ih_; }
+  const Tensor& weight_hh() const { return weight_hh_; }
+  const Tensor& bias_ih() const { return bias_ih_; }
+  const Tensor& bias_hh() const { return bias_hh_; }
+
+ protected:
+  RNNCellBase(std::string_view type_name, int64_t input_size, int64_t hidden_size, int64_t gates, bool bias,
+              Generator& gen);
+
+  int64_t input_size_, hidden_size_;
+  Tensor weight_ih_, weight_hh_, bias_ih_, bias_hh_;
+};
+
+// h' = act(W_ih x + b_ih + W_hh h + b_hh), one gate: weight_ih [H, I], as torch.nn.RNNCell.
+class RNNCell : public RNNCellBase {
  public:
   RNNCell(int64_t input_size, int64_t hidden_size, Nonlinearity nonlinearity = Nonlinearity::tanh, bool bias = true,
           Generator& gen = default_generator());
   std::string type_name() const override { return "RNNCell"; }
   // x (B, I), h (B, H) or undefined (zeros) -> h' (B, H).
   Tensor forward(const Tensor& x, const Tensor& h = {}) const;
-  const Tensor& weight_ih() const { return weight_ih_; }
-  const Tensor& weight_hh() const { return weight_hh_; }
-  const Tensor& bias_ih() const { return bias_ih_; }
-  const Tensor& bias_hh() const { return bias_hh_; }
 
  private:
-  int64_t input_size_, hidden_size_;
   Nonlinearity nonlinearity_;
-  Tensor weight_ih_, weight_hh_, bias_ih_, bias_hh_;
 };
 
 // Gates i, f, g, o stacked in that order: weight_ih [4H, I], weight_hh [4H, H], biases [4H].
 // c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g), h' = σ(o) ⊙ tanh(c'), as torch.nn.LSTMCell.
-class LSTMCell : public Module {
+class LSTMCell : public RNNCellBase {
  public:
   LSTMCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = default_generator());
   std::string type_name() const override { return "LSTMCell"; }
   // x (B, I), state {h, c} each (B, H) or both undefined (zeros) -> {h', c'}.
   LSTMState forward(const Tensor& x, const LSTMState& state = {}) const;
-  const Tensor& weight_ih() const { return weight_ih_; }
-  const Tensor& weight_hh() const { return weight_hh_; }
-  const Tensor& bias_ih() const { return bias_ih_; }
-  const Tensor& bias_hh() const { return bias_hh_; }
-
- private:
-  int64_t input_size_, hidden_size_;
-  Tensor weight_ih_, weight_hh_, bias_ih_, bias_hh_;
 };
 
 // Gates r, z, n stacked in that order: weight_ih [3H, I], weight_hh [3H, H], biases [3H]. PyTorch's formula,
 // with b_hn inside the reset product: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h.
-class GRUCell : public Module {
+class GRUCell : public RNNCellBase {
  public:
   GRUCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = default_generator());
   std::string type_name() const override { return "GRUCell"; }
   // x (B, I), h (B, H) or undefined (zeros) -> h' (B, H).
   Tensor forward(const Tensor& x, const Tensor& h = {}) const;
-  const Tensor& weight_ih() const { return weight_ih_; }
-  const Tensor& weight_hh() const { return weight_hh_; }
-  const Tensor& bias_ih() const { return bias_ih_; }
-  const Tensor& bias_hh() const { return bias_hh_; }
-
- private:
-  int64_t input_size_, hidden_size_;
-  Tensor weight_ih_, weight_hh_, bias_ih_, bias_hh_;
 };
 
 struct RNNResult {
