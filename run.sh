@@ -95,10 +95,11 @@ case "${1:-}" in
   demo)
     build_release
     # Train transformer-tiny on the synthetic English->German grammar task for 4 minutes (the test BLEU is
-    # printed at the end), then translate held-out sentences and draw the attention of the first one.
+    # printed at the end), then translate held-out sentences and draw the attention of the first one. A rerun
+    # replaces the previous demo's checkpoints (--overwrite).
     out=runs/demo
-    ./build/examples/gradformer-train --task grammar --model transformer-tiny --out "$out" --max-minutes 4 \
-      --max-tokens 2048 --warmup 300 --valid-every 400
+    ./build/examples/gradformer-train --task grammar --model transformer-tiny --out "$out" --overwrite \
+      --max-minutes 4 --max-tokens 2048 --warmup 300 --valid-every 400
     ./build/examples/gradformer-train --task grammar --write-data "$out/data" >/dev/null
     head -n 5 "$out/data/test.tsv" | cut -f 1 >"$out/sources.txt"
     head -n 5 "$out/data/test.tsv" | cut -f 2 >"$out/references.txt"

@@ -4,6 +4,7 @@
 #include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
+#include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -12,34 +13,12 @@
 #include <limits>
 #include <memory>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 using namespace gradformer;
+using testing::TempDir;
 
 namespace {
-
-// A fresh directory under the system's temporary directory, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("gradformer-test-trainer-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string str(const std::string& sub = "") const { return (path_ / sub).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // The copy task at 200 training and 20 validation pairs, word-tokenised, as ids.
 struct CopyData {
