@@ -13,20 +13,6 @@
 
 namespace gradformer::testing {
 
-// Whether this binary runs under AddressSanitizer (run.sh's build-sanitize, -O1, several times slower): tests
-// that train shrink there. GCC defines __SANITIZE_ADDRESS__; clang answers __has_feature.
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool sanitized_build = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool sanitized_build = true;
-#else
-inline constexpr bool sanitized_build = false;
-#endif
-#else
-inline constexpr bool sanitized_build = false;
-#endif
-
 // The message of the E that f throws, or "(no exception)": tests compare it with the exact expected text.
 template <class E, class F>
 std::string message_of(F f) {
