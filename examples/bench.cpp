@@ -5,6 +5,7 @@
 // The model is the reference's: source and target embeddings scaled by √d, nn::Transformer (post-norm,
 // dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
+#include "examples/cli.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
@@ -62,9 +63,9 @@ int main(int argc, char** argv) {
   std::string name = "toy";
   int threads = 2, steps = 0;
   app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
-  app.add_option("--threads", threads, "Threads")->capture_default_str();
-  app.add_option("--steps", steps, "Timed training steps (0: the reference's count)");
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  app.add_option("--steps", steps, "Timed training steps (0: the reference's count)")->check(cli::integer_at_least(0));
+  if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
   set_num_threads(threads);
   const Config c = kConfigs.at(name);
   steps = steps > 0 ? steps : c.steps;

@@ -3,6 +3,7 @@
 // shapes, worst absolute and relative error, pass/fail.
 // Exits 1 if any row fails, 2 on bad flags.
 #include "autograd/gradcheck.h"
+#include "examples/cli.h"
 #include "nn/layer_table.h"
 #include "ops/op_table.h"
 
@@ -32,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_flag("--list", list, "List the names that can be checked and exit");
   app.add_option("--only", only, "Check only these names (repeatable)");
   app.add_option("--seed", seed, "Seed for the inputs and the random projection")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = cli::parse(app, "gradformer-gradcheck", argc, argv); code >= 0) return code;
 
   if (list) {
     for (const OpRow& row : op_table()) fmt::print("{}\n", row.name);
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
   }
   for (const std::string& name : only) {
     if (!find_op(name) && !nn::find_layer(name)) {
-      fmt::print(stderr, "gradformer-gradcheck: unknown name '{}' (see --list)\n", name);
+      cli::print_error("gradformer-gradcheck", fmt::format("--only: unknown name '{}' (see --list)", name));
       return 2;
     }
   }

@@ -1,7 +1,10 @@
 // gradformer-translate: translates source sentences (one per line, from --input or stdin) with a checkpoint
 // written by gradformer-train, one translation per line to --output or stdout; greedy or beam search; with
 // --reference, prints BLEU, chrF and exact match; with --attention-svg, draws the attention of the first
-// sentence. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags.
+// sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
+// n of the output always translates line n of the input. Exit 0 on success, 1 with a one-line reason on any
+// error, 2 on bad flags.
+#include "examples/cli.h"
 #include "models/decode.h"
 #include "models/metrics.h"
 #include "models/svg.h"
@@ -13,8 +16,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 using namespace gradformer;
 
@@ -25,8 +30,12 @@ struct Flags {
   models::DecodeOptions decode;
   int threads = 0;
   size_t batch = 64;
-  size_t max_tokens = 256;
+  size_t max_tokens = 0;  // 0: as many as the model's positions hold
 };
+
+bool blank(const std::string& line) {
+  return line.find_first_not_of(" \t\r\f\v") == std::string::npos;
+}
 
 std::vector<std::string> read_lines(std::istream& in) {
   std::vector<std::string> lines;
@@ -38,6 +47,7 @@ std::vector<std::string> read_lines(std::istream& in) {
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
+  if (std::filesystem::is_directory(path)) fail<IOError>(path, "is a directory, not a file");
   std::ifstream in(path);
   if (!in) fail<IOError>(path, "cannot open for reading");
   return read_lines(in);
@@ -45,25 +55,47 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 int run(const Flags& flags) {
   set_num_threads(flags.threads);
-  const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(flags.checkpoint);
-  if (!saved.config.contains("codec"))
-    fail<FormatError>(flags.checkpoint, "the checkpoint holds no vocabulary (was it written by gradformer-train?)");
-  const models::TextCodec codec = models::TextCodec::from_json(saved.config.at("codec"));
-  nlohmann::json config = saved.config;
-  config.erase("codec");
+  nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
+  const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
   nn::load_checkpoint(flags.checkpoint, *model, nullptr);
   model->eval();
 
-  const std::vector<std::string> sources = flags.input.empty() ? read_lines(std::cin) : read_lines(flags.input);
-  std::vector<std::string> hypotheses;
-  for (size_t start = 0; start < sources.size(); start += flags.batch) {
-    std::vector<std::vector<int64_t>> ids;
-    for (size_t i = start; i < std::min(sources.size(), start + flags.batch); ++i)
-      ids.push_back(codec.encode_source(sources[i], flags.max_tokens));
-    for (const auto& out : models::translate(*model, models::make_source_batch(ids), flags.decode))
-      hypotheses.push_back(codec.decode(out));
+  // A source of n tokens takes n + 1 positions (<eos>); a translation of m tokens takes m (<bos> first).
+  const auto positions = config.value("max_length", int64_t{0});
+  size_t max_tokens = flags.max_tokens;
+  if (positions > 0) {
+    if (max_tokens == 0) max_tokens = static_cast<size_t>(positions - 1);
+    if (static_cast<int64_t>(max_tokens) >= positions)
+      fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
+                       "<eos>); at most {}", max_tokens, positions, positions - 1);
+    if (flags.decode.max_length > positions)
+      fail<ValueError>("--max-length", "{} exceeds the model's {} positions", flags.decode.max_length, positions);
+  } else if (max_tokens == 0) {
+    max_tokens = std::numeric_limits<size_t>::max();
   }
+
+  const std::vector<std::string> sources = flags.input.empty() ? read_lines(std::cin) : read_lines(flags.input);
+  std::vector<std::string> hypotheses(sources.size());
+  std::vector<size_t> to_translate;
+  for (size_t i = 0; i < sources.size(); ++i)
+    if (!blank(sources[i])) to_translate.push_back(i);
+  size_t truncated = 0;
+  for (size_t start = 0; start < to_translate.size(); start += flags.batch) {
+    const size_t end = std::min(to_translate.size(), start + flags.batch);
+    std::vector<std::vector<int64_t>> ids;
+    for (size_t k = start; k < end; ++k) {
+      bool cut = false;
+      ids.push_back(codec.encode_source(sources[to_translate[k]], max_tokens, &cut));
+      truncated += cut;
+    }
+    const auto outputs = models::translate(*model, models::make_source_batch(ids), flags.decode);
+    for (size_t k = start; k < end; ++k) hypotheses[to_translate[k]] = codec.decode(outputs[k - start]);
+  }
+  if (truncated > 0)
+    cli::print_warning("gradformer-translate", fmt::format("{} of {} sentences were longer than {} tokens and were "
+                                                           "truncated to {} (--max-sentence-tokens)",
+                                                           truncated, to_translate.size(), max_tokens, max_tokens));
   std::ofstream file;
   if (!flags.output.empty()) {
     file.open(flags.output);
@@ -83,8 +115,10 @@ int run(const Flags& flags) {
     fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", metrics::corpus_bleu(hypotheses, references).format(),
                metrics::corpus_chrf(hypotheses, references).format(), 100.0 * metrics::exact_match(hypotheses, references));
   }
-  if (!flags.attention_svg.empty() && !sources.empty()) {
-    const std::vector<int64_t> source_ids = codec.encode_source(sources[0], flags.max_tokens);
+  if (!flags.attention_svg.empty() && !sources.empty() && blank(sources[0])) {
+    cli::print_warning("gradformer-translate", "sentence 1 is empty: no attention to draw");
+  } else if (!flags.attention_svg.empty() && !sources.empty()) {
+    const std::vector<int64_t> source_ids = codec.encode_source(sources[0], max_tokens);
     std::vector<int64_t> target_in{data::bos_id};
     for (const auto& ids : models::translate(*model, models::make_source_batch({source_ids}), flags.decode))
       target_in.insert(target_in.end(), ids.begin(), ids.end());
@@ -106,17 +140,27 @@ int main(int argc, char** argv) {
   app.add_option("--input", f.input, "Source sentences, one per line (default: stdin)");
   app.add_option("--output", f.output, "Translations, one per line (default: stdout)");
   app.add_option("--reference", f.reference, "Reference translations: print BLEU, chrF and exact match to stderr");
-  app.add_option("--beam", f.decode.beam_size, "Beam size (1: greedy)")->capture_default_str();
-  app.add_option("--length-penalty", f.decode.length_penalty, "Beam score = log p / length^penalty")->capture_default_str();
-  app.add_option("--max-length", f.decode.max_length, "Longest translation (0: 2 x source + 10)")->capture_default_str();
+  app.add_option("--beam", f.decode.beam_size, "Beam size (1: greedy)")
+      ->check(cli::integer_at_least(1))
+      ->capture_default_str();
+  app.add_option("--length-penalty", f.decode.length_penalty, "Beam score = log p / length^penalty")
+      ->check(cli::number_between(-10, 10))
+      ->capture_default_str();
+  app.add_option("--max-length", f.decode.max_length, "Longest translation (0: 2 x source + 10)")
+      ->check(cli::integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--max-sentence-tokens", f.max_tokens,
+                 "Truncate longer sources (0: the longest the model's positions hold)")
+      ->check(cli::integer_at_least(0))
+      ->capture_default_str();
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
-  app.add_option("--batch", f.batch, "Sentences decoded together")->capture_default_str();
-  app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--batch", f.batch, "Sentences decoded together")->check(cli::integer_at_least(1))->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   try {
     return run(f);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "gradformer-translate: {}\n", e.what());
+    cli::print_error("gradformer-translate", e.what());
     return 1;
   }
 }

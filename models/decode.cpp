@@ -14,8 +14,13 @@
 namespace gradformer::models {
 namespace {
 
-int64_t length_limit(const Tensor& src, const DecodeOptions& options) {
-  return options.max_length > 0 ? options.max_length : src.size(1) * 2 + 10;
+// The default stays within the positions the model's encodings cover (its configuration's max_length), so a
+// long source cannot walk the decoder off the end of its table.
+int64_t length_limit(const Seq2SeqModel& model, const Tensor& src, const DecodeOptions& options) {
+  if (options.max_length > 0) return options.max_length;
+  const int64_t positions = model.config().value("max_length", int64_t{0});
+  const int64_t wanted = src.size(1) * 2 + 10;
+  return positions > 0 ? std::min(wanted, positions) : wanted;
 }
 
 std::vector<std::vector<int64_t>> greedy(const Seq2SeqModel& model, const Tensor& src, int64_t max_length) {
@@ -147,7 +152,7 @@ std::vector<std::vector<int64_t>> translate(const Seq2SeqModel& model, const Ten
                      shape_str(src.shape()));
   if (options.beam_size < 1) fail<ValueError>("translate", "beam size {} must be at least 1", options.beam_size);
   NoGradGuard no_grad;
-  const int64_t max_length = length_limit(src, options);
+  const int64_t max_length = length_limit(model, src, options);
   return options.beam_size == 1 ? greedy(model, src, max_length) : beam_search(model, src, options, max_length);
 }
 

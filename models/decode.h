@@ -11,7 +11,7 @@ namespace gradformer::models {
 struct DecodeOptions {
   int64_t beam_size = 1;       // 1 = greedy
   double length_penalty = 1.0; // beam scores are sum(log p) / length^length_penalty, as fairseq
-  int64_t max_length = 0;      // 0: source length * 2 + 10
+  int64_t max_length = 0;      // 0: source length * 2 + 10, at most the model's configured max_length
 };
 
 // The best target of every source row of src (B, S), as ids without <bos> and <eos>.

@@ -9,7 +9,7 @@ std::vector<std::string> task_names() {
   return {"grammar", "ding-sentences", "ding-phrases", "copy", "reverse", "tsv:PATH"};
 }
 
-data::Splits load_task(const std::string& name, const TaskOptions& options) {
+data::Splits load_task(const std::string& name, const TaskOptions& options, data::TsvReport* tsv_report) {
   if (name == "grammar") return data::make_grammar_task(options.seed);
   if (name == "copy") return data::make_copy_task(options.seed);
   if (name == "reverse") return data::make_reverse_task(options.seed);
@@ -18,7 +18,7 @@ data::Splits load_task(const std::string& name, const TaskOptions& options) {
   if (name.rfind("tsv:", 0) == 0) {
     data::TsvOptions tsv;
     tsv.skip_bad_lines = options.skip_bad_lines;
-    std::vector<data::SentencePair> pairs = data::read_tsv(name.substr(4), tsv);
+    std::vector<data::SentencePair> pairs = data::read_tsv(name.substr(4), tsv, tsv_report);
     data::Splits splits;
     for (auto& pair : pairs) {
       const uint64_t bucket = data::fnv1a64(pair.source) % 100;
@@ -63,20 +63,34 @@ TextCodec TextCodec::from_json(const nlohmann::json& json) {
   return TextCodec(data::tokenizer_from_json(json.at("tokenizer")), data::Vocabulary::from_json(json.at("vocabulary")));
 }
 
+TextCodec TextCodec::take_from_config(nlohmann::json& config, const std::string& path) {
+  if (!config.is_object() || !config.contains("codec"))
+    fail<FormatError>(path, "the checkpoint holds no vocabulary (was it written by gradformer-train?)");
+  TextCodec codec = from_json(config.at("codec"));
+  config.erase("codec");
+  return codec;
+}
+
 nlohmann::json TextCodec::to_json() const {
   return {{"tokenizer", tokenizer_->to_json()}, {"vocabulary", vocabulary_.to_json()}};
 }
 
-std::vector<int64_t> TextCodec::encode_source(const std::string& text, size_t max_tokens) const {
+std::vector<int64_t> TextCodec::encode_source(const std::string& text, size_t max_tokens, bool* truncated) const {
   std::vector<std::string> tokens = tokenizer_->tokenize(text);
-  if (tokens.size() > max_tokens) tokens.resize(max_tokens);
+  const bool cut = tokens.size() > max_tokens;
+  if (cut) tokens.resize(max_tokens);
+  if (truncated != nullptr) *truncated = cut;
   return vocabulary_.encode(tokens, false, true);
 }
 
-Example TextCodec::encode(const data::SentencePair& pair, size_t max_tokens) const {
+Example TextCodec::encode(const data::SentencePair& pair, size_t max_tokens, bool* truncated) const {
   std::vector<std::string> target = tokenizer_->tokenize(pair.target);
-  if (target.size() > max_tokens) target.resize(max_tokens);
-  return Example{encode_source(pair.source, max_tokens), vocabulary_.encode(target)};
+  const bool cut_target = target.size() > max_tokens;
+  if (cut_target) target.resize(max_tokens);
+  bool cut_source = false;
+  Example example{encode_source(pair.source, max_tokens, &cut_source), vocabulary_.encode(target)};
+  if (truncated != nullptr) *truncated = cut_source || cut_target;
+  return example;
 }
 
 std::string TextCodec::decode(const std::vector<int64_t>& ids) const {

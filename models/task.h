@@ -24,8 +24,9 @@ struct TaskOptions {
 };
 
 // Sentence pairs of a named task: grammar, ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
-// is read from PATH; valid and test are split off by a hash of the source, 1% each).
-data::Splits load_task(const std::string& name, const TaskOptions& options);
+// is read from PATH; valid and test are split off by a hash of the source, 1% each). For a TSV file, `tsv_report`
+// (if given) receives what the reader skipped, for the caller to report.
+data::Splits load_task(const std::string& name, const TaskOptions& options, data::TsvReport* tsv_report = nullptr);
 // The names load_task knows, for --help and error messages.
 std::vector<std::string> task_names();
 
@@ -40,10 +41,15 @@ class TextCodec {
   TextCodec(std::unique_ptr<data::Tokenizer> tokenizer, data::Vocabulary vocabulary);
   static TextCodec learn(const std::vector<data::SentencePair>& train, const TaskOptions& options);
   static TextCodec from_json(const nlohmann::json& json);
+  // The codec gradformer-train stores under "codec" in a checkpoint's config, removed from `config` so that the
+  // rest describes the model. Throws FormatError naming `path` when there is none.
+  static TextCodec take_from_config(nlohmann::json& config, const std::string& path);
   nlohmann::json to_json() const;
 
-  Example encode(const data::SentencePair& pair, size_t max_tokens) const;
-  std::vector<int64_t> encode_source(const std::string& text, size_t max_tokens) const;
+  // Sides longer than max_tokens tokens are cut to their first max_tokens; `truncated` (if given) is set to
+  // whether anything was cut, so that the programs can count and report it once.
+  Example encode(const data::SentencePair& pair, size_t max_tokens, bool* truncated = nullptr) const;
+  std::vector<int64_t> encode_source(const std::string& text, size_t max_tokens, bool* truncated = nullptr) const;
   std::string decode(const std::vector<int64_t>& ids) const;
   std::vector<std::string> tokens(const std::vector<int64_t>& ids) const;  // for attention pictures
   const data::Vocabulary& vocabulary() const { return vocabulary_; }

@@ -3,9 +3,13 @@
 
 #include "autograd/tensor.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 namespace gradformer::testing {
 
@@ -27,6 +31,28 @@ std::string message_of(F f) {
   }
   return "(no exception)";
 }
+
+// A fresh directory under the system's temporary directory, removed with everything in it at the end.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "gradformer-test") {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            (prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string str(const std::string& sub = "") const { return (path_ / sub).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 inline double max_abs(const Tensor& t) {
   double m = 0;

@@ -38,3 +38,23 @@ TEST_CASE("errors: every error derives from gradformer::Error") {
   CHECK_THROWS_AS(matmul(zeros({2, 3}), zeros({2, 3})), Error);
   CHECK_THROWS_AS(reshape(zeros({2, 3}), {5}), Error);
 }
+
+TEST_CASE("errors: misuse of the engine names what is wrong and what to do") {
+  CHECK(message_of<AutogradError>([] { sum(zeros({2})).backward(); }) ==
+        "backward: the tensor of shape [] does not require grad and has no grad_fn");
+  Tensor x = tensor<double>({1.0, 2.0}).requires_grad_();
+  CHECK(message_of<AutogradError>([&] { (x * 3.0).backward(); }) ==
+        "backward: grad can be implicitly created only for scalar outputs; got shape [2], pass a gradient of that shape");
+  CHECK(message_of<ShapeError>([&] { (x * 3.0).backward(zeros({3}, DType::f64)); }) ==
+        "backward: gradient f64 [3] does not match the output f64 [2]");
+  const Tensor y = sum(exp(x));
+  y.backward();
+  CHECK(message_of<AutogradError>([&] { y.backward(); })
+            .ends_with(": backward through a graph whose saved tensors were already freed by an earlier backward(); "
+                       "pass retain_graph=true to the first call"));
+  CHECK(message_of<DTypeError>([] { arange(3).requires_grad_(); }) ==
+        "requires_grad_: only f32 and f64 tensors can require gradients, got i64");
+  CHECK(message_of<ShapeError>([] { zeros({2, 3}).item(); }) == "item: needs a tensor with one element, got shape [2, 3]");
+  CHECK(message_of<ShapeError>([] { from_vector(std::vector<double>{1, 2, 3}, {2, 2}); }) ==
+        "from_vector: 3 values do not fill shape [2, 2] (4 elements)");
+}

@@ -5,6 +5,7 @@
 #include "autograd/error.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -111,6 +112,9 @@ std::vector<SentencePair> read_tsv_from_string(std::string_view text, const TsvO
 }
 
 std::vector<SentencePair> read_tsv(const std::string& path, const TsvOptions& options, TsvReport* report) {
+  // A directory opens like a file and reads as empty; say what it is instead of "holds no pairs".
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) fail<IOError>("tsv " + path, "is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<IOError>("tsv " + path, "cannot open for reading");
   std::ostringstream buffer;

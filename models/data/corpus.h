@@ -43,7 +43,7 @@ std::vector<SentencePair> parse_tsv(std::string_view text, std::string_view name
                                     TsvReport* report = nullptr);
 std::vector<SentencePair> read_tsv_from_string(std::string_view text, const TsvOptions& options = {},
                                                TsvReport* report = nullptr);
-// Throws IOError naming the path when the file cannot be read.
+// Throws IOError naming the path when the file cannot be read (or is a directory).
 std::vector<SentencePair> read_tsv(const std::string& path, const TsvOptions& options = {},
                                    TsvReport* report = nullptr);
 // Throws ValueError when a side contains a TAB or newline (it could not be read back), IOError on write failure.

@@ -1,0 +1,91 @@
+// What every gradformer program does with its command line and its errors, so that they all fail alike: one line
+// "gradformer-xxx: error: <what>" on stderr, exit 2 for a bad command line and 1 for anything that goes wrong
+// afterwards; and flag checks whose messages say what was expected and what came. Not library code: the
+// library throws (autograd/error.h), the programs report.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+namespace gradformer::cli {
+
+// One line, whatever the message holds: a stray newline would split the report a script greps for.
+inline void print_error(std::string_view program, std::string message) {
+  for (char& c : message)
+    if (c == '\n' || c == '\r') c = ' ';
+  fmt::print(stderr, "{}: error: {}\n", program, message);
+}
+
+inline void print_warning(std::string_view program, std::string_view message) {
+  fmt::print(stderr, "{}: warning: {}\n", program, message);
+}
+
+// Parses the command line. Returns -1 when the program should go on; otherwise the exit code: 0 after --help or
+// --version, 2 after printing the parse error as one line.
+inline int parse(CLI::App& app, std::string_view program, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    print_error(program, fmt::format("{} (see --help)", e.what()));
+    return 2;
+  }
+  return -1;
+}
+
+// An integer flag that must be at least `minimum`. Checked on the text, before CLI11 converts it: an unsigned
+// option would otherwise take "-1" as 2^64 - 1.
+inline CLI::Validator integer_at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& input) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(input.c_str(), &end, 10);
+        if (input.empty() || *end != '\0' || errno == ERANGE || value < minimum)
+          return fmt::format("expected an integer >= {}, got '{}'", minimum, input);
+        return {};
+      },
+      fmt::format("INT>={}", minimum));
+}
+
+// Whether the whole of input is a finite number; strtod alone would take "1x" as 1 and "nan" as a number.
+inline bool parse_finite(const std::string& input, double& value) {
+  char* end = nullptr;
+  value = std::strtod(input.c_str(), &end);
+  return !input.empty() && *end == '\0' && std::isfinite(value);
+}
+
+// A finite number in [low, high] (or [low, high) with open_high).
+inline CLI::Validator number_between(double low, double high, bool open_high = false) {
+  const std::string range = fmt::format("[{}, {}{}", low, high, open_high ? ")" : "]");
+  return CLI::Validator(
+      [=](std::string& input) -> std::string {
+        double value = 0;
+        if (!parse_finite(input, value) || value < low || value > high || (open_high && value == high))
+          return fmt::format("expected a number in {}, got '{}'", range, input);
+        return {};
+      },
+      "NUMBER in " + range);
+}
+
+// A finite number >= low.
+inline CLI::Validator number_at_least(double low) {
+  return CLI::Validator(
+      [low](std::string& input) -> std::string {
+        double value = 0;
+        if (!parse_finite(input, value) || value < low)
+          return fmt::format("expected a finite number >= {}, got '{}'", low, input);
+        return {};
+      },
+      fmt::format("NUMBER>={}", low));
+}
+
+}  // namespace gradformer::cli
