@@ -1,13 +1,15 @@
 // gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
 // DIR/best.safetensors, DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
 // best checkpoint. `--write-data DIR` writes the task's splits as TSV instead. Exit 0 on success, 1 with a
-// one-line reason on any error, 2 on bad flags.
+// one-line reason on any error, 2 on bad flags. Under `mpirun -np N` the same flags train one model on N ranks
+// (models/trainer.h); rank 0 alone prints, logs and tests, and an error on any rank ends the whole job.
 #include "models/decode.h"
 #include "models/metrics.h"
 #include "models/task.h"
 #include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
+#include "nn/distributed.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
@@ -15,8 +17,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 using namespace gradformer;
 
@@ -44,8 +48,13 @@ std::string progress_line(const models::StepStats& s, const models::TrainConfig&
                      s.tokens_per_second, eta);
 }
 
+// The job, once joined: the error handler in main ends every rank through it.
+const nn::Distributed* job = nullptr;
+
 int run(const Flags& flags) {
-  set_num_threads(flags.threads);
+  const nn::Distributed& distributed = nn::Distributed::world();
+  job = &distributed;
+  const int threads = set_num_threads(distributed.threads_per_rank(flags.threads));
   const data::Splits splits = models::load_task(flags.task, flags.task_options);
   if (!flags.write_data.empty()) {
     std::filesystem::create_directories(flags.write_data);
@@ -61,7 +70,8 @@ int run(const Flags& flags) {
 
   std::filesystem::create_directories(flags.out);
   std::ofstream log(flags.out + "/train.log", std::ios::app);
-  auto say = [&log](const std::string& line) {
+  auto say = [&log, &distributed](const std::string& line) {
+    if (!distributed.is_root()) return;
     fmt::print("{}\n", line);
     std::fflush(stdout);
     log << line << '\n';
@@ -95,9 +105,12 @@ int run(const Flags& flags) {
                   codec->vocabulary().size()));
   say(fmt::format("model {}: {} parameters; {} threads", config.at("model").get<std::string>(), model->parameter_count(),
                   num_threads()));
+  say(fmt::format("{}; {} threads per rank ({} requested, {} cores, {} rank(s) on this machine); update-freq {}",
+                  distributed.describe(), threads, flags.threads, std::thread::hardware_concurrency(),
+                  distributed.local_size(), flags.train.update_freq));
 
   models::Trainer trainer(*model, *codec, encode_all(train_text), encode_all(splits.valid), splits.valid, flags.train,
-                          config);
+                          config, distributed);
   if (!flags.resume.empty()) {
     trainer.resume(flags.resume);
     say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
@@ -125,6 +138,7 @@ int run(const Flags& flags) {
                                                 : reason == models::StopReason::max_minutes ? "time limit"
                                                                                               : "early stopping",
                   trainer.step()));
+  if (!distributed.is_root()) return 0;
 
   // Test with the best checkpoint (the last one if validation never ran).
   const std::string best = flags.out + "/best.safetensors";
@@ -153,7 +167,10 @@ int run(const Flags& flags) {
 int main(int argc, char** argv) {
   CLI::App app{"Train a translation model of the gradformer zoo"};
   Flags f;
-  app.set_version_flag("--version", "gradformer-train 0.1.0");
+  const std::string mpi = nn::mpi_compiled() ? "MPI compiled in" : "built without MPI";
+  app.set_version_flag("--version", "gradformer-train 0.1.0 (" + mpi + ")");
+  app.footer(nn::mpi_compiled() ? "Several processes: mpirun -np N gradformer-train FLAGS (MPI compiled in).\n"
+                                : "Several processes: not available, this build has no MPI (meson -Dmpi=enabled).\n");
   app.add_option("--task", f.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
   app.add_option("--model", f.model,
                  "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
@@ -183,12 +200,24 @@ int main(int argc, char** argv) {
   app.add_flag("--pre-norm", f.model_options.pre_norm, "Transformer: LayerNorm before each sublayer");
   app.add_flag("--share-embeddings", f.model_options.share_embeddings, "Transformer: one embedding table");
   app.add_option("--rnn-cell", f.model_options.rnn_cell, "rnn-attention: gru or lstm")->capture_default_str();
-  app.add_option("--threads", f.threads, "Threads (0: all cores)")->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads per process (0: the cores divided by the ranks on this machine)")
+      ->capture_default_str();
+  app.add_option("--update-freq", f.train.update_freq, "Batches accumulated per optimizer step (at least 1)")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            char* end = nullptr;
+            const long long k = std::strtoll(value.c_str(), &end, 10);
+            return *end == '\0' && k < 1 ? "must be at least 1 (batches accumulated per optimizer step), got " + value
+                                          : "";
+          },
+          "K>=1"))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   f.train.out_dir = f.out;
   try {
     return run(f);
   } catch (const std::exception& e) {
+    if (job && job->size() > 1) job->abort("gradformer-train", e.what());
     fmt::print(stderr, "\ngradformer-train: {}\n", e.what());
     return 1;
   }
