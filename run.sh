@@ -113,7 +113,9 @@ case "${1:-}" in
     run_suite unit ./build/tests/gradformer-tests --no-version
     # Data parallel on Open MPI: the collective cases on 2 ranks, then the cases that launch gradformer-train.
     if [ -x build/tests/gradformer-mpi-tests ]; then
-      run_suite mpi mpirun --allow-run-as-root --oversubscribe -np 2 ./build/tests/gradformer-mpi-tests --no-version
+      # Open MPI gives the ranks a terminal, so doctest would colour its summary line.
+      run_suite mpi mpirun --allow-run-as-root --oversubscribe -np 2 ./build/tests/gradformer-mpi-tests --no-version \
+        --no-colors
       run_suite mpi-launch ./build/tests/gradformer-mpi-tests --no-version
     else
       echo "run.sh: skipping the MPI suites: this build has no MPI (meson found no libopenmpi-dev; -Dmpi=enabled)"

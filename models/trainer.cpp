@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <tuple>
 
 namespace gradformer::models {
 namespace {
@@ -154,7 +153,8 @@ ValidStats Trainer::validate() {
   ValidStats stats;
   stats.step = step_;
   // Rank 0 validates alone; the others wait in the broadcast below, then keep the same bookkeeping.
-  const size_t count = !distributed_.is_root() ? 0 : std::min(valid_text_.size(), static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
+  const size_t count = !distributed_.is_root() ? 0 : std::min(valid_text_.size(),
+                       static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
   if (distributed_.is_root()) stats.loss = evaluate_loss(valid_);
   if (count > 0) {
     model_.eval();
@@ -173,7 +173,9 @@ ValidStats Trainer::validate() {
   }
   std::array<double, 3> results{stats.loss, stats.bleu, stats.chrf};
   distributed_.broadcast(results);
-  std::tie(stats.loss, stats.bleu, stats.chrf) = std::tuple(results[0], results[1], results[2]);
+  stats.loss = results[0];
+  stats.bleu = results[1];
+  stats.chrf = results[2];
   stats.best = stats.loss < best_valid_loss_;
   if (stats.best) {
     best_valid_loss_ = stats.loss;

@@ -296,6 +296,16 @@ TEST_CASE("mpirun: a rank killed mid-training ends the job within 30 s; the chec
   std::filesystem::remove(log);
 }
 
+TEST_CASE("mpirun: an error on the ranks ends the job with a message naming the rank and the reason") {
+  const auto [code, output] =
+      shell(kMpirun + GRADFORMER_TRAIN_PROGRAM + " --task tsv:/nonexistent/corpus.tsv --out /nonexistent/out");
+  CAPTURE(output);
+  CHECK(code != 0);
+  CHECK(output.find("gradformer-train: error: rank ") != std::string::npos);
+  CHECK(output.find(" of 2: tsv /nonexistent/corpus.tsv: cannot open for reading") != std::string::npos);
+  CHECK(output.find("; ending the job") != std::string::npos);
+}
+
 TEST_CASE("gradformer-train: --update-freq 0 is refused with a message naming the flag") {
   const auto [code, output] = shell(std::string(GRADFORMER_TRAIN_PROGRAM) + " --update-freq 0");
   CAPTURE(output);
