@@ -21,13 +21,13 @@
 namespace gradformer::nn {
 namespace {
 
+#ifdef GRADFORMER_WITH_MPI
 uint64_t fnv1a(const std::byte* data, size_t n) {
   uint64_t hash = 1469598103934665603ull;
   for (size_t i = 0; i < n; ++i) hash = (hash ^ static_cast<uint64_t>(data[i])) * 1099511628211ull;
   return hash;
 }
 
-#ifdef GRADFORMER_WITH_MPI
 // Throws DistributedError "<call>: rank R: <MPI's error string>" for a code other than MPI_SUCCESS.
 void check(int code, std::string_view call, int rank) {
   if (code == MPI_SUCCESS) return;
@@ -125,7 +125,8 @@ void Distributed::broadcast_parameters(const FlatParameters& flat) const {
   check_same_parameters(flat, "the broadcast of rank 0's weights");
 }
 
-void Distributed::check_same_parameters(const FlatParameters& flat, std::string_view when) const {
+void Distributed::check_same_parameters([[maybe_unused]] const FlatParameters& flat,
+                                        [[maybe_unused]] std::string_view when) const {
   if (size_ == 1) return;
 #ifdef GRADFORMER_WITH_MPI
   const uint64_t sum =
@@ -136,9 +137,6 @@ void Distributed::check_same_parameters(const FlatParameters& flat, std::string_
   if (low != high)
     fail<DistributedError>("distributed", "rank {}: the ranks hold different weights after {} (checksums from "
                            "{:016x} to {:016x}; this rank {:016x})", rank_, when, low, high, sum);
-#else
-  static_cast<void>(flat);
-  static_cast<void>(when);
 #endif
 }
 
@@ -156,7 +154,7 @@ void Distributed::allreduce_gradients(const FlatParameters& flat) const {
 #endif
 }
 
-void Distributed::allreduce_sum(std::span<int64_t> values) const {
+void Distributed::allreduce_sum([[maybe_unused]] std::span<int64_t> values) const {
   if (size_ == 1) return;
 #ifdef GRADFORMER_WITH_MPI
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_SUM,
@@ -165,7 +163,7 @@ void Distributed::allreduce_sum(std::span<int64_t> values) const {
 #endif
 }
 
-void Distributed::allreduce_sum(std::span<double> values) const {
+void Distributed::allreduce_sum([[maybe_unused]] std::span<double> values) const {
   if (size_ == 1) return;
 #ifdef GRADFORMER_WITH_MPI
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
@@ -174,7 +172,7 @@ void Distributed::allreduce_sum(std::span<double> values) const {
 #endif
 }
 
-void Distributed::broadcast(std::span<double> values) const {
+void Distributed::broadcast([[maybe_unused]] std::span<double> values) const {
   if (size_ == 1) return;
 #ifdef GRADFORMER_WITH_MPI
   check(MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Bcast", rank_);

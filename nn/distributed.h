@@ -87,7 +87,7 @@ class Distributed {
   explicit Distributed(bool join);
 
   int rank_ = 0, size_ = 1, local_size_ = 1;
-  bool joined_ = false;
+  [[maybe_unused]] bool joined_ = false;  // read only where MPI is compiled in
 };
 
 }  // namespace gradformer::nn
