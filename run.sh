@@ -114,6 +114,15 @@ case "${1:-}" in
     build_release
     install_missing "${test_packages[@]}"
     run_suite unit ./build/tests/gradformer-tests --no-version
+    # Data parallel on Open MPI: the collective cases on 2 ranks, then the cases that launch gradformer-train.
+    if [ -x build/tests/gradformer-mpi-tests ]; then
+      # Open MPI gives the ranks a terminal, so doctest would colour its summary line.
+      run_suite mpi mpirun --allow-run-as-root --oversubscribe -np 2 ./build/tests/gradformer-mpi-tests --no-version \
+        --no-colors
+      run_suite mpi-launch ./build/tests/gradformer-mpi-tests --no-version
+    else
+      echo "run.sh: skipping the MPI suites: this build has no MPI (meson found no libopenmpi-dev; -Dmpi=enabled)"
+    fi
     # AddressSanitizer, UndefinedBehaviorSanitizer and LeakSanitizer over the same suites. oneDNN's JIT and
     # OpenMP's runtime are not instrumented; tests/sanitizer.supp names the leaks of theirs that are not ours.
     # -O1 without debug info keeps this second full build short; the reports still name functions.

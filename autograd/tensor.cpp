@@ -162,7 +162,20 @@ void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined() && (grad.shape() != shape() || grad.dtype() != dtype()))
     fail<ShapeError>("set_grad", "gradient {} {} does not match tensor {} {}", dtype_name(grad.dtype()),
                      shape_str(grad.shape()), dtype_name(dtype()), shape_str(shape()));
-  impl().grad = grad.impl_ptr();
+  if (!impl().grad_is_view) {
+    impl().grad = grad.impl_ptr();
+  } else if (grad.defined()) {
+    Tensor(impl().grad).copy_(grad);
+  } else {
+    Tensor(impl().grad).fill_(0.0);
+  }
+}
+
+void Tensor::zero_grad() const {
+  if (impl().grad_is_view)
+    Tensor(impl().grad).fill_(0.0);
+  else
+    impl().grad.reset();
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const { Engine::run(*this, gradient, retain_graph); }

@@ -67,6 +67,9 @@ struct TensorImpl {
   bool requires_grad = false;      // set on leaves by the user; results of ops carry grad_fn instead
   std::shared_ptr<Node> grad_fn;   // the node that produced this tensor; null for leaves
   std::shared_ptr<TensorImpl> grad;
+  // The grad is a view into a flat gradient buffer (nn::FlatParameters) that others read in one piece: it is
+  // kept, so zero_grad fills it with zeros and set_grad copies into it, and the engine accumulates into it.
+  bool grad_is_view = false;
   std::string name;                // a parameter's dotted name, used in gradient-check and anomaly messages
 };
 
@@ -109,8 +112,11 @@ class Tensor {
   bool is_leaf() const { return impl().grad_fn == nullptr; }
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
   Tensor grad() const { return Tensor(impl().grad); }
+  // Both keep a flat-buffer grad view in place (see TensorImpl::grad_is_view): set_grad copies into it (zeros for
+  // an undefined grad) and zero_grad fills it with zeros; otherwise they replace the handle, and zero_grad drops
+  // it as PyTorch's set_to_none=True.
   void set_grad(const Tensor& grad) const;
-  void zero_grad() const { impl().grad.reset(); }  // as PyTorch's set_to_none=True
+  void zero_grad() const;
   // Gradient of this tensor with respect to every leaf that requires grad, accumulated into their grad().
   // A scalar may omit `gradient` (ones); any other tensor must pass one of its shape.
   void backward(const Tensor& gradient = {}, bool retain_graph = false) const;

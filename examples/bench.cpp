@@ -6,6 +6,10 @@
 // dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
 #include "examples/cli.h"
+// Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
+// (nn/distributed.h), so tgt_tok_per_s is the job's; rank 0 alone prints, adds an `allreduce` line and decodes.
+#include "nn/distributed.h"
+#include "nn/flat_parameters.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
   app.add_option("--steps", steps, "Timed training steps (0: the reference's count)")->check(cli::integer_at_least(0));
   if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
+  const nn::Distributed& distributed = nn::Distributed::world();
   set_num_threads(threads);
   const Config c = kConfigs.at(name);
   steps = steps > 0 ? steps : c.steps;
@@ -77,6 +82,8 @@ int main(int argc, char** argv) {
   std::vector<Tensor> params;
   for (const nn::Module* m : std::initializer_list<const nn::Module*>{&source_embedding, &target_embedding, &transformer, &output})
     for (const Tensor& p : m->parameters()) params.push_back(p);
+  const nn::FlatParameters flat(params);
+  distributed.broadcast_parameters(flat);
   optim::AdamOptions adam;
   adam.lr = 1e-4;
   adam.beta1 = 0.9;
@@ -89,20 +96,37 @@ int main(int argc, char** argv) {
   const Tensor tgt = random_tokens(gen, c.batch, c.tgt_len + 1, c.vocab);
   const Tensor tgt_in = slice(tgt, 1, 0, c.tgt_len), tgt_out = slice(tgt, 1, 1, c.tgt_len + 1).contiguous();
   const double scale = std::sqrt(static_cast<double>(c.d));
+  // This rank's rows of the batch; every row has the same number of target tokens, so its loss weighs rows/batch.
+  const int64_t first_row = c.batch * distributed.rank() / distributed.size();
+  const int64_t last_row = c.batch * (distributed.rank() + 1) / distributed.size();
+  const Tensor my_src = slice(src, 0, first_row, last_row).contiguous();
+  const Tensor my_tgt_in = slice(tgt_in, 0, first_row, last_row).contiguous();
+  const Tensor my_tgt_out = slice(tgt_out, 0, first_row, last_row).contiguous();
+  const double weight = static_cast<double>(last_row - first_row) / static_cast<double>(c.batch);
+  double allreduce_seconds = 0;
 
   auto train_step = [&] {
     optimizer.zero_grad();
-    const Tensor y = transformer.forward(source_embedding.forward(src) * scale, target_embedding.forward(tgt_in) * scale);
-    const Tensor loss = cross_entropy(reshape(output.forward(y), {-1, c.vocab}), reshape(tgt_out, {-1}), loss_options);
-    loss.backward();
+    const Tensor y = transformer.forward(source_embedding.forward(my_src) * scale, target_embedding.forward(my_tgt_in) * scale);
+    const Tensor loss = cross_entropy(reshape(output.forward(y), {-1, c.vocab}), reshape(my_tgt_out, {-1}), loss_options);
+    (weight == 1.0 ? loss : loss * weight).backward();
+    const auto reduce_start = std::chrono::steady_clock::now();
+    distributed.allreduce_gradients(flat);
+    allreduce_seconds += seconds_since(reduce_start);
     optimizer.step();
   };
   for (int i = 0; i < 2; ++i) train_step();
+  allreduce_seconds = 0;
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) train_step();
   const double step_seconds = seconds_since(start) / steps;
+  if (!distributed.is_root()) return 0;
   fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
              static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
+  if (distributed.size() > 1)
+    fmt::print("allreduce {} ranks={} threads={} ms_per_step={:.1f} mbytes={:.1f}\n", name, distributed.size(), threads,
+               allreduce_seconds / steps * 1e3,
+               static_cast<double>(flat.numel() * static_cast<int64_t>(dtype_size(flat.dtype()))) / 1e6);
 
   // Greedy decoding of the batch to tgt_len tokens with the key/value cache; one warm-up, median of three.
   source_embedding.eval();

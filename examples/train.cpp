@@ -3,7 +3,8 @@
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
 // TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags. A new run refuses an
 // --out DIR that already holds checkpoints unless --overwrite is given, so a mistyped command cannot replace a
-// trained model.
+// trained model. Under `mpirun -np N` the same flags train one model on N ranks (models/trainer.h); rank 0
+// alone prints, logs and tests, and an error on any rank ends the whole job.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
@@ -12,6 +13,7 @@
 #include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
+#include "nn/distributed.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
@@ -19,8 +21,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 using namespace gradformer;
 
@@ -66,8 +70,13 @@ void check_out_dir(const Flags& flags) {
   }
 }
 
+// The job, once joined: the error handler in main ends every rank through it.
+const nn::Distributed* job = nullptr;
+
 int run(const Flags& flags) {
-  set_num_threads(flags.threads);
+  const nn::Distributed& distributed = nn::Distributed::world();
+  job = &distributed;
+  const int threads = set_num_threads(distributed.threads_per_rank(flags.threads));
   set_detect_anomaly(flags.detect_anomaly);
   if (flags.write_data.empty()) check_out_dir(flags);
   data::TsvReport tsv_report;
@@ -90,7 +99,8 @@ int run(const Flags& flags) {
 
   std::filesystem::create_directories(flags.out);
   std::ofstream log(flags.out + "/train.log", std::ios::app);
-  auto say = [&log](const std::string& line) {
+  auto say = [&log, &distributed](const std::string& line) {
+    if (!distributed.is_root()) return;
     fmt::print("{}\n", line);
     std::fflush(stdout);
     log << line << '\n';
@@ -136,6 +146,9 @@ int run(const Flags& flags) {
                   codec->vocabulary().size()));
   say(fmt::format("model {}: {} parameters; {} threads", config.at("model").get<std::string>(), model->parameter_count(),
                   num_threads()));
+  say(fmt::format("{}; {} threads per rank ({} requested, {} cores, {} rank(s) on this machine); update-freq {}",
+                  distributed.describe(), threads, flags.threads, std::thread::hardware_concurrency(),
+                  distributed.local_size(), flags.train.update_freq));
 
   std::vector<models::Example> train_examples = encode_all(train_text), valid_examples = encode_all(splits.valid);
   if (truncated > 0)
@@ -144,7 +157,7 @@ int run(const Flags& flags) {
                                                        truncated, encoded, flags.task_options.max_tokens,
                                                        flags.task_options.max_tokens));
   models::Trainer trainer(*model, *codec, std::move(train_examples), std::move(valid_examples), splits.valid,
-                          flags.train, config);
+                          flags.train, config, distributed);
   if (!flags.resume.empty()) {
     trainer.resume(flags.resume);
     say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
@@ -172,6 +185,7 @@ int run(const Flags& flags) {
                                                 : reason == models::StopReason::max_minutes ? "time limit"
                                                                                               : "early stopping",
                   trainer.step()));
+  if (!distributed.is_root()) return 0;
 
   // Test with the best checkpoint (the last one if validation never ran: a best.safetensors in --out would then
   // be an older run's, left by --overwrite), decoded as gradformer-translate does.
@@ -203,7 +217,10 @@ int run(const Flags& flags) {
 int main(int argc, char** argv) {
   CLI::App app{"Train a translation model of the gradformer zoo"};
   Flags f;
-  app.set_version_flag("--version", "gradformer-train 0.1.0");
+  const std::string mpi = nn::mpi_compiled() ? "MPI compiled in" : "built without MPI";
+  app.set_version_flag("--version", "gradformer-train 0.1.0 (" + mpi + ")");
+  app.footer(nn::mpi_compiled() ? "Several processes: mpirun -np N gradformer-train FLAGS (MPI compiled in).\n"
+                                : "Several processes: not available, this build has no MPI (meson -Dmpi=enabled).\n");
   app.add_option("--task", f.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
   app.add_option("--model", f.model,
                  "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
@@ -265,7 +282,12 @@ int main(int argc, char** argv) {
   app.add_option("--test-beam", f.test_decoding.beam_size, "Beam size of the final test translation (1: greedy)")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
-  app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads per process (0: the cores divided by the ranks on this machine)")
+      ->check(cli::integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--update-freq", f.train.update_freq, "Batches accumulated per optimizer step")
+      ->check(cli::integer_at_least(1))
+      ->capture_default_str();
   app.add_flag("--detect-anomaly", f.detect_anomaly,
                "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   if (const int code = cli::parse(app, "gradformer-train", argc, argv); code >= 0) return code;
@@ -274,6 +296,7 @@ int main(int argc, char** argv) {
   try {
     return run(f);
   } catch (const std::exception& e) {
+    if (job && job->size() > 1) job->abort("gradformer-train", e.what());
     if (isatty(fileno(stdout))) fmt::print("\n");  // ends a progress line
     cli::print_error("gradformer-train", e.what());
     return 1;

@@ -6,6 +6,8 @@
 #include "nn/checkpoint.h"
 #include "ops/ops.h"
 
+#include <array>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -27,10 +29,27 @@ Tensor batch_loss(const Tensor& logits, const Tensor& tgt_out, double label_smoo
   return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(tgt_out, {-1}), options);
 }
 
+// A generator state as words, and back, for gathering every rank's into a checkpoint.
+std::vector<uint64_t> state_words(const Generator::State& state) {
+  std::vector<uint64_t> words(state.words.begin(), state.words.end());
+  words.push_back(state.has_spare_normal ? 1 : 0);
+  words.push_back(std::bit_cast<uint64_t>(state.spare_normal));
+  return words;
+}
+
+Generator::State state_of_words(const std::vector<uint64_t>& words) {
+  Generator::State state;
+  std::copy_n(words.begin(), 4, state.words.begin());
+  state.has_spare_normal = words.at(4) != 0;
+  state.spare_normal = std::bit_cast<double>(words.at(5));
+  return state;
+}
+
 }  // namespace
 
 Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Example> train, std::vector<Example> valid,
-                 std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config)
+                 std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config,
+                 const nn::Distributed& distributed)
     : model_(model),
       codec_(codec),
       train_(std::move(train)),
@@ -38,8 +57,16 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
       valid_text_(std::move(valid_text)),
       config_(std::move(config)),
       model_config_(std::move(model_config)),
+      distributed_(distributed),
       d_model_(model_config_.value("d_model", int64_t{512})) {
   if (train_.empty()) fail<ValueError>("train", "the training set is empty");
+  if (config_.update_freq < 1)
+    fail<ValueError>("train", "update_freq (--update-freq) is {}; it counts the batches accumulated per optimizer "
+                     "step and must be at least 1", config_.update_freq);
+  flat_ = std::make_unique<nn::FlatParameters>(model_);
+  distributed_.broadcast_parameters(*flat_);
+  if (distributed_.rank() > 0)
+    default_generator().manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
   optim::AdamOptions adam;
   adam.lr = learning_rate(1);
   adam.beta1 = 0.9;
@@ -56,6 +83,13 @@ double Trainer::learning_rate(int64_t step) const {
 }
 
 void Trainer::save(const std::string& name) {
+  distributed_.check_same_parameters(*flat_, fmt::format("step {}", step_));
+  const std::vector<uint64_t> generators = distributed_.gather(state_words(default_generator().state()));
+  if (!distributed_.is_root()) return;
+  nlohmann::json rank_generators = nlohmann::json::array();
+  for (size_t start = 0; start < generators.size(); start += 6)
+    rank_generators.push_back(std::vector<uint64_t>(generators.begin() + static_cast<ptrdiff_t>(start),
+                                                    generators.begin() + static_cast<ptrdiff_t>(start + 6)));
   nn::TrainingState state;
   state.step = step_;
   state.generator = default_generator().state();
@@ -64,17 +98,29 @@ void Trainer::save(const std::string& name) {
                  {"best_valid_loss", std::isfinite(best_valid_loss_) ? nlohmann::json(best_valid_loss_) : nlohmann::json()},
                  {"validations_without_improvement", validations_without_improvement_},
                  {"train_losses", train_losses_},
-                 {"valid_losses", valid_losses_}};
+                 {"valid_losses", valid_losses_},
+                 {"world_size", distributed_.size()},
+                 {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
   config["codec"] = codec_.to_json();
   nn::save_checkpoint(config_.out_dir + "/" + name, model_, optimizer_.get(), state, config);
 }
 
 void Trainer::resume(const std::string& checkpoint_path) {
+  const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(checkpoint_path);
+  const int64_t saved_ranks = saved.state.extra.value("world_size", int64_t{1});
+  if (saved_ranks != distributed_.size())
+    fail<ValueError>("resume", "{} was written by a job of {} process(es), this one has {}: resume it with "
+                     "mpirun -np {} (each rank's share of the batches and its random stream belong to that count), "
+                     "or start a new run", checkpoint_path, saved_ranks, distributed_.size(), saved_ranks);
   const nn::LoadedCheckpoint loaded = nn::load_checkpoint(checkpoint_path, model_, optimizer_.get());
+  distributed_.check_same_parameters(*flat_, "loading " + checkpoint_path);
   step_ = loaded.state.step;
-  default_generator().set_state(loaded.state.generator);
   const nlohmann::json& extra = loaded.state.extra;
+  default_generator().set_state(
+      distributed_.size() > 1
+          ? state_of_words(extra.at("rank_generators").at(static_cast<size_t>(distributed_.rank())).get<std::vector<uint64_t>>())
+          : loaded.state.generator);
   epoch_ = extra.value("epoch", int64_t{0});
   batch_in_epoch_ = extra.value("batch_in_epoch", int64_t{0});
   best_valid_loss_ = extra.contains("best_valid_loss") && extra["best_valid_loss"].is_number()
@@ -106,8 +152,10 @@ double Trainer::evaluate_loss(const std::vector<Example>& examples) {
 ValidStats Trainer::validate() {
   ValidStats stats;
   stats.step = step_;
-  stats.loss = evaluate_loss(valid_);
-  const size_t count = std::min(valid_text_.size(), static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
+  // Rank 0 validates alone; the others wait in the broadcast below, then keep the same bookkeeping.
+  const size_t count = !distributed_.is_root() ? 0 : std::min(valid_text_.size(),
+                       static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
+  if (distributed_.is_root()) stats.loss = evaluate_loss(valid_);
   if (count > 0) {
     model_.eval();
     std::vector<std::string> hypotheses, references;
@@ -123,6 +171,11 @@ ValidStats Trainer::validate() {
     stats.bleu = metrics::corpus_bleu(hypotheses, references).score;
     stats.chrf = metrics::corpus_chrf(hypotheses, references).score;
   }
+  std::array<double, 3> results{stats.loss, stats.bleu, stats.chrf};
+  distributed_.broadcast(results);
+  stats.loss = results[0];
+  stats.bleu = results[1];
+  stats.chrf = results[2];
   stats.best = stats.loss < best_valid_loss_;
   if (stats.best) {
     best_valid_loss_ = stats.loss;
@@ -147,31 +200,61 @@ StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
     Generator order(config_.seed * 1000003 + static_cast<uint64_t>(epoch_));
     const std::vector<data::Batch> batches =
         data::make_batches(source_lengths, target_lengths, config_.max_tokens, order, true);
-    for (; batch_in_epoch_ < static_cast<int64_t>(batches.size()); ++batch_in_epoch_) {
+    const int64_t batch_count = static_cast<int64_t>(batches.size());
+    while (batch_in_epoch_ < batch_count) {
+      // A step takes update_freq batches (fewer at the end of an epoch); each rank its contiguous share of
+      // each batch's sentences, possibly none.
+      const int64_t micro_batches = std::min(config_.update_freq, batch_count - batch_in_epoch_);
+      std::vector<TensorBatch> shares;
+      int64_t local_tokens = 0;
+      for (int64_t m = 0; m < micro_batches; ++m) {
+        const std::vector<size_t>& indices = batches[static_cast<size_t>(batch_in_epoch_ + m)].indices;
+        const size_t ranks = static_cast<size_t>(distributed_.size()), rank = static_cast<size_t>(distributed_.rank());
+        const std::vector<size_t> share(indices.begin() + static_cast<ptrdiff_t>(indices.size() * rank / ranks),
+                                        indices.begin() + static_cast<ptrdiff_t>(indices.size() * (rank + 1) / ranks));
+        if (share.empty()) continue;
+        shares.push_back(make_tensor_batch(train_, share));
+        local_tokens += shares.back().target_tokens;
+      }
+      // Every rank stops when any rank's clock says so: one allreduce carries the vote and the token count.
       const double minutes = std::chrono::duration<double>(Clock::now() - started).count() / 60.0;
       const bool out_of_steps = config_.max_steps > 0 && step_ >= config_.max_steps;
-      if (out_of_steps || (config_.max_minutes > 0 && minutes >= config_.max_minutes)) {
+      std::array<int64_t, 2> totals{local_tokens, config_.max_minutes > 0 && minutes >= config_.max_minutes ? 1 : 0};
+      distributed_.allreduce_sum(totals);
+      const int64_t global_tokens = totals[0];
+      if (out_of_steps || totals[1] > 0) {
         save("last.safetensors");
         return out_of_steps ? StopReason::max_steps : StopReason::max_minutes;
       }
 
-      const TensorBatch batch = make_tensor_batch(train_, batches[static_cast<size_t>(batch_in_epoch_)].indices);
       optimizer_->zero_grad();
-      const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
-      const double loss_value = loss.item();
-      if (!std::isfinite(loss_value))
-        fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint (the last one "
-                             "in {} is intact)", step_ + 1, loss_value, config_.out_dir);
-      loss.backward();
+      double loss_sum = 0;  // this rank's loss summed over its target tokens
+      for (const TensorBatch& batch : shares) {
+        const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
+        const double loss_value = loss.item();
+        if (!std::isfinite(loss_value))
+          fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint (the last one "
+                               "in {} is intact)", step_ + 1, loss_value, config_.out_dir);
+        // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
+        // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
+        const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
+        (weight == 1.0 ? loss : loss * weight).backward();
+        loss_sum += loss_value * static_cast<double>(batch.target_tokens);
+      }
+      distributed_.allreduce_gradients(*flat_);
+      std::array<double, 1> loss_total{loss_sum};
+      distributed_.allreduce_sum(loss_total);
+      const double loss_value = loss_total[0] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
       StepStats stats;
       stats.grad_norm = config_.clip_norm > 0 ? optim::clip_grad_norm_(model_.parameters(), config_.clip_norm) : 0.0;
       if (!std::isfinite(stats.grad_norm))
         fail<NumericalError>("train", "step {}: the gradient norm is {}; stopping without writing a checkpoint",
                              step_ + 1, stats.grad_norm);
       ++step_;
+      batch_in_epoch_ += micro_batches;  // these batches are done: a resumed run starts after them
       optimizer_->set_lr(learning_rate(step_));
       optimizer_->step();
-      tokens_since += batch.target_tokens;
+      tokens_since += global_tokens;
       const double window = std::chrono::duration<double>(Clock::now() - since).count();
       stats.step = step_;
       stats.epoch = epoch_;
@@ -184,19 +267,19 @@ StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
         since = Clock::now();
       }
       train_losses_.emplace_back(static_cast<double>(step_), loss_value);
-      on_step(stats);
+      if (distributed_.is_root()) on_step(stats);
 
       if (config_.valid_every > 0 && step_ % config_.valid_every == 0) {
-        ++batch_in_epoch_;  // this batch is done: a resumed run starts after it
         const ValidStats valid = validate();
         save("last.safetensors");
         if (valid.best) save("best.safetensors");
-        write_text_file(config_.out_dir + "/loss.svg",
-                        loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
-        on_valid(valid);
+        if (distributed_.is_root()) {
+          write_text_file(config_.out_dir + "/loss.svg",
+                          loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
+          on_valid(valid);
+        }
         if (config_.patience > 0 && validations_without_improvement_ >= config_.patience)
           return StopReason::early_stopping;
-        --batch_in_epoch_;
       }
     }
     ++epoch_;

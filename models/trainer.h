@@ -2,12 +2,22 @@
 // entropy over non-padding target tokens, global-norm gradient clipping, length-bucketed batches, validation
 // loss and BLEU every N steps, `last` and `best` checkpoints written atomically, exact resumption (same batches,
 // same random numbers), and a stop on a non-finite loss that leaves the last checkpoint intact.
+//
+// Data-parallel (nn/distributed.h): every rank runs the same loop over the same global batches; each takes a
+// contiguous share of each batch's sentences (shares may be uneven, even empty), and the loss of a step is
+// normalised by the global count of non-padding target tokens (allreduced), so the summed gradient equals the
+// one a single process computes on the joint batch. Parameters and gradients live in one flat buffer
+// (nn/flat_parameters.h); the gradient is allreduced after backward, then clipped by its global norm. Rank 0
+// alone calls on_step/on_valid, runs validation (its results are broadcast) and writes checkpoints; every rank
+// calls the constructor, resume and run together: they hold collectives.
 // Not here: flags and printing (examples/train.cpp), what the model is (models/zoo.h), how text becomes ids
 // (models/task.h).
 #pragma once
 
 #include "models/seq2seq.h"
 #include "models/task.h"
+#include "nn/distributed.h"
+#include "nn/flat_parameters.h"
 #include "nn/optim.h"
 
 #include <functional>
@@ -31,6 +41,7 @@ struct TrainConfig {
   int64_t valid_bleu_sentences = 200;  // decoded greedily for the validation BLEU (0: skip BLEU)
   int64_t patience = 0;            // stop after this many validations without a better loss (0: never)
   uint64_t seed = 1;
+  int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
 };
 
 struct StepStats {
@@ -56,11 +67,16 @@ enum class StopReason { max_steps, max_minutes, early_stopping };
 
 class Trainer {
  public:
-  // model_config is stored in every checkpoint so gradformer-translate can rebuild the model.
+  // model_config is stored in every checkpoint so gradformer-translate can rebuild the model. Flattens the
+  // model's parameters (convert its dtype before), and with several ranks gives every rank rank 0's weights
+  // and each rank r > 0 a dropout stream of its own.
   Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Example> train, std::vector<Example> valid,
-          std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config);
+          std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config,
+          const nn::Distributed& distributed = nn::Distributed::single());
 
-  // Continues from a checkpoint written by this trainer: model, optimizer, step, data position, generator.
+  // Continues from a checkpoint written by this trainer: model, optimizer, step, data position, generator (each
+  // rank's own). Every rank reads the file. A checkpoint written by a job of another size is refused with a
+  // ValueError: its batch shares and random streams belong to that size.
   void resume(const std::string& checkpoint_path);
   // Trains until a limit or early stopping; throws NumericalError (after logging) on a non-finite loss, with
   // the last checkpoint untouched.
@@ -83,6 +99,8 @@ class Trainer {
   std::vector<data::SentencePair> valid_text_;
   TrainConfig config_;
   nlohmann::json model_config_;
+  const nn::Distributed& distributed_;
+  std::unique_ptr<nn::FlatParameters> flat_;
   std::unique_ptr<optim::Adam> optimizer_;
   int64_t d_model_;
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;

@@ -1,0 +1,337 @@
+// gradformer-mpi-tests: data-parallel training (nn/distributed.h, models/trainer.h) on real Open MPI.
+// Run twice (run.sh does): under `mpirun -np 2` it runs the "collective" suite, where both ranks train one model
+// together and rank 0 compares the weights with a single-process run on the joint batch (the same test cases run
+// on both ranks because they hold collectives; rank 1's report goes to /dev/null, a failure there still shows
+// in the exit status); started alone it runs the "launch" suite, which starts gradformer-train under mpirun,
+// kills a rank, resumes, and checks the messages of bad use.
+#include "models/trainer.h"
+#include "models/zoo.h"
+#include "nn/checkpoint.h"
+#include "nn/distributed.h"
+#include "ops/threads.h"
+
+#include "../helpers.h"
+
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace gradformer;
+
+namespace {
+
+const nn::Distributed& job() { return nn::Distributed::world(); }
+
+// A directory every rank names alike (rank 0's pid, broadcast), removed at the end by rank 0.
+class SharedDir {
+ public:
+  explicit SharedDir(const std::string& tag) {
+    std::array<double, 1> pid{static_cast<double>(::getpid())};
+    job().broadcast(pid);
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("gradformer-mpi-{}-{}", static_cast<int64_t>(pid[0]), tag);
+    if (job().is_root()) std::filesystem::create_directories(path_);
+    barrier();
+  }
+  ~SharedDir() {
+    barrier();
+    std::error_code ignored;
+    if (job().is_root()) std::filesystem::remove_all(path_, ignored);
+  }
+  SharedDir(const SharedDir&) = delete;
+  SharedDir& operator=(const SharedDir&) = delete;
+  std::string str(const std::string& sub) const { return (path_ / sub).string(); }
+  static void barrier() {
+    std::array<int64_t, 1> token{0};
+    job().allreduce_sum(token);
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CopyData {
+  data::Splits splits;
+  models::TextCodec codec;
+  std::vector<models::Example> train;
+};
+
+const CopyData& copy_data() {
+  static const CopyData data = [] {
+    data::Splits splits = data::make_copy_task(5, 60, 4, 0);
+    models::TaskOptions options;
+    options.tokenizer = "word";
+    models::TextCodec codec = models::TextCodec::learn(splits.train, options);
+    std::vector<models::Example> train;
+    for (const auto& pair : splits.train) train.push_back(codec.encode(pair, 64));
+    return CopyData{std::move(splits), std::move(codec), std::move(train)};
+  }();
+  return data;
+}
+
+nlohmann::json tiny_config(double dropout) {
+  models::ModelOptions options;
+  options.vocab_size = static_cast<int64_t>(copy_data().codec.vocabulary().size());
+  options.dropout = dropout;
+  options.max_length = 32;
+  nlohmann::json config = models::model_config("transformer-tiny", options);
+  config["d_model"] = 16;
+  config["heads"] = 2;
+  config["d_ff"] = 32;
+  config["layers"] = 1;
+  return config;
+}
+
+struct Run {
+  std::vector<std::vector<double>> weights;
+  std::vector<std::string> names;
+  std::vector<std::pair<double, double>> losses;
+};
+
+// Trains a fresh f64 model (same initial weights on every call) for `steps` steps with `distributed`.
+Run train(const nn::Distributed& distributed, const std::string& out_dir, int64_t steps, size_t max_tokens,
+          int64_t update_freq, const std::vector<models::Example>& examples, double dropout = 0.0,
+          int64_t valid_every = 0, const std::string& resume = "") {
+  const nlohmann::json config = tiny_config(dropout);
+  default_generator().manual_seed(2024);
+  const auto model = models::make_model(config, default_generator());
+  model->to(DType::f64);
+  models::TrainConfig train_config;
+  train_config.out_dir = out_dir;
+  train_config.max_steps = steps;
+  train_config.max_tokens = max_tokens;
+  train_config.warmup_steps = 4;
+  train_config.lr_factor = 1.0;
+  train_config.clip_norm = 0.5;  // so that clipping by the global norm is exercised
+  train_config.valid_every = valid_every;
+  train_config.valid_bleu_sentences = 0;
+  train_config.update_freq = update_freq;
+  const CopyData& d = copy_data();
+  const std::vector<models::Example> valid(d.train.begin(), d.train.begin() + 4);
+  models::Trainer trainer(*model, d.codec, examples, valid, {}, train_config, config, distributed);
+  if (!resume.empty()) trainer.resume(resume);
+  trainer.run([](const models::StepStats&) {}, [](const models::ValidStats&) {});
+  Run run;
+  for (const auto& [name, p] : model->named_parameters()) {
+    run.weights.push_back(p.to_vector<double>());
+    run.names.push_back(name);
+  }
+  run.losses = trainer.train_losses();
+  return run;
+}
+
+// Every weight within 1e-10 of its tensor's largest magnitude, except the key third of each attention's
+// in_proj_bias: its gradient is zero in exact arithmetic (adding q·b_k to all of a query's scores leaves the
+// softmax unchanged), so both runs feed Adam rounding noise g ~ 1e-17, which Adam (eps 1e-9) turns into steps of
+// about lr·g/eps ~ 1e-10 that differ between summation orders. Those elements are held to 1e-8 instead.
+void check_close(const Run& got, const Run& want) {
+  REQUIRE(got.weights.size() == want.weights.size());
+  for (size_t t = 0; t < want.weights.size(); ++t) {
+    const std::vector<double>& w = want.weights[t];
+    const bool in_proj_bias = want.names[t].ends_with("in_proj_bias");
+    double scale = 0, worst = 0, worst_key_bias = 0;
+    for (size_t i = 0; i < w.size(); ++i) {
+      scale = std::max(scale, std::abs(w[i]));
+      const bool key_bias = in_proj_bias && i >= w.size() / 3 && i < 2 * w.size() / 3;
+      double& bound = key_bias ? worst_key_bias : worst;
+      bound = std::max(bound, std::abs(got.weights[t][i] - w[i]));
+    }
+    CAPTURE(want.names[t]);
+    CHECK(worst <= 1e-10 * scale);
+    CHECK(worst_key_bias <= 1e-8 * scale);
+  }
+}
+
+// Two ranks against one process on the joint batch; rank 0 compares.
+void check_against_single(const std::string& tag, int64_t steps, size_t max_tokens, int64_t update_freq,
+                          int64_t single_update_freq, const std::vector<models::Example>& examples) {
+  const SharedDir dir(tag);
+  const Run together = train(job(), dir.str("ranks"), steps, max_tokens, update_freq, examples);
+  if (!job().is_root()) return;
+  const Run alone = train(nn::Distributed::single(), dir.str("single"), steps, max_tokens, single_update_freq, examples);
+  check_close(together, alone);
+  CHECK(together.losses.size() == static_cast<size_t>(steps));
+}
+
+}  // namespace
+
+TEST_SUITE("collective") {
+TEST_CASE("data parallel: 2 ranks x 3 steps equal 1 process on the joint batch (f64)") {
+  REQUIRE(job().size() == 2);
+  check_against_single("joint", 3, 64, 1, 1, copy_data().train);
+}
+
+TEST_CASE("data parallel: --update-freq 2 on 2 ranks equals --update-freq 2 in 1 process") {
+  check_against_single("update-freq", 3, 64, 2, 2, copy_data().train);
+}
+
+TEST_CASE("data parallel: uneven shares and batches of one sentence (one rank gets none)") {
+  // 40 tokens give batches of 3..13 sentences, most of them odd; 8 tokens give one sentence per batch.
+  check_against_single("uneven", 3, 40, 1, 1, copy_data().train);
+  check_against_single("singletons", 3, 8, 1, 1, copy_data().train);
+  // Fewer training sentences than ranks: one sentence in all.
+  const std::vector<models::Example> one(copy_data().train.begin(), copy_data().train.begin() + 1);
+  check_against_single("one-sentence", 3, 64, 1, 1, one);
+}
+
+TEST_CASE("data parallel: resuming with the same ranks reproduces the losses bit for bit, with dropout") {
+  const SharedDir dir("resume");
+  const Run straight = train(job(), dir.str("a"), 6, 64, 1, copy_data().train, 0.1, 3);
+  train(job(), dir.str("b"), 3, 64, 1, copy_data().train, 0.1, 3);
+  const Run resumed = train(job(), dir.str("c"), 6, 64, 1, copy_data().train, 0.1, 3, dir.str("b/last.safetensors"));
+  CHECK(resumed.losses == straight.losses);
+  CHECK(resumed.weights == straight.weights);
+}
+
+TEST_CASE("data parallel: a checkpoint of another process count is refused with a clear message") {
+  const SharedDir dir("other-n");
+  if (job().is_root()) train(nn::Distributed::single(), dir.str("one"), 2, 64, 1, copy_data().train);
+  SharedDir::barrier();
+  const std::string path = dir.str("one/last.safetensors");
+  const std::string message = testing::message_of<ValueError>(
+      [&] { train(job(), dir.str("two"), 4, 64, 1, copy_data().train, 0.0, 0, path); });
+  CHECK(message == "resume: " + path + " was written by a job of 1 process(es), this one has 2: resume it with "
+                   "mpirun -np 1 (each rank's share of the batches and its random stream belong to that count), or "
+                   "start a new run");
+}
+}  // TEST_SUITE("collective")
+
+namespace {
+
+// Runs a shell command, returning its exit status and its combined output.
+std::pair<int, std::string> shell(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), output};
+}
+
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe -np 2 ";
+const std::string kTrainFlags = " --task copy --max-train-sentences 400 --tokenizer word --max-tokens 512 --warmup 10 "
+                                "--valid-every 3 --valid-bleu-sentences 0 --threads 1 --dropout 0.1";
+
+// The child of `parent` whose environment says it is MPI rank `rank`, or -1.
+pid_t find_rank(pid_t parent, int rank) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(line.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    fields >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream environ(entry.path() / "environ");
+    std::string variable;
+    while (std::getline(environ, variable, '\0'))
+      if (variable == "OMPI_COMM_WORLD_RANK=" + std::to_string(rank)) return std::stoi(name);
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_SUITE("launch") {
+TEST_CASE("mpirun: a rank killed mid-training ends the job within 30 s; the checkpoint loads and resumes") {
+  const std::string dir = (std::filesystem::temp_directory_path() / fmt::format("gradformer-mpi-kill-{}", ::getpid())).string();
+  std::filesystem::remove_all(dir);
+  const std::string log = dir + ".log";
+  const pid_t mpirun = ::fork();
+  REQUIRE(mpirun >= 0);
+  if (mpirun == 0) {
+    const std::string command = "exec " + kMpirun + GRADFORMER_TRAIN_PROGRAM + kTrainFlags + " --max-steps 100000 --out " +
+                                dir + " >" + log + " 2>&1";
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait for the first checkpoint (step 3), then for a later step so that the kill lands mid-training.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(dir + "/last.safetensors") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  REQUIRE(std::filesystem::exists(dir + "/last.safetensors"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const pid_t victim = find_rank(mpirun, 1);
+  REQUIRE(victim > 0);
+  const auto killed = std::chrono::steady_clock::now();
+  ::kill(victim, SIGKILL);
+  int status = 0;
+  pid_t done = 0;
+  while ((done = ::waitpid(mpirun, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  if (done == 0) {
+    ::kill(mpirun, SIGKILL);
+    ::waitpid(mpirun, &status, 0);
+  }
+  CAPTURE(seconds);
+  REQUIRE(done == mpirun);
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+
+  const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(dir + "/last.safetensors");
+  CHECK(saved.state.step % 3 == 0);
+  const auto [code, output] = shell(kMpirun + GRADFORMER_TRAIN_PROGRAM + kTrainFlags + " --out " + dir + "/resumed" +
+                                    " --resume " + dir + "/last.safetensors --max-steps " +
+                                    std::to_string(saved.state.step + 2));
+  CAPTURE(output);
+  CHECK(code == 0);
+  CHECK(output.find(fmt::format("resumed from {}/last.safetensors at step {}", dir, saved.state.step)) !=
+        std::string::npos);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(log);
+}
+
+TEST_CASE("mpirun: an error on the ranks ends the job with a message naming the rank and the reason") {
+  const auto [code, output] =
+      shell(kMpirun + GRADFORMER_TRAIN_PROGRAM + " --task tsv:/nonexistent/corpus.tsv --out /nonexistent/out");
+  CAPTURE(output);
+  CHECK(code != 0);
+  CHECK(output.find("gradformer-train: error: rank ") != std::string::npos);
+  CHECK(output.find(" of 2: tsv /nonexistent/corpus.tsv: cannot open for reading") != std::string::npos);
+  CHECK(output.find("; ending the job") != std::string::npos);
+}
+
+TEST_CASE("gradformer-train: --update-freq 0 is refused with a message naming the flag") {
+  const auto [code, output] = shell(std::string(GRADFORMER_TRAIN_PROGRAM) + " --update-freq 0");
+  CAPTURE(output);
+  CHECK(code == 2);
+  CHECK(output.find("gradformer-train: error: --update-freq: expected an integer >= 1, got '0' (see --help)") !=
+        std::string::npos);
+}
+
+TEST_CASE("gradformer-train: --version says MPI is compiled in") {
+  const auto [code, output] = shell(std::string(GRADFORMER_TRAIN_PROGRAM) + " --version");
+  CHECK(code == 0);
+  CHECK(output == "gradformer-train 0.1.0 (MPI compiled in)\n");
+}
+}  // TEST_SUITE("launch")
+
+int main(int argc, char** argv) {
+  doctest::Context context;
+  const bool launched = nn::launcher_process_count() > 1;
+  try {
+    if (launched) set_num_threads(job().threads_per_rank(0));
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gradformer-mpi-tests: error: {}\n", e.what());
+    return 1;
+  }
+  context.setOption("test-suite", launched ? "collective" : "launch");
+  if (launched && !job().is_root()) context.setOption("out", "/dev/null");
+  context.applyCommandLine(argc, argv);
+  return context.run();
+}
