@@ -1,0 +1,62 @@
+// Learning, end to end: a tiny zoo model trained by models::Trainer on the `reverse` sanity task (the Annotated
+// Transformer's) must translate held-out sequences exactly. It fails when a gradient, the loss masking, the
+// batching or the decoder's state is wrong in a way the per-op checks cannot see. Skipped under the sanitizers:
+// there it would take minutes, and the trainer's code runs under them in test_trainer.cpp.
+#include "models/decode.h"
+#include "models/metrics.h"
+#include "models/trainer.h"
+#include "models/zoo.h"
+#include "tests/helpers.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+using namespace gradformer;
+
+TEST_CASE("learning: a tiny rnn-attention model learns reverse to >= 95% exact match" *
+          doctest::skip(testing::kSanitizerBuild)) {
+  const data::Splits splits = data::make_reverse_task(7, 2000, 0, 200);
+  models::TaskOptions task_options;
+  task_options.tokenizer = "word";
+  const models::TextCodec codec = models::TextCodec::learn(splits.train, task_options);
+  std::vector<models::Example> train;
+  for (const auto& pair : splits.train) train.push_back(codec.encode(pair, 16));
+
+  models::ModelOptions options;
+  options.vocab_size = static_cast<int64_t>(codec.vocabulary().size());
+  options.dropout = 0.0;
+  options.max_length = 16;
+  nlohmann::json config = models::model_config("rnn-attention", options);
+  config["embedding_dim"] = 32;
+  config["hidden_size"] = 64;
+  default_generator().manual_seed(11);
+  const auto model = models::make_model(config, default_generator());
+
+  const testing::TempDir dir;
+  models::TrainConfig train_config;
+  train_config.out_dir = dir.str("run");
+  train_config.max_steps = 300;
+  train_config.max_tokens = 1024;
+  train_config.warmup_steps = 100;
+  train_config.label_smoothing = 0.0;
+  train_config.valid_every = 0;
+  models::Trainer trainer(*model, codec, train, {}, {}, train_config, config);
+  trainer.run([](const models::StepStats&) {}, [](const models::ValidStats&) {});
+
+  model->eval();
+  std::vector<std::vector<int64_t>> sources;
+  std::vector<std::string> references, hypotheses;
+  for (const auto& pair : splits.test) {
+    sources.push_back(codec.encode_source(pair.source, 16));
+    references.push_back(pair.target);
+  }
+  for (const auto& ids : models::translate(*model, models::make_source_batch(sources)))
+    hypotheses.push_back(codec.decode(ids));
+  const double exact = metrics::exact_match(hypotheses, references);
+  CAPTURE(hypotheses.front());
+  CAPTURE(references.front());
+  CHECK(exact >= 0.95);
+  MESSAGE("reverse, 300 steps: exact match ", exact * 100, "% of ", references.size(), " held-out sequences");
+}
