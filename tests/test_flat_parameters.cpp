@@ -8,6 +8,7 @@
 #include "ops/ops.h"
 
 #include "helpers.h"
+#include "model_helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -16,17 +17,8 @@ using namespace gradformer;
 namespace {
 
 std::shared_ptr<models::Seq2SeqModel> small_transformer() {
-  models::ModelOptions options;
-  options.vocab_size = 12;
-  options.dropout = 0.0;
-  options.max_length = 16;
-  nlohmann::json config = models::model_config("transformer-tiny", options);
-  config["d_model"] = 8;
-  config["heads"] = 2;
-  config["d_ff"] = 16;
-  config["layers"] = 1;
   default_generator().manual_seed(7);
-  return models::make_model(config, default_generator());
+  return models::make_model(testing::tiny_transformer_config(12, 0.0, 16, 8), default_generator());
 }
 
 // Three Adam steps with gradient clipping on fixed token ids; the weights afterwards.

@@ -7,6 +7,7 @@
 #include "models/trainer.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
+#include "tests/model_helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -17,12 +18,8 @@ using namespace gradformer;
 
 TEST_CASE("learning: a tiny rnn-attention model learns reverse to >= 95% exact match" *
           doctest::skip(testing::kSanitizerBuild)) {
-  const data::Splits splits = data::make_reverse_task(7, 2000, 0, 200);
-  models::TaskOptions task_options;
-  task_options.tokenizer = "word";
-  const models::TextCodec codec = models::TextCodec::learn(splits.train, task_options);
-  std::vector<models::Example> train;
-  for (const auto& pair : splits.train) train.push_back(codec.encode(pair, 16));
+  const testing::EncodedTask task = testing::encode_task(data::make_reverse_task(7, 2000, 0, 200), 16);
+  const models::TextCodec& codec = task.codec;
 
   models::ModelOptions options;
   options.vocab_size = static_cast<int64_t>(codec.vocabulary().size());
@@ -42,13 +39,13 @@ TEST_CASE("learning: a tiny rnn-attention model learns reverse to >= 95% exact m
   train_config.warmup_steps = 100;
   train_config.label_smoothing = 0.0;
   train_config.valid_every = 0;
-  models::Trainer trainer(*model, codec, train, {}, {}, train_config, config);
+  models::Trainer trainer(*model, codec, task.train, {}, {}, train_config, config);
   trainer.run([](const models::StepStats&) {}, [](const models::ValidStats&) {});
 
   model->eval();
   std::vector<std::vector<int64_t>> sources;
   std::vector<std::string> references, hypotheses;
-  for (const auto& pair : splits.test) {
+  for (const auto& pair : task.splits.test) {
     sources.push_back(codec.encode_source(pair.source, 16));
     references.push_back(pair.target);
   }

@@ -9,6 +9,7 @@
 #include "nn/checkpoint.h"
 #include "ops/ops.h"
 #include "tests/helpers.h"
+#include "tests/model_helpers.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -34,37 +35,14 @@ using testing::TempDir;
 namespace {
 
 // The copy task at 200 training and 20 validation pairs, word-tokenised, as ids.
-struct CopyData {
-  data::Splits splits;
-  models::TextCodec codec;
-  std::vector<models::Example> train, valid;
-};
-
-const CopyData& copy_data() {
-  static const CopyData data = [] {
-    data::Splits splits = data::make_copy_task(3, 200, 20, 0);
-    models::TaskOptions options;
-    options.tokenizer = "word";
-    models::TextCodec codec = models::TextCodec::learn(splits.train, options);
-    std::vector<models::Example> train, valid;
-    for (const auto& pair : splits.train) train.push_back(codec.encode(pair, 64));
-    for (const auto& pair : splits.valid) valid.push_back(codec.encode(pair, 64));
-    return CopyData{std::move(splits), std::move(codec), std::move(train), std::move(valid)};
-  }();
+const testing::EncodedTask& copy_data() {
+  static const testing::EncodedTask data = testing::encode_task(data::make_copy_task(3, 200, 20, 0), 64);
   return data;
 }
 
 nlohmann::json tiny_config(double dropout) {
-  models::ModelOptions options;
-  options.vocab_size = static_cast<int64_t>(copy_data().codec.vocabulary().size());
-  options.dropout = dropout;
-  options.max_length = 64;
-  nlohmann::json config = models::model_config("transformer-tiny", options);
-  config["d_model"] = 16;
-  config["heads"] = 2;
-  config["d_ff"] = 32;
-  config["layers"] = 1;
-  return config;
+  return testing::tiny_transformer_config(static_cast<int64_t>(copy_data().codec.vocabulary().size()), dropout, 64,
+                                          16);
 }
 
 // Dropout and the initial weights both draw from default_generator(): reseeding it before building a model
@@ -87,7 +65,7 @@ models::TrainConfig tiny_train_config(const std::string& out_dir, int64_t max_st
 
 std::unique_ptr<models::Trainer> make_trainer(models::Seq2SeqModel& model, const nlohmann::json& model_config,
                                               models::TrainConfig config) {
-  const CopyData& d = copy_data();
+  const testing::EncodedTask& d = copy_data();
   return std::make_unique<models::Trainer>(model, d.codec, d.train, d.valid, d.splits.valid, std::move(config),
                                            model_config);
 }
@@ -280,7 +258,7 @@ TEST_CASE("trainer: 1,000 steps of transformer-tiny free every graph and keep re
   // runs fewer steps and checks only that graphs are freed.
   const int64_t steps = testing::kSanitizerBuild ? 60 : 1000, warm_up = 200;
   const SingleThread single_thread;
-  const CopyData& d = copy_data();
+  const testing::EncodedTask& d = copy_data();
   models::ModelOptions options;
   options.vocab_size = static_cast<int64_t>(d.codec.vocabulary().size());
   options.max_length = 64;

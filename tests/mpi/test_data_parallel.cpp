@@ -11,6 +11,7 @@
 #include "ops/threads.h"
 
 #include "../helpers.h"
+#include "../model_helpers.h"
 
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
@@ -58,36 +59,14 @@ class SharedDir {
   std::filesystem::path path_;
 };
 
-struct CopyData {
-  data::Splits splits;
-  models::TextCodec codec;
-  std::vector<models::Example> train;
-};
-
-const CopyData& copy_data() {
-  static const CopyData data = [] {
-    data::Splits splits = data::make_copy_task(5, 60, 4, 0);
-    models::TaskOptions options;
-    options.tokenizer = "word";
-    models::TextCodec codec = models::TextCodec::learn(splits.train, options);
-    std::vector<models::Example> train;
-    for (const auto& pair : splits.train) train.push_back(codec.encode(pair, 64));
-    return CopyData{std::move(splits), std::move(codec), std::move(train)};
-  }();
+const testing::EncodedTask& copy_data() {
+  static const testing::EncodedTask data = testing::encode_task(data::make_copy_task(5, 60, 4, 0), 64);
   return data;
 }
 
 nlohmann::json tiny_config(double dropout) {
-  models::ModelOptions options;
-  options.vocab_size = static_cast<int64_t>(copy_data().codec.vocabulary().size());
-  options.dropout = dropout;
-  options.max_length = 32;
-  nlohmann::json config = models::model_config("transformer-tiny", options);
-  config["d_model"] = 16;
-  config["heads"] = 2;
-  config["d_ff"] = 32;
-  config["layers"] = 1;
-  return config;
+  return testing::tiny_transformer_config(static_cast<int64_t>(copy_data().codec.vocabulary().size()), dropout, 32,
+                                          16);
 }
 
 struct Run {
@@ -114,7 +93,7 @@ Run train(const nn::Distributed& distributed, const std::string& out_dir, int64_
   train_config.valid_every = valid_every;
   train_config.valid_bleu_sentences = 0;
   train_config.update_freq = update_freq;
-  const CopyData& d = copy_data();
+  const testing::EncodedTask& d = copy_data();
   const std::vector<models::Example> valid(d.train.begin(), d.train.begin() + 4);
   models::Trainer trainer(*model, d.codec, examples, valid, {}, train_config, config, distributed);
   if (!resume.empty()) trainer.resume(resume);
