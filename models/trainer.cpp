@@ -4,6 +4,7 @@
 #include "models/metrics.h"
 #include "models/svg.h"
 #include "nn/checkpoint.h"
+#include "nn/safetensors.h"
 #include "ops/ops.h"
 
 #include <array>
@@ -74,6 +75,10 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
   adam.eps = 1e-9;
   optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);
   std::filesystem::create_directories(config_.out_dir);
+  // A run killed while writing a checkpoint leaves NAME.tmp.PID beside the intact NAME; a new run tidies them.
+  if (distributed_.is_root())
+    for (const char* name : {"last.safetensors", "best.safetensors"})
+      safetensors::remove_stale_temporaries(config_.out_dir + "/" + name);
 }
 
 double Trainer::learning_rate(int64_t step) const {

@@ -17,11 +17,13 @@
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -463,6 +465,26 @@ std::vector<std::byte> serialize(const File& file) {
   out = std::copy_n(reinterpret_cast<const std::byte*>(layout.header.data()), layout.header.size(), out);
   for (const auto* item : layout.order) out = std::copy(item->second.data.begin(), item->second.data.end(), out);
   return bytes;
+}
+
+size_t remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path directory = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code error;
+  size_t removed = 0;
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory, error)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) continue;
+    const pid_t writer = static_cast<pid_t>(std::stol(digits));
+    // kill(pid, 0) delivers nothing: it only asks whether the process exists.
+    if (writer == ::getpid() || !(::kill(writer, 0) != 0 && errno == ESRCH)) continue;
+    if (fs::remove(entry.path(), error)) ++removed;
+  }
+  return removed;
 }
 
 void save_atomic(const std::string& path, const File& file) {

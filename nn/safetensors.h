@@ -70,6 +70,10 @@ std::vector<std::byte> serialize(const File& file);
 // removed and IOError thrown (ValueError, before any disk access, for a record serialize rejects).
 void save_atomic(const std::string& path, const File& file);
 
+// Removes the `path + ".tmp.<pid>"` files save_atomic left behind when its process died mid-write (SIGKILL, power
+// loss), those whose pid is no running process; a live writer's file stays. Returns how many it removed.
+size_t remove_stale_temporaries(const std::string& path);
+
 // numel of a shape; throws ValueError for a negative dimension or a product that overflows int64_t.
 int64_t numel(std::span<const int64_t> shape);
 

@@ -2,6 +2,7 @@
 // the parser promises, every truncation and thousands of seeded mutations of a valid file, and atomic saving.
 // Not tests of checkpoints of modules: those belong with the Tensor adapter.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <unistd.h>
 
@@ -372,6 +373,25 @@ TEST_CASE("safetensors: save_atomic then load round-trips and leaves no temporar
     ++entries;
   }
   CHECK(entries == 1);
+}
+
+TEST_CASE("safetensors: remove_stale_temporaries removes a dead writer's file, keeps a live one's and the rest") {
+  const ScratchDirectory scratch("safetensors-stale");
+  const std::string path = (scratch.path / "last.safetensors").string();
+  st::save_atomic(path, sample_file());
+  // A pid above any kernel's pid_max (4,194,304 at most) names no process; this process is a live writer.
+  const std::string dead = path + ".tmp.999999999", live = fmt::format("{}.tmp.{}", path, ::getpid());
+  const std::vector<std::string> kept{live, path + ".tmp.notapid", path + ".tmp.",
+                                      (scratch.path / "x.tmp.999999999").string()};
+  for (const std::string& name : kept) std::ofstream(name) << "half";
+  std::ofstream(dead) << "half";
+
+  CHECK(st::remove_stale_temporaries(path) == 1);
+  CHECK_FALSE(std::filesystem::exists(dead));
+  for (const std::string& name : kept) CHECK(std::filesystem::exists(name));
+  CHECK(st::load(path) == sample_file());
+  CHECK(st::remove_stale_temporaries(path) == 0);
+  CHECK(st::remove_stale_temporaries((scratch.path / "none" / "last.safetensors").string()) == 0);
 }
 
 TEST_CASE("safetensors: a failed save throws and never damages the old file") {
