@@ -1,15 +1,45 @@
 #!/usr/bin/env bash
 # The two commands of the README, on a fresh Debian machine as root:
 #   ./run.sh demo   installs what is missing, builds, trains a toy translation model and translates with it
-#   ./run.sh test   installs what is missing, builds, runs every suite (unit, sanitizers, fuzzing) and ends
-#                   with one line "N passed, N failed" totalling the test cases of all suites
-# Also: ./run.sh bench [CONFIG...] runs the speed comparison against PyTorch (needs python3-torch).
+#   ./run.sh test   installs what is missing, builds, runs every suite (unit, MPI, sanitizers, fuzzing, and the
+#                   clean-room suite that tries the setup on a brand-new Debian 12 root) and ends with one line
+#                   "N passed, N failed" totalling the test cases of all suites
+# Also: ./run.sh build (what both start with: install and build), ./run.sh bench [CONFIG...] (the speed
+# comparison against PyTorch, needs python3-torch).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 build_packages=(g++ meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
                 nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en)
-test_packages=(clang libclang-rt-14-dev libomp-14-dev)
+test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap)
+
+# quietly STEP COMMAND...: runs COMMAND with its output kept aside; if it fails, says which step failed, shows
+# the output's last lines (and meson's log, for a failed meson call), and exits with its status.
+quietly() {
+  local step=$1 log status=0
+  shift
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "run.sh: $step failed (exit status $status); its last lines:" >&2
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    exit "$status"
+  fi
+  rm -f "$log"
+}
+
+# loudly STEP COMMAND...: for steps whose output the user should watch (the build, a suite's run); on failure says
+# which step failed.
+loudly() {
+  local step=$1 status=0
+  shift
+  "$@" || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "run.sh: $step failed (exit status $status): its error is above" >&2
+    exit "$status"
+  fi
+}
 
 install_missing() {
   local missing=() p
@@ -18,26 +48,37 @@ install_missing() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh: installing ${missing[*]}"
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    quietly "apt-get update" apt-get update -q
+    quietly "apt-get install ${missing[*]}" \
+      env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
 
 # configure DIR [meson options...]: set up DIR once, reconfigure when the options change.
 configure() {
-  local dir=$1
+  local dir=$1 status=0
   shift
   if [ -f "$dir/build.ninja" ]; then
-    meson configure "$dir" "$@" >/dev/null
+    meson configure "$dir" "$@" >"$dir/run.sh-configure.log" 2>&1 || status=$?
   else
-    meson setup "$dir" "$@" >/dev/null
+    mkdir -p "$dir"
+    meson setup "$dir" "$@" >"$dir/run.sh-configure.log" 2>&1 || status=$?
+  fi
+  if [ "$status" -ne 0 ]; then
+    echo "run.sh: meson setup of $dir failed; its output:" >&2
+    tail -n 30 "$dir/run.sh-configure.log" >&2
+    if [ -f "$dir/meson-logs/meson-log.txt" ]; then
+      echo "run.sh: the end of $dir/meson-logs/meson-log.txt:" >&2
+      tail -n 20 "$dir/meson-logs/meson-log.txt" >&2
+    fi
+    exit "$status"
   fi
 }
 
 build_release() {
   install_missing "${build_packages[@]}"
   configure build --buildtype=release
-  ninja -C build
+  loudly "the build (ninja -C build)" ninja -C build
 }
 
 # Runs a doctest binary, echoes its output, and adds its test-case counts to the totals.
@@ -74,7 +115,7 @@ run_suite() {
 run_fuzzers() {
   CXX=clang++ CC=clang configure build-fuzz --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined \
     -Db_lundef=false -Dfuzzing=true -Dbuild_tests=false -Dbuild_examples=false -Dnative=false
-  ninja -C build-fuzz tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_vocabulary tests/fuzz/fuzz_bpe tests/fuzz/fuzz_tsv
+  loudly "the fuzz build" ninja -C build-fuzz tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_vocabulary tests/fuzz/fuzz_bpe tests/fuzz/fuzz_tsv
   local target scratch
   for target in safetensors vocabulary bpe tsv; do
     echo "== fuzz: $target"
@@ -91,7 +132,34 @@ run_fuzzers() {
   done
 }
 
+# The clean-room suite (tests/cleanroom/run.sh): the README's setup, a training run, a translation and the
+# installed library, tried inside a fresh Debian 12 root. Its cases count in the totals; CLEAN_ROOM=0 skips it.
+run_clean_room() {
+  if [ "${CLEAN_ROOM:-1}" = 0 ]; then
+    echo "run.sh: skipping the clean-room suite (CLEAN_ROOM=0)"
+    return
+  fi
+  echo "== suite: clean-room"
+  local log line
+  log=$(mktemp)
+  set +e
+  tests/cleanroom/run.sh 2>&1 | tee "$log"
+  set -e
+  line=$(grep -E '^clean-room: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1))
+    echo "run.sh: the clean-room suite ended before reporting"
+  else
+    passed=$((passed + $(sed -E 's/^clean-room: ([0-9]+) passed.*/\1/' <<<"$line")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")))
+  fi
+  rm -f "$log"
+}
+
 case "${1:-}" in
+  build)
+    build_release
+    ;;
   demo)
     build_release
     # Train transformer-tiny on the synthetic English->German grammar task for 4 minutes (the test BLEU, beam 4,
@@ -128,11 +196,12 @@ case "${1:-}" in
     # -O1 without debug info keeps this second full build short; the reports still name functions.
     configure build-sanitize --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined -Db_lundef=false \
       -Dbuild_examples=false -Dnative=false
-    ninja -C build-sanitize tests/gradformer-tests
+    loudly "the sanitizer build" ninja -C build-sanitize tests/gradformer-tests
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       LSAN_OPTIONS=suppressions=$PWD/tests/sanitizer.supp \
       run_suite sanitize ./build-sanitize/tests/gradformer-tests --no-version
     run_fuzzers
+    run_clean_room
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
     ;;
@@ -143,7 +212,7 @@ case "${1:-}" in
     ../shared/bench/compare.sh build/examples/gradformer-bench "$@"
     ;;
   *)
-    echo "usage: ./run.sh demo | test | bench [toy|small|base...]" >&2
+    echo "usage: ./run.sh demo | test | build | bench [toy|small|base...]" >&2
     exit 2
     ;;
 esac
