@@ -87,7 +87,7 @@ subproject() {
   in_root 'mkdir -p /root/sub/subprojects && cp tests/consumer/meson.build tests/consumer/consumer.cpp /root/sub/ &&
            mkdir /root/sub/subprojects/gradformer && tar -c --exclude=./build . | tar -x -C /root/sub/subprojects/gradformer &&
            cd /root/sub &&
-           meson setup build --quiet && ninja -C build && ./build/consumer'
+           meson setup build && ninja -C build && ./build/consumer'
 }
 
 echo "clean-room: a fresh Debian 12 root in $root"
