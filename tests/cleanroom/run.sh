@@ -87,7 +87,20 @@ subproject() {
   in_root 'mkdir -p /root/sub/subprojects && cp tests/consumer/meson.build tests/consumer/consumer.cpp /root/sub/ &&
            mkdir /root/sub/subprojects/gradformer && tar -c --exclude=./build . | tar -x -C /root/sub/subprojects/gradformer &&
            cd /root/sub &&
-           meson setup build && ninja -C build && ./build/consumer'
+           meson setup build --force-fallback-for=gradformer && ninja -C build && ./build/consumer'
+}
+
+# run.sh never fails silently: a broken meson.build and a compile error each stop it with the step named and the
+# tool's own error shown (in a copy of the tree, so the real build stays as it is).
+failures_reported() {
+  in_root 'rm -rf /root/broken && mkdir /root/broken && tar -c --exclude=./build . | tar -x -C /root/broken &&
+           cd /root/broken && cp meson.build meson.build.good && echo "this is not meson(" >>meson.build &&
+           if ./run.sh build >/root/broken.log 2>&1; then echo "run.sh passed over a broken meson.build"; exit 1; fi &&
+           grep -q "run.sh: meson setup of build failed" /root/broken.log && grep -q "ERROR" /root/broken.log &&
+           mv meson.build.good meson.build && rm -rf build && echo "#error a compile error planted by the test" >>autograd/tensor.h &&
+           if ./run.sh build >/root/broken.log 2>&1; then echo "run.sh passed over a compile error"; exit 1; fi &&
+           grep -q "run.sh: the build (ninja -C build) failed" /root/broken.log &&
+           grep -q "a compile error planted by the test" /root/broken.log'
 }
 
 echo "clean-room: a fresh Debian 12 root in $root"
@@ -97,13 +110,14 @@ not_run() {
   echo "clean-room: $1 more case(s) not run: they need the one that failed"
 }
 if ! case_ bootstrap bootstrap; then
-  not_run 5
+  not_run 6
 elif ! case_ setup setup; then
-  not_run 4
+  not_run 5
 else
   if case_ train train; then case_ translate translate; else not_run 1; fi
   case_ installed-library installed_library
   case_ subproject subproject
+  case_ failures-reported failures_reported
 fi
 echo "clean-room: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
