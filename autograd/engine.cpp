@@ -120,12 +120,14 @@ void check_forward(const Tensor& output, std::string_view op, const std::vector<
                        shape_str(output.shape()), found.name(), input_shapes(inputs));
 }
 
-void check_backward(const Node& node, size_t input, const Tensor& grad) {
+// A gradient bound for a module's parameter is named after it (Module::register_parameter names the tensor).
+void check_backward(const Node& node, size_t input, const Node::Edge& edge, const Tensor& grad) {
   const NonFinite found = scan_non_finite(grad);
-  if (found.any())
-    fail<NumericalError>(node.op(), "anomaly detected in backward: the gradient for input {} (shape {}) holds {} "
-                         "(inputs of shapes {})", input, shape_str(grad.shape()), found.name(),
-                         input_shapes(node.inputs()));
+  if (!found.any()) return;
+  const std::string parameter = edge.leaf && !edge.leaf->name.empty() ? "parameter " + edge.leaf->name + ", " : "";
+  fail<NumericalError>(node.op(), "anomaly detected in backward: the gradient for input {} ({}shape {}) holds {} "
+                       "(inputs of shapes {})", input, parameter, shape_str(grad.shape()), found.name(),
+                       input_shapes(node.inputs()));
 }
 
 }  // namespace
@@ -161,10 +163,10 @@ DetectAnomalyGuard::~DetectAnomalyGuard() { anomaly_enabled = previous_; }
 
 int64_t live_node_count() { return live_nodes.load(); }
 
-Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward,
+Tensor record(Tensor output, RecordedOp op, const std::vector<Tensor>& inputs, BackwardFn backward,
               Infinities infinities) {
   if (!grad_enabled) return output;
-  if (anomaly_enabled) check_forward(output, op, inputs, infinities);
+  if (anomaly_enabled) check_forward(output, op.name, inputs, infinities);
   bool any = false;
   for (const Tensor& input : inputs) any = any || (input.defined() && input.requires_grad());
   if (!any) return output;
@@ -185,11 +187,11 @@ Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inp
   // The output may be a view sharing an input's TensorImpl fields but never the TensorImpl itself.
   if (output.grad_fn()) output = output.detach();
   ++live_nodes;
-  output.impl().grad_fn = std::make_shared<Node>(std::string(op), std::move(edges), std::move(backward));
+  output.impl().grad_fn = std::make_shared<Node>(op, std::move(edges), std::move(backward));
   return output;
 }
 
-Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward,
+Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs, BackwardFn backward,
               Infinities infinities) {
   return record(std::move(output), op, std::vector<Tensor>(inputs), std::move(backward), infinities);
 }
@@ -258,7 +260,7 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
     for (size_t i = 0; i < node->inputs_.size(); ++i) {
       const Node::Edge& edge = node->inputs_[i];
       Tensor& grad = grads[i];
-      if (anomaly_enabled && edge.needs_grad() && grad.defined()) check_backward(*node, i, grad);
+      if (anomaly_enabled && edge.needs_grad() && grad.defined()) check_backward(*node, i, edge, grad);
       if (edge.node) {
         if (grad.defined()) {
           check_gradient(*node, i, edge, grad);

@@ -5,9 +5,11 @@
 // no node owns the tensor that owns it, and no shared_ptr cycle can form). The engine knows no op.
 #pragma once
 
+#include "autograd/op.h"
 #include "autograd/tensor.h"
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,18 @@ class InputGrads {
 
 using BackwardFn = std::function<void(const Tensor& grad_output, InputGrads& grad_inputs)>;
 
+// What record() tags a node with: one of the library's ops, or the name of an op written outside the library
+// (examples/custom_layer.cpp's swish), which its author gradient-checks by hand; it converts implicitly from
+// either. Library code always passes an Op: the op-table test fails on a node from the op or layer table that
+// carries a bare name.
+struct RecordedOp {
+  RecordedOp(Op library_op) : op(library_op), name(op_name(library_op)) {}
+  RecordedOp(std::string_view custom_name) : name(custom_name) {}
+  RecordedOp(const char* custom_name) : name(custom_name) {}     
+  std::optional<Op> op;
+  std::string_view name;
+};
+
 class Node {
  public:
   struct Edge {
@@ -39,19 +53,22 @@ class Node {
     bool needs_grad() const { return node != nullptr || leaf != nullptr; }
   };
 
-  Node(std::string op, std::vector<Edge> inputs, BackwardFn backward)
-      : op_(std::move(op)), inputs_(std::move(inputs)), backward_(std::move(backward)) {}
+  Node(RecordedOp op, std::vector<Edge> inputs, BackwardFn backward)
+      : op_(op.name), library_op_(op.op), inputs_(std::move(inputs)), backward_(std::move(backward)) {}
   ~Node();  // iterative, so that dropping a 5,000-step graph does not recurse 5,000 frames deep
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  const std::string& op() const { return op_; }
+  const std::string& op() const { return op_; }  // the op's name, for messages
+  // Which library op recorded this node; empty for an op written outside the library.
+  std::optional<Op> library_op() const { return library_op_; }
   const std::vector<Edge>& inputs() const { return inputs_; }
   bool released() const { return !backward_; }
 
  private:
   friend class Engine;
   std::string op_;
+  std::optional<Op> library_op_;
   std::vector<Edge> inputs_;
   BackwardFn backward_;  // reset after backward (unless retained) to free what it captured
 };
@@ -62,9 +79,9 @@ enum class Infinities { unexpected, intended };
 
 // Records `output = op(inputs)` when grad mode is on and some input requires grad; returns output.
 // `backward` must capture only what it reads, and never `output` itself (capture output.detach()).
-Tensor record(Tensor output, std::string_view op, std::initializer_list<Tensor> inputs, BackwardFn backward,
+Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs, BackwardFn backward,
               Infinities infinities = Infinities::unexpected);
-Tensor record(Tensor output, std::string_view op, const std::vector<Tensor>& inputs, BackwardFn backward,
+Tensor record(Tensor output, RecordedOp op, const std::vector<Tensor>& inputs, BackwardFn backward,
               Infinities infinities = Infinities::unexpected);
 
 // Whether ops record the graph on this thread (PyTorch's torch.is_grad_enabled()).

@@ -3,6 +3,8 @@
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 namespace gradformer {
@@ -66,6 +68,11 @@ std::vector<Tensor> backward_grads(const TensorFunction& fn, const std::vector<T
         (*second)[i] = inputs[i].grad().to(DType::f64).contiguous();
   }
   return grads;
+}
+
+// "input 2", or a parameter's dotted name.
+std::string input_label(const std::vector<Tensor>& x, size_t i) {
+  return x[i].name().empty() ? fmt::format("input {}", i) : x[i].name();
 }
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
@@ -132,6 +139,7 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
       if (violation > worst_violation) {
         worst_violation = violation;
         report.worst_input = i;
+        report.worst_name = xi.name();
         report.worst_index = unravel(xi.shape(), e);
         report.worst_analytic = a;
         report.worst_numeric = numeric;
@@ -140,9 +148,13 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
   }
   if (worst_violation > 0 || std::isnan(worst_violation)) {
     report.passed = false;
-    report.failure = fmt::format("input {} {} at index {}: analytic {:.10g}, numeric {:.10g}", report.worst_input,
-                                 shape_str(x[report.worst_input].shape()), shape_str(report.worst_index),
-                                 report.worst_analytic, report.worst_numeric);
+    if (report.worst_name.empty())
+      report.failure = fmt::format("input {} {} at index {}: analytic {:.10g}, numeric {:.10g}", report.worst_input,
+                                   shape_str(x[report.worst_input].shape()), shape_str(report.worst_index),
+                                   report.worst_analytic, report.worst_numeric);
+    else
+      report.failure = fmt::format("{}{}: analytic {:.10g}, numeric {:.10g}", report.worst_name,
+                                   shape_str(report.worst_index), report.worst_analytic, report.worst_numeric);
     return report;
   }
 
@@ -150,7 +162,8 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
   for (size_t i = 0; i < x.size(); ++i) {
     if (!bitwise_equal(analytic[i], second[i])) {
       report.passed = false;
-      report.failure = fmt::format("input {}: a second backward over the retained graph gave other gradients", i);
+      report.failure = fmt::format("{}: a second backward over the retained graph gave other gradients",
+                                   input_label(x, i));
       return report;
     }
   }
@@ -170,7 +183,7 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
   x[frozen].requires_grad_(true);
   if (x[frozen].grad().defined()) {
     report.passed = false;
-    report.failure = fmt::format("input {} does not require grad but received a gradient", frozen);
+    report.failure = fmt::format("{} does not require grad but received a gradient", input_label(x, frozen));
     return report;
   }
   for (size_t i = 0; i < x.size(); ++i) {
@@ -181,7 +194,8 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
     for (size_t e = 0; e < full.size(); ++e) {
       if (std::abs(full[e] - part[e]) > options.atol + options.rtol * std::abs(full[e])) {
         report.passed = false;
-        report.failure = fmt::format("input {}: its gradient changed when input {} stopped requiring grad", i, frozen);
+        report.failure = fmt::format("{}: its gradient changed when {} stopped requiring grad", input_label(x, i),
+                                     input_label(x, frozen));
         return report;
       }
     }

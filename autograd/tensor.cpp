@@ -246,13 +246,13 @@ Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
   Tensor out = empty(shape(), dtype());
   convert_copy(out, *this);
-  return record(out, "contiguous", {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
+  return record(out, Op::contiguous, {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
 }
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), dtype());
   convert_copy(out, *this);
-  return record(out, "clone", {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
+  return record(out, Op::clone, {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
 }
 
 Tensor Tensor::to(DType target) const {
@@ -261,7 +261,7 @@ Tensor Tensor::to(DType target) const {
   convert_copy(out, *this);
   if (!is_floating(target) || !is_floating(dtype())) return out;  // integers and masks carry no gradient
   const DType source_dtype = dtype();
-  return record(out, "to", {*this},
+  return record(out, Op::to, {*this},
                 [source_dtype](const Tensor& dout, InputGrads& grads) { grads[0] = dout.to(source_dtype); });
 }
 

@@ -1,6 +1,7 @@
 // gradformer-gradcheck: gradient-checks every row of the op table and of the layer table in f64 (each case,
 // contiguous and strided inputs; layers with their parameters) and prints one line per check: name, input
-// shapes, worst absolute and relative error, pass/fail.
+// shapes, worst absolute and relative error, pass/fail. --list shows each op with its variants
+// (`sum: all, axes, keepdim`), then the layers; --only takes an op (all its rows), a row or a layer.
 // Exits 1 if any row fails, 2 on bad flags.
 #include "autograd/gradcheck.h"
 #include "examples/cli.h"
@@ -8,8 +9,9 @@
 #include "ops/op_table.h"
 
 #include <CLI/CLI.hpp>
-#include <fmt/core.h>
+#include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,16 @@ std::string shapes_of(const std::vector<Tensor>& inputs) {
   return fmt::format("{}", fmt::join(parts, " "));
 }
 
+// "sum: all, axes, keepdim"; an op checked only in its plain call is its name alone, and that plain call is
+// "default" beside other variants ("add: default, scalar").
+std::string op_listing(Op op) {
+  std::vector<std::string_view> variants;
+  for (const OpRow& row : op_table())
+    if (row.op == op) variants.push_back(row.variant.empty() ? "default" : row.variant);
+  if (variants.size() == 1 && variants[0] == "default") return std::string(op_name(op));
+  return fmt::format("{}: {}", op_name(op), fmt::join(variants, ", "));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,29 +43,32 @@ int main(int argc, char** argv) {
   std::vector<std::string> only;
   uint64_t seed = 0;
   app.add_flag("--list", list, "List the names that can be checked and exit");
-  app.add_option("--only", only, "Check only these names (repeatable)");
+  app.add_option("--only", only, "Check only these ops, rows or layers (repeatable)");
   app.add_option("--seed", seed, "Seed for the inputs and the random projection")->capture_default_str();
   if (const int code = cli::parse(app, "gradformer-gradcheck", argc, argv); code >= 0) return code;
 
   if (list) {
-    for (const OpRow& row : op_table()) fmt::print("{}\n", row.name);
+    for (size_t op = 0; op < static_cast<size_t>(Op::count); ++op) fmt::print("{}\n", op_listing(static_cast<Op>(op)));
     for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", row.name);
     return 0;
   }
+  auto is_op = [](std::string_view name) {
+    return std::find(kOpNames.begin(), kOpNames.end(), name) != kOpNames.end();
+  };
   for (const std::string& name : only) {
-    if (!find_op(name) && !nn::find_layer(name)) {
+    if (!is_op(name) && !find_op(name) && !nn::find_layer(name)) {
       cli::print_error("gradformer-gradcheck", fmt::format("--only: unknown name '{}' (see --list)", name));
       return 2;
     }
   }
 
-  fmt::print("{:<26} {:<36} {:>11} {:>11}  {}\n", "name", "input shapes", "max abs err", "max rel err", "result");
+  fmt::print("{:<44} {:<36} {:>11} {:>11}  {}\n", "name", "input shapes", "max abs err", "max rel err", "result");
   int failed = 0, checked = 0;
   auto report = [&](std::string_view name, const std::vector<OpCheck>& checks) {
     for (const OpCheck& check : checks) {
       ++checked;
       failed += check.report.passed ? 0 : 1;
-      fmt::print("{:<26} {:<36} {:>11.2e} {:>11.2e}  {}\n", fmt::format("{}{}", name, check.strided ? " (strided)" : ""),
+      fmt::print("{:<44} {:<36} {:>11.2e} {:>11.2e}  {}\n", fmt::format("{}{}", name, check.strided ? " (strided)" : ""),
                  shapes_of(check.inputs), check.report.max_abs_error, check.report.max_rel_error,
                  check.report.passed ? "pass" : "FAIL " + check.report.failure);
     }
@@ -61,8 +76,10 @@ int main(int argc, char** argv) {
   auto wanted = [&](std::string_view name) {
     return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
   };
-  for (const OpRow& row : op_table())
-    if (wanted(row.name)) report(row.name, gradcheck_row(row, seed));
+  for (const OpRow& row : op_table()) {
+    const std::string name = row_name(row);
+    if (wanted(name) || wanted(op_name(row.op))) report(name, gradcheck_row(row, seed));
+  }
   for (const nn::LayerRow& row : nn::layer_table())
     if (wanted(row.name)) report(row.name, nn::gradcheck_layer(row, seed));
   fmt::print("{} checks, {} failed\n", checked, failed);

@@ -4,8 +4,7 @@
 
 #include "autograd/engine.h"
 #include "ops/kernels.h"
-
-#include <dnnl.hpp>
+#include "ops/onednn.h"
 
 #include <cmath>
 #include <functional>
@@ -112,18 +111,13 @@ constexpr int64_t kDnnlMinElements = 1 << 14;  // below this, setting up the pri
 
 bool use_dnnl(const Tensor& x) { return x.dtype() == DType::f32 && x.numel() >= kDnnlMinElements; }
 
-const dnnl::engine& dnnl_engine() {
-  static const dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  return engine;
-}
-
 dnnl::memory::desc flat_f32(int64_t n) {
   return dnnl::memory::desc({n}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a);
 }
 
 dnnl::eltwise_forward::primitive_desc eltwise_forward_pd(dnnl::algorithm algorithm, int64_t n) {
   const dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_training, algorithm, flat_f32(n), 0.f, 0.f);
-  return dnnl::eltwise_forward::primitive_desc(desc, dnnl_engine());
+  return dnnl::eltwise_forward::primitive_desc(desc, onednn::engine());
 }
 
 // y = f(x) for f32 x; oneDNN's primitive cache makes the repeated primitive construction cheap.
@@ -131,10 +125,10 @@ Tensor dnnl_forward(const Tensor& x, dnnl::algorithm algorithm) {
   const Tensor src = x.detach().contiguous();
   Tensor out = empty(x.shape(), DType::f32);
   const int64_t n = x.numel();
-  dnnl::stream stream(dnnl_engine());
+  dnnl::stream& stream = onednn::stream();
   dnnl::eltwise_forward(eltwise_forward_pd(algorithm, n))
-      .execute(stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), dnnl_engine(), src.raw_data())},
-                        {DNNL_ARG_DST, dnnl::memory(flat_f32(n), dnnl_engine(), out.raw_data())}});
+      .execute(stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), src.raw_data())},
+                        {DNNL_ARG_DST, dnnl::memory(flat_f32(n), onednn::engine(), out.raw_data())}});
   stream.wait();
   return out;
 }
@@ -145,12 +139,12 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
   Tensor diff_src = empty(x.shape(), DType::f32);
   const int64_t n = x.numel();
   const dnnl::eltwise_backward::desc desc(algorithm, flat_f32(n), flat_f32(n), 0.f, 0.f);
-  const dnnl::eltwise_backward::primitive_desc pd(desc, dnnl_engine(), eltwise_forward_pd(algorithm, n));
-  dnnl::stream stream(dnnl_engine());
+  const dnnl::eltwise_backward::primitive_desc pd(desc, onednn::engine(), eltwise_forward_pd(algorithm, n));
+  dnnl::stream& stream = onednn::stream();
   dnnl::eltwise_backward(pd).execute(
-      stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), dnnl_engine(), src.raw_data())},
-               {DNNL_ARG_DIFF_DST, dnnl::memory(flat_f32(n), dnnl_engine(), diff_dst.raw_data())},
-               {DNNL_ARG_DIFF_SRC, dnnl::memory(flat_f32(n), dnnl_engine(), diff_src.raw_data())}});
+      stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), src.raw_data())},
+               {DNNL_ARG_DIFF_DST, dnnl::memory(flat_f32(n), onednn::engine(), diff_dst.raw_data())},
+               {DNNL_ARG_DIFF_SRC, dnnl::memory(flat_f32(n), onednn::engine(), diff_src.raw_data())}});
   stream.wait();
   return diff_src;
 }
@@ -159,7 +153,7 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "add", [](auto x, auto y) { return x + y; });
-  return record(out, "add", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::add, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(dout, sb);
   });
@@ -167,7 +161,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "sub", [](auto x, auto y) { return x - y; });
-  return record(out, "sub", {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::sub, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(neg(dout), sb);
   });
@@ -175,7 +169,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "mul", [](auto x, auto y) { return x * y; });
-  return record(out, "mul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::mul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout * b, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * a, b.shape());
   });
@@ -183,7 +177,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "div", [](auto x, auto y) { return x / y; });
-  return record(out, "div", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::div, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
     if (g.needs(0)) g[0] = sum_to(dout / b, a.shape());
     if (g.needs(1)) g[1] = sum_to(neg(dout * a / (b * b)), b.shape());
@@ -192,65 +186,65 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 Tensor neg(const Tensor& x) {
   Tensor out = unary(x, "neg", [](auto v) { return -v; });
-  return record(out, "neg", {x}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
+  return record(out, Op::neg, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor exp(const Tensor& x) {
   Tensor out = unary(x, "exp", [](auto v) { return std::exp(v); });
-  return record(out, "exp", {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout * y; });
+  return record(out, Op::exp, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout * y; });
 }
 
 Tensor log(const Tensor& x) {
   Tensor out = unary(x, "log", [](auto v) { return std::log(v); });
-  return record(out, "log", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout / x; });
+  return record(out, Op::log, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout / x; });
 }
 
 Tensor add(const Tensor& a, double b) {
   Tensor out = unary(a, "add", [b](auto v) { return v + static_cast<decltype(v)>(b); });
-  return record(out, "add", {a}, [](const Tensor& dout, InputGrads& g) { g[0] = dout; });
+  return record(out, Op::add, {a}, [](const Tensor& dout, InputGrads& g) { g[0] = dout; });
 }
 
 Tensor mul(const Tensor& a, double b) {
   Tensor out = unary(a, "mul", [b](auto v) { return v * static_cast<decltype(v)>(b); });
-  return record(out, "mul", {a}, [b](const Tensor& dout, InputGrads& g) { g[0] = mul(dout, b); });
+  return record(out, Op::mul, {a}, [b](const Tensor& dout, InputGrads& g) { g[0] = mul(dout, b); });
 }
 
 Tensor rsub(double a, const Tensor& b) {
   Tensor out = unary(b, "rsub", [a](auto v) { return static_cast<decltype(v)>(a) - v; });
-  return record(out, "rsub", {b}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
+  return record(out, Op::rsub, {b}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor rdiv(double a, const Tensor& b) {
   Tensor out = unary(b, "rdiv", [a](auto v) { return static_cast<decltype(v)>(a) / v; });
-  return record(out, "rdiv", {b}, [y = out.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::rdiv, {b}, [y = out.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = neg(dout * y / b);  // d(a/b)/db = -a/b² = -(a/b)/b
   });
 }
 
 Tensor abs(const Tensor& x) {
   Tensor out = unary(x, "abs", [](auto v) { return std::abs(v); });
-  return record(out, "abs", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::abs, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, "abs", [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
   });
 }
 
 Tensor sqrt(const Tensor& x) {
   Tensor out = unary(x, "sqrt", [](auto v) { return std::sqrt(v); });
-  return record(out, "sqrt", {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::sqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout / (y * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
   });
 }
 
 Tensor rsqrt(const Tensor& x) {
   Tensor out = unary(x, "rsqrt", [](auto v) { return 1 / std::sqrt(v); });
-  return record(out, "rsqrt", {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::rsqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * (y * y * y) * -0.5;  // d x^(-1/2) = -x^(-3/2) / 2
   });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
   Tensor out = unary(x, "pow", [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
-  return record(out, "pow", {x}, [x = x.detach(), exponent](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::pow, {x}, [x = x.detach(), exponent](const Tensor& dout, InputGrads& g) {
     // x^0 is constant; the general formula would give 0 * x^-1, which is NaN at x = 0.
     g[0] = exponent == 0.0 ? zeros(x.shape(), x.dtype()) : dout * pow(x, exponent - 1.0) * exponent;
   });
@@ -259,7 +253,7 @@ Tensor pow(const Tensor& x, double exponent) {
 Tensor tanh(const Tensor& x) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_tanh)
                            : unary(x, "tanh", [](auto v) { return std::tanh(v); });
-  return record(out, "tanh", {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::tanh, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(y, "tanh", [](auto v) { return 1 - v * v; });
   });
 }
@@ -268,14 +262,14 @@ Tensor sigmoid(const Tensor& x) {
   // exp(-v) overflows to inf for v < -88 (f32), and 1 / inf = 0 is the right limit.
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_logistic)
                            : unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); });
-  return record(out, "sigmoid", {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::sigmoid, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(y, "sigmoid", [](auto v) { return v * (1 - v); });
   });
 }
 
 Tensor relu(const Tensor& x) {
   Tensor out = unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
-  return record(out, "relu", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::relu, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, "relu", [](auto v) { return v > 0 ? decltype(v)(1) : decltype(v)(0); });
   });
 }
@@ -286,7 +280,7 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, algorithm)
                : use_tanh  ? unary(x, "gelu", [](auto v) { return gelu_tanh(v); })
                            : unary(x, "gelu", [](auto v) { return gelu_erf(v); });
-  return record(out, "gelu", {x}, [x = x.detach(), use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::gelu, {x}, [x = x.detach(), use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
     if (use_dnnl(x) && dout.dtype() == DType::f32) {
       g[0] = dnnl_backward(x, dout, algorithm);
       return;
@@ -300,7 +294,7 @@ Tensor softplus(const Tensor& x) {
   Tensor out = unary(x, "softplus", [](auto v) {
     return v > decltype(v)(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
   });
-  return record(out, "softplus", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::softplus, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, "softplus", [](auto v) {
       using T = decltype(v);
       return v > T(kSoftplusThreshold) ? T(1) : 1 / (1 + std::exp(-v));  // the sigmoid
@@ -310,7 +304,7 @@ Tensor softplus(const Tensor& x) {
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "maximum", [](auto x, auto y) { return max_nan(x, y); });
-  return record(out, "maximum", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::maximum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor share = winner_share<true>(a, b, "maximum");
     if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());
@@ -319,7 +313,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "minimum", [](auto x, auto y) { return min_nan(x, y); });
-  return record(out, "minimum", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::minimum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor share = winner_share<false>(a, b, "minimum");
     if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());

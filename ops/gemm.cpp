@@ -1,28 +1,34 @@
 #include "ops/gemm.h"
 
+#include "autograd/dispatch.h"
+#include "ops/onednn.h"
+
 #include <cblas.h>
 
-#include <dnnl.hpp>
+#include <array>
 #include <bit>
 #include <cstring>
-#include <unordered_map>
 #include <map>
 #include <mutex>
+#include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 namespace gradformer::gemm {
 namespace {
 
-struct DnnlContext {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
+thread_local std::optional<Backend> forced_backend;
+thread_local std::array<int64_t, 3> products_run{};
+
+// The oneDNN primitives made so far, by everything that shapes one (sizes, strides, bias, alpha).
+struct PrimitiveCache {
   std::mutex mutex;
   std::map<std::vector<int64_t>, dnnl::matmul> primitives;
 };
 
-DnnlContext& dnnl_context() {
-  static DnnlContext context;
-  return context;
+PrimitiveCache& primitive_cache() {
+  static PrimitiveCache cache;
+  return cache;
 }
 
 // A matrix oneDNN sees as a [batch, rows, cols] tensor; a repeated matrix is a batch of 1, which it broadcasts.
@@ -32,40 +38,47 @@ dnnl::memory::desc describe(const Matrix& m, int64_t batch) {
                             {m.batch_stride == 0 ? m.rows * m.cols : m.batch_stride, m.row_stride, m.col_stride});
 }
 
-void multiply_f32(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha, bool accumulate,
-                  const std::byte* bias) {
-  DnnlContext& ctx = dnnl_context();
+void multiply_onednn(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha,
+                     const std::byte* bias) {
+  PrimitiveCache& cache = primitive_cache();
   const std::vector<int64_t> key{batch,        a.rows,       a.cols,         b.cols,       a.row_stride,
                                  a.col_stride, a.batch_stride, b.row_stride, b.col_stride, b.batch_stride,
-                                 c.row_stride, c.col_stride,   c.batch_stride, accumulate,  bias != nullptr,
+                                 c.row_stride, c.col_stride,   c.batch_stride, bias != nullptr,
                                  static_cast<int64_t>(std::bit_cast<uint32_t>(alpha))};
   const dnnl::memory::desc a_md = describe(a, batch), b_md = describe(b, batch), c_md = describe(c, batch);
   const dnnl::memory::desc bias_md({1, 1, c.cols}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::abc);
+  // oneDNN's output scale multiplies the bias too (dst = alpha · (a·b + bias)), so a scaled product adds its
+  // bias afterwards as a binary post-op instead; an unscaled one (linear's) takes it as the bias argument.
+  const bool bias_after_scale = bias && alpha != 1.0f;
   dnnl::matmul primitive;
   {
-    std::lock_guard lock(ctx.mutex);
-    auto it = ctx.primitives.find(key);
-    if (it == ctx.primitives.end()) {
+    std::lock_guard lock(cache.mutex);
+    auto it = cache.primitives.find(key);
+    if (it == cache.primitives.end()) {
       dnnl::primitive_attr attr;
       if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-      if (accumulate) {
+      if (bias_after_scale) {
         dnnl::post_ops ops;
-        ops.append_sum(1.0f);
+        ops.append_binary(dnnl::algorithm::binary_add, bias_md);
         attr.set_post_ops(ops);
       }
-      const dnnl::matmul::desc desc = bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
-                                           : dnnl::matmul::desc(a_md, b_md, c_md);
-      it = ctx.primitives.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, ctx.engine))).first;
+      const dnnl::matmul::desc desc = bias && !bias_after_scale ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
+                                                                : dnnl::matmul::desc(a_md, b_md, c_md);
+      it = cache.primitives.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, onednn::engine())))
+               .first;
     }
     primitive = it->second;
   }
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory(a_md, ctx.engine, a.data)},
-      {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, ctx.engine, b.data)},
-      {DNNL_ARG_DST, dnnl::memory(c_md, ctx.engine, c.data)}};
-  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, ctx.engine, const_cast<std::byte*>(bias)));
-  primitive.execute(ctx.stream, args);
-  ctx.stream.wait();
+  const dnnl::engine& engine = onednn::engine();
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(a_md, engine, a.data)},
+                                             {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, engine, b.data)},
+                                             {DNNL_ARG_DST, dnnl::memory(c_md, engine, c.data)}};
+  if (bias)
+    args.emplace(bias_after_scale ? DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1 : DNNL_ARG_BIAS,
+                 dnnl::memory(bias_md, engine, const_cast<std::byte*>(bias)));
+  dnnl::stream& stream = onednn::stream();
+  primitive.execute(stream, args);
+  stream.wait();
 }
 
 // dgemm takes a matrix whose rows or columns are contiguous; anything else is packed first.
@@ -125,8 +138,8 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bla
 }
 
 template <class T>
-void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha, bool accumulate,
-                  const std::byte* bias) {
+void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
+                   const std::byte* bias) {
   const BlasOperand<T> pa = blas_operand<T>(a, batch), pb = blas_operand<T>(b, batch);
   auto* out = reinterpret_cast<T*>(c.data);
   // gemm writes row-major output with contiguous rows; multiply() sends only such outputs here.
@@ -134,11 +147,10 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
   const T* bias_values = reinterpret_cast<const T*>(bias);
   for (int64_t i = 0; i < batch; ++i) {
     T* ci = out + i * c.batch_stride;
-    double beta = accumulate ? 1.0 : 0.0;
-    if (bias_values) {
+    double beta = 0.0;
+    if (bias_values) {  // c = bias first, then gemm adds the product onto it (beta = 1)
       for (int64_t r = 0; r < c.rows; ++r)
-        for (int64_t col = 0; col < c.cols; ++col)
-          ci[r * ldc + col] = (accumulate ? ci[r * ldc + col] : T{0}) + bias_values[col];
+        for (int64_t col = 0; col < c.cols; ++col) ci[r * ldc + col] = bias_values[col];
       beta = 1.0;
     }
     if (a.cols == 0) {  // an empty inner dimension: the product is zero, gemm would reject lda
@@ -152,26 +164,79 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
   }
 }
 
+template <class T>
+void reference_loop(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
+                    const std::byte* bias) {
+  const T* pa = reinterpret_cast<const T*>(a.data);
+  const T* pb = reinterpret_cast<const T*>(b.data);
+  T* pc = reinterpret_cast<T*>(c.data);
+  const T* bias_values = reinterpret_cast<const T*>(bias);
+  for (int64_t i = 0; i < batch; ++i)
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t col = 0; col < c.cols; ++col) {
+        double total = 0.0;
+        for (int64_t k = 0; k < a.cols; ++k)
+          total += static_cast<double>(pa[i * a.batch_stride + r * a.row_stride + k * a.col_stride]) *
+                   static_cast<double>(pb[i * b.batch_stride + k * b.row_stride + col * b.col_stride]);
+        total *= alpha;
+        if (bias_values) total += static_cast<double>(bias_values[col]);
+        pc[i * c.batch_stride + r * c.row_stride + col * c.col_stride] = static_cast<T>(total);
+      }
+}
+
+void check_forced(Backend backend, DType dtype, const Matrix& c) {
+  if (backend == Backend::onednn && dtype != DType::f32)
+    fail<ValueError>("gemm", "the oneDNN backend takes f32 products, not {}", dtype_name(dtype));
+  if (backend == Backend::blas && c.cols > 1 && c.col_stride != 1)
+    fail<ValueError>("gemm", "the BLAS backend writes outputs with contiguous rows; this one has column stride {}",
+                     c.col_stride);
+}
+
 }  // namespace
 
+std::string_view backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::reference: return "reference";
+    case Backend::blas: return "blas";
+    case Backend::onednn: return "onednn";
+  }
+  return "unknown";
+}
+
+Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c) {
+  if (dtype == DType::f64) return Backend::blas;
+  if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) return Backend::blas;
+  if (a.cols == 0) return Backend::reference;  // the product is zero (+ bias): nothing for a fast kernel to do
+  return Backend::onednn;
+}
+
 void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
-              bool accumulate, const std::byte* bias) {
+              const std::byte* bias) {
   if (batch == 0 || c.rows == 0 || c.cols == 0) return;
-  if (dtype == DType::f64) {
-    multiply_blas<double>(batch, a, b, c, alpha, accumulate, bias);
-  } else if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) {
-    multiply_blas<float>(batch, a, b, c, alpha, accumulate, bias);
-  } else if (a.cols == 0) {  // oneDNN rejects an empty inner dimension; the product is zero (+ bias)
-    for (int64_t i = 0; i < batch; ++i)
-      for (int64_t r = 0; r < c.rows; ++r)
-        for (int64_t col = 0; col < c.cols; ++col) {
-          float& v = reinterpret_cast<float*>(c.data)[i * c.batch_stride + r * c.row_stride + col * c.col_stride];
-          v = (accumulate ? v : 0.0f) + (bias ? reinterpret_cast<const float*>(bias)[col] : 0.0f);
-        }
-  } else {
-    multiply_f32(batch, a, b, c, static_cast<float>(alpha), accumulate, bias);
+  if (forced_backend) check_forced(*forced_backend, dtype, c);
+  const Backend backend = forced_backend.value_or(choose_backend(dtype, a, b, c));
+  ++products_run[static_cast<size_t>(backend)];
+  switch (backend) {
+    case Backend::reference: multiply_reference(dtype, batch, a, b, c, alpha, bias); return;
+    case Backend::blas:
+      if (dtype == DType::f64)
+        multiply_blas<double>(batch, a, b, c, alpha, bias);
+      else
+        multiply_blas<float>(batch, a, b, c, alpha, bias);
+      return;
+    case Backend::onednn: multiply_onednn(batch, a, b, c, static_cast<float>(alpha), bias); return;
   }
 }
+
+void multiply_reference(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
+                        const std::byte* bias) {
+  visit_floating(dtype, "gemm", [&]<class T>(std::type_identity<T>) { reference_loop<T>(batch, a, b, c, alpha, bias); });
+}
+
+ForceBackend::ForceBackend(Backend backend) : previous_(forced_backend) { forced_backend = backend; }
+ForceBackend::~ForceBackend() { forced_backend = previous_; }
+
+int64_t products_run_on(Backend backend) { return products_run[static_cast<size_t>(backend)]; }
 
 Tensor with_dense_matrices(const Tensor& t) {
   for (int64_t d = std::max<int64_t>(t.dim() - 2, 0); d < t.dim(); ++d)
@@ -184,11 +249,6 @@ Matrix matrix_of(const Tensor& t) {
   return Matrix{t.raw_data(), t.shape()[static_cast<size_t>(r - 2)], t.shape()[static_cast<size_t>(r - 1)],
                 t.strides()[static_cast<size_t>(r - 2)], t.strides()[static_cast<size_t>(r - 1)],
                 r == 3 ? (t.shape()[0] == 1 ? 0 : t.strides()[0]) : 0};
-}
-
-size_t cached_primitive_count() {
-  std::lock_guard lock(dnnl_context().mutex);
-  return dnnl_context().primitives.size();
 }
 
 }  // namespace gradformer::gemm

@@ -1,9 +1,13 @@
 // The matrix-product kernels under matmul, linear and attention: f32 on oneDNN matmul primitives (created once
-// per shape and cached: creating one costs far more than a small product), f64 on OpenBLAS dgemm. Operands are
-// strided views, so a transposed operand reaches the kernel as strides (a transpose flag), never as a copy.
+// per shape and cached: creating one costs far more than a small product) or, for small products, OpenBLAS
+// sgemm; f64 on OpenBLAS dgemm; and a plain reference loop that tests compare them with. Operands are strided
+// views, so a transposed operand reaches the kernel as strides (a transpose flag), never as a copy.
 #pragma once
 
 #include "autograd/tensor.h"
+
+#include <optional>
+#include <string_view>
 
 namespace gradformer::gemm {
 
@@ -14,10 +18,42 @@ struct Matrix {
   int64_t row_stride = 0, col_stride = 0, batch_stride = 0;
 };
 
-// c[i] = alpha · a[i] · b[i] (+ bias broadcast over rows) (+ c[i] when accumulate), for i < batch.
-// bias, when given, is a contiguous vector of c.cols elements. All operands share dtype (f32 or f64).
+// Where a product runs. multiply() picks one by choose_backend(); reference is the plain loop that the tests
+// hold the others to (llm.c keeps matmul_forward_naive for the same reason), never picked for speed.
+enum class Backend { reference, blas, onednn };
+std::string_view backend_name(Backend backend);
+
+// c[i] = alpha · a[i] · b[i] (+ bias broadcast over rows), for i < batch. bias, when given, is a contiguous
+// vector of c.cols elements. All operands share dtype (f32 or f64); c must not overlap a, b or bias.
 void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha = 1.0,
-              bool accumulate = false, const std::byte* bias = nullptr);
+              const std::byte* bias = nullptr);
+
+// The backend multiply() runs these operands on: f64 on OpenBLAS dgemm; f32 products of at most 64³
+// multiply-adds per matrix whose output has unit column stride on sgemm; f32 with an empty inner dimension
+// (which oneDNN rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive.
+Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
+
+// The same product as multiply() by the textbook triple loop, reading every operand through its strides and
+// summing in double: slow, obviously right, the yardstick for the fast kernels.
+void multiply_reference(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c,
+                        double alpha = 1.0, const std::byte* bias = nullptr);
+
+// While alive, multiply() on this thread runs every product on `backend` instead of its choice, so that a test
+// can put any shape through any path and an op through the reference. A product the backend cannot take
+// (oneDNN with f64, BLAS with an output whose columns are strided) throws ValueError.
+class ForceBackend {
+ public:
+  explicit ForceBackend(Backend backend);
+  ~ForceBackend();
+  ForceBackend(const ForceBackend&) = delete;
+  ForceBackend& operator=(const ForceBackend&) = delete;
+
+ private:
+  std::optional<Backend> previous_;
+};
+
+// How many products multiply() has run on `backend` on this thread: how a test sees which path an op took.
+int64_t products_run_on(Backend backend);
 
 // t itself unless one of its matrix dimensions (the last two) has size > 1 and stride 0 (an expanded operand),
 // which neither oneDNN nor dgemm takes: then a contiguous copy. Stride 0 across leading (batch) dimensions stays:
@@ -26,8 +62,5 @@ Tensor with_dense_matrices(const Tensor& t);
 
 // The matrix view of the last two dimensions of t, which must have rank 2 or 3 (batch first).
 Matrix matrix_of(const Tensor& t);
-
-// How many oneDNN primitives the cache holds (for tests of the cache and for the benchmark's report).
-size_t cached_primitive_count();
 
 }  // namespace gradformer::gemm

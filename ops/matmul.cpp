@@ -76,7 +76,7 @@ Tensor product(const Tensor& a, const Tensor& b) {
 
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
-  return record(out, "matmul", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::matmul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast along.
     if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
     if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
@@ -161,12 +161,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = empty({rows, out_features}, x.dtype());
   // Wᵀ as an [in, out] matrix: W's row stride becomes the column stride.
   const gemm::Matrix w_transposed{w.raw_data(), in_features, out_features, w.strides()[1], w.strides()[0], 0};
-  gemm::multiply(x.dtype(), 1, gemm::matrix_of(x2), w_transposed, gemm::matrix_of(out), 1.0, false,
+  gemm::multiply(x.dtype(), 1, gemm::matrix_of(x2), w_transposed, gemm::matrix_of(out), 1.0,
                  b.defined() ? b.raw_data() : nullptr);
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
-  return record(out, "linear", {x, weight, bias},
+  return record(out, Op::linear, {x, weight, bias},
                 [x2, w, x_shape = x.shape(), rows, out_features](const Tensor& dout, InputGrads& g) {
                   const Tensor dy = reshape(dout, {rows, out_features});  // [rows, out]
                   if (g.needs(0)) g[0] = reshape(matmul(dy, w), x_shape);  // dx = dy · W

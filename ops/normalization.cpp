@@ -173,7 +173,7 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
         layout, [&](int64_t at) { softmax_row<T, Log>(px + at, py + at, layout.n); },
         [&](int64_t at) { softmax_block<T, Log>(px + at, py + at, layout.n, layout.inner); });
   });
-  return record(out, op, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
+  return record(out, Log ? Op::log_softmax : Op::softmax, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
     g[0] = softmax_backward<Log>(y, dout, layout, op);
   });
 }
@@ -329,7 +329,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
       }
     }
   });
-  return record(out, "layer_norm", {x, weight, bias},
+  return record(out, Op::layer_norm, {x, weight, bias},
                 [saved](const Tensor& dout, InputGrads& g) { layer_norm_backward(saved, dout, g); });
 }
 
@@ -359,7 +359,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
       py[j] = px[j] * m;
     }
   });
-  return record(out, "dropout", {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = dout * mask; });
+  return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = dout * mask; });
 }
 
 }  // namespace gradformer

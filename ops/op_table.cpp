@@ -4,6 +4,8 @@
 
 #include "ops/ops.h"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <utility>
 #include <limits>
@@ -167,74 +169,74 @@ Tensor attention(const Inputs& x, AttentionOptions options) {
   return scaled_dot_product_attention(x[0], x[1], x[2], options).output;
 }
 
-constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
+constexpr OpRow kRows[] = {
     // elementwise.cpp: arithmetic
-    {Op::add, "add", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+    {Op::add, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return add(x[0], x[1]); }},
-    {Op::sub, "sub", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+    {Op::sub, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return sub(x[0], x[1]); }},
-    {Op::mul, "mul", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+    {Op::mul, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return mul(x[0], x[1]); }},
-    {Op::div, "div", [](int w, Generator& g) { return broadcast_pair(w, g, away_from_zero); },
+    {Op::div, "", [](int w, Generator& g) { return broadcast_pair(w, g, away_from_zero); },
      [](const Inputs& x) { return div(x[0], x[1]); }},
-    {Op::neg, "neg", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::neg, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return neg(x[0]); }},
-    {Op::exp, "exp", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::exp, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return exp(x[0]); }},
-    {Op::log, "log", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+    {Op::log, "", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
      [](const Inputs& x) { return log(x[0]); }},
-    {Op::add_scalar, "add_scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::add, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return x[0] + 1.5; }},
-    {Op::mul_scalar, "mul_scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::mul, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return x[0] * -2.5; }},
-    {Op::rsub_scalar, "rsub_scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::rsub, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return 3.0 - x[0]; }},
-    {Op::rdiv_scalar, "rdiv_scalar", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
+    {Op::rdiv, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
      [](const Inputs& x) { return 2.0 / x[0]; }},
     // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
-    {Op::abs, "abs", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
+    {Op::abs, "", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
      [](const Inputs& x) { return abs(x[0]); }},
-    {Op::sqrt, "sqrt", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+    {Op::sqrt, "", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
      [](const Inputs& x) { return sqrt(x[0]); }},
-    {Op::rsqrt, "rsqrt", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+    {Op::rsqrt, "", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
      [](const Inputs& x) { return rsqrt(x[0]); }},
-    {Op::pow, "pow", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::pow, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return pow(x[0], 3.0); }},
-    {Op::pow_negative, "pow_negative", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+    {Op::pow, "negative", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
      [](const Inputs& x) { return pow(x[0], -1.5); }},
-    {Op::tanh, "tanh", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::tanh, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return tanh(x[0]); }},
-    {Op::sigmoid, "sigmoid", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::sigmoid, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return sigmoid(x[0]); }},
-    {Op::relu, "relu", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
+    {Op::relu, "", [](int w, Generator& g) { return unary_shapes(w, g, away_from_zero); },
      [](const Inputs& x) { return relu(x[0]); }},
-    {Op::gelu, "gelu", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::gelu, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return gelu(x[0]); }},
-    {Op::gelu_tanh, "gelu_tanh", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::gelu, "tanh", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return gelu(x[0], GeluApproximation::tanh); }},
-    {Op::softplus, "softplus", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::softplus, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return softplus(x[0]); }},
-    {Op::maximum, "maximum", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+    {Op::maximum, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return maximum(x[0], x[1]); }},
-    {Op::minimum, "minimum", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
+    {Op::minimum, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return minimum(x[0], x[1]); }},
-    {Op::eq, "eq", integer_pair, [](const Inputs& x) { return eq(x[0], x[1]); }, 3, false},
-    {Op::ne, "ne", integer_pair, [](const Inputs& x) { return ne(x[0], x[1]); }, 3, false},
-    {Op::lt, "lt", integer_pair, [](const Inputs& x) { return lt(x[0], x[1]); }, 3, false},
-    {Op::le, "le", integer_pair, [](const Inputs& x) { return le(x[0], x[1]); }, 3, false},
-    {Op::gt, "gt", integer_pair, [](const Inputs& x) { return gt(x[0], x[1]); }, 3, false},
-    {Op::ge, "ge", integer_pair, [](const Inputs& x) { return ge(x[0], x[1]); }, 3, false},
-    {Op::lt_scalar, "lt_scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
+    {Op::eq, "", integer_pair, [](const Inputs& x) { return eq(x[0], x[1]); }, 3, false},
+    {Op::ne, "", integer_pair, [](const Inputs& x) { return ne(x[0], x[1]); }, 3, false},
+    {Op::lt, "", integer_pair, [](const Inputs& x) { return lt(x[0], x[1]); }, 3, false},
+    {Op::le, "", integer_pair, [](const Inputs& x) { return le(x[0], x[1]); }, 3, false},
+    {Op::gt, "", integer_pair, [](const Inputs& x) { return gt(x[0], x[1]); }, 3, false},
+    {Op::ge, "", integer_pair, [](const Inputs& x) { return ge(x[0], x[1]); }, 3, false},
+    {Op::lt, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
      [](const Inputs& x) { return lt(x[0], 0.5); }, 3, false},
-    {Op::eq_scalar, "eq_scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
+    {Op::eq, "scalar", [](int w, Generator& g) { return unary_shapes(w, g, small_integers); },
      [](const Inputs& x) { return eq(x[0], 1.0); }, 3, false},
-    {Op::logical_and, "logical_and", mask_pair, [](const Inputs& x) { return logical_and(x[0], x[1]); }, 3, false},
-    {Op::logical_or, "logical_or", mask_pair, [](const Inputs& x) { return logical_or(x[0], x[1]); }, 3, false},
-    {Op::logical_not, "logical_not", [](int w, Generator& g) { return unary_shapes(w, g, random_mask); },
+    {Op::logical_and, "", mask_pair, [](const Inputs& x) { return logical_and(x[0], x[1]); }, 3, false},
+    {Op::logical_or, "", mask_pair, [](const Inputs& x) { return logical_or(x[0], x[1]); }, 3, false},
+    {Op::logical_not, "", [](int w, Generator& g) { return unary_shapes(w, g, random_mask); },
      [](const Inputs& x) { return logical_not(x[0]); }, 3, false},
 
     // selection.cpp
-    {Op::where, "where",
+    {Op::where, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{random_mask(g, {3, 4}), normal(g, {3, 4}), normal(g, {3, 4})};
@@ -243,7 +245,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return where(x[0], x[1], x[2]); }},
-    {Op::masked_fill, "masked_fill",
+    {Op::masked_fill, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), random_mask(g, {3, 4})};
@@ -252,7 +254,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return masked_fill(x[0], x[1], -1.5); }},
-    {Op::index_select, "index_select",
+    {Op::index_select, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), random_indices(g, {5}, 4)};
@@ -261,7 +263,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return index_select(x[0], 1, x[1]); }},
-    {Op::gather, "gather",
+    {Op::gather, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), random_indices(g, {3, 5}, 4)};
@@ -270,7 +272,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return gather(x[0], 1, x[1]); }},
-    {Op::embedding, "embedding",
+    {Op::embedding, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {6, 3}), random_indices(g, {2, 4}, 6)};
@@ -279,7 +281,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return embedding(x[0], x[1]); }},
-    {Op::embedding_padding, "embedding_padding",
+    {Op::embedding, "padding",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {6, 3}), random_indices(g, {2, 4}, 3)};
@@ -296,18 +298,18 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      }},
 
     // reduce.cpp: sums
-    {Op::sum_all, "sum_all", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::sum, "all", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return sum(x[0]); }},
-    {Op::sum_axes, "sum_axes", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
+    {Op::sum, "axes", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
      [](const Inputs& x) { return sum(x[0], {0, -1}); }, 1},
-    {Op::sum_keepdim, "sum_keepdim", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::sum, "keepdim", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return sum(x[0], {-1}, true); }},
-    {Op::mean, "mean", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::mean, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return mean(x[0], {0}); }},
     // reduce.cpp: max/min, var, logsumexp, argmax
-    {Op::max_all, "max_all", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+    {Op::max, "all", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
      [](const Inputs& x) { return max(x[0]); }},
-    {Op::max_axes, "max_axes",
+    {Op::max, "axes",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{distinct(g, {2, 3, 4})};
@@ -316,13 +318,13 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return max(x[0], {0, -1}); }},
-    {Op::max_keepdim, "max_keepdim", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+    {Op::max, "keepdim", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
      [](const Inputs& x) { return max(x[0], {-1}, true); }},
-    {Op::min, "min", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+    {Op::min, "", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
      [](const Inputs& x) { return min(x[0], {0}); }},
-    {Op::var_unbiased, "var_unbiased", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::var, "unbiased", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return var(x[0], {-1}); }},
-    {Op::var_biased, "var_biased",
+    {Op::var, "biased",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 3, 4})};
@@ -331,24 +333,24 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return var(x[0], {0, -1}, 0, true); }},
-    {Op::logsumexp, "logsumexp", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::logsumexp, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return logsumexp(x[0], {-1}); }},
-    {Op::logsumexp_keepdim, "logsumexp_keepdim", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::logsumexp, "keepdim", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return logsumexp(x[0], {0}, true); }},
-    {Op::argmax, "argmax", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+    {Op::argmax, "", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
      [](const Inputs& x) { return argmax(x[0], -1); }, 3, false},
-    {Op::argmin, "argmin", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
+    {Op::argmin, "", [](int w, Generator& g) { return unary_shapes(w, g, distinct); },
      [](const Inputs& x) { return argmin(x[0], 0, true); }, 3, false},
 
     // shape.cpp: reshape and transpose
-    {Op::reshape, "reshape", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::reshape, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return reshape(x[0], {-1, 1}); }},
-    {Op::view, "view", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
+    {Op::view, "", [](int, Generator& g) { return Inputs{normal(g, {2, 3, 4})}; },
      [](const Inputs& x) { return view(x[0].contiguous(), {6, 4}); }, 1},
-    {Op::transpose, "transpose", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::transpose, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return transpose(x[0], 0, -1); }},
     // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
-    {Op::permute, "permute",
+    {Op::permute, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 3, 4})};
@@ -357,7 +359,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return permute(x[0], {2, 0, 1}); }},
-    {Op::squeeze_all, "squeeze_all",
+    {Op::squeeze, "all",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 1, 3})};
@@ -366,7 +368,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return squeeze(x[0]); }},
-    {Op::squeeze_axis, "squeeze_axis",
+    {Op::squeeze, "axis",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 1, 3})};
@@ -375,9 +377,9 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return squeeze(x[0], 1); }},
-    {Op::unsqueeze, "unsqueeze", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::unsqueeze, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return unsqueeze(x[0], 1); }},
-    {Op::expand, "expand",
+    {Op::expand, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 1})};
@@ -386,13 +388,13 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return expand(x[0], {2, 3, -1}); }},
-    {Op::slice, "slice", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::slice, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return slice(x[0], -1, 1, -1); }},
-    {Op::slice_step, "slice_step", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::slice, "step", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return slice(x[0], 0, -5, 100, 2); }},
-    {Op::narrow, "narrow", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::narrow, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return narrow(x[0], -1, 1, 2); }},
-    {Op::concat, "concat",
+    {Op::concat, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 3}), normal(g, {2, 1}), normal(g, {2, 4})};
@@ -401,7 +403,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return concat(x, -1); }},
-    {Op::stack, "stack",
+    {Op::stack, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3}), normal(g, {3}), normal(g, {3})};
@@ -410,13 +412,23 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return stack(x, 1); }},
-    {Op::split, "split", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::split, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return weighted_concat(split(x[0], 2, -1), -1); }},
-    {Op::chunk, "chunk", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::chunk, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return weighted_concat(chunk(x[0], 3, 0), 0); }},
 
+    // autograd/tensor.cpp: Tensor::contiguous, clone, to
+    {Op::contiguous, "", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+     [](const Inputs& x) { return transpose(x[0], 0, 2).contiguous(); }},
+    {Op::clone, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return x[0].clone(); }},
+    // f64 -> f32 and back in backward. A step of 1e-6 would drown in f32 rounding (half an ulp of 1 is 6e-8,
+    // a 3% error on a 2e-6 difference); the function is linear, so a large step costs no accuracy.
+    {Op::to, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return x[0].to(DType::f32); }, 3, true, 1e-5, 1e-3, 1e-2},
+
     // matmul.cpp: matmul
-    {Op::matmul_2d, "matmul_2d",
+    {Op::matmul, "2d",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), normal(g, {4, 5})};
@@ -425,7 +437,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
-    {Op::matmul_vector, "matmul_vector",
+    {Op::matmul, "vector",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {4}), normal(g, {4})};
@@ -434,7 +446,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
-    {Op::matmul_batched, "matmul_batched",
+    {Op::matmul, "batched",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 3, 4}), normal(g, {2, 4, 5})};
@@ -443,7 +455,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
-    {Op::matmul_broadcast, "matmul_broadcast",
+    {Op::matmul, "broadcast",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 1, 3, 4}), normal(g, {3, 4, 2})};
@@ -453,7 +465,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      },
      [](const Inputs& x) { return matmul(x[0], x[1]); }},
     // matmul.cpp: linear, bmm; attention.cpp
-    {Op::linear, "linear",
+    {Op::linear, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), transpose(normal(g, {4, 5}), 0, 1), normal(g, {5})};
@@ -462,7 +474,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return linear(x[0], x[1], x[2]); }},
-    {Op::linear_no_bias, "linear_no_bias",
+    {Op::linear, "no_bias",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {3, 4}), normal(g, {5, 4})};
@@ -471,7 +483,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return linear(x[0], x[1]); }},
-    {Op::bmm, "bmm",
+    {Op::bmm, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return Inputs{normal(g, {2, 3, 4}), normal(g, {2, 4, 5})};
@@ -480,7 +492,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return bmm(x[0], x[1]); }},
-    {Op::sdpa, "sdpa",
+    {Op::scaled_dot_product_attention, "",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return attention_inputs(g, 1, 2, 3, 5, 4, 3, false);
@@ -489,7 +501,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return attention(x, {}); }},
-    {Op::sdpa_causal, "sdpa_causal",
+    {Op::scaled_dot_product_attention, "causal",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return attention_inputs(g, 1, 2, 4, 4, 3, 2, false);
@@ -498,7 +510,7 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return attention(x, {.causal = true}); }},
-    {Op::sdpa_key_padding_mask, "sdpa_key_padding_mask",
+    {Op::scaled_dot_product_attention, "key_padding_mask",
      [](int w, Generator& g) {
        switch (w) {
          case 0: {
@@ -519,21 +531,21 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
        }
      },
      [](const Inputs& x) { return attention(x, {.key_padding_mask = x[3]}); }},
-    {Op::sdpa_bool_mask, "sdpa_bool_mask",
+    {Op::scaled_dot_product_attention, "bool_mask",
      [](int w, Generator& g) {
        Inputs x = w == 1 ? attention_inputs(g, 2, 2, 3, 4, 2, 3, true) : attention_inputs(g, 2, 2, 3, 4, 2, 3, false);
        x.push_back(bool_mask(g, w == 0 ? Shape{3, 4} : w == 1 ? Shape{2, 1, 3, 4} : Shape{1, 2, 3, 4}, true));
        return x;
      },
      [](const Inputs& x) { return attention(x, {.attn_mask = x[3]}); }},
-    {Op::sdpa_float_mask, "sdpa_float_mask",
+    {Op::scaled_dot_product_attention, "float_mask",
      [](int w, Generator& g) {
        Inputs x = w == 1 ? attention_inputs(g, 2, 2, 3, 4, 2, 3, true) : attention_inputs(g, 2, 2, 3, 4, 2, 3, false);
        x.push_back(bool_mask(g, w == 0 ? Shape{3, 4} : w == 1 ? Shape{2, 1, 3, 4} : Shape{1, 2, 3, 4}, true));
        return x;
      },
      [](const Inputs& x) { return attention(x, {.attn_mask = additive_mask(x[3], x[0].dtype())}); }},
-    {Op::sdpa_dropout, "sdpa_dropout",
+    {Op::scaled_dot_product_attention, "dropout",
      [](int w, Generator& g) {
        switch (w) {
          case 0: return attention_inputs(g, 1, 2, 3, 4, 3, 2, false);
@@ -547,65 +559,71 @@ constexpr std::array<OpRow, static_cast<size_t>(Op::count)> kRows{{
      }},
 
     // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
-    {Op::softmax_last, "softmax_last", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::softmax, "last", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return softmax(x[0], -1); }},
-    {Op::softmax_middle, "softmax_middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+    {Op::softmax, "middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
      [](const Inputs& x) { return softmax(x[0], 1); }},
-    {Op::log_softmax, "log_softmax", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::log_softmax, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return log_softmax(x[0], -1); }},
-    {Op::log_softmax_middle, "log_softmax_middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+    {Op::log_softmax, "middle", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
      [](const Inputs& x) { return log_softmax(x[0], 1); }},
     // normalized_shape is the shape of the weight: one or two trailing dimensions.
-    {Op::layer_norm_affine, "layer_norm_affine", [](int w, Generator& g) { return layer_norm_inputs(w, g, true); },
+    {Op::layer_norm, "affine", [](int w, Generator& g) { return layer_norm_inputs(w, g, true); },
      [](const Inputs& x) { return layer_norm(x[0], x[1].shape(), x[1], x[2]); }},
-    {Op::layer_norm_weight, "layer_norm_weight", [](int w, Generator& g) { return layer_norm_inputs(w, g, false); },
+    {Op::layer_norm, "weight", [](int w, Generator& g) { return layer_norm_inputs(w, g, false); },
      [](const Inputs& x) { return layer_norm(x[0], x[1].shape(), x[1]); }},
-    {Op::layer_norm_plain, "layer_norm_plain", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::layer_norm, "plain", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return layer_norm(x[0], {x[0].size(-1)}); }},
-    {Op::layer_norm_plain_2d, "layer_norm_plain_2d", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
+    {Op::layer_norm, "plain_2d", [](int w, Generator& g) { return middle_axis_shapes(w, g); },
      [](const Inputs& x) { return layer_norm(x[0], {x[0].size(-2), x[0].size(-1)}); }},
     // A generator seeded inside apply: the same mask on every call, as gradcheck requires.
-    {Op::dropout_train, "dropout_train", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+    {Op::dropout, "train", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) {
        Generator gen(42);
        return dropout(x[0], 0.3, true, gen);
      }},
-    {Op::cross_entropy, "cross_entropy", [](int w, Generator& g) { return class_inputs(w, g, false); },
+    {Op::cross_entropy, "", [](int w, Generator& g) { return class_inputs(w, g, false); },
      [](const Inputs& x) { return cross_entropy(x[0], x[1]); }},
-    {Op::cross_entropy_ignore, "cross_entropy_ignore", [](int w, Generator& g) { return class_inputs(w, g, true); },
+    {Op::cross_entropy, "ignore", [](int w, Generator& g) { return class_inputs(w, g, true); },
      [](const Inputs& x) { return cross_entropy(x[0], x[1], {.ignore_index = -100}); }},
-    {Op::cross_entropy_smoothing, "cross_entropy_smoothing",
+    {Op::cross_entropy, "smoothing",
      [](int w, Generator& g) { return class_inputs(w, g, true); },
      [](const Inputs& x) { return cross_entropy(x[0], x[1], {.label_smoothing = 0.2}); }},
-    {Op::cross_entropy_sum, "cross_entropy_sum", [](int w, Generator& g) { return class_inputs(w, g, true); },
+    {Op::cross_entropy, "sum", [](int w, Generator& g) { return class_inputs(w, g, true); },
      [](const Inputs& x) { return cross_entropy(x[0], x[1], {.reduction = Reduction::sum}); }},
-    {Op::cross_entropy_none, "cross_entropy_none", [](int w, Generator& g) { return class_inputs(w, g, true); },
+    {Op::cross_entropy, "none", [](int w, Generator& g) { return class_inputs(w, g, true); },
      [](const Inputs& x) { return cross_entropy(x[0], x[1], {.label_smoothing = 0.1, .reduction = Reduction::none}); }},
-    {Op::nll_loss, "nll_loss", [](int w, Generator& g) { return class_inputs(w, g, true); },
+    {Op::nll_loss, "", [](int w, Generator& g) { return class_inputs(w, g, true); },
      [](const Inputs& x) { return nll_loss(x[0], x[1]); }},
-    {Op::mse_loss, "mse_loss", [](int w, Generator& g) { return same_shape_pair(w, g); },
+    {Op::mse_loss, "", [](int w, Generator& g) { return same_shape_pair(w, g); },
      [](const Inputs& x) { return mse_loss(x[0], x[1]); }},
-    {Op::mse_loss_none, "mse_loss_none", [](int w, Generator& g) { return same_shape_pair(w, g); },
+    {Op::mse_loss, "none", [](int w, Generator& g) { return same_shape_pair(w, g); },
      [](const Inputs& x) { return mse_loss(x[0], x[1], Reduction::none); }},
+};
 
-}};
-
-constexpr bool rows_match_ops() {
-  for (size_t i = 0; i < kRows.size(); ++i)
-    if (static_cast<size_t>(kRows[i].op) != i || kRows[i].name.empty() || kRows[i].make_inputs == nullptr ||
-        kRows[i].apply == nullptr)
-      return false;
+constexpr bool every_op_has_a_row() {
+  std::array<bool, static_cast<size_t>(Op::count)> covered{};
+  for (const OpRow& row : kRows) {
+    if (row.op == Op::count || row.make_inputs == nullptr || row.apply == nullptr) return false;
+    covered[static_cast<size_t>(row.op)] = true;
+  }
+  for (bool has_row : covered)
+    if (!has_row) return false;
   return true;
 }
-static_assert(rows_match_ops(), "every Op needs its row in kRows, in the order of the enum");
+static_assert(every_op_has_a_row(), "every Op (autograd/op.h) needs at least one row in kRows");
 
 }  // namespace
 
 std::span<const OpRow> op_table() { return kRows; }
 
+std::string row_name(const OpRow& row) {
+  return row.variant.empty() ? std::string(op_name(row.op)) : fmt::format("{}_{}", op_name(row.op), row.variant);
+}
+
 const OpRow* find_op(std::string_view name) {
   for (const OpRow& row : kRows)
-    if (row.name == name) return &row;
+    if (row_name(row) == name) return &row;
   return nullptr;
 }
 
@@ -622,6 +640,7 @@ std::vector<OpCheck> gradcheck_row(const OpRow& row, uint64_t seed) {
       GradcheckOptions options;
       options.atol = row.atol;
       options.rtol = row.rtol;
+      options.eps = row.eps;
       options.seed = seed;
       try {
         check.report = gradcheck(row.apply, check.inputs, options);

@@ -1,55 +1,24 @@
-// The op table: one row per differentiable op (and per mask-returning op), the contract that the gradient-check
-// test, gradformer-gradcheck and the f32-vs-f64 test walk. Adding an op = its function in its family's file,
-// its name in `Op`, its row in op_table.cpp. A name without a row, or rows out of order, fails to compile.
+// The op table: one or more rows per op of `Op` (autograd/op.h), one per mode the op is checked in (`sum`:
+// all, axes, keepdim), the contract that the gradient-check test, gradformer-gradcheck and the f32-vs-f64 test
+// walk. An Op without a row fails to compile; an op that records a node without a differentiable row fails the
+// op-table test, which runs every row and every layer of nn/layer_table.cpp and looks at the nodes they record.
 #pragma once
 
 #include "autograd/generator.h"
 #include "autograd/gradcheck.h"
+#include "autograd/op.h"
 #include "autograd/tensor.h"
 
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace gradformer {
 
-enum class Op : int {
-  // elementwise.cpp: arithmetic
-  add, sub, mul, div, neg, exp, log, add_scalar, mul_scalar, rsub_scalar, rdiv_scalar,
-  // elementwise.cpp: unary math, activations, maximum/minimum, comparisons and logical ops
-  abs, sqrt, rsqrt, pow, pow_negative, tanh, sigmoid, relu, gelu, gelu_tanh, softplus, maximum, minimum,
-  eq, ne, lt, le, gt, ge, lt_scalar, eq_scalar, logical_and, logical_or, logical_not,
-
-  // selection.cpp
-  where, masked_fill, index_select, gather, embedding, embedding_padding,
-
-  // reduce.cpp: sums
-  sum_all, sum_axes, sum_keepdim, mean,
-  // reduce.cpp: max/min, var, logsumexp, argmax
-  max_all, max_axes, max_keepdim, min, var_unbiased, var_biased, logsumexp, logsumexp_keepdim, argmax, argmin,
-
-  // shape.cpp: reshape and transpose
-  reshape, view, transpose,
-  // shape.cpp: permute, squeeze, unsqueeze, expand, slice, concat, stack, split, chunk
-  permute, squeeze_all, squeeze_axis, unsqueeze, expand, slice, slice_step, narrow, concat, stack, split, chunk,
-
-  // matmul.cpp: matmul
-  matmul_2d, matmul_vector, matmul_batched, matmul_broadcast,
-  // matmul.cpp: linear, bmm; attention.cpp
-  linear, linear_no_bias, bmm, sdpa, sdpa_causal, sdpa_key_padding_mask, sdpa_bool_mask, sdpa_float_mask,
-  sdpa_dropout,
-
-  // normalization.cpp: softmax, log_softmax, layer_norm, dropout; loss.cpp
-  softmax_last, softmax_middle, log_softmax, log_softmax_middle, layer_norm_affine, layer_norm_weight, layer_norm_plain,
-  layer_norm_plain_2d, dropout_train, cross_entropy, cross_entropy_ignore, cross_entropy_smoothing, cross_entropy_sum,
-  cross_entropy_none, nll_loss, mse_loss, mse_loss_none,
-
-  count  // not an op: the number of rows
-};
-
 struct OpRow {
   Op op;
-  std::string_view name;
+  std::string_view variant;  // the mode this row checks ("axes", "keepdim"); empty for an op's plain call
   // Draws the inputs of case `which` (0 <= which < cases) in f64: each case another shape, covering
   // broadcasting and size-1 dimensions; the test adds non-contiguous copies of the same inputs.
   std::vector<Tensor> (*make_inputs)(int which, Generator& gen);
@@ -59,10 +28,13 @@ struct OpRow {
   bool differentiable = true;  // false for ops that return masks or indices
   double atol = 1e-5;
   double rtol = 1e-3;
+  double eps = 1e-6;  // gradcheck's finite-difference step
 };
 
 std::span<const OpRow> op_table();
-// The row called `name`, or nullptr.
+// "sum_axes" for the row of sum with variant "axes", "exp" for a row without a variant.
+std::string row_name(const OpRow& row);
+// The row called `name` (as row_name gives it), or nullptr.
 const OpRow* find_op(std::string_view name);
 
 // One gradient check of a row: case `which`, with the inputs as drawn or as non-contiguous copies.

@@ -188,7 +188,7 @@ Tensor extremum(const Tensor& x, std::vector<int64_t> axes, bool keepdim, std::s
     T* o = out.data_ptr<T>();
     for (int64_t r = 0; r < block.rows; ++r) o[r] = values[r * block.cols + index[r]];
   });
-  return record(out, op, {x}, [indices, input_shape = x.shape(), axes, op](const Tensor& dout, InputGrads& g) {
+  return record(out, Max ? Op::max : Op::min, {x}, [indices, input_shape = x.shape(), axes, op](const Tensor& dout, InputGrads& g) {
     g[0] = scatter_to_extrema(dout, indices, input_shape, axes, op);
   });
 }
@@ -236,7 +236,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   const Tensor summed = kernels::sum_keepdim(x, axes);
   const Shape shape = reduced_shape(x.shape(), axes, keepdim);
   Tensor out = summed.as_strided(shape, contiguous_strides(shape), 0);
-  return record(out, "sum", {x}, [input_shape = x.shape(), axes](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::sum, {x}, [input_shape = x.shape(), axes](const Tensor& dout, InputGrads& g) {
     g[0] = broadcast_back(dout, input_shape, axes);
   });
 }
@@ -286,7 +286,7 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
     });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
-  return record(out, "var", {x}, [x = x.detach(), axes, keep, cols = block.cols, divisor](const Tensor& dout,
+  return record(out, Op::var, {x}, [x = x.detach(), axes, keep, cols = block.cols, divisor](const Tensor& dout,
                                                                                          InputGrads& g) {
     // d var / dx_i = 2 (x_i - mean) / (N - correction)
     const Tensor centred = x - sum(x, axes, true) * (1.0 / static_cast<double>(cols));
@@ -305,7 +305,7 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
     for_each_row(block.rows, cols, [&](int64_t r) { o[r] = logsumexp_row(values + r * cols, cols); });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
-  return record(out, "logsumexp", {x}, [x = x.detach(), y = out.detach(), keep](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::logsumexp, {x}, [x = x.detach(), y = out.detach(), keep](const Tensor& dout, InputGrads& g) {
     // d logsumexp / dx_i = exp(x_i - logsumexp): the softmax
     g[0] = exp(x - reshape(y, keep)) * reshape(dout, keep);
   });

@@ -90,7 +90,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   Tensor out = visit_dtype(a.dtype(), [&]<class T>(std::type_identity<T>) {
     return kernels::map3<T, bool, T, T>(mask, a, b, "where", [](bool m, T x, T y) { return m ? x : y; });
   });
-  return record(out, "where", {a, b},
+  return record(out, Op::where, {a, b},
                 [mask = mask.detach(), sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
                   const Tensor zero = zeros({}, dout.dtype());
                   if (g.needs(0)) g[0] = sum_to(where(mask, dout, zero), sa);
@@ -108,7 +108,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     return kernels::map2<T, T, bool>(x, mask, "masked_fill", [v](T a, bool m) { return m ? v : a; });
   });
   return record(
-      out, "masked_fill", {x},
+      out, Op::masked_fill, {x},
       [mask = mask.detach()](const Tensor& dout, InputGrads& g) { g[0] = masked_fill(dout, mask, 0.0); },
       std::isinf(value) ? Infinities::intended : Infinities::unexpected);
 }
@@ -134,7 +134,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
               split.inner);
     return result;
   });
-  return record(out, "index_select", {x},
+  return record(out, Op::index_select, {x},
                 [idx, shape = x.shape(), split, size, count](const Tensor& dout, InputGrads& g) {
                   g[0] = zeros(shape, dout.dtype());
                   const Tensor d = dout.contiguous();
@@ -203,7 +203,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
                       [s, o](int64_t flat, int64_t offset) { o[flat] = s[offset]; });
     return result;
   });
-  return record(out, "gather", {x}, [idx, shape = x.shape(), ax](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::gather, {x}, [idx, shape = x.shape(), ax](const Tensor& dout, InputGrads& g) {
     g[0] = zeros(shape, dout.dtype());
     if (idx.numel() == 0) return;
     const Tensor d = dout.contiguous();
@@ -236,7 +236,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
     take_rows(table.data_ptr<T>(), result.data_ptr<T>(), idx.data_ptr<int64_t>(), 1, rows, count, width);
     return result;
   });
-  return record(out, "embedding", {weight},
+  return record(out, Op::embedding, {weight},
                 [idx, rows, width, count, padding_idx](const Tensor& dout, InputGrads& g) {
                   g[0] = zeros({rows, width}, dout.dtype());
                   const Tensor d = dout.contiguous();

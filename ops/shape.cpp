@@ -69,7 +69,7 @@ std::optional<Shape> view_strides(const Tensor& x, const Shape& shape) {
   return strides;
 }
 
-Tensor record_view(const Tensor& x, Tensor out, std::string_view op) {
+Tensor record_view(const Tensor& x, Tensor out, Op op) {
   return record(out, op, {x}, [input_shape = x.shape()](const Tensor& dout, InputGrads& g) {
     g[0] = reshape(dout, input_shape);
   });
@@ -94,7 +94,7 @@ Tensor drop_axis(const Tensor& x, size_t axis) {
 
 // The differentiable slice behind slice, narrow, split and chunk: its backward writes dout into the matching
 // slice of a zero tensor of the input's shape.
-Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step, std::string_view op) {
+Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step, Op op) {
   return record(strided_slice(x, axis, start, length, step), op, {x},
                 [shape = x.shape(), dtype = x.dtype(), axis, start, length, step](const Tensor& dout, InputGrads& g) {
                   Tensor grad = zeros(shape, dtype);
@@ -138,15 +138,15 @@ Tensor view(const Tensor& x, Shape shape) {
   if (!strides)
     fail<ShapeError>("view", "a tensor of shape {} and strides {} cannot be viewed as {}; use reshape",
                      shape_str(x.shape()), shape_str(x.strides()), shape_str(shape));
-  return record_view(x, x.as_strided(shape, *strides, x.offset()), "view");
+  return record_view(x, x.as_strided(shape, *strides, x.offset()), Op::view);
 }
 
 Tensor reshape(const Tensor& x, Shape shape) {
   shape = infer_shape(x, std::move(shape), "reshape");
   if (const std::optional<Shape> strides = view_strides(x, shape))
-    return record_view(x, x.as_strided(shape, *strides, x.offset()), "reshape");
+    return record_view(x, x.as_strided(shape, *strides, x.offset()), Op::reshape);
   const Tensor dense = x.contiguous();
-  return record_view(dense, dense.as_strided(shape, contiguous_strides(shape), dense.offset()), "reshape");
+  return record_view(dense, dense.as_strided(shape, contiguous_strides(shape), dense.offset()), Op::reshape);
 }
 
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
@@ -156,7 +156,7 @@ Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
   Shape shape = x.shape(), strides = x.strides();
   std::swap(shape[a], shape[b]);
   std::swap(strides[a], strides[b]);
-  return record(x.as_strided(shape, strides, x.offset()), "transpose", {x},
+  return record(x.as_strided(shape, strides, x.offset()), Op::transpose, {x},
                 [axis0, axis1](const Tensor& dout, InputGrads& g) { g[0] = transpose(dout, axis0, axis1); });
 }
 
@@ -177,7 +177,7 @@ Tensor permute(const Tensor& x, std::vector<int64_t> dims) {
     strides[d] = x.strides()[from];
     inverse[from] = static_cast<int64_t>(d);
   }
-  return record(x.as_strided(shape, strides, x.offset()), "permute", {x},
+  return record(x.as_strided(shape, strides, x.offset()), Op::permute, {x},
                 [inverse](const Tensor& dout, InputGrads& g) { g[0] = permute(dout, inverse); });
 }
 
@@ -188,13 +188,13 @@ Tensor squeeze(const Tensor& x) {
     shape.push_back(x.shape()[d]);
     strides.push_back(x.strides()[d]);
   }
-  return record_view(x, x.as_strided(shape, strides, x.offset()), "squeeze");
+  return record_view(x, x.as_strided(shape, strides, x.offset()), Op::squeeze);
 }
 
 Tensor squeeze(const Tensor& x, int64_t axis) {
   const auto a = static_cast<size_t>(normalize_axis(axis, x.dim(), "squeeze"));
   if (x.dim() == 0 || x.shape()[a] != 1) return x;  // as PyTorch: squeezing a dimension that is not 1 does nothing
-  return record_view(x, drop_axis(x, a), "squeeze");
+  return record_view(x, drop_axis(x, a), Op::squeeze);
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t axis) {
@@ -204,7 +204,7 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
   const int64_t stride = a < shape.size() ? strides[a] * shape[a] : 1;
   shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
   strides.insert(strides.begin() + static_cast<std::ptrdiff_t>(a), stride);
-  return record(x.as_strided(shape, strides, x.offset()), "unsqueeze", {x},
+  return record(x.as_strided(shape, strides, x.offset()), Op::unsqueeze, {x},
                 [axis = static_cast<int64_t>(a)](const Tensor& dout, InputGrads& g) { g[0] = squeeze(dout, axis); });
 }
 
@@ -231,7 +231,7 @@ Tensor expand(const Tensor& x, Shape shape) {
                        shape_str(requested), d - lead, size);
     }
   }
-  return record(x.as_strided(shape, strides, x.offset()), "expand", {x},
+  return record(x.as_strided(shape, strides, x.offset()), Op::expand, {x},
                 [input_shape = x.shape()](const Tensor& dout, InputGrads& g) {
                   g[0] = kernels::sum_to(dout, input_shape);
                 });
@@ -245,7 +245,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
   start = clamp(start);
   end = clamp(end);
   const int64_t length = end > start ? (end - start - 1) / step + 1 : 0;
-  return record_slice(x, a, start, length, step, "slice");
+  return record_slice(x, a, start, length, step, Op::slice);
 }
 
 Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
@@ -258,7 +258,7 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
   if (length < 0 || length > size - first)
     fail<IndexError>("narrow", "start {} with length {} does not fit in dimension {} of size {} (shape {})", start,
                      length, a, size, shape_str(x.shape()));
-  return record_slice(x, a, first, length, 1, "narrow");
+  return record_slice(x, a, first, length, 1, Op::narrow);
 }
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
@@ -284,7 +284,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
     lengths.push_back(t.shape()[a]);
     start += t.shape()[a];
   }
-  return record(join(tensors, a), "concat", tensors, [a, starts, lengths](const Tensor& dout, InputGrads& g) {
+  return record(join(tensors, a), Op::concat, tensors, [a, starts, lengths](const Tensor& dout, InputGrads& g) {
     for (size_t i = 0; i < starts.size(); ++i)
       if (g.needs(i)) g[i] = strided_slice(dout, a, starts[i], lengths[i], 1);
   });
@@ -304,7 +304,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
     strides.insert(strides.begin() + static_cast<std::ptrdiff_t>(a), 1);
     parts.push_back(tensors[i].as_strided(shape, strides, tensors[i].offset()));
   }
-  return record(join(parts, a), "stack", tensors, [a](const Tensor& dout, InputGrads& g) {
+  return record(join(parts, a), Op::stack, tensors, [a](const Tensor& dout, InputGrads& g) {
     for (size_t i = 0; i < g.all().size(); ++i)
       if (g.needs(i)) g[i] = drop_axis(strided_slice(dout, a, static_cast<int64_t>(i), 1, 1), a);
   });
@@ -315,10 +315,10 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
   if (split_size <= 0)
     fail<ValueError>("split", "split_size must be positive, got {} (shape {})", split_size, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
-  if (size == 0) return {record_slice(x, a, 0, 0, 1, "split")};
+  if (size == 0) return {record_slice(x, a, 0, 0, 1, Op::split)};
   std::vector<Tensor> pieces;
   for (int64_t start = 0; start < size; start += split_size)
-    pieces.push_back(record_slice(x, a, start, std::min(split_size, size - start), 1, "split"));
+    pieces.push_back(record_slice(x, a, start, std::min(split_size, size - start), 1, Op::split));
   return pieces;
 }
 
@@ -327,11 +327,11 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
   if (chunks <= 0)
     fail<ValueError>("chunk", "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
-  if (size == 0) return {record_slice(x, a, 0, 0, 1, "chunk")};
+  if (size == 0) return {record_slice(x, a, 0, 0, 1, Op::chunk)};
   const int64_t piece = (size + chunks - 1) / chunks;
   std::vector<Tensor> pieces;
   for (int64_t start = 0; start < size; start += piece)
-    pieces.push_back(record_slice(x, a, start, std::min(piece, size - start), 1, "chunk"));
+    pieces.push_back(record_slice(x, a, start, std::min(piece, size - start), 1, Op::chunk));
   return pieces;
 }
 

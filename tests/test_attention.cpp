@@ -1,8 +1,8 @@
-// linear, bmm and the fused scaled_dot_product_attention against hand-computed numbers and against the same
-// formulas built from basic ops (matmul, transpose, exp, sum), in value and gradient; masks, fully masked rows,
-// dropout and the errors with their messages.
+// The fused scaled_dot_product_attention against hand-computed numbers and against the same formula built from
+// basic ops (matmul, transpose, exp, sum), in value and gradient; masks, fully masked rows, dropout and the
+// errors with their messages. Its GEMM paths against the reference kernel are in test_matmul.cpp.
 #include "ops/ops.h"
-#include "tests/helpers.h"
+#include "tests/op_helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -12,27 +12,11 @@
 
 using namespace gradformer;
 using gradformer::testing::message_of;
+using testing::check_close;
 using testing::max_abs_difference;
+using testing::value_and_grads;
 
 namespace {
-
-Tensor leaf(Tensor t) {
-  t.requires_grad_();
-  return t;
-}
-
-// Runs fn on fresh leaves holding the values of `inputs`, backpropagates sum(out * weights) and returns the
-// output followed by every input's gradient.
-std::vector<Tensor> value_and_grads(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
-                                    const std::vector<Tensor>& inputs, const Tensor& weights) {
-  std::vector<Tensor> leaves;
-  for (const Tensor& t : inputs) leaves.push_back(leaf(t.detach()));  // keeps the strides: a transposed view stays one
-  const Tensor out = fn(leaves);
-  sum(out * weights).backward();
-  std::vector<Tensor> result{out.detach()};
-  for (const Tensor& t : leaves) result.push_back(t.grad());
-  return result;
-}
 
 // The composed reference: softmax(q·kᵀ·scale + additive) · v with softmax as exp / sum (no row here is fully
 // masked, and the scores are small, so no max subtraction is needed).
@@ -59,67 +43,7 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
-void check_close(const std::vector<Tensor>& got, const std::vector<Tensor>& expected, double tolerance) {
-  REQUIRE(got.size() == expected.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    CAPTURE(i);
-    REQUIRE(got[i].shape() == expected[i].shape());
-    CHECK(max_abs_difference(got[i], expected[i]) <= tolerance);
-  }
-}
-
 }  // namespace
-
-TEST_CASE("linear: hand-computed values, with and without bias") {
-  const Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
-  const Tensor w = from_vector<double>({1, 0, -1, 2, 1, 0}, {2, 3});
-  const Tensor b = tensor<double>({0.5, -1});
-  // rows of x · Wᵀ: [1 - 3, 2 + 2] = [-2, 4] and [4 - 6, 8 + 5] = [-2, 13]
-  CHECK(linear(x, w).to_vector<double>() == std::vector<double>{-2, 4, -2, 13});
-  CHECK(linear(x, w, b).to_vector<double>() == std::vector<double>{-1.5, 3, -1.5, 12});
-  CHECK(linear(x.to(DType::f32), w.to(DType::f32), b.to(DType::f32)).to_vector<double>() ==
-        std::vector<double>{-1.5, 3, -1.5, 12});
-}
-
-TEST_CASE("linear: equals matmul(x, Wᵀ) + b in value and gradient, for 3-D input and a transposed weight") {
-  Generator gen(3);
-  const Tensor x = randn({2, 3, 4}, gen, DType::f64);
-  const Tensor w = transpose(randn({4, 5}, gen, DType::f64), 0, 1);  // [5, 4], non-contiguous
-  const Tensor b = randn({5}, gen, DType::f64);
-  const Tensor r = randn({2, 3, 5}, gen, DType::f64);
-  const auto fused = value_and_grads([](const auto& in) { return linear(in[0], in[1], in[2]); }, {x, w, b}, r);
-  const auto composed =
-      value_and_grads([](const auto& in) { return matmul(in[0], transpose(in[1], 0, 1)) + in[2]; }, {x, w, b}, r);
-  check_close(fused, composed, 1e-12);
-  const auto no_bias = value_and_grads([](const auto& in) { return linear(in[0], in[1]); }, {x, w}, r);
-  const auto composed_no_bias =
-      value_and_grads([](const auto& in) { return matmul(in[0], transpose(in[1], 0, 1)); }, {x, w}, r);
-  check_close(no_bias, composed_no_bias, 1e-12);
-}
-
-TEST_CASE("linear and bmm: errors name the shapes") {
-  CHECK(message_of<ShapeError>([] { linear(zeros({4, 7}), zeros({5, 6})); }) ==
-        "linear: input [4, 7] x weight [5, 6]: input features 7 and weight in_features 6 differ");
-  CHECK(message_of<ShapeError>([] { linear(zeros({4, 6}), zeros({5, 6}), zeros({4})); }) ==
-        "linear: bias [4] does not fit weight [5, 6]: expected [5]");
-  CHECK(message_of<ShapeError>([] { linear(zeros({4, 6}), zeros({6})); }) ==
-        "linear: weight [6] must be 2-D, [out_features, in_features]");
-  CHECK(message_of<DTypeError>([] { linear(zeros({2, 3}), zeros({4, 3}, DType::f64)); }) ==
-        "linear: input f32 [2, 3], weight f64 [4, 3]: dtypes differ");
-  CHECK(message_of<ShapeError>([] { bmm(zeros({2, 3, 4}), zeros({3, 4, 5})); }) ==
-        "bmm: [2, 3, 4] x [3, 4, 5]: batch sizes 2 and 3 differ");
-  CHECK(message_of<ShapeError>([] { bmm(zeros({2, 3, 4}), zeros({4, 5})); }) ==
-        "bmm: [2, 3, 4] x [4, 5]: both operands must be 3-D, [B, M, K] x [B, K, N]");
-  CHECK(message_of<ShapeError>([] { bmm(zeros({2, 3, 4}), zeros({2, 3, 5})); }) ==
-        "bmm: [2, 3, 4] x [2, 3, 5]: inner dimensions 4 and 3 differ");
-}
-
-TEST_CASE("bmm: hand-computed batched product") {
-  const Tensor a = from_vector<double>({1, 2, 3, 4}, {2, 1, 2});
-  const Tensor b = from_vector<double>({1, 1, 2, -1}, {2, 2, 1});
-  CHECK(bmm(a, b).to_vector<double>() == std::vector<double>{3, 2});  // [1 2]·[1 1]ᵀ, [3 4]·[2 -1]ᵀ
-  CHECK(bmm(a, b).shape() == Shape{2, 1, 1});
-}
 
 TEST_CASE("attention: a hand-computed single query") {
   // q = [1, 0], keys [1, 0] and [0, 1], scale 1: scores [1, 0], weights [e, 1] / (e + 1).
@@ -335,7 +259,8 @@ TEST_CASE("attention: dropout is deterministic for a seed and matches its expect
 
 TEST_CASE("attention: need_weights returns rows summing to 1, without gradient") {
   Generator gen(16);
-  const Tensor q = leaf(randn({2, 3, 4, 5}, gen)), k = leaf(randn({2, 3, 6, 5}, gen)), v = leaf(randn({2, 3, 6, 2}, gen));
+  const Tensor q = randn({2, 3, 4, 5}, gen).requires_grad_(), k = randn({2, 3, 6, 5}, gen).requires_grad_();
+  const Tensor v = randn({2, 3, 6, 2}, gen).requires_grad_();
   const Tensor padding = from_vector<bool>(
       {false, false, false, false, true, true, false, true, false, false, false, false}, {2, 6});
   const AttentionResult r =

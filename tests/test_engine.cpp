@@ -1,6 +1,6 @@
 #include "autograd/engine.h"
 #include "ops/ops.h"
-#include "tests/helpers.h"
+#include "tests/op_helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -135,6 +135,16 @@ TEST_CASE("engine: anomaly mode names the op and the input whose backward gradie
   CHECK(testing::message_of<NumericalError>([&] { sum(out).backward(); }) ==
         "faulty: anomaly detected in backward: the gradient for input 2 (shape [3, 2]) holds NaN (inputs of shapes "
         "[2], [2, 2], [3, 2])");
+}
+
+TEST_CASE("engine: anomaly mode names the parameter whose gradient holds Inf or NaN") {
+  const Tensor weight = testing::nested_parameter();
+  for (int64_t i = 0; i < 6; ++i) weight.set_at({i / 3, i % 3}, static_cast<double>(i * i));  // sqrt'(0) is Inf
+  DetectAnomalyGuard anomaly;
+  const Tensor y = sum(sqrt(weight));
+  CHECK(testing::message_of<NumericalError>([&] { y.backward(); }) ==
+        "sqrt: anomaly detected in backward: the gradient for input 0 (parameter 0.0.weight, shape [2, 3]) holds Inf "
+        "(inputs of shapes [2, 3])");
 }
 
 TEST_CASE("engine: anomaly mode lets through infinities an op receives or a mask asks for") {

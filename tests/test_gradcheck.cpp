@@ -1,5 +1,6 @@
 #include "autograd/gradcheck.h"
 #include "ops/ops.h"
+#include "tests/op_helpers.h"
 
 #include <doctest/doctest.h>
 
@@ -33,6 +34,17 @@ TEST_CASE("gradcheck: reports the worst element of a wrong backward") {
   CHECK(report.worst_input == 0);
   CHECK(report.worst_numeric == doctest::Approx(2.0 * report.worst_analytic).epsilon(1e-6));
   CHECK(report.failure.find("input 0 [3] at index") == 0);
+}
+
+TEST_CASE("gradcheck: a failure in a module's parameter names the parameter and the element") {
+  const Tensor weight = testing::nested_parameter();
+  REQUIRE(weight.name() == "0.0.weight");
+  const GradcheckReport report =
+      gradcheck([](const std::vector<Tensor>& in) { return wrong_square(in[0]); }, {weight});
+  CHECK_FALSE(report.passed);
+  CHECK(report.worst_name == "0.0.weight");
+  CHECK(report.failure == fmt::format("0.0.weight{}: analytic {:.10g}, numeric {:.10g}", shape_str(report.worst_index),
+                                      report.worst_analytic, report.worst_numeric));
 }
 
 TEST_CASE("gradcheck: a non-floating output is an error; integer inputs pass through untouched") {

@@ -365,6 +365,20 @@ TEST_CASE("programs: gradformer-translate refuses bad flag values and a missing 
   CHECK(o.err == "gradformer-translate: error: --checkpoint is required (see --help)\n");
 }
 
+TEST_CASE("programs: gradformer-gradcheck lists ops with their variants and checks all rows of an --only op") {
+  Outcome o = run("gradformer-gradcheck", {"--list"});
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("\nsum: all, axes, keepdim\n") != std::string::npos);
+  CHECK(o.out.find("\nmul: default, scalar\n") != std::string::npos);
+  CHECK(o.out.find("\nto\n") != std::string::npos);  // an op with its plain call only
+  CHECK(o.out.find("\nMultiheadAttention\n") != std::string::npos);
+  o = run("gradformer-gradcheck", {"--only", "var", "--only", "logsumexp_keepdim"});
+  CHECK(o.exit_code == 0);
+  // 3 cases, contiguous and strided, for each of var_unbiased, var_biased and logsumexp_keepdim.
+  CHECK(o.out.find("18 checks, 0 failed\n") != std::string::npos);
+  CHECK(o.out.find("\nlogsumexp ") == std::string::npos);
+}
+
 TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown names and bad flag values") {
   Outcome o = run("gradformer-gradcheck", {"--only", "no-such-op"});
   CHECK(o.exit_code == 2);
