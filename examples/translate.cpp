@@ -4,8 +4,9 @@
 // sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
 // n of the output always translates line n of the input. Translation is a stream: each batch of --batch lines is
 // written (and reaches a pipe) before the next is read. --output follows nn/output_file.h's rule (a regular file
-// is replaced only once complete). Exit 0 on success, 1 with a one-line reason on any error (a failed write
-// included), 2 on bad flags.
+// is replaced only once complete). Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated
+// (exit 130, 143); a second one stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed
+// write included), 2 on bad flags.
 #include "examples/cli.h"
 #include "models/decode.h"
 #include "models/svg.h"
@@ -19,7 +20,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +34,34 @@
 using namespace gradformer;
 
 namespace {
+
+// The signal (SIGINT, SIGTERM) that asked to stop, 0 if none: translation ends after the batch in hand, whose
+// lines are written, and --output keeps everything translated so far.
+volatile std::sig_atomic_t stop_signal = 0;
+pthread_t main_thread;
+
+extern "C" void request_stop(int signal) {
+  // A worker thread (OpenMP, OpenBLAS) may be the one that receives it; the main thread must see it, to leave a
+  // read of stdin that would otherwise wait for the next line.
+  if (!pthread_equal(pthread_self(), main_thread)) {
+    pthread_kill(main_thread, signal);
+    return;
+  }
+  if (stop_signal != 0) {  // the second one stops at once
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  stop_signal = signal;
+}
+
+void stop_on_interrupt() {
+  main_thread = pthread_self();
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a read of stdin returns, so the main thread can stop
+  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+}
 
 struct Flags {
   std::string checkpoint, input, output, reference, attention_svg;
@@ -57,7 +90,8 @@ class LineReader {
     errno = 0;
     const ssize_t length = ::getline(&buffer_, &capacity_, file_);
     if (length < 0) {
-      if (std::ferror(file_)) fail<IOError>(name_, "read failed: {}", std::strerror(errno));
+      if (std::ferror(file_) && !(errno == EINTR && stop_signal != 0))
+        fail<IOError>(name_, "read failed: {}", std::strerror(errno));
       return false;
     }
     line.assign(buffer_, static_cast<size_t>(length));
@@ -107,6 +141,7 @@ int run(const Flags& flags) {
       flags.reference.empty() ? std::vector<std::string>{} : LineReader(flags.reference).all();
   LineReader input_file_or_stdin = flags.input.empty() ? LineReader() : LineReader(flags.input);
 
+  stop_on_interrupt();
   set_num_threads(flags.threads);
   nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
   const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
@@ -129,7 +164,7 @@ int run(const Flags& flags) {
   const models::CorpusReport report = models::translate_corpus(
       *model, codec,
       [&](std::string& line) {
-        const bool more = input_file_or_stdin.next(line);
+        const bool more = stop_signal == 0 && input_file_or_stdin.next(line);
         if (more && !first_source) first_source = line;
         return more;
       },
@@ -141,6 +176,11 @@ int run(const Flags& flags) {
       },
       flags.corpus);
   out.commit();
+  if (stop_signal != 0) {
+    fmt::print(stderr, "gradformer-translate: interrupted after {} sentences; {} holds their translations\n",
+               report.sentences, out.path());
+    return 128 + stop_signal;
+  }
   if (report.truncated > 0)
     cli::print_warning("gradformer-translate", fmt::format("{} of {} sentences were longer than {} tokens and were "
                                                            "truncated to {} (--max-sentence-tokens)", report.truncated,

@@ -103,6 +103,7 @@ class Conversation {
     return -2;
   }
   std::string err() const { return read_file(err_path_); }
+  void signal(int number) const { ::kill(pid_, number); }
 
  private:
   TempDir scratch_{"gradformer-test-conversation"};
@@ -140,6 +141,29 @@ TEST_CASE("programs: gradformer-translate --batch 1 answers each line of a pipe 
   CHECK(blank.empty());
   CHECK(third == expected);
   CHECK(translate.wait() == 0);
+}
+
+TEST_CASE("programs: gradformer-translate interrupted by SIGINT keeps what it translated in --output") {
+  const Trained& t = trained();
+  const TempDir dir;
+  const std::string output = dir.str("out.txt");
+  write_file(output, "old\n");
+  Conversation translate("gradformer-translate", {"--checkpoint", t.checkpoint, "--batch", "1", "--output", output});
+  translate.say("a b c\nd e f\n");
+  // Both lines are in the replacement file once it holds two line ends; the program then waits for more input.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kLimitSeconds);
+  std::string written;
+  while (std::chrono::steady_clock::now() < deadline && lines_of(written).size() < 2) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir.str()))
+      if (entry.path().filename().string().starts_with("out.txt.tmp.")) written = read_file(entry.path().string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(lines_of(written).size() == 2);
+  translate.signal(SIGINT);
+  CHECK(translate.wait() == 130);
+  CHECK(translate.err() == "gradformer-translate: interrupted after 2 sentences; " + output + " holds their translations\n");
+  CHECK(read_file(output) == written);
+  CHECK(temporaries_in(dir.str()) == 0);
 }
 
 TEST_CASE("programs: gradformer-translate reports a bad --output before reading any input") {
