@@ -256,4 +256,29 @@ TEST_CASE("programs: gradformer-translate refuses a directory on stdin, a huge b
   CHECK(resume.err() == "gradformer-train: error: " + fifo + ": not a regular file\n");
 }
 
+TEST_CASE("programs: gradformer-translate --reference scores the stream and refuses a count that differs") {
+  const Trained& t = trained();
+  const TempDir dir;
+  write_file(dir.str("refs.txt"), "c b a\n\nf e d\n");
+  Outcome o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--reference", dir.str("refs.txt"), "--batch", "2"},
+                  "a b c\n\nd e f\n");
+  INFO(o.err);
+  CHECK(o.exit_code == 0);
+  CHECK(lines_of(o.out).size() == 3);
+  const std::vector<std::string> report = lines_of(o.err);
+  REQUIRE(report.size() == 3);
+  CHECK(report[0].starts_with("BLEU = "));
+  CHECK(report[1].starts_with("chrF2 = "));
+  CHECK(report[2].starts_with("exact match "));
+
+  o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--reference", dir.str("refs.txt")}, "a b c\n");
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: " + dir.str("refs.txt") + ": 3 references for 1 sources\n");
+
+  o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--reference", dir.str("missing.txt")}, "a b c\n");
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: " + dir.str("missing.txt") + ": cannot open for reading\n");
+  CHECK(o.out.empty());
+}
+
 }  // TEST_SUITE
