@@ -8,9 +8,9 @@
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
-#include "models/metrics.h"
 #include "models/task.h"
 #include "models/trainer.h"
+#include "models/translation.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/distributed.h"
@@ -194,21 +194,18 @@ int run(const Flags& flags) {
                                                                                      : flags.out + "/last.safetensors",
                       *model, nullptr);
   model->eval();
-  std::vector<std::string> hypotheses, references;
-  for (size_t start = 0; start < splits.test.size(); start += 64) {
-    std::vector<std::vector<int64_t>> sources;
-    for (size_t i = start; i < std::min(splits.test.size(), start + 64); ++i) {
-      sources.push_back(codec->encode_source(splits.test[i].source, flags.task_options.max_tokens));
-      references.push_back(codec->tokenizer().detokenize(codec->tokenizer().tokenize(splits.test[i].target)));
-    }
-    for (const auto& ids : models::translate(*model, models::make_source_batch(sources), flags.test_decoding))
-      hypotheses.push_back(codec->decode(ids));
+  std::vector<std::string> sources, references;
+  for (const data::SentencePair& pair : splits.test) {
+    sources.push_back(pair.source);
+    references.push_back(pair.target);
   }
-  say(fmt::format("test {}", metrics::corpus_bleu(hypotheses, references).format()));
-  say(fmt::format("test {} exact match {:.1f}%", metrics::corpus_chrf(hypotheses, references).format(),
-                  100.0 * metrics::exact_match(hypotheses, references)));
+  const std::vector<std::string> hypotheses =
+      models::translate_corpus(*model, *codec, sources, {.decode = flags.test_decoding});
+  const models::TranslationScores scores = models::score_translations(*codec, hypotheses, references);
+  say(fmt::format("test {}", scores.bleu.format()));
+  say(fmt::format("test {} exact match {:.1f}%", scores.chrf.format(), 100.0 * scores.exact_match));
   for (size_t i = 0; i < std::min<size_t>(3, hypotheses.size()); ++i)
-    say(fmt::format("  {}\n  -> {}\n  (reference: {})", splits.test[i].source, hypotheses[i], references[i]));
+    say(fmt::format("  {}\n  -> {}\n  (reference: {})", sources[i], hypotheses[i], references[i]));
   return 0;
 }
 

@@ -2,58 +2,146 @@
 // written by gradformer-train, one translation per line to --output or stdout; greedy or beam search; with
 // --reference, prints BLEU, chrF and exact match; with --attention-svg, draws the attention of the first
 // sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
-// n of the output always translates line n of the input. Exit 0 on success, 1 with a one-line reason on any
-// error, 2 on bad flags.
+// n of the output always translates line n of the input. Translation is a stream: each batch of --batch lines is
+// written (and reaches a pipe) before the next is read. --output follows nn/output_file.h's rule (a regular file
+// is replaced only once complete). Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated
+// (exit 130, 143); a second one stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed
+// write included), 2 on bad flags.
 #include "examples/cli.h"
 #include "models/decode.h"
-#include "models/metrics.h"
 #include "models/svg.h"
 #include "models/task.h"
+#include "models/translation.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
+#include "nn/output_file.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <limits>
+#include <optional>
 
 using namespace gradformer;
 
 namespace {
 
+// The signal (SIGINT, SIGTERM) that asked to stop, 0 if none: translation ends after the batch in hand, whose
+// lines are written, and --output keeps everything translated so far.
+volatile std::sig_atomic_t stop_signal = 0;
+pthread_t main_thread;
+
+extern "C" void request_stop(int signal) {
+  // A worker thread (OpenMP, OpenBLAS) may be the one that receives it; the main thread must see it, to leave a
+  // read of stdin that would otherwise wait for the next line.
+  if (!pthread_equal(pthread_self(), main_thread)) {
+    pthread_kill(main_thread, signal);
+    return;
+  }
+  if (stop_signal != 0) {  // the second one stops at once
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  stop_signal = signal;
+}
+
+void stop_on_interrupt() {
+  main_thread = pthread_self();
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a read of stdin returns, so the main thread can stop
+  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+}
+
 struct Flags {
   std::string checkpoint, input, output, reference, attention_svg;
-  models::DecodeOptions decode;
+  models::CorpusOptions corpus;
   int threads = 0;
-  size_t batch = 64;
-  size_t max_tokens = 0;  // 0: as many as the model's positions hold
 };
 
-bool blank(const std::string& line) {
-  return line.find_first_not_of(" \t\r\f\v") == std::string::npos;
-}
-
-std::vector<std::string> read_lines(std::istream& in) {
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(line);
+// Lines from a FILE*, with the line end (LF or CRLF) removed. A read error (stdin being a directory, an I/O
+// error) throws instead of passing for the end of the input.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path) : name_(path) {
+    if (std::filesystem::is_directory(path)) fail<IOError>(path, "is a directory, not a file");
+    file_ = std::fopen(path.c_str(), "r");
+    if (file_ == nullptr) fail<IOError>(path, "cannot open for reading");
   }
-  return lines;
-}
+  LineReader() : name_("stdin"), file_(stdin), owned_(false) {}
+  ~LineReader() {
+    std::free(buffer_);
+    if (owned_) std::fclose(file_);
+  }
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
 
-std::vector<std::string> read_lines(const std::string& path) {
-  if (std::filesystem::is_directory(path)) fail<IOError>(path, "is a directory, not a file");
-  std::ifstream in(path);
-  if (!in) fail<IOError>(path, "cannot open for reading");
-  return read_lines(in);
+  bool next(std::string& line) {
+    errno = 0;
+    const ssize_t length = ::getline(&buffer_, &capacity_, file_);
+    if (length < 0) {
+      if (std::ferror(file_) && !(errno == EINTR && stop_signal != 0))
+        fail<IOError>(name_, "read failed: {}", std::strerror(errno));
+      return false;
+    }
+    line.assign(buffer_, static_cast<size_t>(length));
+    if (!line.empty() && line.back() == '\n') line.pop_back();
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return true;
+  }
+
+  std::vector<std::string> all() {
+    std::vector<std::string> lines;
+    for (std::string line; next(line);) lines.push_back(line);
+    return lines;
+  }
+
+ private:
+  std::string name_;
+  std::FILE* file_ = nullptr;
+  bool owned_ = true;
+  char* buffer_ = nullptr;  // getline's, grown by it
+  size_t capacity_ = 0;
+};
+
+void draw_attention(const Flags& flags, const models::Seq2SeqModel& model, const models::TextCodec& codec,
+                    const std::string& sentence, size_t max_source_tokens) {
+  if (sentence.find_first_not_of(" \t\r\f\v") == std::string::npos) {
+    cli::print_warning("gradformer-translate", "sentence 1 is empty: no attention to draw");
+    return;
+  }
+  const Tensor source = models::make_source_batch({codec.encode_source(sentence, max_source_tokens)});
+  std::vector<int64_t> target_in{data::bos_id};
+  for (const auto& ids : models::translate(model, source, flags.corpus.decode))
+    target_in.insert(target_in.end(), ids.begin(), ids.end());
+  std::vector<int64_t> target_out(target_in.begin() + 1, target_in.end());
+  target_out.push_back(data::eos_id);
+  const auto maps = model.attention_maps(source, models::make_source_batch({target_in}));
+  nn::write_text_file(flags.attention_svg,
+                      models::attention_svg(maps, codec.tokens(codec.encode_source(sentence, max_source_tokens)),
+                                            codec.tokens(target_out)));
+  fmt::print(stderr, "wrote the attention of sentence 1 ({} maps) to {}\n", maps.size(), flags.attention_svg);
 }
 
 int run(const Flags& flags) {
+  // Before any work, so that a path that cannot be written is reported at once; a replaced file keeps its old
+  // contents until the translation is complete.
+  nn::OutputFile out = flags.output.empty() ? nn::OutputFile::standard_output() : nn::OutputFile(flags.output);
+  const std::vector<std::string> references =
+      flags.reference.empty() ? std::vector<std::string>{} : LineReader(flags.reference).all();
+  LineReader input_file_or_stdin = flags.input.empty() ? LineReader() : LineReader(flags.input);
+
+  stop_on_interrupt();
   set_num_threads(flags.threads);
   nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
   const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
@@ -61,73 +149,53 @@ int run(const Flags& flags) {
   nn::load_checkpoint(flags.checkpoint, *model, nullptr);
   model->eval();
 
-  // A source of n tokens takes n + 1 positions (<eos>); a translation of m tokens takes m (<bos> first).
+  // The library checks these too; here the message names the flag.
   const auto positions = config.value("max_length", int64_t{0});
-  size_t max_tokens = flags.max_tokens;
   if (positions > 0) {
-    if (max_tokens == 0) max_tokens = static_cast<size_t>(positions - 1);
-    if (static_cast<int64_t>(max_tokens) >= positions)
+    if (static_cast<int64_t>(flags.corpus.max_source_tokens) >= positions)
       fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
-                       "<eos>); at most {}", max_tokens, positions, positions - 1);
-    if (flags.decode.max_length > positions)
-      fail<ValueError>("--max-length", "{} exceeds the model's {} positions", flags.decode.max_length, positions);
-  } else if (max_tokens == 0) {
-    max_tokens = std::numeric_limits<size_t>::max();
+                       "<eos>); at most {}", flags.corpus.max_source_tokens, positions, positions - 1);
+    if (flags.corpus.decode.max_length > positions)
+      fail<ValueError>("--max-length", "{} exceeds the model's {} positions", flags.corpus.decode.max_length, positions);
   }
 
-  const std::vector<std::string> sources = flags.input.empty() ? read_lines(std::cin) : read_lines(flags.input);
-  std::vector<std::string> hypotheses(sources.size());
-  std::vector<size_t> to_translate;
-  for (size_t i = 0; i < sources.size(); ++i)
-    if (!blank(sources[i])) to_translate.push_back(i);
-  size_t truncated = 0;
-  for (size_t start = 0; start < to_translate.size(); start += flags.batch) {
-    const size_t end = std::min(to_translate.size(), start + flags.batch);
-    std::vector<std::vector<int64_t>> ids;
-    for (size_t k = start; k < end; ++k) {
-      bool cut = false;
-      ids.push_back(codec.encode_source(sources[to_translate[k]], max_tokens, &cut));
-      truncated += cut;
-    }
-    const auto outputs = models::translate(*model, models::make_source_batch(ids), flags.decode);
-    for (size_t k = start; k < end; ++k) hypotheses[to_translate[k]] = codec.decode(outputs[k - start]);
+  std::optional<std::string> first_source;  // for --attention-svg
+  std::vector<std::string> translations;    // kept only to be scored
+  const models::CorpusReport report = models::translate_corpus(
+      *model, codec,
+      [&](std::string& line) {
+        const bool more = stop_signal == 0 && input_file_or_stdin.next(line);
+        if (more && !first_source) first_source = line;
+        return more;
+      },
+      [&](size_t, const std::vector<std::string>& batch) {
+        std::string text;
+        for (const std::string& line : batch) text += line + '\n';
+        out.write(text);
+        if (!flags.reference.empty()) translations.insert(translations.end(), batch.begin(), batch.end());
+      },
+      flags.corpus);
+  out.commit();
+  if (stop_signal != 0) {
+    fmt::print(stderr, "gradformer-translate: interrupted after {} sentences; {} holds their translations\n",
+               report.sentences, out.path());
+    return 128 + stop_signal;
   }
-  if (truncated > 0)
+  if (report.truncated > 0)
     cli::print_warning("gradformer-translate", fmt::format("{} of {} sentences were longer than {} tokens and were "
-                                                           "truncated to {} (--max-sentence-tokens)",
-                                                           truncated, to_translate.size(), max_tokens, max_tokens));
-  std::ofstream file;
-  if (!flags.output.empty()) {
-    file.open(flags.output);
-    if (!file) fail<IOError>(flags.output, "cannot open for writing");
-  }
-  std::ostream& out = flags.output.empty() ? std::cout : file;
-  for (const std::string& h : hypotheses) out << h << '\n';
+                                                           "truncated to {} (--max-sentence-tokens)", report.truncated,
+                                                           report.translated, report.max_source_tokens,
+                                                           report.max_source_tokens));
 
   if (!flags.reference.empty()) {
-    // References go through the same tokenise/detokenise round as the hypotheses, so spacing conventions of the
-    // corpus ("der Hund ." against "der Hund.") do not count as errors in exact match and chrF.
-    std::vector<std::string> references;
-    for (const std::string& line : read_lines(flags.reference))
-      references.push_back(codec.tokenizer().detokenize(codec.tokenizer().tokenize(line)));
-    if (references.size() != hypotheses.size())
-      fail<ValueError>(flags.reference, "{} references for {} sources", references.size(), hypotheses.size());
-    fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", metrics::corpus_bleu(hypotheses, references).format(),
-               metrics::corpus_chrf(hypotheses, references).format(), 100.0 * metrics::exact_match(hypotheses, references));
+    if (references.size() != report.sentences)
+      fail<ValueError>(flags.reference, "{} references for {} sources", references.size(), report.sentences);
+    const models::TranslationScores scores = models::score_translations(codec, translations, references);
+    fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", scores.bleu.format(), scores.chrf.format(),
+               100.0 * scores.exact_match);
   }
-  if (!flags.attention_svg.empty() && !sources.empty() && blank(sources[0])) {
-    cli::print_warning("gradformer-translate", "sentence 1 is empty: no attention to draw");
-  } else if (!flags.attention_svg.empty() && !sources.empty()) {
-    const std::vector<int64_t> source_ids = codec.encode_source(sources[0], max_tokens);
-    std::vector<int64_t> target_in{data::bos_id};
-    for (const auto& ids : models::translate(*model, models::make_source_batch({source_ids}), flags.decode))
-      target_in.insert(target_in.end(), ids.begin(), ids.end());
-    std::vector<int64_t> target_out(target_in.begin() + 1, target_in.end());
-    target_out.push_back(data::eos_id);
-    const auto maps = model->attention_maps(models::make_source_batch({source_ids}), models::make_source_batch({target_in}));
-    models::write_text_file(flags.attention_svg, models::attention_svg(maps, codec.tokens(source_ids), codec.tokens(target_out)));
-    fmt::print(stderr, "wrote the attention of sentence 1 ({} maps) to {}\n", maps.size(), flags.attention_svg);
-  }
+  if (!flags.attention_svg.empty() && first_source)
+    draw_attention(flags, *model, codec, *first_source, report.max_source_tokens);
   return 0;
 }
 
@@ -140,21 +208,21 @@ int main(int argc, char** argv) {
   app.add_option("--input", f.input, "Source sentences, one per line (default: stdin)");
   app.add_option("--output", f.output, "Translations, one per line (default: stdout)");
   app.add_option("--reference", f.reference, "Reference translations: print BLEU, chrF and exact match to stderr");
-  app.add_option("--beam", f.decode.beam_size, "Beam size (1: greedy)")
+  app.add_option("--beam", f.corpus.decode.beam_size, fmt::format("Beam size (1: greedy; at most {})", models::max_beam_size))
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
-  app.add_option("--length-penalty", f.decode.length_penalty, "Beam score = log p / length^penalty")
+  app.add_option("--length-penalty", f.corpus.decode.length_penalty, "Beam score = log p / length^penalty")
       ->check(cli::number_between(-10, 10))
       ->capture_default_str();
-  app.add_option("--max-length", f.decode.max_length, "Longest translation (0: 2 x source + 10)")
+  app.add_option("--max-length", f.corpus.decode.max_length, "Longest translation (0: 2 x source + 10)")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
-  app.add_option("--max-sentence-tokens", f.max_tokens,
+  app.add_option("--max-sentence-tokens", f.corpus.max_source_tokens,
                  "Truncate longer sources (0: the longest the model's positions hold)")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
-  app.add_option("--batch", f.batch, "Sentences decoded together")->check(cli::integer_at_least(1))->capture_default_str();
+  app.add_option("--batch", f.corpus.batch_size, "Sentences read, decoded and written together (1: answer line by line)")->check(cli::integer_at_least(1))->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   try {

@@ -146,11 +146,16 @@ std::vector<std::vector<int64_t>> beam_search(const Seq2SeqModel& model, const T
 
 }  // namespace
 
+void check_decode_options(const DecodeOptions& options) {
+  if (options.beam_size < 1 || options.beam_size > max_beam_size)
+    fail<ValueError>("translate", "beam size {} is outside 1..{}", options.beam_size, max_beam_size);
+}
+
 std::vector<std::vector<int64_t>> translate(const Seq2SeqModel& model, const Tensor& src, const DecodeOptions& options) {
   if (src.dim() != 2 || src.dtype() != DType::i64)
     fail<ShapeError>("translate", "src must be an i64 (B, S) tensor, got {} {}", dtype_name(src.dtype()),
                      shape_str(src.shape()));
-  if (options.beam_size < 1) fail<ValueError>("translate", "beam size {} must be at least 1", options.beam_size);
+  check_decode_options(options);
   NoGradGuard no_grad;
   const int64_t max_length = length_limit(model, src, options);
   return options.beam_size == 1 ? greedy(model, src, max_length) : beam_search(model, src, options, max_length);

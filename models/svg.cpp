@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <fstream>
 
 namespace gradformer::models {
 namespace {
@@ -99,20 +97,6 @@ std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vect
     }
   }
   return svg + "</svg>\n";
-}
-
-void write_text_file(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) fail<IOError>(path, "cannot write {}", temporary);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    std::remove(temporary.c_str());
-    fail<IOError>(path, "cannot rename {} into place", temporary);
-  }
 }
 
 }  // namespace gradformer::models

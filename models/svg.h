@@ -3,6 +3,7 @@
 #pragma once
 
 #include "models/seq2seq.h"
+#include "nn/output_file.h"
 
 #include <string>
 #include <utility>
@@ -18,7 +19,7 @@ struct Curve {
 std::string loss_curve_svg(const std::vector<Curve>& curves, const std::string& title);
 std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vector<std::string>& source_tokens,
                           const std::vector<std::string>& target_tokens);
-// Writes text to path atomically (temporary file, then rename); IOError on failure.
-void write_text_file(const std::string& path, const std::string& text);
+// The pictures are written as every program file is (nn/output_file.h); the trainer's loss.svg goes through here.
+using nn::write_text_file;
 
 }  // namespace gradformer::models

@@ -1,8 +1,7 @@
 #include "models/trainer.h"
 
-#include "models/decode.h"
-#include "models/metrics.h"
 #include "models/svg.h"
+#include "models/translation.h"
 #include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "ops/ops.h"
@@ -163,18 +162,15 @@ ValidStats Trainer::validate() {
   if (distributed_.is_root()) stats.loss = evaluate_loss(valid_);
   if (count > 0) {
     model_.eval();
-    std::vector<std::string> hypotheses, references;
-    for (size_t start = 0; start < count; start += 64) {
-      std::vector<std::vector<int64_t>> sources;
-      for (size_t i = start; i < std::min(count, start + 64); ++i) {
-        sources.push_back(codec_.encode_source(valid_text_[i].source, 256));
-        references.push_back(codec_.tokenizer().detokenize(codec_.tokenizer().tokenize(valid_text_[i].target)));
-      }
-      for (const auto& ids : translate(model_, make_source_batch(sources))) hypotheses.push_back(codec_.decode(ids));
+    std::vector<std::string> sources, references;
+    for (size_t i = 0; i < count; ++i) {
+      sources.push_back(valid_text_[i].source);
+      references.push_back(valid_text_[i].target);
     }
+    const TranslationScores scores = score_translations(codec_, translate_corpus(model_, codec_, sources), references);
     model_.train();
-    stats.bleu = metrics::corpus_bleu(hypotheses, references).score;
-    stats.chrf = metrics::corpus_chrf(hypotheses, references).score;
+    stats.bleu = scores.bleu.score;
+    stats.chrf = scores.chrf.score;
   }
   std::array<double, 3> results{stats.loss, stats.bleu, stats.chrf};
   distributed_.broadcast(results);

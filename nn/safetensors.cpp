@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.h"
+#include "nn/output_file.h"
 
 namespace gradformer::safetensors {
 
@@ -341,7 +342,7 @@ std::array<std::byte, size_field_bytes> size_field(uint64_t header_size) {
   return field;
 }
 
-// Closes a descriptor on scope exit; save_atomic closes explicitly first to see close's error.
+// Closes a descriptor on scope exit.
 struct Descriptor {
   int fd = -1;
   explicit Descriptor(int descriptor) : fd(descriptor) {}
@@ -362,26 +363,6 @@ void read_exactly(int fd, std::byte* out, std::size_t count, const std::string& 
     count -= static_cast<std::size_t>(got);
   }
 }
-
-void write_all(int fd, const void* data, std::size_t count, const std::string& path) {
-  const auto* bytes = static_cast<const std::byte*>(data);
-  while (count > 0) {
-    const ssize_t wrote = ::write(fd, bytes, count);
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote < 0) fail<IOError>(path, "write failed: {}", errno_text(errno));
-    bytes += wrote;
-    count -= static_cast<std::size_t>(wrote);
-  }
-}
-
-// Removes the temporary file unless the rename consumed it.
-struct TemporaryFile {
-  std::string path;
-  bool renamed = false;
-  ~TemporaryFile() {
-    if (!renamed) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -437,7 +418,9 @@ File parse(std::span<const std::byte> bytes, std::string_view name) {
 }
 
 File load(const std::string& path) {
-  const Descriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; the check below refuses it, and
+  // O_NONBLOCK means nothing for the regular file read here.
+  const Descriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (file.fd < 0) fail<IOError>(path, "cannot open: {}", errno_text(errno));
   struct stat info {};
   if (::fstat(file.fd, &info) != 0) fail<IOError>(path, "cannot stat: {}", errno_text(errno));
@@ -489,33 +472,12 @@ size_t remove_stale_temporaries(const std::string& path) {
 
 void save_atomic(const std::string& path, const File& file) {
   const Layout layout = plan(file);
-  TemporaryFile temporary{fmt::format("{}.tmp.{}", path, ::getpid())};
-  Descriptor out(::open(temporary.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (out.fd < 0) fail<IOError>(path, "cannot create {}: {}", temporary.path, errno_text(errno));
-
+  nn::OutputFile out(path);
   const auto field = size_field(layout.header.size());
-  write_all(out.fd, field.data(), field.size(), temporary.path);
-  write_all(out.fd, layout.header.data(), layout.header.size(), temporary.path);
-  for (const auto* item : layout.order) {
-    write_all(out.fd, item->second.data.data(), item->second.data.size(), temporary.path);
-  }
-  if (::fsync(out.fd) != 0) fail<IOError>(temporary.path, "fsync failed: {}", errno_text(errno));
-  const int fd = std::exchange(out.fd, -1);
-  if (::close(fd) != 0) fail<IOError>(temporary.path, "close failed: {}", errno_text(errno));
-
-  if (::rename(temporary.path.c_str(), path.c_str()) != 0) {
-    fail<IOError>(path, "cannot rename {} over it: {}", temporary.path, errno_text(errno));
-  }
-  temporary.renamed = true;
-
-  // Without this the rename itself may not survive a crash, leaving the old file (or none) after reboot.
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  const std::string directory = parent.empty() ? std::string(".") : parent.string();
-  const Descriptor dir(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.fd < 0 || ::fsync(dir.fd) != 0) {
-    fail<IOError>(path, "written, but fsync of directory {} failed, so the rename may not be durable: {}",
-                  directory, errno_text(errno));
-  }
+  out.write(field);
+  out.write(layout.header);
+  for (const auto* item : layout.order) out.write(item->second.data);
+  out.commit();
 }
 
 TensorRecord make_record(DType dtype, std::vector<int64_t> shape, const void* data) {

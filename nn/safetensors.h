@@ -65,9 +65,10 @@ File load(const std::string& path);
 // named "__metadata__", a name or metadata string that is not UTF-8, or a header over max_header_size.
 std::vector<std::byte> serialize(const File& file);
 
-// Writes `file` to `path + ".tmp.<pid>"`, fsyncs it, renames it over `path` and fsyncs the directory, so `path`
-// holds either the old contents or the complete new ones, never a mixture. On failure the temporary file is
-// removed and IOError thrown (ValueError, before any disk access, for a record serialize rejects).
+// Writes `file` through nn::OutputFile (nn/output_file.h): a regular `path` is replaced atomically through
+// `path + ".tmp.<pid>"`, so it holds either the old contents or the complete new ones, never a mixture; a symbolic
+// link is followed; a device or FIFO is written in place. On failure the temporary file is removed and IOError
+// thrown (ValueError, before any disk access, for a record serialize rejects).
 void save_atomic(const std::string& path, const File& file);
 
 // Removes the `path + ".tmp.<pid>"` files save_atomic left behind when its process died mid-write (SIGKILL, power

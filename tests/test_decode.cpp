@@ -1,7 +1,8 @@
 // Decoding over every model of the zoo (models/decode.h), shrunk to tiny sizes with random weights in eval
 // mode: cached step-by-step log-probabilities against teacher forcing on a padded batch, greedy against a
 // reference loop over step(), beam search scoring at least as well as greedy, DecoderState::select against
-// decoding the reordered batch from the start, and translate()'s argument errors.
+// decoding the reordered batch from the start, and translate()'s argument errors. Corpora, text in and text out,
+// are tested in test_translation.cpp.
 #include "models/data/tokenizer.h"
 #include "models/decode.h"
 #include "models/task.h"
@@ -232,7 +233,7 @@ TEST_CASE("decode: DecoderState::select reorders and repeats rows consistently")
   }
 }
 
-TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam size below 1") {
+TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam size outside 1..max_beam_size") {
   const auto model = tiny_model(zoo_cases().back());
   CHECK(message_of<ShapeError>([&] { models::translate(*model, full({2, 3}, 4.0)); }) ==
         "translate: src must be an i64 (B, S) tensor, got f32 [2, 3]");
@@ -241,5 +242,9 @@ TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam 
   models::DecodeOptions options;
   options.beam_size = 0;
   CHECK(message_of<ValueError>([&] { models::translate(*model, two_sources(), options); }) ==
-        "translate: beam size 0 must be at least 1");
+        "translate: beam size 0 is outside 1..256");
+  // A huge beam would only exhaust memory (--beam 100000 grew to 14.5 GB before it was stopped).
+  options.beam_size = 100000;
+  CHECK(message_of<ValueError>([&] { models::translate(*model, two_sources(), options); }) ==
+        "translate: beam size 100000 is outside 1..256");
 }

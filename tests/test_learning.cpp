@@ -2,9 +2,8 @@
 // Transformer's) must translate held-out sequences exactly. It fails when a gradient, the loss masking, the
 // batching or the decoder's state is wrong in a way the per-op checks cannot see. Skipped under the sanitizers:
 // there it would take minutes, and the trainer's code runs under them in test_trainer.cpp.
-#include "models/decode.h"
-#include "models/metrics.h"
 #include "models/trainer.h"
+#include "models/translation.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
 #include "tests/model_helpers.h"
@@ -43,15 +42,13 @@ TEST_CASE("learning: a tiny rnn-attention model learns reverse to >= 95% exact m
   trainer.run([](const models::StepStats&) {}, [](const models::ValidStats&) {});
 
   model->eval();
-  std::vector<std::vector<int64_t>> sources;
-  std::vector<std::string> references, hypotheses;
+  std::vector<std::string> sources, references;
   for (const auto& pair : task.splits.test) {
-    sources.push_back(codec.encode_source(pair.source, 16));
+    sources.push_back(pair.source);
     references.push_back(pair.target);
   }
-  for (const auto& ids : models::translate(*model, models::make_source_batch(sources)))
-    hypotheses.push_back(codec.decode(ids));
-  const double exact = metrics::exact_match(hypotheses, references);
+  const std::vector<std::string> hypotheses = models::translate_corpus(*model, codec, sources);
+  const double exact = models::score_translations(codec, hypotheses, references).exact_match;
   CAPTURE(hypotheses.front());
   CAPTURE(references.front());
   CHECK(exact >= 0.95);

@@ -1,141 +1,22 @@
-// The programs' answers to bad input, run as a user runs them: each built program is spawned with its stdin,
-// stdout and stderr on files, and the test checks the exit status and the one line it prints
-// ("gradformer-xxx: error: ..."), and that no checkpoint was lost. Programs come from GRADFORMER_PROGRAMS
-// (tests/meson.build); a build without examples (run.sh's sanitizer build) skips these tests.
+// The programs' answers to bad input, run as a user runs them (tests/program_helpers.h): the test checks the
+// exit status and the one line each prints ("gradformer-xxx: error: ..."), and that no checkpoint was lost.
+// gradformer-translate's streaming and output files are tested in test_programs_translate.cpp.
 #include "models/task.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
-#include "tests/helpers.h"
+#include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <vector>
 
-extern char** environ;
-
 using namespace gradformer;
-using testing::TempDir;
+using namespace gradformer::testing;
 
 namespace {
-
-#ifdef GRADFORMER_PROGRAMS
-constexpr bool kProgramsBuilt = true;
-const std::string kPrograms = GRADFORMER_PROGRAMS;
-#else
-constexpr bool kProgramsBuilt = false;
-const std::string kPrograms;
-#endif
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
-
-struct Outcome {
-  int exit_code = -1;  // -1: did not exit normally (a crash)
-  std::string out, err;
-};
-
-// Runs examples/<program> with `args`, `input` on its stdin; waits and collects exit code, stdout and stderr.
-Outcome run(const std::string& program, const std::vector<std::string>& args, const std::string& input = "") {
-  static const TempDir scratch("gradformer-test-programs-io");
-  static int counter = 0;
-  const std::string stem = scratch.str(std::to_string(counter++));
-  write_file(stem + ".in", input);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, (stem + ".in").c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, (stem + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, (stem + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const std::string path = kPrograms + "/" + program;
-  std::vector<std::string> words{path};
-  if (program != "gradformer-gradcheck") words.insert(words.end(), {"--threads", "1"});  // the cores are shared
-  words.insert(words.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, path.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(spawned == 0, "cannot run " << path << " (build the programs: ninja -C build)");
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Outcome outcome;
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  outcome.out = read_file(stem + ".out");
-  outcome.err = read_file(stem + ".err");
-  return outcome;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-size_t count_lines_containing(const std::string& text, const std::string& needle) {
-  size_t count = 0;
-  for (const std::string& line : lines_of(text)) count += line.find(needle) != std::string::npos;
-  return count;
-}
-
-// A small parallel corpus: 40 pairs of 3 to 6 words over a dozen letters, the target reversed.
-std::string small_corpus() {
-  std::string text;
-  for (int i = 0; i < 40; ++i) {
-    std::vector<std::string> words;
-    for (int k = 0; k < 3 + i % 4; ++k) words.push_back(std::string(1, static_cast<char>('a' + (i * 7 + k * 3) % 12)));
-    std::string source, target;
-    for (size_t k = 0; k < words.size(); ++k) {
-      source += (k ? " " : "") + words[k];
-      target += (k ? " " : "") + words[words.size() - 1 - k];
-    }
-    text += source + "\t" + target + "\n";
-  }
-  return text;
-}
-
-// The few flags that make gradformer-train finish in a second on the small corpus.
-std::vector<std::string> quick_train(const std::string& tsv, const std::string& out) {
-  return {"--task", "tsv:" + tsv, "--out", out, "--max-steps", "2", "--valid-every", "0", "--max-tokens", "256"};
-}
-
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// One trained checkpoint shared by the translate tests, made by gradformer-train itself.
-struct Trained {
-  TempDir dir{"gradformer-test-programs"};
-  std::string checkpoint = dir.str("run/last.safetensors");
-  Trained() {
-    write_file(dir.str("corpus.tsv"), small_corpus());
-    const Outcome o = run("gradformer-train", quick_train(dir.str("corpus.tsv"), dir.str("run")));
-    INFO(o.err);
-    REQUIRE(o.exit_code == 0);
-  }
-};
-
-const Trained& trained() {
-  static const Trained t;
-  return t;
-}
 
 // Writes a safetensors file without gradformer's checkpoint metadata (as PyTorch's save_file would).
 void write_plain_safetensors(const std::string& path) {

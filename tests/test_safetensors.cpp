@@ -410,10 +410,10 @@ TEST_CASE("safetensors: a failed save throws and never damages the old file") {
   CHECK_THROWS_AS(st::save_atomic((scratch.path / "missing" / "model.safetensors").string(), sample_file()),
                   gradformer::IOError);
 
-  // The target is a non-empty directory, so the rename fails after the temporary file was written.
+  // The target is a directory: refused before anything is written (nn::OutputFile's rule).
   const auto occupied = scratch.path / "occupied";
   std::filesystem::create_directories(occupied / "inside");
-  CHECK_THROWS_WITH_AS(st::save_atomic(occupied.string(), sample_file()), doctest::Contains("cannot rename"),
+  CHECK_THROWS_WITH_AS(st::save_atomic(occupied.string(), sample_file()), doctest::Contains("is a directory"),
                        gradformer::IOError);
   CHECK(std::filesystem::is_directory(occupied / "inside"));
 

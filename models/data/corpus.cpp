@@ -3,6 +3,7 @@
 #include "models/data/corpus.h"
 
 #include "autograd/error.h"
+#include "nn/output_file.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -131,11 +132,9 @@ void write_tsv(const std::string& path, const std::vector<SentencePair>& pairs) 
       }
     }
   }
-  std::ofstream out(path, std::ios::binary);
-  if (!out) fail<IOError>("tsv " + path, "cannot open for writing");
-  for (const SentencePair& pair : pairs) out << pair.source << '\t' << pair.target << '\n';
-  out.flush();
-  if (!out) fail<IOError>("tsv " + path, "write failed");
+  std::string text;
+  for (const SentencePair& pair : pairs) text += pair.source + '\t' + pair.target + '\n';
+  nn::write_text_file(path, text);
 }
 
 Splits draw_distinct_splits(std::string_view task, const std::function<SentencePair()>& draw, size_t train_size,

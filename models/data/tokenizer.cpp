@@ -5,6 +5,7 @@
 
 #include "autograd/error.h"
 #include "models/data/utf8.h"
+#include "nn/output_file.h"
 
 #include <algorithm>
 #include <fstream>
@@ -53,14 +54,6 @@ std::string read_file(const std::string& path, std::string_view what) {
   std::ostringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
-}
-
-void write_file(const std::string& path, std::string_view what, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) fail<IOError>(std::string(what) + " " + path, "cannot open for writing");
-  out << text;
-  out.flush();
-  if (!out) fail<IOError>(std::string(what) + " " + path, "write failed");
 }
 
 bool is_split_punctuation(char c) { return std::string_view(".,!?;:\"()[]{}").find(c) != std::string_view::npos; }
@@ -171,7 +164,7 @@ Vocabulary Vocabulary::from_text(std::string_view text, std::string_view name) {
   return from_tokens(std::move(tokens), name, true);
 }
 
-void Vocabulary::save(const std::string& path) const { write_file(path, "vocabulary", to_text()); }
+void Vocabulary::save(const std::string& path) const { nn::write_text_file(path, to_text()); }
 
 Vocabulary Vocabulary::load(const std::string& path) { return from_text(read_file(path, "vocabulary"), path); }
 
@@ -475,7 +468,7 @@ Bpe Bpe::from_text(std::string_view text, std::string_view name) {
   return Bpe(std::move(merges));
 }
 
-void Bpe::save(const std::string& path) const { write_file(path, "bpe", to_text()); }
+void Bpe::save(const std::string& path) const { nn::write_text_file(path, to_text()); }
 
 Bpe Bpe::load(const std::string& path) { return from_text(read_file(path, "bpe"), path); }
 
