@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 build_packages=(g++ meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
-                nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en)
-test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap)
+                nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en libsentencepiece-dev)
+test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece)
 
 # quietly STEP COMMAND...: runs COMMAND with its output kept aside; if it fails, says which step failed, shows
 # the output's last lines (and meson's log, for a failed meson call), and exits with its status.
