@@ -2,6 +2,7 @@
 
 #include "models/data/ding.h"
 #include "models/data/grammar.h"
+#include "ops/threads.h"
 
 namespace gradformer::models {
 
@@ -59,8 +60,10 @@ TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const T
   } else if (options.tokenizer == "bpe") {
     tokenizer = std::make_unique<data::Bpe>(data::Bpe::learn(joint_texts(train), options.bpe_merges));
   } else if (options.tokenizer == "spm") {
+    data::SentencePiece::TrainOptions spm = options.spm;
+    spm.threads = num_threads();
     tokenizer = std::make_unique<data::SentencePiece>(options.spm_model.empty()
-                                                          ? data::SentencePiece::train(joint_texts(train), options.spm)
+                                                          ? data::SentencePiece::train(joint_texts(train), spm)
                                                           : data::SentencePiece::load(options.spm_model));
   } else {
     fail<ValueError>("tokenizer", "unknown tokenizer '{}' (known: word, char, bpe, spm)", options.tokenizer);

@@ -17,7 +17,7 @@ namespace gradformer::models {
 struct TaskOptions {
   std::string tokenizer = "word";  // word, char, bpe or spm
   size_t bpe_merges = 8000;
-  data::SentencePiece::TrainOptions spm;  // spm, when no spm_model is given
+  data::SentencePiece::TrainOptions spm;  // spm, when no spm_model is given; learn() sets its threads
   std::string spm_model;                  // spm: an existing .model file instead of training one
   size_t max_tokens = 64;          // longer sentences are truncated (counted in the report)
   size_t min_freq = 1;

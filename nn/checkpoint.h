@@ -51,7 +51,8 @@ void save_weights(const std::string& path, const Module& model,
 
 // Reads a weights file (ours, PyTorch's, or a training checkpoint, whose optimizer and training tensors are
 // skipped) into `model`. With strict, every model key must be present and no other key may be; shapes must
-// always match, and floating tensors load into floating ones (converting f32/f64), I64 into i64 or bool.
+// always match, and every dtype loads converted as described above (floating into floating, integer and BOOL
+// into i64 or bool).
 // Throws IOError/FormatError for an unreadable or malformed file and CheckpointError listing every problem
 // otherwise; the model is only written once everything has been checked.
 void load_weights(const std::string& path, Module& model, bool strict = true);

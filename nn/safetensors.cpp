@@ -33,7 +33,6 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
-#include <ranges>
 #include <set>
 #include <system_error>
 #include <tuple>
@@ -153,8 +152,9 @@ DType parse_dtype(const json& value, std::string_view name, const std::string& t
   }
   if (std::find(known_unsupported_dtypes.begin(), known_unsupported_dtypes.end(), text) !=
       known_unsupported_dtypes.end()) {
-    fail<FormatError>(name, "tensor '{}': dtype {} is not supported ({} are)", tensor, text,
-                      fmt::join(all_dtypes | std::views::transform(dtype_name), ", "));
+    std::vector<std::string_view> readable;
+    for (const DType dtype : all_dtypes) readable.push_back(dtype_name(dtype));
+    fail<FormatError>(name, "tensor '{}': dtype {} is not supported ({} are)", tensor, text, fmt::join(readable, ", "));
   }
   fail<FormatError>(name, "tensor '{}': dtype \"{}\" is not a safetensors dtype", tensor, text);
 }

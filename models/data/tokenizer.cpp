@@ -574,6 +574,7 @@ SentencePiece SentencePiece::train(const std::vector<std::string>& texts, const 
       {"vocab_size", std::to_string(options.vocab_size)},
       {"model_type", options.model_type},
       {"hard_vocab_limit", "false"},
+      {"num_threads", std::to_string(options.threads)},
       {"minloglevel", "1"},
   };
   std::string model;
