@@ -263,8 +263,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
   StateDict optimizer_dict;
   if (optimizer != nullptr) {
     if (!loaded.has_optimizer)
-      fail<CheckpointError>(path, "checkpoint holds no optimizer state to load into the {}; pass no optimizer to "
-                                  "start a fresh one", optimizer->type_name());
+      fail<CheckpointError>(path, "checkpoint holds no optimizer state to load into the {} (a decoding checkpoint: "
+                                  "BF16 or averaged); resume from a training checkpoint such as last.safetensors, or "
+                                  "pass no optimizer to start a fresh one", optimizer->type_name());
     const std::string& saved_type = file.metadata.at("optimizer");
     if (saved_type != optimizer->type_name())
       fail<CheckpointError>(path, "checkpoint holds {} state, cannot load it into {}", saved_type,

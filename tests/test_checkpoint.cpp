@@ -467,8 +467,9 @@ TEST_CASE("checkpoint: a bfloat16 checkpoint holds rounded model tensors, no opt
   }
   // Resuming needs the optimizer state that only the f32 checkpoint keeps.
   optim::Adam adam(model.parameters(), {.lr = 0.01});
-  CHECK(message_of([&] { nn::load_checkpoint(half, model, &adam); }).find("holds no optimizer state") !=
-        std::string::npos);
+  CHECK(message_of([&] { nn::load_checkpoint(half, model, &adam); }) ==
+        half + ": checkpoint holds no optimizer state to load into the Adam (a decoding checkpoint: BF16 or averaged); "
+               "resume from a training checkpoint such as last.safetensors, or pass no optimizer to start a fresh one");
 
   // Half the model bytes: compare with a full-precision checkpoint that also lacks the optimizer.
   const std::string plain = dir.file("plain.safetensors");

@@ -447,6 +447,13 @@ TEST_CASE("programs: --save-dtype bf16 writes best as a half-size decoding check
   CHECK(last.metadata.contains("optimizer"));
   const Outcome translated = run("gradformer-translate", {"--checkpoint", dir.str("run/best.safetensors")}, "the dog\n");
   CHECK(translated.exit_code == 0);
+  const std::string best_path = dir.str("run/best.safetensors");
+  const Outcome resumed =
+      run("gradformer-train", quick_train(tsv, dir.str("run")) + std::vector<std::string>{"--resume", best_path});
+  CHECK(resumed.exit_code == 1);
+  CHECK(resumed.err == "gradformer-train: error: " + best_path + ": checkpoint holds no optimizer state to load into the Adam "
+                       "(a decoding checkpoint: BF16 or averaged); resume from a training checkpoint such as "
+                       "last.safetensors, or pass no optimizer to start a fresh one\n");
 }
 
 TEST_CASE("programs: gradformer-average writes the mean, refuses other models, and never overwrites silently") {
