@@ -267,6 +267,9 @@ TEST_CASE("SentencePiece: unigram and BPE models trained in memory round-trip te
     const SentencePiece spm = SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 150, .model_type = type});
     CHECK(spm.kind() == "spm");
     check_round_trip(spm, splits.test);
+    // Every rank of a data-parallel run trains its own: they must agree byte for byte.
+    CHECK(SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 150, .model_type = type}).model() ==
+          spm.model());
 
     const auto rebuilt = tokenizer_from_json(nlohmann::json::parse(spm.to_json().dump()));
     CHECK(rebuilt->kind() == "spm");
