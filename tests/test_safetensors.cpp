@@ -1,5 +1,6 @@
-// Tests for nn/safetensors: bit-exact round trips, the reference writer's exact bytes, one test per rejection
-// the parser promises, every truncation and thousands of seeded mutations of a valid file, and atomic saving.
+// Tests for nn/safetensors: bit-exact round trips, the reference writer's exact bytes, every dtype's conversions
+// (bfloat16 rounding included), one test per rejection the parser promises, every truncation and thousands of
+// seeded mutations of valid files, and atomic saving.
 // Not tests of checkpoints of modules: those belong with the Tensor adapter.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -187,10 +188,9 @@ st::TensorRecord raw_record(st::DType dtype, std::vector<int64_t> shape, const s
   return st::make_record(dtype, std::move(shape), elements.data());
 }
 
-}  // namespace
-
-TEST_CASE("safetensors: every dtype PyTorch writes parses, round trips and converts as Tensor.to does") {
-  // Element bits worked out by hand from the IEEE binary16 and bfloat16 layouts (sign, 5 or 8 exponent bits).
+// One tensor of every dtype we read. Element bits worked out by hand from the IEEE binary16 and bfloat16 layouts
+// (sign, 5 or 8 exponent bits).
+st::File all_dtypes_file() {
   st::File file;
   file.tensors["half"] = raw_record<uint16_t>(st::DType::F16, {8}, {0x3C00, 0xC000, 0x3555, 0x7BFF, 0x0001, 0x03FF,
                                                                    0x8000, 0xFC00});
@@ -203,7 +203,13 @@ TEST_CASE("safetensors: every dtype PyTorch writes parses, round trips and conve
   file.tensors["weight"] = st::make_record<float>({2}, std::vector<float>{0.25f, -1.5f});
   file.tensors["bias"] = st::make_record<double>({1}, std::vector<double>{0.1});
   file.tensors["step"] = st::make_record<int64_t>({}, std::vector<int64_t>{-3});
+  return file;
+}
 
+}  // namespace
+
+TEST_CASE("safetensors: every dtype PyTorch writes parses, round trips and converts as Tensor.to does") {
+  const st::File file = all_dtypes_file();
   const auto bytes = st::serialize(file);
   const st::File back = st::parse(bytes, "all.safetensors");
   CHECK(back == file);
@@ -310,14 +316,16 @@ TEST_CASE("safetensors: every truncated prefix of a valid file is rejected, nami
 }
 
 TEST_CASE("safetensors: 5000 seeded mutations either parse to a valid file or throw FormatError") {
-  const auto original = st::serialize(sample_file());
-  const uint64_t header_end = 8 + header_size_of(original);
+  // Half of them start from the sample, half from a file of every dtype.
+  const std::vector<std::byte> originals[] = {st::serialize(sample_file()), st::serialize(all_dtypes_file())};
   // Bytes that steer mutations through JSON structure rather than only into invalid tokens.
   const std::string_view json_bytes = "{}[]\":,0123456789-e. \\u";
   gradformer::Generator generator(20240611);
   int parsed = 0;
   int rejected = 0;
   for (int trial = 0; trial < 5000; ++trial) {
+    const std::vector<std::byte>& original = originals[trial % 2];
+    const uint64_t header_end = 8 + header_size_of(original);
     std::vector<std::byte> bytes = original;
     const auto edits = 1 + generator.below(4);
     for (uint64_t edit = 0; edit < edits; ++edit) {
@@ -336,8 +344,13 @@ TEST_CASE("safetensors: 5000 seeded mutations either parse to a valid file or th
     CAPTURE(trial);
     try {
       const st::File file = st::parse(bytes, "mutant");
-      // Whatever parsed must be writable and read back as itself.
+      // Whatever parsed must be writable and read back as itself, and convert to its kind's element type.
       CHECK(st::parse(st::serialize(file), "rewritten") == file);
+      for (const auto& [name, record] : file.tensors) {
+        const auto count = static_cast<std::size_t>(st::numel(record.shape));
+        CHECK((st::is_floating(record.dtype) ? st::values_as<double>(record, name).size()
+                                             : st::values_as<int64_t>(record, name).size()) == count);
+      }
       ++parsed;
     } catch (const FormatError& error) {
       CHECK(std::string_view(error.what()).starts_with("mutant: "));
