@@ -1,6 +1,8 @@
 // Vocabulary, word/char tokenisers and BPE (see tokenizer.h). The BPE learner keeps pair counts up to date
 // incrementally (only words containing the merged pair are revisited) and picks the best pair from a heap
 // with lazy deletion, so tens of thousands of merges over a Ding-sized corpus take seconds, not hours.
+// SentencePiece is libsentencepiece's processor and trainer behind the Tokenizer interface; the .model bytes
+// travel as base64 inside JSON.
 #include "models/data/tokenizer.h"
 
 #include "autograd/error.h"
@@ -10,7 +12,6 @@
 #include <sentencepiece_trainer.h>
 
 #include <algorithm>
-#include <array>
 #include <fstream>
 #include <queue>
 #include <sstream>
