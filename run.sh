@@ -12,8 +12,8 @@ cd "$(dirname "$0")"
 # dpkg-dev: meson asks its dpkg-architecture for Debian's multiarch libdir; without it `meson install` puts the
 # library and gradformer.pc in /usr/local/lib64, where neither the loader nor pkg-config looks.
 build_packages=(g++ dpkg-dev meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
-                nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en)
-test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap)
+                nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en libsentencepiece-dev)
+test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece)
 
 # quietly STEP COMMAND...: runs COMMAND with its output kept aside; if it fails, says which step failed, shows
 # the output's last lines (and meson's log, for a failed meson call), and exits with its status.

@@ -1,5 +1,5 @@
 // gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
-// DIR/best.safetensors, DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
+// DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
 // TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags. A new run refuses an
 // --out DIR that already holds checkpoints unless --overwrite is given, so a mistyped command cannot replace a
@@ -41,6 +41,7 @@ struct Flags {
   bool detect_anomaly = false;
   bool overwrite = false;
   bool model_given = false;  // --model on the command line, not the default
+  std::string save_dtype = "f32";
 };
 
 std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
@@ -97,16 +98,6 @@ int run(const Flags& flags) {
   if (flags.max_train_sentences > 0 && train_text.size() > flags.max_train_sentences)
     train_text.resize(flags.max_train_sentences);
 
-  std::filesystem::create_directories(flags.out);
-  std::ofstream log(flags.out + "/train.log", std::ios::app);
-  auto say = [&log, &distributed](const std::string& line) {
-    if (!distributed.is_root()) return;
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
-    log << line << '\n';
-    log.flush();
-  };
-
   // A resumed run takes model and vocabulary from its checkpoint; a new one learns them from the data.
   std::optional<models::TextCodec> codec;
   nlohmann::json config;
@@ -127,6 +118,17 @@ int run(const Flags& flags) {
   if (positions > 0 && static_cast<int64_t>(flags.task_options.max_tokens) >= positions)
     fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
                      "<eos>); at most {}", flags.task_options.max_tokens, positions, positions - 1);
+  // Only now, with tokenizer and model settled, does the run write anything: a bad --spm-model or --resume file
+  // leaves no trace.
+  std::filesystem::create_directories(flags.out);
+  std::ofstream log(flags.out + "/train.log", std::ios::app);
+  auto say = [&log, &distributed](const std::string& line) {
+    if (!distributed.is_root()) return;
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+    log << line << '\n';
+    log.flush();
+  };
   default_generator().manual_seed(flags.train.seed);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
 
@@ -227,8 +229,23 @@ int main(int argc, char** argv) {
   app.add_option("--write-data", f.write_data, "Write the task's train/valid/test splits as TSV into DIR and exit");
   app.add_option("--resume", f.resume, "Continue from a checkpoint file (e.g. DIR/last.safetensors)");
   app.add_flag("--overwrite", f.overwrite, "Start a new run in an --out DIR that holds checkpoints (replaced as it goes)");
-  app.add_option("--tokenizer", f.task_options.tokenizer, "word, char or bpe")
-      ->check(CLI::IsMember({"word", "char", "bpe"}))
+  app.add_option("--tokenizer", f.task_options.tokenizer, "word, char, bpe, or spm (SentencePiece)")
+      ->check(CLI::IsMember({"word", "char", "bpe", "spm"}))
+      ->capture_default_str();
+  app.add_option("--spm-vocab-size", f.task_options.spm.vocab_size,
+                 "SentencePiece pieces to learn on the training split (at most: a small corpus may give fewer)")
+      ->check(cli::integer_at_least(1))
+      ->capture_default_str();
+  app.add_option("--spm-type", f.task_options.spm.model_type, "SentencePiece model to learn: unigram or bpe")
+      ->check(CLI::IsMember({"unigram", "bpe"}))
+      ->capture_default_str();
+  app.add_option("--spm-model", f.task_options.spm_model,
+                 "With --tokenizer spm: use this SentencePiece .model file instead of learning one (its bytes are "
+                 "stored in the checkpoints)");
+  app.add_option("--save-dtype", f.save_dtype,
+                 "bf16: write best.safetensors as a decoding checkpoint, model in BF16 without optimizer state (half "
+                 "the size); last.safetensors stays f32 for --resume")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
   app.add_option("--bpe-merges", f.task_options.bpe_merges, "BPE merges to learn")
       ->check(cli::integer_at_least(0))
@@ -289,6 +306,7 @@ int main(int argc, char** argv) {
                "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   if (const int code = cli::parse(app, "gradformer-train", argc, argv); code >= 0) return code;
   f.train.out_dir = f.out;
+  f.train.best_in_bfloat16 = f.save_dtype == "bf16";
   f.model_given = app.count("--model") > 0;
   try {
     return run(f);

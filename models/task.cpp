@@ -2,6 +2,7 @@
 
 #include "models/data/ding.h"
 #include "models/data/grammar.h"
+#include "ops/threads.h"
 
 namespace gradformer::models {
 
@@ -33,21 +34,39 @@ data::Splits load_task(const std::string& name, const TaskOptions& options, data
 TextCodec::TextCodec(std::unique_ptr<data::Tokenizer> tokenizer, data::Vocabulary vocabulary)
     : tokenizer_(std::move(tokenizer)), vocabulary_(std::move(vocabulary)) {}
 
+namespace {
+
+// Source and target sentences together: the subword models are joint, as the vocabulary is.
+std::vector<std::string> joint_texts(const std::vector<data::SentencePair>& train) {
+  std::vector<std::string> texts;
+  for (const auto& pair : train) {
+    texts.push_back(pair.source);
+    texts.push_back(pair.target);
+  }
+  return texts;
+}
+
+}  // namespace
+
 TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const TaskOptions& options) {
+  if (!options.spm_model.empty() && options.tokenizer != "spm")
+    fail<ValueError>("--spm-model " + options.spm_model, "a SentencePiece model needs --tokenizer spm (the "
+                     "tokenizer is {})", options.tokenizer);
   std::unique_ptr<data::Tokenizer> tokenizer;
   if (options.tokenizer == "word") {
     tokenizer = std::make_unique<data::WordTokenizer>();
   } else if (options.tokenizer == "char") {
     tokenizer = std::make_unique<data::CharTokenizer>();
   } else if (options.tokenizer == "bpe") {
-    std::vector<std::string> texts;
-    for (const auto& pair : train) {
-      texts.push_back(pair.source);
-      texts.push_back(pair.target);
-    }
-    tokenizer = std::make_unique<data::Bpe>(data::Bpe::learn(texts, options.bpe_merges));
+    tokenizer = std::make_unique<data::Bpe>(data::Bpe::learn(joint_texts(train), options.bpe_merges));
+  } else if (options.tokenizer == "spm") {
+    data::SentencePiece::TrainOptions spm = options.spm;
+    spm.threads = num_threads();
+    tokenizer = std::make_unique<data::SentencePiece>(options.spm_model.empty()
+                                                          ? data::SentencePiece::train(joint_texts(train), spm)
+                                                          : data::SentencePiece::load(options.spm_model));
   } else {
-    fail<ValueError>("tokenizer", "unknown tokenizer '{}' (known: word, char, bpe)", options.tokenizer);
+    fail<ValueError>("tokenizer", "unknown tokenizer '{}' (known: word, char, bpe, spm)", options.tokenizer);
   }
   data::TokenCounts counts;
   for (const auto& pair : train) {

@@ -15,8 +15,10 @@
 namespace gradformer::models {
 
 struct TaskOptions {
-  std::string tokenizer = "word";  // word, char or bpe
+  std::string tokenizer = "word";  // word, char, bpe or spm
   size_t bpe_merges = 8000;
+  data::SentencePiece::TrainOptions spm;  // spm, when no spm_model is given; learn() sets its threads
+  std::string spm_model;                  // spm: an existing .model file instead of training one
   size_t max_tokens = 64;          // longer sentences are truncated (counted in the report)
   size_t min_freq = 1;
   uint64_t seed = 1;               // for the generated tasks

@@ -107,7 +107,10 @@ void Trainer::save(const std::string& name) {
                  {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
   config["codec"] = codec_.to_json();
-  nn::save_checkpoint(config_.out_dir + "/" + name, model_, optimizer_.get(), state, config);
+  // last.safetensors always stays full precision with the optimizer state: it is what --resume continues.
+  const bool for_decoding = config_.best_in_bfloat16 && name == "best.safetensors";
+  nn::save_checkpoint(config_.out_dir + "/" + name, model_, for_decoding ? nullptr : optimizer_.get(), state, config,
+                      {.model_in_bfloat16 = for_decoding});
 }
 
 void Trainer::resume(const std::string& checkpoint_path) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <set>
 #include <span>
 #include <string_view>
@@ -32,19 +33,24 @@ safetensors::DType record_dtype(DType dtype) {
   switch (dtype) {
     case DType::f32: return safetensors::DType::F32;
     case DType::f64: return safetensors::DType::F64;
-    case DType::i64:
-    case DType::boolean: return safetensors::DType::I64;
+    case DType::i64: return safetensors::DType::I64;
+    case DType::boolean: return safetensors::DType::BOOL;
   }
   fail<DTypeError>("to_record", "unknown dtype");
 }
 
+// The tensor dtype that holds every value of a stored dtype exactly (see from_record).
 DType tensor_dtype(safetensors::DType dtype) {
-  switch (dtype) {
-    case safetensors::DType::F32: return DType::f32;
-    case safetensors::DType::F64: return DType::f64;
-    case safetensors::DType::I64: return DType::i64;
-  }
-  fail<DTypeError>("from_record", "unknown dtype");
+  if (dtype == safetensors::DType::BOOL) return DType::boolean;
+  if (dtype == safetensors::DType::F64) return DType::f64;
+  return safetensors::is_floating(dtype) ? DType::f32 : DType::i64;
+}
+
+template <class T>
+Tensor tensor_of(const std::vector<T>& values, const Shape& shape) {
+  Tensor out = empty(shape, dtype_of<T>());
+  if (!values.empty()) std::memcpy(out.raw_data(), values.data(), values.size() * sizeof(T));
+  return out;
 }
 
 bool is_model_key(const std::string& key) {
@@ -135,10 +141,9 @@ LoadedCheckpoint read_metadata(const std::string& path, const safetensors::File&
   return loaded;
 }
 
-// Whether a record of `stored` dtype may be loaded into a tensor of `target` dtype.
+// Whether a record of `stored` dtype may be loaded into a tensor of `target` dtype (see checkpoint.h).
 bool loadable(safetensors::DType stored, DType target) {
-  if (is_floating(target)) return stored != safetensors::DType::I64;
-  return stored == safetensors::DType::I64;
+  return is_floating(target) == safetensors::is_floating(stored);
 }
 
 // Tensors for every model key of `file`, checked against `model` (keys, shapes, dtypes) and converted to the
@@ -162,7 +167,7 @@ StateDict model_state(const std::string& path, const safetensors::File& file, co
       mismatched.push_back(fmt::format("{}: checkpoint dtype {}, model {}", name,
                                        safetensors::dtype_name(record.dtype), dtype_name(target.dtype())));
     } else if (target.dtype() == DType::boolean) {
-      const std::vector<int64_t> values = safetensors::values<int64_t>(record, name);
+      const std::vector<int64_t> values = safetensors::values_as<int64_t>(record, name);
       if (std::any_of(values.begin(), values.end(), [](int64_t v) { return v != 0 && v != 1; }))
         mismatched.push_back(fmt::format("{}: bool buffer stored with values other than 0 and 1", name));
       else
@@ -185,21 +190,22 @@ StateDict model_state(const std::string& path, const safetensors::File& file, co
 }  // namespace
 
 safetensors::TensorRecord to_record(const Tensor& tensor) {
-  Tensor source = tensor.detach();
-  if (source.dtype() == DType::boolean) source = source.to(DType::i64);
-  source = source.contiguous();
+  const Tensor source = tensor.detach().contiguous();
   return safetensors::make_record(record_dtype(tensor.dtype()), source.shape(),
                                   source.numel() == 0 ? nullptr : source.raw_data());
 }
 
 Tensor from_record(const safetensors::TensorRecord& record) {
-  Tensor out = empty(record.shape, tensor_dtype(record.dtype));
-  const size_t expected = static_cast<size_t>(out.numel()) * dtype_size(out.dtype());
-  if (record.data.size() != expected)
-    fail<ValueError>("from_record", "shape {} of {} needs {} bytes, the record holds {}", shape_str(record.shape),
-                     safetensors::dtype_name(record.dtype), expected, record.data.size());
-  if (expected > 0) std::memcpy(out.raw_data(), record.data.data(), expected);
-  return out;
+  switch (tensor_dtype(record.dtype)) {
+    case DType::f32: return tensor_of(safetensors::values_as<float>(record, "from_record"), record.shape);
+    case DType::f64: return tensor_of(safetensors::values_as<double>(record, "from_record"), record.shape);
+    case DType::i64: return tensor_of(safetensors::values_as<int64_t>(record, "from_record"), record.shape);
+    case DType::boolean: break;
+  }
+  const std::vector<int64_t> values = safetensors::values_as<int64_t>(record, "from_record");
+  if (std::any_of(values.begin(), values.end(), [](int64_t v) { return v != 0 && v != 1; }))
+    fail<ValueError>("from_record", "a BOOL record holds bytes other than 0 and 1");
+  return tensor_of(values, record.shape).to(DType::boolean);
 }
 
 void save_weights(const std::string& path, const Module& model, const std::map<std::string, std::string>& metadata) {
@@ -219,13 +225,15 @@ void load_weights(const std::string& path, Module& model, bool strict) {
 }
 
 void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
-                     const TrainingState& state, const nlohmann::json& config) {
+                     const TrainingState& state, const nlohmann::json& config, const CheckpointWriteOptions& options) {
   safetensors::File file;
   for (const auto& [name, tensor] : model.state_dict()) {
     if (!is_model_key(name))
       fail<ValueError>("save_checkpoint", "model key '{}' starts with \"{}\" or \"{}\", which checkpoints reserve",
                        name, kOptimizerPrefix, kTrainingPrefix);
-    file.tensors.emplace(name, to_record(tensor));
+    safetensors::TensorRecord record = to_record(tensor);
+    if (options.model_in_bfloat16 && is_floating(tensor.dtype())) record = safetensors::to_bfloat16(record, name);
+    file.tensors.emplace(name, std::move(record));
   }
   if (optimizer != nullptr) {
     for (const auto& [key, tensor] : optimizer->state_dict())
@@ -255,8 +263,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
   StateDict optimizer_dict;
   if (optimizer != nullptr) {
     if (!loaded.has_optimizer)
-      fail<CheckpointError>(path, "checkpoint holds no optimizer state to load into the {}; pass no optimizer to "
-                                  "start a fresh one", optimizer->type_name());
+      fail<CheckpointError>(path, "checkpoint holds no optimizer state to load into the {} (a decoding checkpoint: "
+                                  "BF16 or averaged); resume from a training checkpoint such as last.safetensors, or "
+                                  "pass no optimizer to start a fresh one", optimizer->type_name());
     const std::string& saved_type = file.metadata.at("optimizer");
     if (saved_type != optimizer->type_name())
       fail<CheckpointError>(path, "checkpoint holds {} state, cannot load it into {}", saved_type,
@@ -286,6 +295,119 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
     model.load_state_dict(model_dict, /*strict=*/true);
   }
   return loaded;
+}
+
+namespace {
+
+// The output of average_checkpoints must not replace an input or, unless asked, any existing file.
+void check_average_output(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::file_status status = fs::status(output, error);
+  if (!fs::exists(status)) return;
+  for (const std::string& input : inputs)
+    if (fs::equivalent(input, output, error))
+      fail<IOError>(output, "is also an input ({}); averaging never writes over an input", input);
+  if (!fs::is_regular_file(status)) fail<IOError>(output, "exists and is not a regular file");
+  if (!overwrite) fail<IOError>(output, "already exists; pass --overwrite to replace it");
+}
+
+// The first top-level config key (in key order) whose value differs between the two configs, or "" if none.
+std::string first_config_difference(const nlohmann::json& a, const nlohmann::json& b) {
+  if (!a.is_object() || !b.is_object()) return a == b ? "" : "(the whole config)";
+  std::set<std::string> keys;
+  for (const auto& item : a.items()) keys.insert(item.key());
+  for (const auto& item : b.items()) keys.insert(item.key());
+  for (const std::string& key : keys)
+    if (!a.contains(key) || !b.contains(key) || a[key] != b[key]) return key;
+  return "";
+}
+
+std::set<std::string> model_keys(const safetensors::File& file) {
+  std::set<std::string> keys;
+  for (const auto& entry : file.tensors)
+    if (is_model_key(entry.first)) keys.insert(entry.first);
+  return keys;
+}
+
+// Throws the CheckpointError for the first model key (in key order) that `other` does not hold as `first` does.
+void check_same_model(const std::string& first_path, const safetensors::File& first, const std::string& other_path,
+                      const safetensors::File& other) {
+  const std::set<std::string> first_keys = model_keys(first), other_keys = model_keys(other);
+  std::set<std::string> keys = first_keys;
+  keys.insert(other_keys.begin(), other_keys.end());
+  for (const std::string& key : keys) {
+    const auto where = [&] { return fmt::format("{} and {} are checkpoints of different models", first_path, other_path); };
+    if (!first_keys.contains(key) || !other_keys.contains(key))
+      fail<CheckpointError>(where(), "'{}' is only in {}", key, first_keys.contains(key) ? first_path : other_path);
+    const safetensors::TensorRecord& a = first.tensors.at(key);
+    const safetensors::TensorRecord& b = other.tensors.at(key);
+    if (a.shape != b.shape)
+      fail<CheckpointError>(where(), "'{}' has shape {} in the first, {} in the second", key, shape_str(a.shape),
+                            shape_str(b.shape));
+    if (safetensors::is_floating(a.dtype) != safetensors::is_floating(b.dtype))
+      fail<CheckpointError>(where(), "'{}' is {} in the first, {} in the second", key,
+                            safetensors::dtype_name(a.dtype), safetensors::dtype_name(b.dtype));
+    if (!safetensors::is_floating(a.dtype) &&
+        safetensors::values_as<int64_t>(a, key) != safetensors::values_as<int64_t>(b, key))
+      fail<CheckpointError>(where(), "'{}' ({}) holds other values; integer and bool tensors are not averaged", key,
+                            safetensors::dtype_name(a.dtype));
+  }
+}
+
+// The mean, in the dtype average_checkpoints documents.
+safetensors::TensorRecord mean_record(const std::vector<double>& sum, size_t count,
+                                      const safetensors::TensorRecord& first, const std::string& key) {
+  std::vector<double> mean(sum.size());
+  std::transform(sum.begin(), sum.end(), mean.begin(), [count](double x) { return x / static_cast<double>(count); });
+  if (first.dtype == safetensors::DType::F64) return safetensors::make_record<double>(first.shape, mean);
+  const std::vector<float> narrowed(mean.begin(), mean.end());
+  safetensors::TensorRecord record = safetensors::make_record<float>(first.shape, narrowed);
+  return first.dtype == safetensors::DType::BF16 ? safetensors::to_bfloat16(record, key) : record;
+}
+
+}  // namespace
+
+size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
+  if (inputs.empty()) fail<ValueError>("average_checkpoints", "no input checkpoints");
+  check_average_output(inputs, output, overwrite);
+
+  safetensors::File first = safetensors::load(inputs[0]);
+  const LoadedCheckpoint first_loaded = read_metadata(inputs[0], first);
+  std::map<std::string, std::vector<double>> sums;
+  for (const std::string& key : model_keys(first)) {
+    const safetensors::TensorRecord& record = first.tensors.at(key);
+    if (safetensors::is_floating(record.dtype)) sums.emplace(key, safetensors::values_as<double>(record, key));
+  }
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    const safetensors::File other = safetensors::load(inputs[i]);
+    const LoadedCheckpoint loaded = read_metadata(inputs[i], other);
+    const std::string differing = first_config_difference(first_loaded.config, loaded.config);
+    if (!differing.empty())
+      fail<CheckpointError>(fmt::format("{} and {} are checkpoints of different models", inputs[0], inputs[i]),
+                            "config key '{}' differs", differing);
+    check_same_model(inputs[0], first, inputs[i], other);
+    for (auto& [key, sum] : sums) {
+      const std::vector<double> values = safetensors::values_as<double>(other.tensors.at(key), key);
+      for (size_t j = 0; j < sum.size(); ++j) sum[j] += values[j];
+    }
+  }
+
+  safetensors::File averaged;
+  for (const std::string& key : model_keys(first)) {
+    const auto sum = sums.find(key);
+    averaged.tensors.emplace(key, sum == sums.end() ? first.tensors.at(key)
+                                                    : mean_record(sum->second, inputs.size(), first.tensors.at(key), key));
+  }
+  averaged.tensors.emplace(kGeneratorKey, first.tensors.at(kGeneratorKey));
+  averaged.metadata = {{"format", std::string(kFormat)},
+                       {"version", std::string(kVersion)},
+                       {"config", first.metadata.at("config")},
+                       {"training", dump_json({{"step", first_loaded.state.step},
+                                               {"extra", {{"averaged_from", inputs}}}},
+                                              "training state")}};
+  safetensors::save_atomic(output, averaged);
+  return sums.size();
 }
 
 }  // namespace gradformer::nn

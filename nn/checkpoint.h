@@ -9,9 +9,12 @@
 // In PyTorch, dropping the keys that start with "optimizer." or "training." leaves the model's state dict.
 // Every save goes through safetensors::save_atomic, so a failed save leaves the previous file intact.
 //
-// Bool tensors (masks kept as buffers): safetensors has a BOOL dtype but our safetensors layer does not, so
-// they are stored as I64 0/1 and turned back into bool when loaded into a bool buffer (PyTorch's
-// load_state_dict converts the same way). Not here: which modules or optimizers exist (the caller builds
+// Bool tensors (masks kept as buffers) are stored as BOOL; files written before BOOL was supported hold them as
+// I64 0/1, which still load into bool buffers. Loading converts every stored dtype to the target tensor's, as
+// PyTorch's load_state_dict does (BF16, F16, F32, F64 into f32 or f64; BOOL, U8, I8, I16, I32, I64 into i64 or
+// bool), except that floating and integer tensors do not mix (a mismatch that PyTorch would silently convert).
+// `--save-dtype bf16` checkpoints hold the model's floating tensors as BF16 (rounded to nearest even) and no
+// optimizer state: half the size, for decoding. Not here: which modules or optimizers exist (the caller builds
 // them, from read_checkpoint_config when resuming), the training loop, the byte format itself.
 #pragma once
 
@@ -26,6 +29,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace gradformer::nn {
 
@@ -33,9 +37,10 @@ namespace gradformer::nn {
 // that do not fit the model or optimizer. The message starts with the file's path.
 class CheckpointError : public FormatError { using FormatError::FormatError; };
 
-// A contiguous copy of `tensor`'s elements; bool tensors become I64 0/1 (see above).
+// A contiguous copy of `tensor`'s elements (f32 → F32, f64 → F64, i64 → I64, bool → BOOL).
 safetensors::TensorRecord to_record(const Tensor& tensor);
-// A new leaf tensor of the record's dtype (F32 → f32, F64 → f64, I64 → i64) and shape, holding a copy.
+// A new leaf tensor holding the record's values and shape: F64 → f64, the other floating dtypes → f32 (exactly),
+// the integer dtypes → i64, BOOL → bool.
 Tensor from_record(const safetensors::TensorRecord& record);
 
 // Writes model.state_dict() with `metadata` as "__metadata__"; "format" defaults to "pt", which is what
@@ -46,7 +51,8 @@ void save_weights(const std::string& path, const Module& model,
 
 // Reads a weights file (ours, PyTorch's, or a training checkpoint, whose optimizer and training tensors are
 // skipped) into `model`. With strict, every model key must be present and no other key may be; shapes must
-// always match, and floating tensors load into floating ones (converting f32/f64), I64 into i64 or bool.
+// always match, and every dtype loads converted as described above (floating into floating, integer and BOOL
+// into i64 or bool).
 // Throws IOError/FormatError for an unreadable or malformed file and CheckpointError listing every problem
 // otherwise; the model is only written once everything has been checked.
 void load_weights(const std::string& path, Module& model, bool strict = true);
@@ -58,11 +64,17 @@ struct TrainingState {
   nlohmann::json extra;        // anything else: data position, epoch, best validation loss, losses so far
 };
 
+struct CheckpointWriteOptions {
+  // Floating model tensors as BF16 (see above); optimizer tensors, if any, stay as they are.
+  bool model_in_bfloat16 = false;
+};
+
 // Writes the training checkpoint described above. `optimizer` may be null (no "optimizer." tensors then).
 // Throws ValueError for a model key that starts with "optimizer." or "training." (it would be ambiguous) or
 // for a config or extra holding strings that are not UTF-8, before touching the disk; IOError when writing fails.
 void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
-                     const TrainingState& state, const nlohmann::json& config);
+                     const TrainingState& state, const nlohmann::json& config,
+                     const CheckpointWriteOptions& options = {});
 
 struct LoadedCheckpoint {
   nlohmann::json config;
@@ -82,5 +94,16 @@ LoadedCheckpoint read_checkpoint_config(const std::string& path);
 // applied: the caller decides which generator it belongs to. With a null optimizer, saved optimizer state
 // is ignored (fine-tuning from a checkpoint with a fresh optimizer).
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer);
+
+// fairseq's average_checkpoints.py: writes to `output` a checkpoint whose model tensors are the element-wise
+// mean of the `inputs`' (accumulated in f64, written in the first input's dtype: F64 and BF16 stay, the other
+// floating dtypes become F32), with the first input's config (model, vocabulary, tokenizer), step and generator,
+// "averaged_from" listing the inputs in its training extra, and no optimizer state. Every input must be a
+// gradformer checkpoint of the same model: the same config and the same model keys, shapes and floating or
+// integer kind; integer and bool tensors (buffers) must be equal and are copied. Otherwise CheckpointError names
+// the first mismatched key and the two files. Written with save_atomic; refuses (IOError, before reading an
+// input) an output that is one of the inputs, is not a regular file, or exists while `overwrite` is false.
+// Returns the number of tensors averaged.
+size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite);
 
 }  // namespace gradformer::nn

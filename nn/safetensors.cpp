@@ -11,7 +11,9 @@
 //     overflows int64_t, or data_offsets that are not two non-negative integers with begin <= end;
 //   - a byte range ending past the data buffer, or whose length is not numel * element size;
 //   - byte ranges that overlap, or that leave bytes of the data buffer uncovered (the reference implementation
-//     requires the ranges to tile the buffer exactly: "MetadataIncompleteBuffer").
+//     requires the ranges to tile the buffer exactly: "MetadataIncompleteBuffer");
+//   - a BOOL element that is not byte 0 or 1 (numpy and PyTorch only write those; another byte has no meaning
+//     every reader agrees on).
 // Unlike the reference we reject duplicate keys (serde and nlohmann would silently keep one of them) and keys
 // beside the three an entry has (serde ignores them): a checkpoint we cannot read unambiguously is an error.
 #include "nn/safetensors.h"
@@ -22,12 +24,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <array>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <set>
 #include <system_error>
 #include <tuple>
@@ -53,11 +58,13 @@ constexpr std::size_t size_field_bytes = 8;
 // entries (a nested shape, an object as a metadata value) specific.
 constexpr int max_header_depth = 8;
 
+constexpr std::array<DType, 10> all_dtypes = {DType::BOOL, DType::U8,  DType::I8,  DType::I16, DType::F16,
+                                              DType::BF16, DType::I32, DType::F32, DType::F64, DType::I64};
+
 // The other dtypes the reference implementation defines (its Dtype enum, including the 4-, 6- and 8-bit float
 // formats it added later), so that a file we cannot use gets "not supported" rather than "not a dtype".
-constexpr std::array<std::string_view, 17> known_unsupported_dtypes = {
-    "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
-    "I16",  "U16", "F16", "BF16", "I32", "U32", "C64", "U64"};
+constexpr std::array<std::string_view, 10> known_unsupported_dtypes = {
+    "F4", "F6_E2M3", "F6_E3M2", "F8_E5M2", "F8_E4M3", "F8_E8M0", "U16", "U32", "C64", "U64"};
 
 std::string errno_text(int error) { return std::error_code(error, std::generic_category()).message(); }
 
@@ -141,12 +148,14 @@ DType parse_dtype(const json& value, std::string_view name, const std::string& t
     fail<FormatError>(name, "tensor '{}': dtype is a JSON {}, not a string", tensor, value.type_name());
   }
   const auto& text = value.get_ref<const std::string&>();
-  if (text == "F32") return DType::F32;
-  if (text == "F64") return DType::F64;
-  if (text == "I64") return DType::I64;
+  for (const DType dtype : all_dtypes) {
+    if (text == dtype_name(dtype)) return dtype;
+  }
   if (std::find(known_unsupported_dtypes.begin(), known_unsupported_dtypes.end(), text) !=
       known_unsupported_dtypes.end()) {
-    fail<FormatError>(name, "tensor '{}': dtype {} is not supported (F32, F64, I64 are)", tensor, text);
+    std::vector<std::string_view> readable;
+    for (const DType dtype : all_dtypes) readable.push_back(dtype_name(dtype));
+    fail<FormatError>(name, "tensor '{}': dtype {} is not supported ({} are)", tensor, text, fmt::join(readable, ", "));
   }
   fail<FormatError>(name, "tensor '{}': dtype \"{}\" is not a safetensors dtype", tensor, text);
 }
@@ -261,6 +270,14 @@ void check_coverage(std::vector<Entry>& entries, uint64_t data_size, std::string
   }
 }
 
+// The index of the first byte of a BOOL record that is neither 0 nor 1; nothing for other dtypes.
+std::optional<std::size_t> first_bad_bool(const TensorRecord& record) {
+  if (record.dtype != DType::BOOL) return std::nullopt;
+  const auto bad = std::find_if(record.data.begin(), record.data.end(), [](std::byte b) { return b > std::byte{1}; });
+  if (bad == record.data.end()) return std::nullopt;
+  return static_cast<std::size_t>(bad - record.data.begin());
+}
+
 // The header JSON (padded) and the order in which tensors' bytes follow it.
 struct Layout {
   std::string header;
@@ -296,6 +313,10 @@ void check_record(const std::string& tensor, const TensorRecord& record) {
     fail<ValueError>(where, "shape {} of {} needs {} bytes, the record holds {}", shape_text(record.shape),
                      dtype_name(record.dtype), expected, record.data.size());
   }
+  if (const auto bad = first_bad_bool(record)) {
+    fail<ValueError>(where, "BOOL element {} is byte {:#04x}, not 0 or 1", *bad,
+                     std::to_integer<unsigned>(record.data[*bad]));
+  }
 }
 
 Layout plan(const File& file) {
@@ -305,7 +326,7 @@ Layout plan(const File& file) {
     layout.order.push_back(&item);
   }
   // The reference writer orders tensors by its dtype enum, descending, then by name; that enum lists dtypes
-  // by increasing alignment, and ours keeps its relative order (F32 < F64 < I64). Largest elements first keeps
+  // by increasing alignment, and ours keeps its relative order. Largest elements first keeps
   // every tensor aligned to its element size once the buffer is 8-aligned, and matching the order makes our
   // files byte-identical to the reference's for the same tensors. Stable: the map already sorted by name.
   std::stable_sort(layout.order.begin(), layout.order.end(),
@@ -368,6 +389,13 @@ void read_exactly(int fd, std::byte* out, std::size_t count, const std::string& 
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
+    case DType::BOOL: return "BOOL";
+    case DType::U8: return "U8";
+    case DType::I8: return "I8";
+    case DType::I16: return "I16";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::I32: return "I32";
     case DType::F32: return "F32";
     case DType::F64: return "F64";
     case DType::I64: return "I64";
@@ -377,11 +405,46 @@ std::string_view dtype_name(DType dtype) {
 
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
+    case DType::BOOL:
+    case DType::U8:
+    case DType::I8: return 1;
+    case DType::I16:
+    case DType::F16:
+    case DType::BF16: return 2;
+    case DType::I32:
     case DType::F32: return 4;
-    case DType::F64: return 8;
+    case DType::F64:
     case DType::I64: return 8;
   }
   fail<ValueError>("safetensors", "invalid DType value {}", static_cast<int>(dtype));
+}
+
+bool is_floating(DType dtype) {
+  return dtype == DType::F16 || dtype == DType::BF16 || dtype == DType::F32 || dtype == DType::F64;
+}
+
+float float_from_bfloat16(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+uint16_t bfloat16_from_float(float value) {
+  if (std::isnan(value)) return 0x7FC0;
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  // Adding 0x7FFF rounds up what lies above the halfway point; the kept half's lowest bit breaks the tie toward
+  // even. A carry into the exponent is the right answer too, up to infinity for values past bfloat16's largest.
+  const uint32_t rounding_bias = 0x7FFF + ((bits >> 16) & 1);
+  return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+float float_from_float16(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1F;
+  const uint32_t mantissa = bits & 0x3FF;
+  if (exponent == 0x1F) return std::bit_cast<float>(sign | 0x7F800000 | (mantissa << 13));
+  if (exponent == 0) {  // zero or subnormal: mantissa · 2^-24
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  // Rebias the exponent from 15 to 127 and widen the mantissa from 10 to 23 bits.
+  return std::bit_cast<float>(sign | ((exponent + 127 - 15) << 23) | (mantissa << 13));
 }
 
 int64_t numel(std::span<const int64_t> shape) {
@@ -411,8 +474,12 @@ File parse(std::span<const std::byte> bytes, std::string_view name) {
 
   for (Entry& entry : entries) {
     const auto* first = data.data() + entry.begin;
-    file.tensors.emplace(*entry.tensor, TensorRecord{entry.dtype, std::move(entry.shape),
-                                                     std::vector<std::byte>(first, data.data() + entry.end)});
+    TensorRecord record{entry.dtype, std::move(entry.shape), std::vector<std::byte>(first, data.data() + entry.end)};
+    if (const auto bad = first_bad_bool(record)) {
+      fail<FormatError>(name, "tensor '{}': BOOL element {} is byte {:#04x}, not 0 or 1", *entry.tensor, *bad,
+                        std::to_integer<unsigned>(record.data[*bad]));
+    }
+    file.tensors.emplace(*entry.tensor, std::move(record));
   }
   return file;
 }
@@ -496,20 +563,82 @@ TensorRecord make_record(std::vector<int64_t> shape, std::span<const T> values) 
   return make_record(dtype_of<T>, std::move(shape), values.data());
 }
 
+namespace {
+
+void check_record_bytes(const TensorRecord& record, std::string_view name_for_errors) {
+  const uint64_t expected = record_bytes(record.dtype, record.shape, name_for_errors);
+  if (record.data.size() != expected) {
+    fail<ValueError>(name_for_errors, "shape {} of {} needs {} bytes, the record holds {}", shape_text(record.shape),
+                     dtype_name(record.dtype), expected, record.data.size());
+  }
+}
+
+// Each element read as Stored (memcpy: record bytes need not be aligned for it) and converted by `convert`.
+template <class Stored, class T, class Convert>
+std::vector<T> convert_each(const TensorRecord& record, Convert convert) {
+  std::vector<T> out(record.data.size() / sizeof(Stored));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    Stored stored;
+    std::memcpy(&stored, record.data.data() + i * sizeof(Stored), sizeof(Stored));
+    out[i] = static_cast<T>(convert(stored));
+  }
+  return out;
+}
+
+template <class Stored, class T>
+std::vector<T> cast_each(const TensorRecord& record) {
+  return convert_each<Stored, T>(record, [](Stored stored) { return stored; });
+}
+
+}  // namespace
+
 template <Element T>
 std::vector<T> values(const TensorRecord& record, std::string_view name_for_errors) {
   if (record.dtype != dtype_of<T>) {
     fail<DTypeError>(name_for_errors, "record holds {}, asked for {}", dtype_name(record.dtype),
                      dtype_name(dtype_of<T>));
   }
-  const uint64_t expected = record_bytes(record.dtype, record.shape, name_for_errors);
-  if (record.data.size() != expected) {
-    fail<ValueError>(name_for_errors, "shape {} of {} needs {} bytes, the record holds {}", shape_text(record.shape),
-                     dtype_name(record.dtype), expected, record.data.size());
-  }
+  check_record_bytes(record, name_for_errors);
   std::vector<T> out(record.data.size() / sizeof(T));
   if (!out.empty()) std::memcpy(out.data(), record.data.data(), record.data.size());
   return out;
+}
+
+template <Element T>
+std::vector<T> values_as(const TensorRecord& record, std::string_view name_for_errors) {
+  if (record.dtype == dtype_of<T>) return values<T>(record, name_for_errors);
+  check_record_bytes(record, name_for_errors);
+  if constexpr (std::floating_point<T>) {
+    switch (record.dtype) {
+      case DType::F16: return convert_each<uint16_t, T>(record, float_from_float16);
+      case DType::BF16: return convert_each<uint16_t, T>(record, float_from_bfloat16);
+      case DType::F32: return cast_each<float, T>(record);
+      case DType::F64: return cast_each<double, T>(record);
+      default: break;
+    }
+  } else {
+    switch (record.dtype) {
+      case DType::BOOL:
+      case DType::U8: return cast_each<uint8_t, T>(record);
+      case DType::I8: return cast_each<int8_t, T>(record);
+      case DType::I16: return cast_each<int16_t, T>(record);
+      case DType::I32: return cast_each<int32_t, T>(record);
+      default: break;
+    }
+  }
+  fail<DTypeError>(name_for_errors, "record holds {}, which does not convert to {} (floating and integer tensors "
+                   "do not mix)", dtype_name(record.dtype), dtype_name(dtype_of<T>));
+}
+
+TensorRecord to_bfloat16(const TensorRecord& record, std::string_view name_for_errors) {
+  if (record.dtype != DType::F32 && record.dtype != DType::F64) {
+    fail<DTypeError>(name_for_errors, "record holds {}; only F32 and F64 records are rounded to BF16",
+                     dtype_name(record.dtype));
+  }
+  const std::vector<float> floats = values_as<float>(record, name_for_errors);
+  std::vector<uint16_t> halves(floats.size());
+  std::transform(floats.begin(), floats.end(), halves.begin(), bfloat16_from_float);
+  return make_record(DType::BF16, record.shape, halves.data());
 }
 
 template TensorRecord make_record<float>(std::vector<int64_t>, std::span<const float>);
@@ -518,5 +647,8 @@ template TensorRecord make_record<int64_t>(std::vector<int64_t>, std::span<const
 template std::vector<float> values<float>(const TensorRecord&, std::string_view);
 template std::vector<double> values<double>(const TensorRecord&, std::string_view);
 template std::vector<int64_t> values<int64_t>(const TensorRecord&, std::string_view);
+template std::vector<float> values_as<float>(const TensorRecord&, std::string_view);
+template std::vector<double> values_as<double>(const TensorRecord&, std::string_view);
+template std::vector<int64_t> values_as<int64_t>(const TensorRecord&, std::string_view);
 
 }  // namespace gradformer::safetensors

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <bit>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "ops/ops.h"
+#include "tests/helpers.h"
 
 namespace st = gradformer::safetensors;
 using namespace gradformer;
@@ -28,7 +30,7 @@ using nn::CheckpointError;
 
 namespace {
 
-// Two Linear layers and a bool buffer (stored as I64 0/1). other_names registers the same shapes under other
+// Two Linear layers and a bool buffer (stored as BOOL). other_names registers the same shapes under other
 // names, as a different model would.
 class TinyNet : public nn::Module {
  public:
@@ -120,8 +122,11 @@ TEST_CASE("checkpoint: records round trip f32, f64, i64, bool and strided tensor
   CHECK(nn::from_record(nn::to_record(i64)).to_vector<int64_t>() == i64.to_vector<int64_t>());
 
   const st::TensorRecord mask = nn::to_record(from_vector<bool>({true, false, true, true}, {2, 2}));
-  CHECK(mask.dtype == st::DType::I64);
-  CHECK(st::values<int64_t>(mask, "mask") == std::vector<int64_t>{1, 0, 1, 1});
+  CHECK(mask.dtype == st::DType::BOOL);
+  CHECK(mask.data.size() == 4);
+  CHECK(st::values_as<int64_t>(mask, "mask") == std::vector<int64_t>{1, 0, 1, 1});
+  CHECK(nn::from_record(mask).dtype() == DType::boolean);
+  CHECK(nn::from_record(mask).to_vector<int64_t>() == std::vector<int64_t>{1, 0, 1, 1});
 
   const Tensor transposed = f32.as_strided({3, 2}, {1, 3}, 0);  // (3, 2) view of a (2, 3) tensor
   const Tensor back = nn::from_record(nn::to_record(transposed));
@@ -271,7 +276,7 @@ TEST_CASE("checkpoint: 300 seeded mutations either load faithfully or throw Erro
     try {
       const nn::LoadedCheckpoint result = nn::load_checkpoint(mutated, model, &adam);
       ++loaded;
-      // Loaded: model and optimizer hold exactly the file's tensors (the bool mask back from I64 0/1, optimizer
+      // Loaded: model and optimizer hold exactly the file's tensors (the bool mask from BOOL, optimizer
       // state in the parameters' dtype).
       const st::File file = st::load(mutated);
       for (const auto& [name, record] : records(model.state_dict())) CHECK(file.tensors.at(name) == record);
@@ -374,6 +379,215 @@ TEST_CASE("checkpoint: plain weights load with load_weights, not with load_check
   partial.tensors["fc2.bias"] = st::make_record<int64_t>({3}, std::vector<int64_t>{1, 2, 3});
   st::save_atomic(weights, partial);
   CHECK(message_of([&] { nn::load_weights(weights, wide); }).find("fc2.bias: checkpoint dtype I64, model f64") !=
+        std::string::npos);
+}
+
+TEST_CASE("checkpoint: every stored dtype loads converted to the model's, as load_state_dict does") {
+  ScratchDirectory dir("ckpt-dtypes");
+  const std::string weights = dir.file("model.safetensors");
+  Generator init(4);
+  TinyNet source(4, 6, 3, init);
+  st::File file;
+  for (const auto& [name, tensor] : source.state_dict()) file.tensors.emplace(name, nn::to_record(tensor));
+  // What Hugging Face files hold: half-precision weights, an F64 bias, the mask as U8 (or as I64 0/1, as files
+  // written before BOOL was supported hold it).
+  file.tensors["fc1.weight"] = st::to_bfloat16(file.tensors.at("fc1.weight"), "fc1.weight");
+  const std::vector<float> fc2_weight = source.state_dict().at("fc2.weight").to_vector<float>();
+  std::vector<uint16_t> halves;
+  for (const float value : fc2_weight) {
+    // float → binary16 for values of magnitude in [2^-14, 2): keep 10 mantissa bits (truncating is fine here:
+    // the test checks the read side, against the float the half holds).
+    const uint32_t bits = std::bit_cast<uint32_t>(value);
+    const uint32_t exponent = ((bits >> 23) & 0xFF) - 127 + 15;
+    REQUIRE(exponent > 0);
+    REQUIRE(exponent < 16);
+    halves.push_back(static_cast<uint16_t>(((bits >> 16) & 0x8000) | (exponent << 10) | ((bits >> 13) & 0x3FF)));
+  }
+  file.tensors["fc2.weight"] = st::make_record(st::DType::F16, {3, 6}, halves.data());
+  file.tensors["fc1.bias"] =
+      st::make_record<double>({6}, source.state_dict().at("fc1.bias").to_vector<double>());
+  const std::vector<uint8_t> mask_bytes = {0, 1, 1};
+  file.tensors["mask"] = st::make_record(st::DType::U8, {3}, mask_bytes.data());
+  st::save_atomic(weights, file);
+
+  TinyNet model(4, 6, 3, init);
+  nn::load_weights(weights, model);
+  const nn::StateDict loaded = model.state_dict();
+  CHECK(loaded.at("fc1.weight").to_vector<float>() == st::values_as<float>(file.tensors.at("fc1.weight"), "w"));
+  std::vector<float> from_halves;
+  for (const uint16_t half : halves) from_halves.push_back(st::float_from_float16(half));
+  CHECK(loaded.at("fc2.weight").to_vector<float>() == from_halves);
+  CHECK(loaded.at("fc1.bias").to_vector<float>() == source.state_dict().at("fc1.bias").to_vector<float>());
+  CHECK(loaded.at("mask").dtype() == DType::boolean);
+  CHECK(loaded.at("mask").to_vector<int64_t>() == std::vector<int64_t>{0, 1, 1});
+
+  file.tensors["mask"] = st::make_record<int64_t>({3}, std::vector<int64_t>{1, 1, 0});
+  st::save_atomic(weights, file);
+  nn::load_weights(weights, model);
+  CHECK(model.state_dict().at("mask").to_vector<int64_t>() == std::vector<int64_t>{1, 1, 0});
+  file.tensors["mask"] = st::make_record<int64_t>({3}, std::vector<int64_t>{1, 2, 0});
+  st::save_atomic(weights, file);
+  CHECK(message_of([&] { nn::load_weights(weights, model); }).find("mask: bool buffer stored with values other than 0 "
+                                                                   "and 1") != std::string::npos);
+
+  // Floating and integer do not mix, whichever the width.
+  file.tensors["mask"] = st::make_record(st::DType::U8, {3}, mask_bytes.data());
+  const std::vector<int32_t> ints(6, 1);
+  file.tensors["fc1.bias"] = st::make_record(st::DType::I32, {6}, ints.data());
+  st::save_atomic(weights, file);
+  const nn::StateDict before = model.state_dict();
+  CHECK(message_of([&] { nn::load_weights(weights, model); }).find("fc1.bias: checkpoint dtype I32, model f32") !=
+        std::string::npos);
+  CHECK(records(model.state_dict()) == records(before));
+}
+
+TEST_CASE("checkpoint: a bfloat16 checkpoint holds rounded model tensors, no optimizer, and half the bytes") {
+  ScratchDirectory dir("ckpt-bf16");
+  const std::string full = dir.file("last.safetensors"), half = dir.file("best.safetensors");
+  Saved saved(full);
+  nn::save_checkpoint(half, saved.model, nullptr, saved.state, kConfig, {.model_in_bfloat16 = true});
+  const st::File file = st::load(half);
+  for (const auto& [name, tensor] : saved.model.state_dict()) {
+    CAPTURE(name);
+    CHECK(file.tensors.at(name).dtype == (name == "mask" ? st::DType::BOOL : st::DType::BF16));
+  }
+  for (const auto& entry : file.tensors) CHECK_FALSE(entry.first.starts_with("optimizer."));
+
+  Generator init(9);
+  TinyNet model(4, 6, 3, init);
+  const nn::LoadedCheckpoint loaded = nn::load_checkpoint(half, model, nullptr);
+  CHECK(loaded.config == kConfig);
+  CHECK(loaded.state.step == saved.state.step);
+  CHECK_FALSE(loaded.has_optimizer);
+  for (const std::string name : {"fc1.weight", "fc2.bias"}) {
+    std::vector<float> rounded;
+    for (const float value : saved.model.state_dict().at(name).to_vector<float>())
+      rounded.push_back(st::float_from_bfloat16(st::bfloat16_from_float(value)));
+    CHECK(model.state_dict().at(name).to_vector<float>() == rounded);
+  }
+  // Resuming needs the optimizer state that only the f32 checkpoint keeps.
+  optim::Adam adam(model.parameters(), {.lr = 0.01});
+  CHECK(message_of([&] { nn::load_checkpoint(half, model, &adam); }) ==
+        half + ": checkpoint holds no optimizer state to load into the Adam (a decoding checkpoint: BF16 or averaged); "
+               "resume from a training checkpoint such as last.safetensors, or pass no optimizer to start a fresh one");
+
+  // Half the model bytes: compare with a full-precision checkpoint that also lacks the optimizer.
+  const std::string plain = dir.file("plain.safetensors");
+  nn::save_checkpoint(plain, saved.model, nullptr, saved.state, kConfig);
+  size_t model_bytes_full = 0, model_bytes_half = 0;
+  const st::File plain_file = st::load(plain);
+  for (const auto& [name, tensor] : saved.model.state_dict()) {
+    model_bytes_full += plain_file.tensors.at(name).data.size();
+    model_bytes_half += file.tensors.at(name).data.size();
+  }
+  CHECK(model_bytes_half == (model_bytes_full - 3) / 2 + 3);  // the 3 mask bytes stay
+}
+
+namespace {
+
+// A TinyNet checkpoint whose weights come from `seed`, saved with an Adam state and `config`.
+void save_tiny(const std::string& path, uint64_t seed, const nlohmann::json& config = kConfig,
+               bool other_names = false) {
+  Generator init(seed);
+  TinyNet model(4, 6, 3, init, other_names);
+  optim::Adam adam(model.parameters(), {.lr = 0.01});
+  nn::TrainingState state;
+  state.step = static_cast<int64_t>(seed) * 100;
+  state.generator = init.state();
+  nn::save_checkpoint(path, model, &adam, state, config);
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: averaging takes the element-wise mean in f64 and keeps config, step and generator") {
+  ScratchDirectory dir("ckpt-average");
+  const std::vector<std::string> inputs = {dir.file("a.safetensors"), dir.file("b.safetensors"),
+                                           dir.file("c.safetensors")};
+  for (size_t i = 0; i < inputs.size(); ++i) save_tiny(inputs[i], i + 1);
+  const std::string output = dir.file("avg.safetensors");
+  CHECK(nn::average_checkpoints(inputs, output, false) == 4);  // two weights, two biases; the mask is copied
+
+  const st::File averaged = st::load(output);
+  std::vector<st::File> files;
+  for (const std::string& input : inputs) files.push_back(st::load(input));
+  for (const std::string name : {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}) {
+    CAPTURE(name);
+    std::vector<double> mean(st::values<float>(files[0].tensors.at(name), name).size());
+    for (const st::File& file : files) {
+      const std::vector<float> values = st::values<float>(file.tensors.at(name), name);
+      for (size_t j = 0; j < mean.size(); ++j) mean[j] += values[j];
+    }
+    std::vector<float> expected;
+    for (const double sum : mean) expected.push_back(static_cast<float>(sum / 3.0));
+    CHECK(averaged.tensors.at(name).dtype == st::DType::F32);
+    CHECK(st::values<float>(averaged.tensors.at(name), name) == expected);
+  }
+  CHECK(averaged.tensors.at("mask") == files[0].tensors.at("mask"));
+  for (const auto& entry : averaged.tensors) CHECK_FALSE(entry.first.starts_with("optimizer."));
+  CHECK_FALSE(averaged.metadata.contains("optimizer"));
+
+  const nn::LoadedCheckpoint loaded = nn::read_checkpoint_config(output);
+  CHECK(loaded.config == kConfig);
+  CHECK(loaded.state.step == 100);
+  CHECK(loaded.state.extra == nlohmann::json{{"averaged_from", inputs}});
+  CHECK(loaded.state.generator == nn::read_checkpoint_config(inputs[0]).state.generator);
+  Generator init(5);
+  TinyNet model(4, 6, 3, init);
+  nn::load_checkpoint(output, model, nullptr);
+
+  // BF16 inputs give a BF16 average.
+  const std::string half = dir.file("half.safetensors"), half_average = dir.file("half-avg.safetensors");
+  nn::save_checkpoint(half, model, nullptr, loaded.state, kConfig, {.model_in_bfloat16 = true});
+  nn::average_checkpoints({half, half}, half_average, false);
+  CHECK(st::load(half_average).tensors.at("fc1.weight") == st::load(half).tensors.at("fc1.weight"));
+}
+
+TEST_CASE("checkpoint: averaging refuses different models naming the first mismatched key, and never overwrites") {
+  ScratchDirectory dir("ckpt-average-bad");
+  const std::string a = dir.file("a.safetensors"), b = dir.file("b.safetensors"), out = dir.file("avg.safetensors");
+  save_tiny(a, 1);
+  const auto refused = [&](const std::vector<std::string>& inputs) {
+    const std::string message = message_of([&] { nn::average_checkpoints(inputs, out, false); });
+    CHECK_FALSE(std::filesystem::exists(out));
+    return message;
+  };
+  save_tiny(b, 2, kConfig, /*other_names=*/true);
+  CHECK(refused({a, b}) == a + " and " + b + " are checkpoints of different models: 'decoder.bias' is only in " + b);
+  save_tiny(b, 2, {{"model", "tiny"}, {"sizes", {4, 6, 4}}, {"vocabulary", {"<pad>", "a", "b"}}});
+  CHECK(refused({a, b}) == a + " and " + b + " are checkpoints of different models: config key 'sizes' differs");
+
+  // Same config, other shapes, or another mask: still other models.
+  Generator init(3);
+  TinyNet wider(4, 7, 3, init);
+  nn::TrainingState state;
+  state.generator = init.state();
+  nn::save_checkpoint(b, wider, nullptr, state, kConfig);
+  CHECK(refused({a, b}) == a + " and " + b + " are checkpoints of different models: 'fc1.bias' has shape [6] in the "
+                           "first, [7] in the second");
+  st::File file = st::load(a);
+  const std::vector<uint8_t> other_mask = {0, 0, 1};
+  file.tensors["mask"] = st::make_record(st::DType::BOOL, {3}, other_mask.data());
+  st::save_atomic(b, file);
+  CHECK(refused({a, b}) == a + " and " + b + " are checkpoints of different models: 'mask' (BOOL) holds other "
+                           "values; integer and bool tensors are not averaged");
+  const std::string plain = dir.file("plain.safetensors");
+  nn::save_weights(plain, wider);
+  CHECK(refused({a, plain}).starts_with(plain + ": has no gradformer training metadata"));
+
+  // The output: never an input, never an existing file without overwrite.
+  save_tiny(b, 2);
+  const std::vector<char> before = read_all(b);
+  CHECK(testing::message_of<IOError>([&] { nn::average_checkpoints({a, b}, b, true); }) ==
+        b + ": is also an input (" + b + "); averaging never writes over an input");
+  write_all(out, {'x'});
+  CHECK(testing::message_of<IOError>([&] { nn::average_checkpoints({a, b}, out, false); }) ==
+        out + ": already exists; pass --overwrite to replace it");
+  CHECK(read_all(out) == std::vector<char>{'x'});
+  CHECK(read_all(b) == before);
+  nn::average_checkpoints({a, b}, out, true);
+  CHECK(nn::read_checkpoint_config(out).config == kConfig);
+  CHECK(testing::message_of<IOError>([&] { nn::average_checkpoints({a}, dir.file(""), true); }).find("is not a regular "
+                                                                                                   "file") !=
         std::string::npos);
 }
 

@@ -8,6 +8,7 @@
 #include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <string>
@@ -91,7 +92,7 @@ TEST_CASE("programs: gradformer-train names the valid models, tasks and flag val
       {{"--task", "nope"}, 1,
        "gradformer-train: error: task: unknown task 'nope' (known: grammar, ding-sentences, ding-phrases, copy, "
        "reverse, tsv:PATH)"},
-      {{"--tokenizer", "morse"}, 2, "gradformer-train: error: --tokenizer: morse not in {word,char,bpe} (see --help)"},
+      {{"--tokenizer", "morse"}, 2, "gradformer-train: error: --tokenizer: morse not in {word,char,bpe,spm} (see --help)"},
       {{"--max-tokens", "-5"}, 2, "gradformer-train: error: --max-tokens: expected an integer >= 1, got '-5' (see --help)"},
       {{"--max-sentence-tokens", "0"}, 2,
        "gradformer-train: error: --max-sentence-tokens: expected an integer >= 1, got '0' (see --help)"},
@@ -270,6 +271,133 @@ TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown na
   o = run("gradformer-bench", {"--steps", "-3"});
   CHECK(o.exit_code == 2);
   CHECK(o.err == "gradformer-bench: error: --steps: expected an integer >= 0, got '-3' (see --help)\n");
+}
+
+// 300 pairs over fifteen words, the target reversed: enough that the hashed split gives a few validation pairs.
+std::string word_corpus() {
+  const std::vector<std::string> words = {"the", "a", "dog", "cat", "sees", "runs", "house", "small", "big",
+                                          "green", "old", "new", "man", "woman", "child"};
+  std::string text;
+  for (size_t i = 0; i < 300; ++i) {
+    std::vector<std::string> sentence;
+    for (size_t k = 0; k < 3 + i % 6; ++k) sentence.push_back(words[(i * 11 + k * 7 + k * k) % words.size()]);
+    text += fmt::format("{}\t{}\n", fmt::join(sentence, " "), fmt::join(sentence.rbegin(), sentence.rend(), " "));
+  }
+  return text;
+}
+
+TEST_CASE("programs: --tokenizer spm stores the SentencePiece model in the checkpoint; a corrupt .model changes nothing") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, word_corpus());
+  Outcome o = run("gradformer-train", quick_train(tsv, dir.str("run")) +
+                                          std::vector<std::string>{"--tokenizer", "spm", "--spm-vocab-size", "40"});
+  INFO(o.err);
+  REQUIRE(o.exit_code == 0);
+  CHECK(o.out.find("spm tokenizer") != std::string::npos);
+  const std::string checkpoint = dir.str("run/last.safetensors");
+  CHECK(nn::read_checkpoint_config(checkpoint).config.at("codec").at("tokenizer").at("kind") == "spm");
+  o = run("gradformer-translate", {"--checkpoint", checkpoint}, "the dog sees a cat\n\nold man\n");
+  CHECK(o.exit_code == 0);
+  CHECK(lines_of(o.out).size() == 3);
+
+  const std::string corrupt = dir.str("corrupt.model");
+  write_file(corrupt, "not a model");
+  o = run("gradformer-train", quick_train(tsv, dir.str("other")) +
+                                  std::vector<std::string>{"--tokenizer", "spm", "--spm-model", corrupt});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err.starts_with("gradformer-train: error: " + corrupt + ": not a SentencePiece model (libsentencepiece: "));
+  CHECK(lines_of(o.err).size() == 1);
+  CHECK_FALSE(std::filesystem::exists(dir.str("other")));
+  o = run("gradformer-train", quick_train(tsv, dir.str("other")) + std::vector<std::string>{"--spm-model", corrupt});
+  CHECK(o.err == "gradformer-train: error: --spm-model " + corrupt + ": a SentencePiece model needs --tokenizer spm (the "
+                 "tokenizer is word)\n");
+  o = run("gradformer-train", quick_train(tsv, dir.str("other")) + std::vector<std::string>{"--spm-type", "char"});
+  CHECK(o.exit_code == 2);
+  CHECK_FALSE(std::filesystem::exists(dir.str("other")));
+}
+
+TEST_CASE("programs: --save-dtype bf16 writes best as a half-size decoding checkpoint; last stays f32 for --resume") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, word_corpus());
+  const Outcome o = run("gradformer-train", {"--task", "tsv:" + tsv, "--out", dir.str("run"), "--max-steps", "2",
+                                             "--valid-every", "1", "--valid-bleu-sentences", "0", "--max-tokens", "256",
+                                             "--save-dtype", "bf16"});
+  INFO(o.err);
+  REQUIRE(o.exit_code == 0);
+  const safetensors::File best = safetensors::load(dir.str("run/best.safetensors"));
+  const safetensors::File last = safetensors::load(dir.str("run/last.safetensors"));
+  size_t best_model_bytes = 0, last_model_bytes = 0;
+  for (const auto& [name, record] : best.tensors) {
+    CHECK_FALSE(name.starts_with("optimizer."));
+    if (name.starts_with("training.")) continue;
+    CHECK(record.dtype == safetensors::DType::BF16);
+    best_model_bytes += record.data.size();
+    last_model_bytes += last.tensors.at(name).data.size();
+    CHECK(last.tensors.at(name).dtype == safetensors::DType::F32);
+  }
+  CHECK(2 * best_model_bytes == last_model_bytes);
+  CHECK(last.metadata.contains("optimizer"));
+  const Outcome translated = run("gradformer-translate", {"--checkpoint", dir.str("run/best.safetensors")}, "the dog\n");
+  CHECK(translated.exit_code == 0);
+  const std::string best_path = dir.str("run/best.safetensors");
+  const Outcome resumed =
+      run("gradformer-train", quick_train(tsv, dir.str("run")) + std::vector<std::string>{"--resume", best_path});
+  CHECK(resumed.exit_code == 1);
+  CHECK(resumed.err == "gradformer-train: error: " + best_path + ": checkpoint holds no optimizer state to load into the Adam "
+                       "(a decoding checkpoint: BF16 or averaged); resume from a training checkpoint such as "
+                       "last.safetensors, or pass no optimizer to start a fresh one\n");
+}
+
+TEST_CASE("programs: gradformer-average writes the mean, refuses other models, and never overwrites silently") {
+  const Trained& t = trained();
+  const TempDir dir;
+  const std::string output = dir.str("avg.safetensors");
+  Outcome o = run("gradformer-average", {"--output", output, t.checkpoint, t.checkpoint});
+  INFO(o.err);
+  REQUIRE(o.exit_code == 0);
+  CHECK(o.out.starts_with("averaged "));
+  CHECK(o.out.ends_with(" tensors over 2 checkpoints into " + output + "\n"));
+  const safetensors::File averaged = safetensors::load(output), input = safetensors::load(t.checkpoint);
+  for (const auto& [name, record] : averaged.tensors) {
+    CHECK_FALSE(name.starts_with("optimizer."));
+    CHECK(record == input.tensors.at(name));  // the mean of a model with itself is the model
+  }
+  o = run("gradformer-translate", {"--checkpoint", output}, "a b c\n");
+  CHECK(o.exit_code == 0);
+
+  const std::string before = read_file(output);
+  o = run("gradformer-average", {"--output", output, t.checkpoint});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-average: error: " + output + ": already exists; pass --overwrite to replace it\n");
+  CHECK(read_file(output) == before);
+  o = run("gradformer-average", {"--output", t.checkpoint, "--overwrite", t.checkpoint, output});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-average: error: " + t.checkpoint + ": is also an input (" + t.checkpoint +
+                     "); averaging never writes over an input\n");
+
+  // A checkpoint of a narrower model with the same vocabulary: its config differs first.
+  nlohmann::json config = nn::read_checkpoint_config(t.checkpoint).config;
+  config["d_model"] = 32;
+  nlohmann::json model_config = config;
+  model_config.erase("codec");
+  const auto narrow = models::make_model(model_config);
+  nn::TrainingState state;
+  state.generator = Generator(1).state();
+  const std::string other = dir.str("narrow.safetensors");
+  nn::save_checkpoint(other, *narrow, nullptr, state, config);
+  const std::string refused = dir.str("refused.safetensors");
+  o = run("gradformer-average", {"--output", refused, t.checkpoint, other});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-average: error: " + t.checkpoint + " and " + other +
+                     " are checkpoints of different models: config key 'd_model' differs\n");
+  CHECK_FALSE(std::filesystem::exists(refused));
+  o = run("gradformer-average", {"--output", refused});
+  CHECK(o.exit_code == 2);
+  o = run("gradformer-average", {"--help"});
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("--overwrite") != std::string::npos);
 }
 
 }  // TEST_SUITE

@@ -1,11 +1,13 @@
-// Tests for nn/safetensors: bit-exact round trips, the reference writer's exact bytes, one test per rejection
-// the parser promises, every truncation and thousands of seeded mutations of a valid file, and atomic saving.
+// Tests for nn/safetensors: bit-exact round trips, the reference writer's exact bytes, every dtype's conversions
+// (bfloat16 rounding included), one test per rejection the parser promises, every truncation and thousands of
+// seeded mutations of valid files, and atomic saving.
 // Not tests of checkpoints of modules: those belong with the Tensor adapter.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <unistd.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -178,6 +180,113 @@ TEST_CASE("safetensors: typed records and accessors check dtypes and counts") {
   CHECK(st::dtype_size(st::DType::F32) == 4);
 }
 
+namespace {
+
+template <class T>
+st::TensorRecord raw_record(st::DType dtype, std::vector<int64_t> shape, const std::vector<T>& elements) {
+  REQUIRE(st::dtype_size(dtype) == sizeof(T));
+  return st::make_record(dtype, std::move(shape), elements.data());
+}
+
+// One tensor of every dtype we read. Element bits worked out by hand from the IEEE binary16 and bfloat16 layouts
+// (sign, 5 or 8 exponent bits).
+st::File all_dtypes_file() {
+  st::File file;
+  file.tensors["half"] = raw_record<uint16_t>(st::DType::F16, {8}, {0x3C00, 0xC000, 0x3555, 0x7BFF, 0x0001, 0x03FF,
+                                                                   0x8000, 0xFC00});
+  file.tensors["brain"] = raw_record<uint16_t>(st::DType::BF16, {2, 2}, {0x3F80, 0xC040, 0x3EAB, 0x0001});
+  file.tensors["mask"] = raw_record<uint8_t>(st::DType::BOOL, {3}, {1, 0, 1});
+  file.tensors["bytes"] = raw_record<uint8_t>(st::DType::U8, {2}, {0, 255});
+  file.tensors["small"] = raw_record<int8_t>(st::DType::I8, {2}, {-128, 127});
+  file.tensors["short"] = raw_record<int16_t>(st::DType::I16, {2}, {-32768, 32767});
+  file.tensors["ids"] = raw_record<int32_t>(st::DType::I32, {2}, {-2147483647 - 1, 7});
+  file.tensors["weight"] = st::make_record<float>({2}, std::vector<float>{0.25f, -1.5f});
+  file.tensors["bias"] = st::make_record<double>({1}, std::vector<double>{0.1});
+  file.tensors["step"] = st::make_record<int64_t>({}, std::vector<int64_t>{-3});
+  return file;
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: every dtype PyTorch writes parses, round trips and converts as Tensor.to does") {
+  const st::File file = all_dtypes_file();
+  const auto bytes = st::serialize(file);
+  const st::File back = st::parse(bytes, "all.safetensors");
+  CHECK(back == file);
+  CHECK(st::serialize(back) == bytes);
+  // The reference writer's order: dtypes by its enum, descending, so every tensor stays aligned to its size.
+  const std::string header(reinterpret_cast<const char*>(bytes.data()) + 8, header_size_of(bytes));
+  std::size_t previous = 0;
+  for (const char* key : {"step", "bias", "weight", "ids", "brain", "half", "short", "small", "bytes", "mask"}) {
+    CAPTURE(key);
+    const auto at = header.find(fmt::format("\"{}\"", key));
+    REQUIRE(at != std::string::npos);
+    CHECK(at > previous);
+    previous = at;
+  }
+
+  CHECK(st::values_as<float>(back.tensors.at("half"), "half") ==
+        std::vector<float>{1.0f, -2.0f, 0.333251953125f, 65504.0f, std::ldexp(1.0f, -24), 1023 * std::ldexp(1.0f, -24),
+                           -0.0f, -std::numeric_limits<float>::infinity()});
+  CHECK(std::signbit(st::values_as<float>(back.tensors.at("half"), "half")[6]));
+  CHECK(st::values_as<double>(back.tensors.at("brain"), "brain") ==
+        std::vector<double>{1.0, -3.0, 0.333984375, std::ldexp(1.0, -133)});
+  CHECK(st::values_as<int64_t>(back.tensors.at("mask"), "mask") == std::vector<int64_t>{1, 0, 1});
+  CHECK(st::values_as<int64_t>(back.tensors.at("bytes"), "bytes") == std::vector<int64_t>{0, 255});
+  CHECK(st::values_as<int64_t>(back.tensors.at("small"), "small") == std::vector<int64_t>{-128, 127});
+  CHECK(st::values_as<int64_t>(back.tensors.at("short"), "short") == std::vector<int64_t>{-32768, 32767});
+  CHECK(st::values_as<int64_t>(back.tensors.at("ids"), "ids") == std::vector<int64_t>{-2147483648LL, 7});
+  CHECK(st::values_as<double>(back.tensors.at("weight"), "weight") == std::vector<double>{0.25, -1.5});
+  CHECK(st::values_as<float>(back.tensors.at("bias"), "bias") == std::vector<float>{0.1f});
+  CHECK(st::values_as<int64_t>(back.tensors.at("step"), "step") == std::vector<int64_t>{-3});
+  CHECK(std::isnan(st::float_from_float16(0x7E00)));
+
+  // Floating and integer tensors do not mix: such a tensor belongs to another model.
+  CHECK_THROWS_WITH_AS(st::values_as<int64_t>(back.tensors.at("brain"), "brain"),
+                       "brain: record holds BF16, which does not convert to I64 (floating and integer tensors do not mix)",
+                       gradformer::DTypeError);
+  CHECK_THROWS_AS(st::values_as<float>(back.tensors.at("ids"), "ids"), gradformer::DTypeError);
+}
+
+TEST_CASE("safetensors: f32 to bfloat16 rounds to nearest even as PyTorch does") {
+  const auto bits = [](uint32_t f32_bits) { return st::bfloat16_from_float(std::bit_cast<float>(f32_bits)); };
+  CHECK(bits(0x3F800000) == 0x3F80);  // 1.0 exactly
+  CHECK(bits(0x3EAAAAAB) == 0x3EAB);  // 1/3: the dropped half 0xAAAB is above the halfway point
+  CHECK(bits(0x3F808000) == 0x3F80);  // halfway, kept half even: stays
+  CHECK(bits(0x3F818000) == 0x3F82);  // halfway, kept half odd: up to even
+  CHECK(bits(0x3F808001) == 0x3F81);  // just above halfway
+  CHECK(bits(0x3F807FFF) == 0x3F80);  // just below
+  CHECK(bits(0xBF818000) == 0xBF82);  // negative values mirror
+  CHECK(bits(0x7F7FFFFF) == 0x7F80);  // the largest float rounds up to infinity
+  CHECK(bits(0x7F800000) == 0x7F80);
+  CHECK(bits(0x80000000) == 0x8000);  // -0 keeps its sign
+  CHECK(bits(0x00018000) == 0x0002);  // subnormals round the same way
+  CHECK(bits(0x7FA00000) == 0x7FC0);  // a signalling NaN becomes the quiet one
+  CHECK(bits(0xFFC00001) == 0x7FC0);
+  for (const float value : {1.0f, -3.0f, 0.333984375f, 65536.0f})
+    CHECK(st::float_from_bfloat16(st::bfloat16_from_float(value)) == value);
+
+  const st::TensorRecord wide = st::make_record<double>({3}, std::vector<double>{1.0, 1.0 / 3.0, -1e40});
+  const st::TensorRecord rounded = st::to_bfloat16(wide, "w");
+  CHECK(rounded.dtype == st::DType::BF16);
+  CHECK(rounded.shape == std::vector<int64_t>{3});
+  CHECK(st::values_as<float>(rounded, "w") ==
+        std::vector<float>{1.0f, 0.333984375f, -std::numeric_limits<float>::infinity()});
+  CHECK_THROWS_WITH_AS(st::to_bfloat16(st::make_record<int64_t>({1}, std::vector<int64_t>{1}), "step"),
+                       "step: record holds I64; only F32 and F64 records are rounded to BF16", gradformer::DTypeError);
+}
+
+TEST_CASE("safetensors: a BOOL byte other than 0 or 1 is refused on read and on write") {
+  const std::string header = R"({"m":{"dtype":"BOOL","shape":[4],"data_offsets":[0,4]}})";
+  CHECK(rejection(header, 4) == "ckpt.st: tensor 'm': BOOL element 2 is byte 0x02, not 0 or 1");  // data 0,1,2,3
+  const std::string two = R"({"m":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}})";  // data 0,1
+  CHECK(st::parse(file_with_header(two, 2), "ok").tensors.at("m") == raw_record<uint8_t>(st::DType::BOOL, {2}, {0, 1}));
+  st::File file;
+  file.tensors["m"] = raw_record<uint8_t>(st::DType::BOOL, {2}, {1, 7});
+  CHECK_THROWS_WITH_AS(st::serialize(file), "safetensors: tensor 'm': BOOL element 1 is byte 0x07, not 0 or 1",
+                       gradformer::ValueError);
+}
+
 TEST_CASE("safetensors: serialize rejects records it cannot write faithfully") {
   st::File file;
   file.tensors["w"] = st::TensorRecord{st::DType::F32, {2}, std::vector<std::byte>(7)};
@@ -207,14 +316,16 @@ TEST_CASE("safetensors: every truncated prefix of a valid file is rejected, nami
 }
 
 TEST_CASE("safetensors: 5000 seeded mutations either parse to a valid file or throw FormatError") {
-  const auto original = st::serialize(sample_file());
-  const uint64_t header_end = 8 + header_size_of(original);
+  // Half of them start from the sample, half from a file of every dtype.
+  const std::vector<std::byte> originals[] = {st::serialize(sample_file()), st::serialize(all_dtypes_file())};
   // Bytes that steer mutations through JSON structure rather than only into invalid tokens.
   const std::string_view json_bytes = "{}[]\":,0123456789-e. \\u";
   gradformer::Generator generator(20240611);
   int parsed = 0;
   int rejected = 0;
   for (int trial = 0; trial < 5000; ++trial) {
+    const std::vector<std::byte>& original = originals[trial % 2];
+    const uint64_t header_end = 8 + header_size_of(original);
     std::vector<std::byte> bytes = original;
     const auto edits = 1 + generator.below(4);
     for (uint64_t edit = 0; edit < edits; ++edit) {
@@ -233,8 +344,13 @@ TEST_CASE("safetensors: 5000 seeded mutations either parse to a valid file or th
     CAPTURE(trial);
     try {
       const st::File file = st::parse(bytes, "mutant");
-      // Whatever parsed must be writable and read back as itself.
+      // Whatever parsed must be writable and read back as itself, and convert to its kind's element type.
       CHECK(st::parse(st::serialize(file), "rewritten") == file);
+      for (const auto& [name, record] : file.tensors) {
+        const auto count = static_cast<std::size_t>(st::numel(record.shape));
+        CHECK((st::is_floating(record.dtype) ? st::values_as<double>(record, name).size()
+                                             : st::values_as<int64_t>(record, name).size()) == count);
+      }
       ++parsed;
     } catch (const FormatError& error) {
       CHECK(std::string_view(error.what()).starts_with("mutant: "));
@@ -289,8 +405,10 @@ TEST_CASE("safetensors: malformed headers are rejected with specific messages") 
     CHECK(rejection(R"({"w":{"dtype":"F32","shape":[2]}})", 8) == "ckpt.st: tensor 'w': missing \"data_offsets\"");
     CHECK(rejection(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"strides":[1]}})", 8)
               .find("tensor 'w': unexpected key \"strides\"") != std::string::npos);
-    CHECK(rejection(R"({"w":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})", 8) ==
-          "ckpt.st: tensor 'w': dtype BF16 is not supported (F32, F64, I64 are)");
+    CHECK(rejection(R"({"w":{"dtype":"U16","shape":[4],"data_offsets":[0,8]}})", 8) ==
+          "ckpt.st: tensor 'w': dtype U16 is not supported (BOOL, U8, I8, I16, F16, BF16, I32, F32, F64, I64 are)");
+    CHECK(rejection(R"({"w":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}})", 8)
+              .find("dtype F8_E4M3 is not supported") != std::string::npos);
     CHECK(rejection(R"({"w":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8) ==
           "ckpt.st: tensor 'w': dtype \"Q7\" is not a safetensors dtype");
     CHECK(rejection(R"({"w":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})", 8)

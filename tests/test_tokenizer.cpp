@@ -1,5 +1,5 @@
-// Vocabulary and the word, character and BPE tokenisers (models/data/tokenizer.h): round trips, file formats,
-// rejection of malformed files with file and line, and robustness against arbitrary bytes.
+// Vocabulary and the word, character, BPE and SentencePiece tokenisers (models/data/tokenizer.h): round trips,
+// file formats, rejection of malformed files with file and line, and robustness against arbitrary bytes.
 #include "models/data/tokenizer.h"
 
 #include "autograd/error.h"
@@ -7,8 +7,14 @@
 
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <set>
 
 using namespace gradformer;
 using namespace gradformer::data;
@@ -207,4 +213,123 @@ TEST_CASE("Bpe: malformed merge files name the line") {
                        "m.txt: line 2: expected \"left right\" separated by one space", FormatError);
   CHECK_THROWS_AS(Bpe::from_json(nlohmann::json{{"merges", {{"a"}}}}), FormatError);
   CHECK_THROWS_AS(Bpe(std::vector<Bpe::Merge>{{"a", ""}}), ValueError);
+}
+
+namespace {
+
+std::vector<std::string> grammar_texts(const std::vector<SentencePair>& pairs) {
+  std::vector<std::string> texts;
+  for (const auto& pair : pairs) {
+    texts.push_back(pair.source);
+    texts.push_back(pair.target);
+  }
+  return texts;
+}
+
+std::set<std::string> directory_listing(const std::filesystem::path& directory) {
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) names.insert(entry.path().string());
+  return names;
+}
+
+// Every test sentence comes back from its pieces unchanged (grammar sentences are already in the NFKC form
+// SentencePiece normalises to, with single spaces), in fewer than two pieces per three bytes.
+void check_round_trip(const SentencePiece& spm, const std::vector<SentencePair>& test) {
+  size_t pieces = 0, bytes = 0;
+  for (const std::string& text : grammar_texts(test)) {
+    const Strings tokens = spm.tokenize(text);
+    CHECK(spm.detokenize(tokens) == text);
+    pieces += tokens.size();
+    bytes += text.size();
+  }
+  CHECK(pieces * 3 < bytes * 2);
+}
+
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path == nullptr ? "" : path;
+  while (!rest.empty()) {
+    const size_t colon = std::min(rest.find(':'), rest.size());
+    const std::filesystem::path candidate = std::filesystem::path(rest.substr(0, colon)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    rest.remove_prefix(std::min(colon + 1, rest.size()));
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("SentencePiece: unigram and BPE models trained in memory round-trip text and survive JSON") {
+  const Splits splits = make_grammar_task(1, 1000, 50, 50);
+  const std::set<std::string> directory_before = directory_listing(std::filesystem::current_path());
+  for (const std::string type : {"unigram", "bpe"}) {
+    CAPTURE(type);
+    const SentencePiece spm = SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 150, .model_type = type});
+    CHECK(spm.kind() == "spm");
+    check_round_trip(spm, splits.test);
+    // Every rank of a data-parallel run trains its own: they must agree byte for byte.
+    CHECK(SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 150, .model_type = type}).model() ==
+          spm.model());
+
+    const auto rebuilt = tokenizer_from_json(nlohmann::json::parse(spm.to_json().dump()));
+    CHECK(rebuilt->kind() == "spm");
+    CHECK(dynamic_cast<const SentencePiece&>(*rebuilt).model() == spm.model());
+    CHECK(rebuilt->tokenize(splits.test[0].target) == spm.tokenize(splits.test[0].target));
+    TokenCounts counts;
+    for (const std::string& text : grammar_texts(splits.train)) count_tokens(spm.tokenize(text), counts);
+    CHECK(Vocabulary::build(counts).size() > 4);  // pieces are tokens a vocabulary can hold
+  }
+  CHECK(directory_listing(std::filesystem::current_path()) == directory_before);  // no model or vocab file left
+
+  CHECK_THROWS_WITH_AS(SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 150, .model_type = "word2"}),
+                       doctest::Contains("model type word2"), ValueError);
+  CHECK_THROWS_WITH_AS(SentencePiece::train({"", " "}, {}), "SentencePiece::train: no text to train on", ValueError);
+}
+
+TEST_CASE("SentencePiece: a model made by the spm_train program loads and round-trips") {
+  const std::string spm_train = find_program("spm_train");
+  if (spm_train.empty()) {
+    MESSAGE("spm_train is not installed (Debian package sentencepiece): the model it would make is not tested");
+    return;
+  }
+  const Splits splits = make_grammar_task(2, 1000, 50, 50);
+  const std::string text = temp_path("spm-train.txt"), prefix = temp_path("spm-train");
+  {
+    std::ofstream out(text);
+    for (const std::string& line : grammar_texts(splits.train)) out << line << '\n';
+  }
+  const std::string command = fmt::format("'{}' --input='{}' --model_prefix='{}' --vocab_size=150 --model_type=bpe "
+                                          "--minloglevel=2 >/dev/null 2>&1", spm_train, text, prefix);
+  REQUIRE(std::system(command.c_str()) == 0);
+  const SentencePiece spm = SentencePiece::load(prefix + ".model");
+  check_round_trip(spm, splits.test);
+  for (const std::string& path : {text, prefix + ".model", prefix + ".vocab"}) std::remove(path.c_str());
+}
+
+TEST_CASE("SentencePiece: a corrupt or truncated .model file is a one-line FormatError naming it") {
+  const Splits splits = make_grammar_task(1, 300, 10, 10);
+  const std::string model = SentencePiece::train(grammar_texts(splits.train), {.vocab_size = 60}).model();
+  const std::string path = temp_path("corrupt.model");
+  for (const std::string& bytes : {std::string("not a model\n\x01\x02\xff", 15), model.substr(0, model.size() / 2),
+                                  std::string()}) {
+    {
+      std::ofstream out(path, std::ios::binary);
+      out << bytes;
+    }
+    std::string message;
+    try {
+      SentencePiece::load(path);
+    } catch (const FormatError& error) {
+      message = error.what();
+    }
+    CHECK(message.starts_with(path + ": not a SentencePiece model (libsentencepiece: "));
+    CHECK(message.find('\n') == std::string::npos);
+  }
+  std::remove(path.c_str());
+  CHECK_THROWS_AS(SentencePiece::load(path), IOError);
+  CHECK_THROWS_WITH_AS(tokenizer_from_json({{"kind", "spm"}, {"model", "QUJD*"}}),
+                       "spm json: base64 text of 5 characters, not a multiple of 4", FormatError);
+  CHECK_THROWS_WITH_AS(tokenizer_from_json({{"kind", "spm"}, {"model", "QU=D"}}),
+                       "spm json: character 4 of the base64 text is 'D', not base64", FormatError);
+  CHECK_THROWS_AS(tokenizer_from_json({{"kind", "spm"}}), FormatError);
 }

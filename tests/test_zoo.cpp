@@ -57,7 +57,7 @@ TEST_CASE("task: unknown tasks and tokenizers, empty corpora and codec-less conf
 
   options.tokenizer = "morse";
   CHECK(message_of<ValueError>([&] { models::TextCodec::learn({{"a", "b"}}, options); }) ==
-        "tokenizer: unknown tokenizer 'morse' (known: word, char, bpe)");
+        "tokenizer: unknown tokenizer 'morse' (known: word, char, bpe, spm)");
   CHECK(message_of<FormatError>([] { models::TextCodec::from_json(nlohmann::json::array()); }) ==
         "codec: expected an object with 'tokenizer' and 'vocabulary'");
   nlohmann::json config{{"model", "transformer-tiny"}};

@@ -1,11 +1,16 @@
 // Vocabulary, word/char tokenisers and BPE (see tokenizer.h). The BPE learner keeps pair counts up to date
 // incrementally (only words containing the merged pair are revisited) and picks the best pair from a heap
 // with lazy deletion, so tens of thousands of merges over a Ding-sized corpus take seconds, not hours.
+// SentencePiece is libsentencepiece's processor and trainer behind the Tokenizer interface; the .model bytes
+// travel as base64 inside JSON.
 #include "models/data/tokenizer.h"
 
 #include "autograd/error.h"
 #include "models/data/utf8.h"
 #include "nn/output_file.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <algorithm>
 #include <fstream>
@@ -480,7 +485,137 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& json) {
   if (kind == "word") return std::make_unique<WordTokenizer>();
   if (kind == "char") return std::make_unique<CharTokenizer>();
   if (kind == "bpe") return std::make_unique<Bpe>(Bpe::from_json(json));
-  fail<FormatError>("tokenizer json", "unknown kind \"{}\" (expected word, char or bpe)", kind);
+  if (kind == "spm") return std::make_unique<SentencePiece>(SentencePiece::from_json(json));
+  fail<FormatError>("tokenizer json", "unknown kind \"{}\" (expected word, char, bpe or spm)", kind);
+}
+
+// ---------------------------------------------------------------------------------------------- SentencePiece
+
+namespace {
+
+constexpr std::string_view base64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// RFC 4648 base64 with padding: a .model file is binary, and a checkpoint's config is JSON text.
+std::string base64_encode(std::string_view bytes) {
+  std::string text;
+  text.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t group = 0;
+    const size_t count = std::min<size_t>(3, bytes.size() - i);
+    for (size_t k = 0; k < 3; ++k)
+      group = group << 8 | (k < count ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (size_t k = 0; k < 4; ++k) text += k <= count ? base64_alphabet[(group >> (18 - 6 * k)) & 63] : '=';
+  }
+  return text;
+}
+
+// The bytes of base64 `text`; FormatError naming `where` on a length that is not a multiple of 4, a character
+// outside the alphabet, or padding anywhere but the end.
+std::string base64_decode(std::string_view text, std::string_view where) {
+  if (text.size() % 4 != 0) fail<FormatError>(where, "base64 text of {} characters, not a multiple of 4", text.size());
+  std::string bytes;
+  bytes.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t group = 0;
+    size_t padding = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      const size_t value = base64_alphabet.find(c);
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        ++padding;
+      } else if (value == std::string_view::npos || padding > 0) {
+        fail<FormatError>(where, "character {} of the base64 text is '{}', not base64", i + k + 1, c);
+      }
+      group = group << 6 | (c == '=' ? 0u : static_cast<uint32_t>(value));
+    }
+    for (size_t k = 0; k < 3 - padding; ++k) bytes += static_cast<char>((group >> (16 - 8 * k)) & 0xFF);
+  }
+  return bytes;
+}
+
+// Feeds the trainer sentences from memory, skipping blank ones as spm_train skips blank lines.
+class SentenceList : public sentencepiece::SentenceIterator {
+ public:
+  explicit SentenceList(const std::vector<std::string>& texts) : texts_(texts) { skip_blank(); }
+  bool done() const override { return position_ >= texts_.size(); }
+  void Next() override {
+    ++position_;
+    skip_blank();
+  }
+  const std::string& value() const override { return texts_[position_]; }
+  sentencepiece::util::Status status() const override { return {}; }
+
+ private:
+  void skip_blank() {
+    while (position_ < texts_.size() && std::all_of(texts_[position_].begin(), texts_[position_].end(), is_space))
+      ++position_;
+  }
+  const std::vector<std::string>& texts_;
+  size_t position_ = 0;
+};
+
+}  // namespace
+
+SentencePiece::SentencePiece(std::string model, std::shared_ptr<const sentencepiece::SentencePieceProcessor> processor)
+    : model_(std::move(model)), processor_(std::move(processor)) {}
+
+SentencePiece SentencePiece::train(const std::vector<std::string>& texts, const TrainOptions& options) {
+  SentenceList sentences(texts);
+  if (sentences.done()) fail<ValueError>("SentencePiece::train", "no text to train on");
+  // hard_vocab_limit=false: a small corpus gets the pieces it supports rather than an error. minloglevel=1 keeps
+  // the library's progress lines (dozens per training) off stderr and its warnings on it.
+  const std::unordered_map<std::string, std::string> arguments = {
+      {"vocab_size", std::to_string(options.vocab_size)},
+      {"model_type", options.model_type},
+      {"hard_vocab_limit", "false"},
+      {"num_threads", std::to_string(options.threads)},
+      {"minloglevel", "1"},
+  };
+  std::string model;
+  const sentencepiece::util::Status status = sentencepiece::SentencePieceTrainer::Train(arguments, &sentences, &model);
+  if (!status.ok())
+    fail<ValueError>("SentencePiece::train", "{} (vocabulary size {}, model type {})", status.message(),
+                     options.vocab_size, options.model_type);
+  return from_model(std::move(model), "SentencePiece::train");
+}
+
+SentencePiece SentencePiece::from_model(std::string model, std::string_view name) {
+  auto processor = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  const sentencepiece::util::Status status = processor->LoadFromSerializedProto(model);
+  if (!status.ok()) {
+    // The library's message is the check that failed, e.g. "./src/sentencepiece_processor.cc(232)
+    // [model_proto->ParseFromArray(...)] ": useful for a bug report, so kept, but after the plain words.
+    std::string detail = status.message();
+    while (!detail.empty() && is_space(detail.back())) detail.pop_back();
+    fail<FormatError>(name, "not a SentencePiece model (libsentencepiece: {})", detail);
+  }
+  return SentencePiece(std::move(model), std::move(processor));
+}
+
+SentencePiece SentencePiece::load(const std::string& path) {
+  return from_model(read_file(path, "SentencePiece model"), path);
+}
+
+std::vector<std::string> SentencePiece::tokenize(std::string_view text) const {
+  std::vector<std::string> pieces;
+  const sentencepiece::util::Status status = processor_->Encode(text, &pieces);
+  if (!status.ok()) fail<ValueError>("SentencePiece::tokenize", "{}", status.message());
+  return pieces;
+}
+
+std::string SentencePiece::detokenize(const std::vector<std::string>& tokens) const {
+  std::string text;
+  const sentencepiece::util::Status status = processor_->Decode(tokens, &text);
+  if (!status.ok()) fail<ValueError>("SentencePiece::detokenize", "{}", status.message());
+  return text;
+}
+
+nlohmann::json SentencePiece::to_json() const { return {{"kind", "spm"}, {"model", base64_encode(model_)}}; }
+
+SentencePiece SentencePiece::from_json(const nlohmann::json& json) {
+  if (!json.is_object() || !json.contains("model") || !json["model"].is_string())
+    fail<FormatError>("spm json", "expected an object with a base64 \"model\" string");
+  return from_model(base64_decode(json["model"].get_ref<const std::string&>(), "spm json"), "spm json");
 }
 
 }  // namespace gradformer::data

@@ -1,7 +1,9 @@
-// Tokenisers and the vocabulary that maps their tokens to ids. Three tokenisers share one interface: word level
-// (whitespace, with punctuation split off), character level (with "▁" marking word boundaries) and BPE (merges
-// learned over a joint source+target corpus, "</w>" closing each word). All detokenise to the same normalised
-// text: single spaces, no space before . , ! ? ; : or a closing bracket, none after an opening bracket.
+// Tokenisers and the vocabulary that maps their tokens to ids. Four tokenisers share one interface: word level
+// (whitespace, with punctuation split off), character level (with "▁" marking word boundaries), BPE (merges
+// learned over a joint source+target corpus, "</w>" closing each word) and SentencePiece (the library Marian
+// builds in, on raw text). The first three detokenise to the same normalised text: single spaces, no space
+// before . , ! ? ; : or a closing bracket, none after an opening bracket; SentencePiece restores the text as
+// its model normalises it.
 // Loaders take strings so fuzzers can feed them bytes; malformed input is a FormatError naming file and line.
 // Not Unicode-aware beyond UTF-8 code points: no normalisation, no case folding, no language-specific rules.
 #pragma once
@@ -16,6 +18,10 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace gradformer::data {
 
@@ -73,7 +79,7 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   virtual std::vector<std::string> tokenize(std::string_view text) const = 0;
   virtual std::string detokenize(const std::vector<std::string>& tokens) const = 0;
-  virtual std::string kind() const = 0;  // "word", "char" or "bpe"
+  virtual std::string kind() const = 0;  // "word", "char", "bpe" or "spm"
   // {"kind": ...} plus whatever the tokeniser needs (BPE: its merges); see tokenizer_from_json.
   virtual nlohmann::json to_json() const = 0;
 };
@@ -139,7 +145,37 @@ class Bpe : public Tokenizer {
   std::unordered_map<Merge, size_t, MergeHash> ranks_;
 };
 
-// Rebuilds a tokeniser from Tokenizer::to_json(); FormatError on an unknown kind or malformed merges.
+// A SentencePiece model (unigram or BPE) run by libsentencepiece. Tokens are its pieces ("▁the", "s"); the
+// model is kept as its serialized bytes, which to_json stores (base64) so that a checkpoint needs no .model file.
+class SentencePiece : public Tokenizer {
+ public:
+  struct TrainOptions {
+    size_t vocab_size = 8000;          // at most: a small corpus may support fewer pieces
+    std::string model_type = "unigram";  // unigram or bpe
+    int threads = 1;                     // the trainer's threads (the library's own default is 16)
+  };
+  // Trains on the sentences in memory (no file is read or written); ValueError with the library's message when
+  // it refuses (no text, a vocabulary smaller than the characters it must cover, an unknown model type).
+  static SentencePiece train(const std::vector<std::string>& texts, const TrainOptions& options);
+  // From the bytes of a .model file; FormatError "<name>: not a SentencePiece model (...)" otherwise.
+  static SentencePiece from_model(std::string model, std::string_view name);
+  static SentencePiece load(const std::string& path);  // IOError when unreadable, FormatError as from_model
+
+  std::vector<std::string> tokenize(std::string_view text) const override;
+  std::string detokenize(const std::vector<std::string>& tokens) const override;
+  std::string kind() const override { return "spm"; }
+  nlohmann::json to_json() const override;  // {"kind": "spm", "model": base64 of the .model bytes}
+  static SentencePiece from_json(const nlohmann::json& json);
+
+  const std::string& model() const { return model_; }  // the .model file's bytes
+
+ private:
+  SentencePiece(std::string model, std::shared_ptr<const sentencepiece::SentencePieceProcessor> processor);
+  std::string model_;
+  std::shared_ptr<const sentencepiece::SentencePieceProcessor> processor_;
+};
+
+// Rebuilds a tokeniser from Tokenizer::to_json(); FormatError on an unknown kind or malformed merges or model.
 std::unique_ptr<Tokenizer> tokenizer_from_json(const nlohmann::json& json);
 
 }  // namespace gradformer::data

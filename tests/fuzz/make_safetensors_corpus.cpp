@@ -2,6 +2,7 @@
 // our own writer (whose bytes match the reference library's). Not part of any build; compile it by hand:
 //   clang++-14 -std=c++20 -I. tests/fuzz/make_safetensors_corpus.cpp nn/safetensors.cpp \
 //     $(pkg-config --cflags --libs fmt) -o /tmp/make_corpus && /tmp/make_corpus tests/fuzz/corpus/safetensors
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -30,8 +31,27 @@ int main(int argc, char** argv) {
   mixed.metadata["gradformer"] = "0.1.0";
   mixed.metadata["epoch"] = "3";
 
-  const std::vector<std::pair<std::string, const st::File*>> seeds = {
-      {"empty.safetensors", &empty}, {"one_f32.safetensors", &one}, {"mixed.safetensors", &mixed}};
+  // One tensor of every dtype we read, as a PyTorch or Hugging Face file holds them (bit patterns: 1.0, -2.0, 1/3).
+  st::File dtypes;
+  const std::vector<uint16_t> halves = {0x3C00, 0xC000, 0x3555}, brains = {0x3F80, 0xC000, 0x3EAB};
+  const std::vector<uint8_t> flags = {1, 0, 1}, bytes = {0, 128, 255};
+  const std::vector<int8_t> small = {-128, 0, 127};
+  const std::vector<int16_t> shorts = {-32768, 1, 32767};
+  const std::vector<int32_t> ints = {-7, 0, 7};
+  dtypes.tensors["half"] = st::make_record(st::DType::F16, {3}, halves.data());
+  dtypes.tensors["brain"] = st::make_record(st::DType::BF16, {3}, brains.data());
+  dtypes.tensors["mask"] = st::make_record(st::DType::BOOL, {3}, flags.data());
+  dtypes.tensors["bytes"] = st::make_record(st::DType::U8, {3}, bytes.data());
+  dtypes.tensors["small"] = st::make_record(st::DType::I8, {3}, small.data());
+  dtypes.tensors["short"] = st::make_record(st::DType::I16, {3}, shorts.data());
+  dtypes.tensors["ids"] = st::make_record(st::DType::I32, {3}, ints.data());
+  dtypes.tensors["weight"] = st::make_record<float>({1}, std::vector<float>{0.5f});
+  dtypes.metadata["format"] = "pt";
+
+  const std::vector<std::pair<std::string, const st::File*>> seeds = {{"empty.safetensors", &empty},
+                                                                       {"one_f32.safetensors", &one},
+                                                                       {"mixed.safetensors", &mixed},
+                                                                       {"dtypes.safetensors", &dtypes}};
   for (const auto& [name, file] : seeds) {
     const std::vector<std::byte> bytes = st::serialize(*file);
     st::save_atomic(directory + "/" + name, *file);
