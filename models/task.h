@@ -23,6 +23,17 @@ struct TaskOptions {
   bool skip_bad_lines = false;     // TSV
 };
 
+// What a run trains on: the task and how its text is read and cut. gradformer-train stores it in every checkpoint
+// (under "data") so that a resume reads the same data, whatever flags it is given.
+struct DataSettings {
+  std::string task = "grammar";  // a load_task name; a TSV path is stored absolute, so a resume may run elsewhere
+  TaskOptions options;
+  bool operator==(const DataSettings&) const = default;
+};
+nlohmann::json to_json(const DataSettings& settings);
+// Throws FormatError naming `path` when a field is missing or of the wrong type.
+DataSettings data_settings_from_json(const nlohmann::json& json, const std::string& path);
+
 // Sentence pairs of a named task: grammar, ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
 // is read from PATH; valid and test are split off by a hash of the source, 1% each). For a TSV file, `tsv_report`
 // (if given) receives what the reader skipped, for the caller to report.

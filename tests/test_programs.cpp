@@ -3,6 +3,7 @@
 // ("gradformer-xxx: error: ..."), and that no checkpoint was lost. Programs come from GRADFORMER_PROGRAMS
 // (tests/meson.build); a build without examples (run.sh's sanitizer build) skips these tests.
 #include "models/task.h"
+#include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
@@ -12,12 +13,15 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -63,7 +67,9 @@ Outcome run(const std::string& program, const std::vector<std::string>& args, co
   posix_spawn_file_actions_addopen(&actions, 2, (stem + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   const std::string path = kPrograms + "/" + program;
   std::vector<std::string> words{path};
-  if (program != "gradformer-gradcheck") words.insert(words.end(), {"--threads", "1"});  // the cores are shared
+  const bool threads_given = std::find(args.begin(), args.end(), "--threads") != args.end();
+  if (program != "gradformer-gradcheck" && !threads_given)
+    words.insert(words.end(), {"--threads", "1"});  // the cores are shared
   words.insert(words.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& word : words) argv.push_back(word.data());
@@ -375,6 +381,155 @@ TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown na
   o = run("gradformer-bench", {"--steps", "-3"});
   CHECK(o.exit_code == 2);
   CHECK(o.err == "gradformer-bench: error: --steps: expected an integer >= 0, got '-3' (see --help)\n");
+}
+
+TEST_CASE("programs: --threads past 4 x the cores is refused by every program that takes it") {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::string most = std::to_string(4 * cores);
+  for (const std::string program : {"gradformer-train", "gradformer-translate", "gradformer-bench"}) {
+    CAPTURE(program);
+    const Outcome o = run(program, {"--threads", "65536"});
+    CHECK(o.exit_code == 2);
+    CHECK(o.err == program + ": error: --threads: expected an integer in [0, " + most + "] (0: all cores; at most 4 x "
+                   "the " + std::to_string(cores) +
+                   " cores), got '65536' (see --help)\n");
+  }
+}
+
+TEST_CASE("programs: gradformer-train refuses seeds outside 0..2^64-1 and a --test-beam past its bound") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, small_corpus());
+  for (const std::string seed : {"-1", "18446744073709551616", "1e3"}) {
+    CAPTURE(seed);
+    const Outcome o = run("gradformer-train", quick_train(tsv, dir.str("run")) + std::vector<std::string>{"--seed", seed});
+    CHECK(o.exit_code == 2);
+    CHECK(o.err == "gradformer-train: error: --seed: expected an integer in [0, 18446744073709551615], got '" + seed +
+                       "' (see --help)\n");
+  }
+  const Outcome o = run("gradformer-train", quick_train(tsv, dir.str("run")) + std::vector<std::string>{"--test-beam", "100000"});
+  CHECK(o.exit_code == 2);
+  CHECK(o.err == "gradformer-train: error: --test-beam: expected an integer in [1, 256], got '100000' (see --help)\n");
+  CHECK_FALSE(std::filesystem::exists(dir.str("run")));
+}
+
+TEST_CASE("programs: gradformer-train --write-data replaces no file without --overwrite") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, small_corpus());
+  const std::vector<std::string> args{"--task", "tsv:" + tsv, "--write-data", dir.str("data")};
+  Outcome o = run("gradformer-train", args);
+  INFO(o.err);
+  CHECK(o.exit_code == 0);
+  write_file(dir.str("data/valid.tsv"), "mine\tkeep\n");
+  o = run("gradformer-train", args);
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-train: error: --write-data " + dir.str("data") + ": " + dir.str("data") +
+                     "/train.tsv exists; add --overwrite to replace it\n");
+  CHECK(read_file(dir.str("data/valid.tsv")) == "mine\tkeep\n");
+  o = run("gradformer-train", args + std::vector<std::string>{"--overwrite"});
+  CHECK(o.exit_code == 0);
+  CHECK(read_file(dir.str("data/valid.tsv")) != "mine\tkeep\n");
+}
+
+TEST_CASE("programs: gradformer-train holds DIR/.lock, checks --out is writable and reports a full train.log") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, small_corpus());
+  const std::string out = dir.str("run");
+  {
+    const models::OutDirLock other(out);  // this test process plays the other run
+    const Outcome o = run("gradformer-train", quick_train(tsv, out));
+    CHECK(o.exit_code == 1);
+    CHECK(o.err == fmt::format("gradformer-train: error: {}: another training run (pid {}) is using this directory "
+                               "({}/.lock is locked); wait for it to end, or choose another --out\n",
+                               out, ::getpid(), out));
+  }
+  Outcome o = run("gradformer-train", quick_train(tsv, "/proc/gradformer-no-such/run"));
+  CHECK(o.exit_code == 1);
+  CHECK(o.err.starts_with("gradformer-train: error: /proc/gradformer-no-such/run: cannot create the directory: "));
+
+  // A full disk under train.log (/dev/full stands in for it) stops the run with the reason.
+  const std::string full = dir.str("full");
+  std::filesystem::create_directories(full);
+  std::filesystem::create_symlink("/dev/full", full + "/train.log");
+  o = run("gradformer-train", quick_train(tsv, full));
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-train: error: " + full + "/train.log: write failed: No space left on device\n");
+}
+
+namespace {
+
+// The small corpus without the pairs the TSV task would split off as validation or test sentences.
+std::string corpus_without_held_out() {
+  std::string kept;
+  for (const std::string& line : lines_of(small_corpus()))
+    if (data::fnv1a64(line.substr(0, line.find('\t'))) % 100 >= 2) kept += line + "\n";
+  return kept;
+}
+
+}  // namespace
+
+TEST_CASE("programs: gradformer-train resumes in its checkpoint's directory, on its data, and guards other ones") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv"), other_tsv = dir.str("other.tsv");
+  write_file(tsv, small_corpus());
+  write_file(other_tsv, "x y\ty x\n");
+  REQUIRE(run("gradformer-train", quick_train(tsv, dir.str("a"))).exit_code == 0);
+  REQUIRE(run("gradformer-train", quick_train(tsv, dir.str("b"))).exit_code == 0);
+  const std::string a_last = dir.str("a/last.safetensors"), b_last = dir.str("b/last.safetensors");
+  const std::string b_before = read_file(b_last);
+
+  // Into another run's directory: refused, that run's checkpoint untouched.
+  Outcome o = run("gradformer-train", {"--resume", a_last, "--out", dir.str("b"), "--max-steps", "4"});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-train: error: --out " + dir.str("b") + ": already holds last.safetensors of another run; "
+                 "a resume writes into the directory of its checkpoint unless --out names a new one (or --overwrite "
+                 "is given)\n");
+  CHECK(read_file(b_last) == b_before);
+
+  // A conflicting --task names both.
+  o = run("gradformer-train", {"--resume", a_last, "--task", "tsv:" + other_tsv, "--max-steps", "4"});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-train: error: --task tsv:" + other_tsv + ": " + a_last + " was trained with --task tsv:" +
+                 tsv + "; a resume keeps its checkpoint's data, so drop --task or start a new run\n");
+
+  // Without --out and --task: the checkpoint's directory and data.
+  o = run("gradformer-train", {"--resume", a_last, "--max-steps", "4", "--valid-every", "0", "--max-tokens", "256"});
+  INFO(o.err);
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("task tsv:" + tsv + ": ") != std::string::npos);
+  CHECK(nn::read_checkpoint_config(a_last).state.step == 4);
+  CHECK(read_file(b_last) == b_before);
+}
+
+TEST_CASE("programs: gradformer-train reads a BOM, names invalid UTF-8, and says when a split is empty") {
+  const TempDir dir;
+  const std::string tsv = dir.str("corpus.tsv");
+  write_file(tsv, "\xEF\xBB\xBF" + corpus_without_held_out());
+  Outcome o = run("gradformer-train", {"--task", "tsv:" + tsv, "--out", dir.str("run"), "--max-steps", "2",
+                                      "--valid-every", "2", "--max-tokens", "256"});
+  INFO(o.err);
+  CHECK(o.exit_code == 0);
+  CHECK(o.out.find("valid step      2: no validation sentences\n") != std::string::npos);
+  CHECK(o.out.find("test: no test sentences, nothing to score\n") != std::string::npos);
+  CHECK(o.out.find("BLEU") == std::string::npos);
+  // The BOM did not become part of the first word.
+  nlohmann::json config = nn::read_checkpoint_config(dir.str("run/last.safetensors")).config;
+  const models::TextCodec codec = models::TextCodec::take_from_config(config, "run");
+  const std::string first_word = corpus_without_held_out().substr(0, 1);
+  CHECK(codec.vocabulary().contains(first_word));
+  CHECK_FALSE(codec.vocabulary().contains("\xEF\xBB\xBF" + first_word));
+
+  const std::string latin1 = dir.str("latin1.tsv");
+  write_file(latin1, small_corpus() + "Gr\xFC\xDF" "e\tgreetings\n");
+  o = run("gradformer-train", quick_train(latin1, dir.str("run2")));
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-train: error: " + latin1 + ": line 41: not valid UTF-8 (byte 0xfc at byte 3 of the line); "
+                 "convert the file to UTF-8, or skip such lines with --skip-bad-lines\n");
+  o = run("gradformer-train", quick_train(latin1, dir.str("run2")) + std::vector<std::string>{"--skip-bad-lines"});
+  CHECK(o.exit_code == 0);
+  CHECK(o.err == "gradformer-train: warning: " + latin1 + ": skipped 1 malformed and 0 empty lines of 41\n");
 }
 
 }  // TEST_SUITE
