@@ -40,7 +40,8 @@ namespace {
 struct Flags {
   std::string model = "transformer-tiny", out = "runs/transformer-tiny", write_data, resume;
   models::ModelOptions model_options;
-  models::TrainConfig train;  // .data: --task, --tokenizer, --bpe-merges, --max-sentence-tokens, --skip-bad-lines
+  models::DataSettings data;  // --task, --tokenizer, --bpe-merges, --max-sentence-tokens, --skip-bad-lines
+  models::TrainConfig train;
   int threads = 0;
   size_t max_train_sentences = 0;
   models::DecodeOptions test_decoding{.beam_size = 4};
@@ -139,9 +140,9 @@ int write_data(const Flags& flags, const data::Splits& splits) {
 // A resume reads the data its checkpoint was trained on; a data flag that says otherwise is an error naming
 // both. Checkpoints from before the data was recorded take the flags.
 models::DataSettings resumed_data(const Flags& flags, const nlohmann::json& config) {
-  if (!config.contains("data")) return flags.train.data;
+  if (!config.contains("data")) return flags.data;
   const models::DataSettings saved = models::data_settings_from_json(config.at("data"), flags.resume);
-  const models::DataSettings& given = flags.train.data;
+  const models::DataSettings& given = flags.data;
   const auto check = [&](const std::string& flag, const auto& mine, const auto& theirs) {
     if (flags.was_given(flag) && mine != theirs)
       fail<ValueError>(fmt::format("{} {}", flag, mine), "{} was trained with {} {}; a resume keeps its checkpoint's "
@@ -171,15 +172,16 @@ int run(Flags flags) {
     check_out_dir(flags);
     if (!flags.resume.empty()) {
       config = nn::read_checkpoint_config(flags.resume).config;
-      flags.train.data = resumed_data(flags, config);
+      flags.data = resumed_data(flags, config);
     }
   }
-  const models::TaskOptions& task_options = flags.train.data.options;
+  flags.train.data = flags.data;
+  const models::TaskOptions& task_options = flags.data.options;
   data::TsvReport tsv_report;
-  const data::Splits splits = models::load_task(flags.train.data.task, task_options, &tsv_report);
+  const data::Splits splits = models::load_task(flags.data.task, task_options, &tsv_report);
   if (tsv_report.skipped_bad > 0 || tsv_report.skipped_empty > 0)
     cli::print_warning("gradformer-train",
-                       fmt::format("{}: skipped {} malformed and {} empty lines of {}", flags.train.data.task.substr(4),
+                       fmt::format("{}: skipped {} malformed and {} empty lines of {}", flags.data.task.substr(4),
                                    tsv_report.skipped_bad, tsv_report.skipped_empty, tsv_report.lines));
   if (!flags.write_data.empty()) return write_data(flags, splits);
   std::vector<data::SentencePair> train_text = splits.train;
@@ -228,7 +230,7 @@ int run(Flags flags) {
     encoded += pairs.size();
     return out;
   };
-  say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.train.data.task,
+  say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.data.task,
                   train_text.size(), splits.valid.size(), splits.test.size(), codec->tokenizer().kind(),
                   codec->vocabulary().size()));
   say(fmt::format("model {}: {} parameters; {} threads", config.at("model").get<std::string>(), model->parameter_count(),
@@ -329,7 +331,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gradformer-train 0.1.0 (" + mpi + ")");
   app.footer(nn::mpi_compiled() ? "Several processes: mpirun -np N gradformer-train FLAGS (MPI compiled in).\n"
                                 : "Several processes: not available, this build has no MPI (meson -Dmpi=enabled).\n");
-  app.add_option("--task", f.train.data.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
+  app.add_option("--task", f.data.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
   app.add_option("--model", f.model,
                  "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
       ->check(CLI::IsMember(models::model_names()))
@@ -342,16 +344,16 @@ int main(int argc, char** argv) {
   app.add_flag("--overwrite", f.overwrite,
                "Start a new run in an --out DIR that holds checkpoints (replaced as it goes); let --write-data replace "
                "its files");
-  app.add_option("--tokenizer", f.train.data.options.tokenizer, "word, char or bpe")
+  app.add_option("--tokenizer", f.data.options.tokenizer, "word, char or bpe")
       ->check(CLI::IsMember({"word", "char", "bpe"}))
       ->capture_default_str();
-  app.add_option("--bpe-merges", f.train.data.options.bpe_merges, "BPE merges to learn")
+  app.add_option("--bpe-merges", f.data.options.bpe_merges, "BPE merges to learn")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
-  app.add_option("--max-sentence-tokens", f.train.data.options.max_tokens, "Truncate longer sentences")
+  app.add_option("--max-sentence-tokens", f.data.options.max_tokens, "Truncate longer sentences")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
-  app.add_flag("--skip-bad-lines", f.train.data.options.skip_bad_lines, "Skip malformed TSV lines instead of stopping");
+  app.add_flag("--skip-bad-lines", f.data.options.skip_bad_lines, "Skip malformed TSV lines (not one TAB, or not UTF-8) instead of stopping");
   app.add_option("--max-train-sentences", f.max_train_sentences, "Use only the first N training pairs (0: all)")
       ->check(cli::integer_at_least(0));
   app.add_option("--max-steps", f.train.max_steps, "Stop after N optimizer steps (0: no limit)")
@@ -408,7 +410,7 @@ int main(int argc, char** argv) {
   for (const char* flag : {"--model", "--task", "--tokenizer", "--bpe-merges", "--max-sentence-tokens"})
     if (app.count(flag) > 0) f.given.push_back(flag);
   // A TSV path is recorded in checkpoints: absolute, so that a resume from another directory reads the same file.
-  if (std::string& task = f.train.data.task; task.starts_with("tsv:"))
+  if (std::string& task = f.data.task; task.starts_with("tsv:"))
     task = "tsv:" + std::filesystem::absolute(task.substr(4)).lexically_normal().string();
   if (!f.resume.empty() && app.count("--out") == 0) {
     const std::string resumed_dir = std::filesystem::path(f.resume).parent_path().string();

@@ -119,7 +119,7 @@ void Trainer::save(const std::string& name) {
                  {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
   config["codec"] = codec_.to_json();
-  config["data"] = to_json(config_.data);
+  if (config_.data) config["data"] = to_json(*config_.data);
   nn::save_checkpoint(config_.out_dir + "/" + name, model_, optimizer_.get(), state, config);
 }
 

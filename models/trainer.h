@@ -52,7 +52,9 @@ struct TrainConfig {
   int64_t patience = 0;            // stop after this many validations without a better loss (0: never)
   uint64_t seed = 1;
   int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
-  DataSettings data;               // stored under "data" in every checkpoint, so that a resume reads the same data
+  // What the examples were made from, stored under "data" in every checkpoint so that gradformer-train's resume
+  // reads the same data; unset, nothing is stored (the caller knows its data).
+  std::optional<DataSettings> data;
 };
 
 struct StepStats {
