@@ -64,6 +64,7 @@ extern "C" void on_interrupt(int signal) {
 void handle_interrupts(bool enable) {
   struct sigaction action{};
   action.sa_handler = enable ? on_interrupt : SIG_DFL;
+  action.sa_flags = SA_RESTART;  // a write to a pipe or an MPI call under way goes on instead of failing with EINTR
   sigemptyset(&action.sa_mask);
   for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
 }
@@ -410,8 +411,10 @@ int main(int argc, char** argv) {
   for (const char* flag : {"--model", "--task", "--tokenizer", "--bpe-merges", "--max-sentence-tokens"})
     if (app.count(flag) > 0) f.given.push_back(flag);
   // A TSV path is recorded in checkpoints: absolute, so that a resume from another directory reads the same file.
+  std::error_code no_path;  // "tsv:" alone: left for load_task to report
   if (std::string& task = f.data.task; task.starts_with("tsv:"))
-    task = "tsv:" + std::filesystem::absolute(task.substr(4)).lexically_normal().string();
+    if (const auto path = std::filesystem::absolute(task.substr(4), no_path); !no_path)
+      task = "tsv:" + path.lexically_normal().string();
   if (!f.resume.empty() && app.count("--out") == 0) {
     const std::string resumed_dir = std::filesystem::path(f.resume).parent_path().string();
     f.out = resumed_dir.empty() ? "." : resumed_dir;
