@@ -21,6 +21,7 @@ struct TaskOptions {
   size_t min_freq = 1;
   uint64_t seed = 1;               // for the generated tasks
   bool skip_bad_lines = false;     // TSV
+  bool operator==(const TaskOptions&) const = default;
 };
 
 // What a run trains on: the task and how its text is read and cut. gradformer-train stores it in every checkpoint
