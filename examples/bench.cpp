@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::string name = "toy";
   int threads = 2, steps = 0;
   app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
-  app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   app.add_option("--steps", steps, "Timed training steps (0: the reference's count)")->check(cli::integer_at_least(0));
   if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
   const nn::Distributed& distributed = nn::Distributed::world();

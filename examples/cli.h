@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 
 namespace gradformer::cli {
 
@@ -54,6 +56,59 @@ inline CLI::Validator integer_at_least(int64_t minimum) {
         return {};
       },
       fmt::format("INT>={}", minimum));
+}
+
+// An integer flag in [low, high], checked on the text as integer_at_least is.
+inline CLI::Validator integer_between(int64_t low, int64_t high) {
+  return CLI::Validator(
+      [low, high](std::string& input) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(input.c_str(), &end, 10);
+        if (input.empty() || *end != '\0' || errno == ERANGE || value < low || value > high)
+          return fmt::format("expected an integer in [{}, {}], got '{}'", low, high, input);
+        return {};
+      },
+      fmt::format("INT in [{}, {}]", low, high));
+}
+
+// The widest beam the programs accept: each hypothesis holds a key/value cache, and --beam 100000 grew to 14.5 GB
+// before it was stopped; Marian and fairseq users rarely go past a few dozen.
+inline constexpr int64_t kMaxBeam = 256;
+
+// A 64-bit seed: 0 to 2^64 - 1, digits only. CLI11 alone would take "-1" as 2^64 - 1 and clamp what is too large.
+inline CLI::Validator unsigned_64() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const bool digits = !input.empty() && std::all_of(input.begin(), input.end(), [](char c) {
+          return c >= '0' && c <= '9';
+        });
+        if (digits) std::strtoull(input.c_str(), &end, 10);
+        if (!digits || *end != '\0' || errno == ERANGE)
+          return fmt::format("expected an integer in [0, 18446744073709551615], got '{}'", input);
+        return {};
+      },
+      "INT in [0, 2^64-1]");
+}
+
+// --threads: 0 (all cores) up to four times the cores. More only thrashes, and past 32767 libgomp fails with its
+// own message or crashes, so the bound is checked here with the flag's name.
+inline CLI::Validator thread_count() {
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t most = 4 * cores;
+  return CLI::Validator(
+      [cores, most](std::string& input) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(input.c_str(), &end, 10);
+        if (input.empty() || *end != '\0' || errno == ERANGE || value < 0 || value > most)
+          return fmt::format("expected an integer in [0, {}] (0: all cores; at most 4 x the {} cores), got '{}'", most,
+                             cores, input);
+        return {};
+      },
+      fmt::format("INT in [0, {}]", most));
 }
 
 // Whether the whole of input is a finite number; strtod alone would take "1x" as 1 and "nan" as a number.

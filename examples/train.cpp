@@ -1,10 +1,13 @@
 // gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
-// DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log and DIR/loss.svg; then reports test BLEU, chrF and exact match with the
+// DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log and
+// DIR/loss.svg; then reports test BLEU, chrF and exact match with the
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
-// TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags. A new run refuses an
-// --out DIR that already holds checkpoints unless --overwrite is given, so a mistyped command cannot replace a
-// trained model. Under `mpirun -np N` the same flags train one model on N ranks (models/trainer.h); rank 0
-// alone prints, logs and tests, and an error on any rank ends the whole job.
+// TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags, 130/143 after SIGINT/SIGTERM
+// (the step under way is finished and `last` written; a second signal ends the process at once). A run refuses an
+// --out DIR that holds checkpoints it was not asked to continue (a resume continues in its checkpoint's directory)
+// unless --overwrite is given, so a mistyped command cannot replace a trained model, and one run at a time holds
+// DIR/.lock. A resume reads the data its checkpoint records. Under `mpirun -np N` the same flags train one model
+// on N ranks (models/trainer.h); rank 0 alone prints, logs and tests, and an error on any rank ends the whole job.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
@@ -20,10 +23,15 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 using namespace gradformer;
@@ -31,17 +39,56 @@ using namespace gradformer;
 namespace {
 
 struct Flags {
-  std::string task = "grammar", model = "transformer-tiny", out = "runs/transformer-tiny", write_data, resume;
-  models::TaskOptions task_options;
+  std::string model = "transformer-tiny", out = "runs/transformer-tiny", write_data, resume;
   models::ModelOptions model_options;
+  models::DataSettings data;  // --task, --tokenizer, --bpe-merges, --max-sentence-tokens, --skip-bad-lines
   models::TrainConfig train;
   int threads = 0;
   size_t max_train_sentences = 0;
   models::DecodeOptions test_decoding{.beam_size = 4};
   bool detect_anomaly = false;
   bool overwrite = false;
-  bool model_given = false;  // --model on the command line, not the default
   std::string save_dtype = "f32";
+  std::vector<std::string> given;  // which of --model and the data flags the command line set (not defaults)
+  bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
+};
+
+// The first SIGINT or SIGTERM asks the trainer to stop after its step; a second ends the process at once.
+std::atomic<bool> interrupted{false};
+volatile std::sig_atomic_t interrupting_signal = 0;
+
+extern "C" void on_interrupt(int signal) {
+  if (interrupted.load()) _exit(128 + signal);
+  interrupting_signal = signal;
+  interrupted.store(true);
+}
+
+void handle_interrupts(bool enable) {
+  struct sigaction action{};
+  action.sa_handler = enable ? on_interrupt : SIG_DFL;
+  action.sa_flags = SA_RESTART;  // a write to a pipe or an MPI call under way goes on instead of failing with EINTR
+  sigemptyset(&action.sa_mask);
+  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+}
+
+// train.log beside the checkpoints, every write checked: a full disk stops the run with its reason instead of
+// losing the log silently.
+class TrainLog {
+ public:
+  explicit TrainLog(std::string path) : path_(std::move(path)), file_(std::fopen(path_.c_str(), "a")) {
+    if (file_ == nullptr) fail<IOError>(path_, "cannot open for appending: {}", std::strerror(errno));
+  }
+  ~TrainLog() { std::fclose(file_); }
+  TrainLog(const TrainLog&) = delete;
+  TrainLog& operator=(const TrainLog&) = delete;
+  void write(const std::string& line) {
+    if (std::fputs((line + "\n").c_str(), file_) == EOF || std::fflush(file_) != 0)
+      fail<IOError>(path_, "write failed: {}", std::strerror(errno));
+  }
+
+ private:
+  std::string path_;
+  std::FILE* file_;
 };
 
 std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
@@ -57,78 +104,121 @@ std::string progress_line(const models::StepStats& s, const models::TrainConfig&
                      s.tokens_per_second, eta);
 }
 
-// The checkpoints a new run would replace, checked before anything is read or written.
+bool same_directory(const std::string& a, const std::string& b) {
+  std::error_code ignored;
+  return std::filesystem::equivalent(a, b, ignored);
+}
+
+// The checkpoints a run would replace without having been asked to continue them, checked before anything is
+// read or written: any in --out, unless --out is the directory of the checkpoint it resumes.
 void check_out_dir(const Flags& flags) {
   namespace fs = std::filesystem;
-  if (fs::exists(flags.out) && !fs::is_directory(flags.out))
-    fail<IOError>("--out " + flags.out, "exists and is not a directory");
-  if (!flags.resume.empty() || flags.overwrite) return;
+  if (flags.overwrite) return;
+  if (!flags.resume.empty() && same_directory(flags.out, fs::path(flags.resume).parent_path().string())) return;
   for (const char* name : {"last.safetensors", "best.safetensors"}) {
-    const std::string path = flags.out + "/" + name;
-    if (fs::exists(path))
-      fail<IOError>("--out " + flags.out, "already holds {}; continue it with --resume {}, or start afresh there "
-                    "with --overwrite", name, flags.out + "/last.safetensors");
+    if (!fs::exists(flags.out + "/" + name)) continue;
+    if (!flags.resume.empty())
+      fail<IOError>("--out " + flags.out, "already holds {} of another run; a resume writes into the directory of "
+                    "its checkpoint unless --out names a new one (or --overwrite is given)", name);
+    fail<IOError>("--out " + flags.out, "already holds {}; continue it with --resume {}, or start afresh there "
+                  "with --overwrite", name, flags.out + "/last.safetensors");
   }
+}
+
+// --write-data DIR: the three splits, none replaced without --overwrite.
+int write_data(const Flags& flags, const data::Splits& splits) {
+  const std::array<std::pair<const char*, const std::vector<data::SentencePair>*>, 3> parts{
+      {{"train", &splits.train}, {"valid", &splits.valid}, {"test", &splits.test}}};
+  for (const auto& [name, part] : parts)
+    if (const std::string path = fmt::format("{}/{}.tsv", flags.write_data, name);
+        !flags.overwrite && std::filesystem::exists(path))
+      fail<IOError>("--write-data " + flags.write_data, "{} exists; add --overwrite to replace it", path);
+  std::filesystem::create_directories(flags.write_data);
+  for (const auto& [name, part] : parts) data::write_tsv(fmt::format("{}/{}.tsv", flags.write_data, name), *part);
+  fmt::print("wrote {} train, {} valid, {} test pairs to {}\n", splits.train.size(), splits.valid.size(),
+             splits.test.size(), flags.write_data);
+  return 0;
+}
+
+// A resume reads the data its checkpoint was trained on; a data flag that says otherwise is an error naming
+// both. Checkpoints from before the data was recorded take the flags.
+models::DataSettings resumed_data(const Flags& flags, const nlohmann::json& config) {
+  if (!config.contains("data")) return flags.data;
+  const models::DataSettings saved = models::data_settings_from_json(config.at("data"), flags.resume);
+  const models::DataSettings& given = flags.data;
+  const auto check = [&](const std::string& flag, const auto& mine, const auto& theirs) {
+    if (flags.was_given(flag) && mine != theirs)
+      fail<ValueError>(fmt::format("{} {}", flag, mine), "{} was trained with {} {}; a resume keeps its checkpoint's "
+                       "data, so drop {} or start a new run", flags.resume, flag, theirs, flag);
+  };
+  check("--task", given.task, saved.task);
+  check("--tokenizer", given.options.tokenizer, saved.options.tokenizer);
+  check("--bpe-merges", given.options.bpe_merges, saved.options.bpe_merges);
+  check("--max-sentence-tokens", given.options.max_tokens, saved.options.max_tokens);
+  return saved;
 }
 
 // The job, once joined: the error handler in main ends every rank through it.
 const nn::Distributed* job = nullptr;
 
-int run(const Flags& flags) {
+int run(Flags flags) {
   const nn::Distributed& distributed = nn::Distributed::world();
   job = &distributed;
   const int threads = set_num_threads(distributed.threads_per_rank(flags.threads));
   set_detect_anomaly(flags.detect_anomaly);
-  if (flags.write_data.empty()) check_out_dir(flags);
+  std::optional<models::OutDirLock> lock;
+  nlohmann::json config;  // the model's, and for a resume the checkpoint's codec and data
+  if (flags.write_data.empty()) {
+    if (std::filesystem::exists(flags.out) && !std::filesystem::is_directory(flags.out))
+      fail<IOError>("--out " + flags.out, "exists and is not a directory");
+    if (distributed.is_root()) lock.emplace(flags.out);
+    check_out_dir(flags);
+    if (!flags.resume.empty()) {
+      config = nn::read_checkpoint_config(flags.resume).config;
+      flags.data = resumed_data(flags, config);
+    }
+  }
+  flags.train.data = flags.data;
+  const models::TaskOptions& task_options = flags.data.options;
   data::TsvReport tsv_report;
-  const data::Splits splits = models::load_task(flags.task, flags.task_options, &tsv_report);
+  const data::Splits splits = models::load_task(flags.data.task, task_options, &tsv_report);
   if (tsv_report.skipped_bad > 0 || tsv_report.skipped_empty > 0)
     cli::print_warning("gradformer-train",
-                       fmt::format("{}: skipped {} malformed and {} empty lines of {}", flags.task.substr(4),
+                       fmt::format("{}: skipped {} malformed and {} empty lines of {}", flags.data.task.substr(4),
                                    tsv_report.skipped_bad, tsv_report.skipped_empty, tsv_report.lines));
-  if (!flags.write_data.empty()) {
-    std::filesystem::create_directories(flags.write_data);
-    for (const auto& [name, part] : {std::pair{"train", &splits.train}, {"valid", &splits.valid}, {"test", &splits.test}})
-      data::write_tsv(flags.write_data + "/" + name + ".tsv", *part);
-    fmt::print("wrote {} train, {} valid, {} test pairs to {}\n", splits.train.size(), splits.valid.size(),
-               splits.test.size(), flags.write_data);
-    return 0;
-  }
+  if (!flags.write_data.empty()) return write_data(flags, splits);
   std::vector<data::SentencePair> train_text = splits.train;
   if (flags.max_train_sentences > 0 && train_text.size() > flags.max_train_sentences)
     train_text.resize(flags.max_train_sentences);
 
+  std::optional<TrainLog> log;
+  if (distributed.is_root()) log.emplace(flags.out + "/train.log");
+  auto say = [&log](const std::string& line) {
+    if (!log) return;
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+    log->write(line);
+  };
+
   // A resumed run takes model and vocabulary from its checkpoint; a new one learns them from the data.
   std::optional<models::TextCodec> codec;
-  nlohmann::json config;
   if (!flags.resume.empty()) {
-    config = nn::read_checkpoint_config(flags.resume).config;
+    config.erase("data");
     codec.emplace(models::TextCodec::take_from_config(config, flags.resume));
-    if (flags.model_given && config.value("model", "") != flags.model)
+    if (flags.was_given("--model") && config.value("model", "") != flags.model)
       fail<ValueError>("--model " + flags.model, "{} holds a {} model; resuming keeps the checkpoint's model, so drop "
                        "--model or start a new run", flags.resume, config.value("model", "(unnamed)"));
   } else {
-    codec.emplace(models::TextCodec::learn(train_text, flags.task_options));
+    codec.emplace(models::TextCodec::learn(train_text, task_options));
     models::ModelOptions options = flags.model_options;
     options.vocab_size = static_cast<int64_t>(codec->vocabulary().size());
     config = models::model_config(flags.model, options);
   }
   // A sentence of max_tokens tokens plus <eos> (or <bos> before the target) must fit the positional encodings.
   const auto positions = config.value("max_length", int64_t{0});
-  if (positions > 0 && static_cast<int64_t>(flags.task_options.max_tokens) >= positions)
+  if (positions > 0 && static_cast<int64_t>(task_options.max_tokens) >= positions)
     fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
-                     "<eos>); at most {}", flags.task_options.max_tokens, positions, positions - 1);
-  // Only now, with tokenizer and model settled, does the run write anything: a bad --spm-model or --resume file
-  // leaves no trace.
-  std::filesystem::create_directories(flags.out);
-  std::ofstream log(flags.out + "/train.log", std::ios::app);
-  auto say = [&log, &distributed](const std::string& line) {
-    if (!distributed.is_root()) return;
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
-    log << line << '\n';
-    log.flush();
-  };
+                     "<eos>); at most {}", task_options.max_tokens, positions, positions - 1);
   default_generator().manual_seed(flags.train.seed);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
 
@@ -137,13 +227,13 @@ int run(const Flags& flags) {
     std::vector<models::Example> out;
     for (const auto& pair : pairs) {
       bool cut = false;
-      out.push_back(codec->encode(pair, flags.task_options.max_tokens, &cut));
+      out.push_back(codec->encode(pair, task_options.max_tokens, &cut));
       truncated += cut;
     }
     encoded += pairs.size();
     return out;
   };
-  say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.task,
+  say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.data.task,
                   train_text.size(), splits.valid.size(), splits.test.size(), codec->tokenizer().kind(),
                   codec->vocabulary().size()));
   say(fmt::format("model {}: {} parameters; {} threads", config.at("model").get<std::string>(), model->parameter_count(),
@@ -156,10 +246,11 @@ int run(const Flags& flags) {
   if (truncated > 0)
     cli::print_warning("gradformer-train", fmt::format("{} of {} training and validation pairs were longer than {} "
                                                        "tokens on a side and were truncated to {} (--max-sentence-tokens)",
-                                                       truncated, encoded, flags.task_options.max_tokens,
-                                                       flags.task_options.max_tokens));
+                                                       truncated, encoded, task_options.max_tokens,
+                                                       task_options.max_tokens));
   models::Trainer trainer(*model, *codec, std::move(train_examples), std::move(valid_examples), splits.valid,
                           flags.train, config, distributed);
+  handle_interrupts(true);
   if (!flags.resume.empty()) {
     trainer.resume(flags.resume);
     say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
@@ -175,19 +266,39 @@ int run(const Flags& flags) {
           fmt::print("{}\n", line);
           std::fflush(stdout);
         }
-        if (s.step % 50 == 0) log << line << '\n';
+        if (s.step % 50 == 0) log->write(line);
       },
       [&](const models::ValidStats& v) {
         if (terminal) fmt::print("\n");
+        if (v.sentences == 0) return say(fmt::format("valid step {:>6}: no validation sentences", v.step));
         say(fmt::format("valid step {:>6} loss {:.4f} ppl {:.2f} BLEU {:.2f} chrF {:.2f}{}", v.step, v.loss,
                         std::exp(std::min(v.loss, 50.0)), v.bleu, v.chrf, v.best ? " (best)" : ""));
-      });
+      },
+      &interrupted);
+  // Every checkpoint is written: from here on a signal ends the program as it would any other.
+  handle_interrupts(false);
   if (terminal) fmt::print("\n");
+  if (reason == models::StopReason::interrupted) {
+    const int code = 128 + (interrupting_signal != 0 ? static_cast<int>(interrupting_signal) : SIGINT);
+    if (!distributed.is_root()) return code;
+    const std::string last = flags.out + "/last.safetensors";
+    const std::string message =
+        trainer.step() == 0 ? std::string("interrupted before the first step; nothing was written")
+                            : fmt::format("interrupted at step {}; last.safetensors holds it (resume with --resume {})",
+                                          trainer.step(), last);
+    log->write(message);
+    fmt::print(stderr, "gradformer-train: {}\n", message);
+    return code;
+  }
   say(fmt::format("stopped: {} after {} steps", reason == models::StopReason::max_steps     ? "step limit"
                                                 : reason == models::StopReason::max_minutes ? "time limit"
                                                                                               : "early stopping",
                   trainer.step()));
   if (!distributed.is_root()) return 0;
+  if (splits.test.empty()) {
+    say("test: no test sentences, nothing to score");
+    return 0;
+  }
 
   // Test with the best checkpoint (the last one if validation never ran: a best.safetensors in --out would then
   // be an older run's, left by --overwrite), decoded as gradformer-translate does.
@@ -220,26 +331,30 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gradformer-train 0.1.0 (" + mpi + ")");
   app.footer(nn::mpi_compiled() ? "Several processes: mpirun -np N gradformer-train FLAGS (MPI compiled in).\n"
                                 : "Several processes: not available, this build has no MPI (meson -Dmpi=enabled).\n");
-  app.add_option("--task", f.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
+  app.add_option("--task", f.data.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
   app.add_option("--model", f.model,
                  "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
       ->check(CLI::IsMember(models::model_names()))
       ->capture_default_str();
   app.add_option("--out", f.out, "Directory for checkpoints, log and loss curve")->capture_default_str();
   app.add_option("--write-data", f.write_data, "Write the task's train/valid/test splits as TSV into DIR and exit");
-  app.add_option("--resume", f.resume, "Continue from a checkpoint file (e.g. DIR/last.safetensors)");
-  app.add_flag("--overwrite", f.overwrite, "Start a new run in an --out DIR that holds checkpoints (replaced as it goes)");
-  app.add_option("--tokenizer", f.task_options.tokenizer, "word, char, bpe, or spm (SentencePiece)")
+  app.add_option("--resume", f.resume,
+                 "Continue from a checkpoint file (e.g. DIR/last.safetensors), on its data, in its directory unless "
+                 "--out is given");
+  app.add_flag("--overwrite", f.overwrite,
+               "Start a new run in an --out DIR that holds checkpoints (replaced as it goes); let --write-data replace "
+               "its files");
+  app.add_option("--tokenizer", f.data.options.tokenizer, "word, char, bpe, or spm (SentencePiece)")
       ->check(CLI::IsMember({"word", "char", "bpe", "spm"}))
       ->capture_default_str();
-  app.add_option("--spm-vocab-size", f.task_options.spm.vocab_size,
+  app.add_option("--spm-vocab-size", f.data.options.spm.vocab_size,
                  "SentencePiece pieces to learn on the training split (at most: a small corpus may give fewer)")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
-  app.add_option("--spm-type", f.task_options.spm.model_type, "SentencePiece model to learn: unigram or bpe")
+  app.add_option("--spm-type", f.data.options.spm.model_type, "SentencePiece model to learn: unigram or bpe")
       ->check(CLI::IsMember({"unigram", "bpe"}))
       ->capture_default_str();
-  app.add_option("--spm-model", f.task_options.spm_model,
+  app.add_option("--spm-model", f.data.options.spm_model,
                  "With --tokenizer spm: use this SentencePiece .model file instead of learning one (its bytes are "
                  "stored in the checkpoints)");
   app.add_option("--save-dtype", f.save_dtype,
@@ -247,13 +362,13 @@ int main(int argc, char** argv) {
                  "the size); last.safetensors stays f32 for --resume")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
-  app.add_option("--bpe-merges", f.task_options.bpe_merges, "BPE merges to learn")
+  app.add_option("--bpe-merges", f.data.options.bpe_merges, "BPE merges to learn")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
-  app.add_option("--max-sentence-tokens", f.task_options.max_tokens, "Truncate longer sentences")
+  app.add_option("--max-sentence-tokens", f.data.options.max_tokens, "Truncate longer sentences")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
-  app.add_flag("--skip-bad-lines", f.task_options.skip_bad_lines, "Skip malformed TSV lines instead of stopping");
+  app.add_flag("--skip-bad-lines", f.data.options.skip_bad_lines, "Skip malformed TSV lines (not one TAB, or not UTF-8) instead of stopping");
   app.add_option("--max-train-sentences", f.max_train_sentences, "Use only the first N training pairs (0: all)")
       ->check(cli::integer_at_least(0));
   app.add_option("--max-steps", f.train.max_steps, "Stop after N optimizer steps (0: no limit)")
@@ -284,7 +399,9 @@ int main(int argc, char** argv) {
   app.add_option("--patience", f.train.patience, "Stop after N validations without improvement (0: never)")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
-  app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")->capture_default_str();
+  app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")
+      ->check(cli::unsigned_64())
+      ->capture_default_str();
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
       ->check(cli::number_between(0, 1, true))
       ->capture_default_str();
@@ -294,10 +411,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"gru", "lstm"}))
       ->capture_default_str();
   app.add_option("--test-beam", f.test_decoding.beam_size, "Beam size of the final test translation (1: greedy)")
-      ->check(cli::integer_at_least(1))
+      ->check(cli::integer_between(1, cli::kMaxBeam))
       ->capture_default_str();
   app.add_option("--threads", f.threads, "Threads per process (0: the cores divided by the ranks on this machine)")
-      ->check(cli::integer_at_least(0))
+      ->check(cli::thread_count())
       ->capture_default_str();
   app.add_option("--update-freq", f.train.update_freq, "Batches accumulated per optimizer step")
       ->check(cli::integer_at_least(1))
@@ -305,9 +422,19 @@ int main(int argc, char** argv) {
   app.add_flag("--detect-anomaly", f.detect_anomaly,
                "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   if (const int code = cli::parse(app, "gradformer-train", argc, argv); code >= 0) return code;
+  for (const char* flag : {"--model", "--task", "--tokenizer", "--bpe-merges", "--max-sentence-tokens"})
+    if (app.count(flag) > 0) f.given.push_back(flag);
+  // A TSV path is recorded in checkpoints: absolute, so that a resume from another directory reads the same file.
+  std::error_code no_path;  // "tsv:" alone: left for load_task to report
+  if (std::string& task = f.data.task; task.starts_with("tsv:"))
+    if (const auto path = std::filesystem::absolute(task.substr(4), no_path); !no_path)
+      task = "tsv:" + path.lexically_normal().string();
+  if (!f.resume.empty() && app.count("--out") == 0) {
+    const std::string resumed_dir = std::filesystem::path(f.resume).parent_path().string();
+    f.out = resumed_dir.empty() ? "." : resumed_dir;
+  }
   f.train.out_dir = f.out;
   f.train.best_in_bfloat16 = f.save_dtype == "bf16";
-  f.model_given = app.count("--model") > 0;
   try {
     return run(f);
   } catch (const std::exception& e) {

@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
   app.add_option("--batch", f.corpus.batch_size, "Sentences read, decoded and written together (1: answer line by line)")->check(cli::integer_at_least(1))->capture_default_str();
-  app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   try {
     return run(f);

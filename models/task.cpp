@@ -31,6 +31,30 @@ data::Splits load_task(const std::string& name, const TaskOptions& options, data
   fail<ValueError>("task", "unknown task '{}' (known: {})", name, fmt::join(task_names(), ", "));
 }
 
+nlohmann::json to_json(const DataSettings& settings) {
+  const TaskOptions& o = settings.options;
+  return {{"task", settings.task},           {"tokenizer", o.tokenizer}, {"bpe_merges", o.bpe_merges},
+          {"max_sentence_tokens", o.max_tokens}, {"min_freq", o.min_freq},   {"seed", o.seed},
+          {"skip_bad_lines", o.skip_bad_lines}};
+}
+
+DataSettings data_settings_from_json(const nlohmann::json& json, const std::string& path) {
+  DataSettings settings;
+  TaskOptions& o = settings.options;
+  try {
+    settings.task = json.at("task").get<std::string>();
+    o.tokenizer = json.at("tokenizer").get<std::string>();
+    o.bpe_merges = json.at("bpe_merges").get<size_t>();
+    o.max_tokens = json.at("max_sentence_tokens").get<size_t>();
+    o.min_freq = json.at("min_freq").get<size_t>();
+    o.seed = json.at("seed").get<uint64_t>();
+    o.skip_bad_lines = json.at("skip_bad_lines").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    fail<FormatError>(path, "the checkpoint's data settings are unreadable: {}", e.what());
+  }
+  return settings;
+}
+
 TextCodec::TextCodec(std::unique_ptr<data::Tokenizer> tokenizer, data::Vocabulary vocabulary)
     : tokenizer_(std::move(tokenizer)), vocabulary_(std::move(vocabulary)) {}
 

@@ -23,7 +23,19 @@ struct TaskOptions {
   size_t min_freq = 1;
   uint64_t seed = 1;               // for the generated tasks
   bool skip_bad_lines = false;     // TSV
+  bool operator==(const TaskOptions&) const = default;
 };
+
+// What a run trains on: the task and how its text is read and cut. gradformer-train stores it in every checkpoint
+// (under "data") so that a resume reads the same data, whatever flags it is given.
+struct DataSettings {
+  std::string task = "grammar";  // a load_task name; a TSV path is stored absolute, so a resume may run elsewhere
+  TaskOptions options;
+  bool operator==(const DataSettings&) const = default;
+};
+nlohmann::json to_json(const DataSettings& settings);
+// Throws FormatError naming `path` when a field is missing or of the wrong type.
+DataSettings data_settings_from_json(const nlohmann::json& json, const std::string& path);
 
 // Sentence pairs of a named task: grammar, ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
 // is read from PATH; valid and test are split off by a hash of the source, 1% each). For a TSV file, `tsv_report`

@@ -6,11 +6,19 @@
 #include "nn/safetensors.h"
 #include "ops/ops.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <array>
 #include <bit>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 
 namespace gradformer::models {
 namespace {
@@ -45,6 +53,14 @@ Generator::State state_of_words(const std::vector<uint64_t>& words) {
   return state;
 }
 
+// The width the Noam schedule scales by: the model's own, never a default that belongs to another model.
+int64_t model_width(const nlohmann::json& model_config) {
+  for (const char* key : {"d_model", "hidden_size"})
+    if (model_config.contains(key) && model_config[key].is_number_integer()) return model_config[key].get<int64_t>();
+  fail<ValueError>("train", "the model configuration names no width (d_model or hidden_size) for the Noam "
+                   "schedule; give TrainConfig::schedule: {}", model_config.dump());
+}
+
 }  // namespace
 
 Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Example> train, std::vector<Example> valid,
@@ -57,33 +73,28 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
       valid_text_(std::move(valid_text)),
       config_(std::move(config)),
       model_config_(std::move(model_config)),
-      distributed_(distributed),
-      d_model_(model_config_.value("d_model", int64_t{512})) {
+      distributed_(distributed) {
   if (train_.empty()) fail<ValueError>("train", "the training set is empty");
   if (config_.update_freq < 1)
     fail<ValueError>("train", "update_freq (--update-freq) is {}; it counts the batches accumulated per optimizer "
                      "step and must be at least 1", config_.update_freq);
+  schedule_ = config_.schedule ? config_.schedule
+                               : std::make_shared<nn::NoamSchedule>(model_width(model_config_), config_.warmup_steps,
+                                                                    config_.lr_factor);
+  source_lengths_ = lengths_of(train_, true);
+  target_lengths_ = lengths_of(train_, false);
   flat_ = std::make_unique<nn::FlatParameters>(model_);
   distributed_.broadcast_parameters(*flat_);
   if (distributed_.rank() > 0)
     default_generator().manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
-  optim::AdamOptions adam;
-  adam.lr = learning_rate(1);
-  adam.beta1 = 0.9;
-  adam.beta2 = 0.98;
-  adam.eps = 1e-9;
+  optim::AdamOptions adam = config_.adam;
+  adam.lr = schedule_->lr(1);
   optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);
   std::filesystem::create_directories(config_.out_dir);
   // A run killed while writing a checkpoint leaves NAME.tmp.PID beside the intact NAME; a new run tidies them.
   if (distributed_.is_root())
     for (const char* name : {"last.safetensors", "best.safetensors"})
       safetensors::remove_stale_temporaries(config_.out_dir + "/" + name);
-}
-
-double Trainer::learning_rate(int64_t step) const {
-  const double s = static_cast<double>(std::max<int64_t>(step, 1));
-  return config_.lr_factor * std::pow(static_cast<double>(d_model_), -0.5) *
-         std::min(std::pow(s, -0.5), s * std::pow(static_cast<double>(config_.warmup_steps), -1.5));
 }
 
 void Trainer::save(const std::string& name) {
@@ -107,6 +118,7 @@ void Trainer::save(const std::string& name) {
                  {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
   config["codec"] = codec_.to_json();
+  if (config_.data) config["data"] = to_json(*config_.data);
   // last.safetensors always stays full precision with the optimizer state: it is what --resume continues.
   const bool for_decoding = config_.best_in_bfloat16 && name == "best.safetensors";
   nn::save_checkpoint(config_.out_dir + "/" + name, model_, for_decoding ? nullptr : optimizer_.get(), state, config,
@@ -159,6 +171,9 @@ double Trainer::evaluate_loss(const std::vector<Example>& examples) {
 ValidStats Trainer::validate() {
   ValidStats stats;
   stats.step = step_;
+  stats.sentences = valid_.size();
+  // No validation set: nothing to measure, and no validation counts towards best or patience.
+  if (valid_.empty()) return stats;
   // Rank 0 validates alone; the others wait in the broadcast below, then keep the same bookkeeping.
   const size_t count = !distributed_.is_root() ? 0 : std::min(valid_text_.size(),
                        static_cast<size_t>(std::max<int64_t>(config_.valid_bleu_sentences, 0)));
@@ -192,103 +207,170 @@ ValidStats Trainer::validate() {
 }
 
 StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
-                        const std::function<void(const ValidStats&)>& on_valid) {
-  using Clock = std::chrono::steady_clock;
-  const auto started = Clock::now();
+                        const std::function<void(const ValidStats&)>& on_valid, const std::atomic<bool>* interrupt) {
   model_.train();
-  const std::vector<size_t> source_lengths = lengths_of(train_, true), target_lengths = lengths_of(train_, false);
-  int64_t tokens_since = 0;
-  auto since = Clock::now();
-  for (;;) {
-    // The batches of an epoch depend only on (seed, epoch), so a resumed run sees the same ones.
-    Generator order(config_.seed * 1000003 + static_cast<uint64_t>(epoch_));
-    const std::vector<data::Batch> batches =
-        data::make_batches(source_lengths, target_lengths, config_.max_tokens, order, true);
-    const int64_t batch_count = static_cast<int64_t>(batches.size());
-    while (batch_in_epoch_ < batch_count) {
-      // A step takes update_freq batches (fewer at the end of an epoch); each rank its contiguous share of
-      // each batch's sentences, possibly none.
-      const int64_t micro_batches = std::min(config_.update_freq, batch_count - batch_in_epoch_);
-      std::vector<TensorBatch> shares;
-      int64_t local_tokens = 0;
-      for (int64_t m = 0; m < micro_batches; ++m) {
-        const std::vector<size_t>& indices = batches[static_cast<size_t>(batch_in_epoch_ + m)].indices;
-        const size_t ranks = static_cast<size_t>(distributed_.size()), rank = static_cast<size_t>(distributed_.rank());
-        const std::vector<size_t> share(indices.begin() + static_cast<ptrdiff_t>(indices.size() * rank / ranks),
-                                        indices.begin() + static_cast<ptrdiff_t>(indices.size() * (rank + 1) / ranks));
-        if (share.empty()) continue;
-        shares.push_back(make_tensor_batch(train_, share));
-        local_tokens += shares.back().target_tokens;
+  started_ = window_start_ = Clock::now();
+  tokens_in_window_ = 0;
+  for (;; ++epoch_, batch_in_epoch_ = 0) {
+    const std::vector<data::Batch> batches = epoch_batches();
+    while (batch_in_epoch_ < static_cast<int64_t>(batches.size())) {
+      const StepWork work = take_step(batches);
+      int64_t global_tokens = 0;
+      if (const std::optional<StopReason> stop = vote_stop(work.local_tokens, interrupt, global_tokens)) {
+        if (step_ > 0) save("last.safetensors");
+        return *stop;
       }
-      // Every rank stops when any rank's clock says so: one allreduce carries the vote and the token count.
-      const double minutes = std::chrono::duration<double>(Clock::now() - started).count() / 60.0;
-      const bool out_of_steps = config_.max_steps > 0 && step_ >= config_.max_steps;
-      std::array<int64_t, 2> totals{local_tokens, config_.max_minutes > 0 && minutes >= config_.max_minutes ? 1 : 0};
-      distributed_.allreduce_sum(totals);
-      const int64_t global_tokens = totals[0];
-      if (out_of_steps || totals[1] > 0) {
-        save("last.safetensors");
-        return out_of_steps ? StopReason::max_steps : StopReason::max_minutes;
-      }
-
-      optimizer_->zero_grad();
-      double loss_sum = 0;  // this rank's loss summed over its target tokens
-      for (const TensorBatch& batch : shares) {
-        const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
-        const double loss_value = loss.item();
-        if (!std::isfinite(loss_value))
-          fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint (the last one "
-                               "in {} is intact)", step_ + 1, loss_value, config_.out_dir);
-        // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
-        // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
-        const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
-        (weight == 1.0 ? loss : loss * weight).backward();
-        loss_sum += loss_value * static_cast<double>(batch.target_tokens);
-      }
-      distributed_.allreduce_gradients(*flat_);
-      std::array<double, 1> loss_total{loss_sum};
-      distributed_.allreduce_sum(loss_total);
-      const double loss_value = loss_total[0] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
-      StepStats stats;
-      stats.grad_norm = config_.clip_norm > 0 ? optim::clip_grad_norm_(model_.parameters(), config_.clip_norm) : 0.0;
-      if (!std::isfinite(stats.grad_norm))
-        fail<NumericalError>("train", "step {}: the gradient norm is {}; stopping without writing a checkpoint",
-                             step_ + 1, stats.grad_norm);
-      ++step_;
-      batch_in_epoch_ += micro_batches;  // these batches are done: a resumed run starts after them
-      optimizer_->set_lr(learning_rate(step_));
-      optimizer_->step();
-      tokens_since += global_tokens;
-      const double window = std::chrono::duration<double>(Clock::now() - since).count();
-      stats.step = step_;
-      stats.epoch = epoch_;
-      stats.loss = loss_value;
-      stats.learning_rate = learning_rate(step_);
-      stats.tokens_per_second = window > 0 ? static_cast<double>(tokens_since) / window : 0.0;
-      stats.elapsed_seconds = std::chrono::duration<double>(Clock::now() - started).count();
-      if (window > 5) {
-        tokens_since = 0;
-        since = Clock::now();
-      }
-      train_losses_.emplace_back(static_cast<double>(step_), loss_value);
+      const StepStats stats = train_step(work, global_tokens);
       if (distributed_.is_root()) on_step(stats);
-
-      if (config_.valid_every > 0 && step_ % config_.valid_every == 0) {
-        const ValidStats valid = validate();
-        save("last.safetensors");
-        if (valid.best) save("best.safetensors");
-        if (distributed_.is_root()) {
-          write_text_file(config_.out_dir + "/loss.svg",
-                          loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
-          on_valid(valid);
-        }
-        if (config_.patience > 0 && validations_without_improvement_ >= config_.patience)
-          return StopReason::early_stopping;
-      }
+      if (!validation_due()) continue;
+      const ValidStats valid = validate();
+      checkpoint(valid);
+      if (distributed_.is_root()) on_valid(valid);
+      if (config_.patience > 0 && validations_without_improvement_ >= config_.patience)
+        return StopReason::early_stopping;
     }
-    ++epoch_;
-    batch_in_epoch_ = 0;
   }
+}
+
+std::vector<data::Batch> Trainer::epoch_batches() const {
+  // The batches of an epoch depend only on (seed, epoch), so a resumed run sees the same ones.
+  Generator order(config_.seed * 1000003 + static_cast<uint64_t>(epoch_));
+  return data::make_batches(source_lengths_, target_lengths_, config_.max_tokens, order, true);
+}
+
+Trainer::StepWork Trainer::take_step(const std::vector<data::Batch>& batches) const {
+  // A step takes update_freq batches (fewer at the end of an epoch); each rank its contiguous share of each
+  // batch's sentences, possibly none.
+  StepWork work;
+  work.micro_batches = std::min(config_.update_freq, static_cast<int64_t>(batches.size()) - batch_in_epoch_);
+  const size_t ranks = static_cast<size_t>(distributed_.size()), rank = static_cast<size_t>(distributed_.rank());
+  for (int64_t m = 0; m < work.micro_batches; ++m) {
+    const std::vector<size_t>& indices = batches[static_cast<size_t>(batch_in_epoch_ + m)].indices;
+    const std::vector<size_t> share(indices.begin() + static_cast<ptrdiff_t>(indices.size() * rank / ranks),
+                                    indices.begin() + static_cast<ptrdiff_t>(indices.size() * (rank + 1) / ranks));
+    if (share.empty()) continue;
+    work.shares.push_back(make_tensor_batch(train_, share));
+    work.local_tokens += work.shares.back().target_tokens;
+  }
+  return work;
+}
+
+std::optional<StopReason> Trainer::vote_stop(int64_t local_tokens, const std::atomic<bool>* interrupt,
+                                             int64_t& global_tokens) {
+  // Every rank stops when any rank's clock or signal says so: one allreduce carries the votes and the token count.
+  const double minutes = std::chrono::duration<double>(Clock::now() - started_).count() / 60.0;
+  const bool out_of_time = config_.max_minutes > 0 && minutes >= config_.max_minutes;
+  const bool interrupted = interrupt != nullptr && interrupt->load();
+  std::array<int64_t, 3> totals{local_tokens, out_of_time ? 1 : 0, interrupted ? 1 : 0};
+  distributed_.allreduce_sum(totals);
+  global_tokens = totals[0];
+  if (totals[2] > 0) return StopReason::interrupted;
+  if (config_.max_steps > 0 && step_ >= config_.max_steps) return StopReason::max_steps;
+  if (totals[1] > 0) return StopReason::max_minutes;
+  return std::nullopt;
+}
+
+std::string Trainer::checkpoint_note() const {
+  const std::string last = (std::filesystem::path(config_.out_dir) / "last.safetensors").string();
+  return std::filesystem::exists(last) ? fmt::format("the last one, {}, is intact", last)
+                                       : fmt::format("{} holds none yet", config_.out_dir);
+}
+
+StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
+  optimizer_->zero_grad();
+  double loss_sum = 0;  // this rank's loss summed over its target tokens
+  for (const TensorBatch& batch : work.shares) {
+    const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
+    const double loss_value = loss.item();
+    if (!std::isfinite(loss_value))
+      fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint ({})", step_ + 1,
+                           loss_value, checkpoint_note());
+    // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
+    // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
+    const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
+    (weight == 1.0 ? loss : loss * weight).backward();
+    loss_sum += loss_value * static_cast<double>(batch.target_tokens);
+  }
+  distributed_.allreduce_gradients(*flat_);
+  std::array<double, 1> loss_total{loss_sum};
+  distributed_.allreduce_sum(loss_total);
+  StepStats stats;
+  stats.grad_norm = config_.clip_norm > 0 ? optim::clip_grad_norm_(model_.parameters(), config_.clip_norm) : 0.0;
+  if (!std::isfinite(stats.grad_norm))
+    fail<NumericalError>("train", "step {}: the gradient norm is {}; stopping without writing a checkpoint ({})",
+                         step_ + 1, stats.grad_norm, checkpoint_note());
+  ++step_;
+  batch_in_epoch_ += work.micro_batches;  // these batches are done: a resumed run starts after them
+  stats.learning_rate = schedule_->lr(step_);
+  optimizer_->set_lr(stats.learning_rate);
+  optimizer_->step();
+
+  tokens_in_window_ += global_tokens;
+  const auto now = Clock::now();
+  const double window = std::chrono::duration<double>(now - window_start_).count();
+  stats.step = step_;
+  stats.epoch = epoch_;
+  stats.loss = loss_total[0] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
+  stats.tokens_per_second = window > 0 ? static_cast<double>(tokens_in_window_) / window : 0.0;
+  stats.elapsed_seconds = std::chrono::duration<double>(now - started_).count();
+  if (window > 5) {
+    tokens_in_window_ = 0;
+    window_start_ = now;
+  }
+  train_losses_.emplace_back(static_cast<double>(step_), stats.loss);
+  return stats;
+}
+
+void Trainer::checkpoint(const ValidStats& valid) {
+  save("last.safetensors");
+  if (valid.best) save("best.safetensors");
+  if (distributed_.is_root())
+    write_text_file(config_.out_dir + "/loss.svg",
+                    loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
+}
+
+OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {
+  std::error_code error;
+  created_ = !std::filesystem::exists(dir, error);
+  std::filesystem::create_directories(dir, error);
+  if (error) fail<IOError>(dir, "cannot create the directory: {}", error.message());
+  const std::string path = dir + "/.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail<IOError>(dir, "cannot write there: {}", std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int lock_error = errno;
+    std::string holder(32, '\0');
+    const ssize_t got = ::pread(fd_, holder.data(), holder.size(), 0);
+    holder.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    while (!holder.empty() && std::isspace(static_cast<unsigned char>(holder.back()))) holder.pop_back();
+    ::close(fd_);
+    fd_ = -1;
+    if (lock_error == EWOULDBLOCK)
+      fail<IOError>(dir, "another training run (pid {}) is using this directory ({} is locked); wait for it to end, "
+                    "or choose another --out", holder.empty() ? "unknown" : holder, path);
+    fail<IOError>(path, "cannot lock: {}", std::strerror(lock_error));
+  }
+  const std::string pid = fmt::format("{}\n", ::getpid());
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    const int write_error = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail<IOError>(path, "write failed: {}", std::strerror(write_error));
+  }
+}
+
+// The file stays where the run left anything: removing it would let a third run lock a new file while a second
+// still holds the old one. A directory this run created and left empty (it failed before writing, say on a
+// corrupt --spm-model) goes, so that a failed start leaves no trace.
+OutDirLock::~OutDirLock() {
+  if (fd_ < 0) return;
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (created_ && std::distance(fs::directory_iterator(dir_, error), fs::directory_iterator()) == 1) {
+    fs::remove(dir_ + "/.lock", error);
+    fs::remove(dir_, error);
+  }
+  ::close(fd_);
 }
 
 }  // namespace gradformer::models

@@ -1,7 +1,9 @@
-// The training loop of gradformer-train: Adam with the Transformer paper's warmup schedule, label-smoothed cross
-// entropy over non-padding target tokens, global-norm gradient clipping, length-bucketed batches, validation
-// loss and BLEU every N steps, `last` and `best` checkpoints written atomically, exact resumption (same batches,
-// same random numbers), and a stop on a non-finite loss that leaves the last checkpoint intact.
+// The training loop of gradformer-train: Adam with the Transformer paper's warmup schedule (both TrainConfig's
+// to change), label-smoothed cross entropy over non-padding target tokens, global-norm gradient clipping,
+// length-bucketed batches, validation loss and BLEU every N steps, `last` and `best` checkpoints written
+// atomically, exact resumption (same batches, same random numbers), a stop on request (a signal) that finishes
+// the step and writes `last`, and a stop on a non-finite loss that leaves the last checkpoint intact.
+// Trainer::run is the loop to read first; each thing a step does is one private function below it.
 //
 // Data-parallel (nn/distributed.h): every rank runs the same loop over the same global batches; each takes a
 // contiguous share of each batch's sentences (shares may be uneven, even empty), and the loss of a step is
@@ -19,7 +21,10 @@
 #include "nn/distributed.h"
 #include "nn/flat_parameters.h"
 #include "nn/optim.h"
+#include "nn/schedule.h"
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,8 +38,13 @@ struct TrainConfig {
   int64_t max_steps = 0;           // 0: no limit
   double max_minutes = 0;          // 0: no limit
   size_t max_tokens = 4096;        // token budget of a batch (padded, larger side)
-  double lr_factor = 1.0;          // Noam: factor · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)
+  // The learning rate of each step; null: nn::NoamSchedule(the model's width, warmup_steps, lr_factor), where the
+  // width is the configuration's d_model (hidden_size for rnn-attention).
+  std::shared_ptr<const nn::LRSchedule> schedule;
+  double lr_factor = 1.0;
   int64_t warmup_steps = 400;
+  // Adam as in "Attention Is All You Need" (betas 0.9 and 0.98, eps 1e-9); its lr is the schedule's.
+  optim::AdamOptions adam{.beta1 = 0.9, .beta2 = 0.98, .eps = 1e-9};
   double label_smoothing = 0.1;
   double clip_norm = 1.0;          // 0: no clipping
   int64_t valid_every = 200;
@@ -43,6 +53,9 @@ struct TrainConfig {
   uint64_t seed = 1;
   int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
   bool best_in_bfloat16 = false;   // best.safetensors as a decoding checkpoint: BF16 model, no optimizer state
+  // What the examples were made from, stored under "data" in every checkpoint so that gradformer-train's resume
+  // reads the same data; unset, nothing is stored (the caller knows its data).
+  std::optional<DataSettings> data;
 };
 
 struct StepStats {
@@ -57,14 +70,15 @@ struct StepStats {
 
 struct ValidStats {
   int64_t step = 0;
-  double loss = 0;  // per target token, without label smoothing
+  size_t sentences = 0;  // 0: there is no validation set, and nothing below was measured
+  double loss = 0;       // per target token, without label smoothing
   double bleu = 0;
   double chrf = 0;
   bool best = false;
 };
 
 // Why run() returned.
-enum class StopReason { max_steps, max_minutes, early_stopping };
+enum class StopReason { max_steps, max_minutes, early_stopping, interrupted };
 
 class Trainer {
  public:
@@ -79,9 +93,12 @@ class Trainer {
   // rank's own). Every rank reads the file. A checkpoint written by a job of another size is refused with a
   // ValueError: its batch shares and random streams belong to that size.
   void resume(const std::string& checkpoint_path);
-  // Trains until a limit or early stopping; throws NumericalError (after logging) on a non-finite loss, with
-  // the last checkpoint untouched.
-  StopReason run(const std::function<void(const StepStats&)>& on_step, const std::function<void(const ValidStats&)>& on_valid);
+  // Trains until a limit, early stopping, or `interrupt` (if given) becoming true on any rank: the step under way
+  // is finished and `last` written (when a step was taken). Throws NumericalError (after logging) on a
+  // non-finite loss, with the last checkpoint untouched.
+  StopReason run(const std::function<void(const StepStats&)>& on_step,
+                 const std::function<void(const ValidStats&)>& on_valid,
+                 const std::atomic<bool>* interrupt = nullptr);
 
   // Mean loss per target token (no smoothing) over a set of examples, in eval mode.
   double evaluate_loss(const std::vector<Example>& examples);
@@ -90,9 +107,23 @@ class Trainer {
   int64_t step() const { return step_; }
 
  private:
-  void save(const std::string& name);
+  using Clock = std::chrono::steady_clock;
+  // This rank's part of the next optimizer step.
+  struct StepWork {
+    std::vector<TensorBatch> shares;  // one per micro-batch in which this rank has sentences
+    int64_t micro_batches = 0;
+    int64_t local_tokens = 0;
+  };
+
+  std::vector<data::Batch> epoch_batches() const;
+  StepWork take_step(const std::vector<data::Batch>& batches) const;
+  std::optional<StopReason> vote_stop(int64_t local_tokens, const std::atomic<bool>* interrupt, int64_t& global_tokens);
+  StepStats train_step(const StepWork& work, int64_t global_tokens);
+  bool validation_due() const { return config_.valid_every > 0 && step_ % config_.valid_every == 0; }
   ValidStats validate();
-  double learning_rate(int64_t step) const;
+  void checkpoint(const ValidStats& valid);
+  void save(const std::string& name);
+  std::string checkpoint_note() const;
 
   Seq2SeqModel& model_;
   const TextCodec& codec_;
@@ -102,12 +133,32 @@ class Trainer {
   nlohmann::json model_config_;
   const nn::Distributed& distributed_;
   std::unique_ptr<nn::FlatParameters> flat_;
+  std::shared_ptr<const nn::LRSchedule> schedule_;
   std::unique_ptr<optim::Adam> optimizer_;
-  int64_t d_model_;
+  std::vector<size_t> source_lengths_, target_lengths_;
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
   double best_valid_loss_ = INFINITY;
   int64_t validations_without_improvement_ = 0;
   std::vector<std::pair<double, double>> train_losses_, valid_losses_;
+  Clock::time_point started_, window_start_;  // of run(), and of the tokens-per-second window
+  int64_t tokens_in_window_ = 0;
+};
+
+// One run per directory: an exclusive flock on DIR/.lock (DIR is created), held until destruction, with the
+// holder's PID in the file for the next run's message. Taking it also proves DIR writable before any work. A
+// DIR it created is removed again if the run wrote nothing there.
+// Throws IOError naming DIR when it cannot be created or written, or when another process holds the lock.
+class OutDirLock {
+ public:
+  explicit OutDirLock(const std::string& dir);
+  ~OutDirLock();
+  OutDirLock(const OutDirLock&) = delete;
+  OutDirLock& operator=(const OutDirLock&) = delete;
+
+ private:
+  std::string dir_;
+  bool created_ = false;
+  int fd_ = -1;
 };
 
 }  // namespace gradformer::models

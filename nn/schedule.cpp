@@ -17,9 +17,11 @@ double ConstantSchedule::lr(int64_t) const { return lr_; }
 
 NoamSchedule::NoamSchedule(int64_t d_model, int64_t warmup_steps, double factor)
     : d_model_(d_model), warmup_steps_(warmup_steps), factor_(factor) {
-  if (d_model <= 0 || warmup_steps <= 0 || !(factor > 0))
-    fail<ValueError>("NoamSchedule", "d_model {}, warmup_steps {} and factor {} must all be positive", d_model,
-                     warmup_steps, factor);
+  if (d_model <= 0 || warmup_steps <= 0)
+    fail<ValueError>("NoamSchedule", "d_model {} and warmup_steps {} must both be positive", d_model, warmup_steps);
+  // A factor of 0 freezes the weights, which a user may want to try; NaN and Inf would poison them.
+  if (!(factor >= 0) || !std::isfinite(factor))
+    fail<ValueError>("NoamSchedule", "factor {} must be finite and >= 0", factor);
 }
 
 double NoamSchedule::lr(int64_t step) const {

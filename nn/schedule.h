@@ -23,7 +23,8 @@ class ConstantSchedule : public LRSchedule {
 };
 
 // "Attention Is All You Need", 5.3: factor · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5): a linear
-// rise for warmup_steps, then decay as 1/sqrt(step). Steps below 1 are taken as 1.
+// rise for warmup_steps, then decay as 1/sqrt(step). Steps below 1 are taken as 1. d_model is the width of the
+// model being trained (Trainer passes the one in its model configuration); a factor of 0 is allowed (frozen weights).
 class NoamSchedule : public LRSchedule {
  public:
   NoamSchedule(int64_t d_model, int64_t warmup_steps, double factor = 1.0);

@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -49,7 +50,8 @@ struct Outcome {
 // since the cores are shared.
 inline std::vector<std::string> program_command(const std::string& program, const std::vector<std::string>& args) {
   std::vector<std::string> words{kPrograms + "/" + program};
-  if (program != "gradformer-gradcheck" && program != "gradformer-average")
+  const bool threads_given = std::find(args.begin(), args.end(), "--threads") != args.end();
+  if (program != "gradformer-gradcheck" && program != "gradformer-average" && !threads_given)
     words.insert(words.end(), {"--threads", "1"});
   words.insert(words.end(), args.begin(), args.end());
   return words;

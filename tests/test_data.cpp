@@ -75,6 +75,27 @@ TEST_CASE("parse_tsv: skip_bad_lines and max_tokens are counted in the report") 
   CHECK(report.truncated == 2);
 }
 
+TEST_CASE("parse_tsv: a byte-order mark is dropped; invalid UTF-8 names file, line and byte, or is skipped") {
+  const auto pairs = read_tsv_from_string("\xEF\xBB\xBFHallo Welt\thello world\n");
+  REQUIRE(pairs.size() == 1);
+  CHECK(pairs[0] == SentencePair{"Hallo Welt", "hello world"});
+  // Only at the very start: a BOM inside the text is a character like any other (U+FEFF).
+  CHECK(read_tsv_from_string("a\tb\n\xEF\xBB\xBF" "c\td\n")[1].source == "\xEF\xBB\xBF" "c");
+
+  const std::string latin1 = "gut\tgood\nGr\xFC\xDF" "e\tgreetings\n\xC3\tx\n";
+  CHECK_THROWS_WITH_AS(parse_tsv(latin1, "corpus.tsv"),
+                       "corpus.tsv: line 2: not valid UTF-8 (byte 0xfc at byte 3 of the line); convert the file to "
+                       "UTF-8, or skip such lines with --skip-bad-lines",
+                       FormatError);
+  TsvOptions options;
+  options.skip_bad_lines = true;
+  TsvReport report;
+  const auto kept = parse_tsv(latin1, "corpus.tsv", options, &report);
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0] == SentencePair{"gut", "good"});
+  CHECK(report.skipped_bad == 2);
+}
+
 TEST_CASE("parse_tsv: arbitrary bytes never crash") {
   Generator gen(5);
   for (int round = 0; round < 2000; ++round) {

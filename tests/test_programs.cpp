@@ -2,6 +2,7 @@
 // exit status and the one line each prints ("gradformer-xxx: error: ..."), and that no checkpoint was lost.
 // gradformer-translate's streaming and output files are tested in test_programs_translate.cpp.
 #include "models/task.h"
+#include "models/trainer.h"
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
@@ -10,8 +11,10 @@
 #include <doctest/doctest.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace gradformer;

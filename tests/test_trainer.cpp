@@ -81,6 +81,27 @@ double mean_loss(const std::vector<std::pair<double, double>>& losses, size_t be
 
 }  // namespace
 
+namespace {
+
+// A tensor's bytes, to compare weights bit for bit (== on values would equate 0.0 and -0.0).
+std::string bytes_of(const Tensor& t) {
+  const Tensor dense = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(dense.raw_data()),
+                     static_cast<size_t>(dense.numel()) * dtype_size(dense.dtype()));
+}
+
+void check_same_weights(const nn::Module& a, const nn::Module& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    CHECK(pa[i].first == pb[i].first);
+    CHECK(bytes_of(pa[i].second) == bytes_of(pb[i].second));
+  }
+}
+
+}  // namespace
+
 TEST_CASE("trainer: resuming from a checkpoint reproduces the uninterrupted run's losses exactly") {
   const TempDir dir;
   const nlohmann::json config = tiny_config(0.1);
@@ -163,6 +184,7 @@ TEST_CASE("trainer: a blow-up throws NumericalError naming the step and leaves t
     CHECK(blown->step() >= 4);
     CHECK(blown->step() < 8);
     CHECK(message.starts_with("train: step " + std::to_string(blown->step() + 1) + ": "));
+    CHECK(message.ends_with("(the last one, " + last + ", is intact)"));
 
     // The checkpoint is still the one from step 4, and it loads into a fresh model with finite weights.
     const auto reloaded = fresh_model(config);
@@ -171,6 +193,51 @@ TEST_CASE("trainer: a blow-up throws NumericalError naming the step and leaves t
     for (const Tensor& p : reloaded->parameters())
       for (double v : p.to_vector<double>()) REQUIRE(std::isfinite(v));
   }
+}
+
+TEST_CASE("trainer: a blow-up in a directory without a checkpoint does not claim one") {
+  const TempDir dir;
+  const nlohmann::json config = tiny_config(0.1);
+  const auto model = fresh_model(config);
+  models::TrainConfig wild = tiny_train_config(dir.str("run"), 20, 0);
+  wild.lr_factor = 1e300;
+  const auto blown = make_trainer(*model, config, wild);
+  std::string message;
+  try {
+    blown->run(ignore_step, ignore_valid);
+  } catch (const NumericalError& e) {
+    message = e.what();
+  }
+  CAPTURE(message);
+  CHECK(message.ends_with("; stopping without writing a checkpoint (" + dir.str("run") + " holds none yet)"));
+  CHECK_FALSE(std::filesystem::exists(dir.str("run/last.safetensors")));
+}
+
+TEST_CASE("trainer: the learning rate is nn::NoamSchedule's with the model's own width, or the configured schedule") {
+  const TempDir dir;
+  const nlohmann::json config = tiny_config(0.0);  // d_model 16
+  const nn::NoamSchedule noam(16, 20, 1.0);
+  const auto model = fresh_model(config);
+  std::vector<double> rates;
+  make_trainer(*model, config, tiny_train_config(dir.str("noam"), 3, 0))
+      ->run([&](const models::StepStats& s) { rates.push_back(s.learning_rate); }, ignore_valid);
+  REQUIRE(rates.size() == 3);
+  for (int64_t step = 1; step <= 3; ++step) CHECK(rates[static_cast<size_t>(step - 1)] == noam.lr(step));
+
+  // A schedule of 0 from the configuration: Adam moves nothing.
+  const auto frozen = fresh_model(config);
+  const std::string before = bytes_of(frozen->parameters().front());
+  models::TrainConfig constant = tiny_train_config(dir.str("constant"), 3, 0);
+  constant.schedule = std::make_shared<nn::ConstantSchedule>(0.0);
+  make_trainer(*frozen, config, constant)->run(ignore_step, ignore_valid);
+  CHECK(bytes_of(frozen->parameters().front()) == before);
+
+  // A configuration without a width is refused instead of scaled by another model's.
+  nlohmann::json widthless = config;
+  widthless.erase("d_model");
+  CHECK_THROWS_WITH_AS(make_trainer(*model, widthless, tiny_train_config(dir.str("x"), 3, 0)),
+                       doctest::Contains("the model configuration names no width (d_model or hidden_size)"),
+                       ValueError);
 }
 
 TEST_CASE("trainer: a NaN learning rate is refused before training") {
@@ -185,29 +252,9 @@ TEST_CASE("trainer: a NaN learning rate is refused before training") {
   } catch (const ValueError& e) {
     message = e.what();
   }
-  CHECK(message == "Adam: lr = nan is outside [0, inf]");
+  CHECK(message == "NoamSchedule: factor nan must be finite and >= 0");
 }
 
-namespace {
-
-// A tensor's bytes, to compare weights bit for bit (== on values would equate 0.0 and -0.0).
-std::string bytes_of(const Tensor& t) {
-  const Tensor dense = t.contiguous();
-  return std::string(reinterpret_cast<const char*>(dense.raw_data()),
-                     static_cast<size_t>(dense.numel()) * dtype_size(dense.dtype()));
-}
-
-void check_same_weights(const nn::Module& a, const nn::Module& b) {
-  const auto pa = a.named_parameters(), pb = b.named_parameters();
-  REQUIRE(pa.size() == pb.size());
-  for (size_t i = 0; i < pa.size(); ++i) {
-    CAPTURE(pa[i].first);
-    CHECK(pa[i].first == pb[i].first);
-    CHECK(bytes_of(pa[i].second) == bytes_of(pb[i].second));
-  }
-}
-
-}  // namespace
 
 TEST_CASE("trainer: two runs with the same seed and threads give the same losses and weights, bit for bit") {
   const TempDir dir;
@@ -393,20 +440,23 @@ std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// gradformer-train on 300 copy-task pairs (1% each are split off as validation and test sets, keeping validation
+// cheap enough to run, and so to write a checkpoint, at every step), transformer-tiny, one thread, seed 3.
+std::vector<std::string> copy_run_args(const TempDir& dir, const std::string& out, int64_t max_steps,
+                                       int64_t valid_every) {
+  if (!std::filesystem::exists(dir.str("pairs.tsv")))
+    data::write_tsv(dir.str("pairs.tsv"), data::make_copy_task(5, 300, 0, 0).train);
+  return {"--task", "tsv:" + dir.str("pairs.tsv"), "--model", "transformer-tiny", "--max-steps",
+          std::to_string(max_steps), "--max-tokens", "64", "--warmup", "10", "--valid-every",
+          std::to_string(valid_every), "--valid-bleu-sentences", "0", "--threads", "1", "--seed", "3", "--out", out};
+}
+
 }  // namespace
 
 TEST_CASE("trainer: gradformer-train killed with SIGKILL, also mid-checkpoint, resumes to the same result") {
   const TempDir dir;
-  // 300 copy-task pairs: 1% each are split off as validation and test sets, keeping validation cheap enough
-  // to run, and so to write a checkpoint, after every step.
-  data::write_tsv(dir.str("pairs.tsv"), data::make_copy_task(5, 300, 0, 0).train);
   const int64_t max_steps = 40;
-  auto args = [&](const std::string& out) {
-    return std::vector<std::string>{"--task", "tsv:" + dir.str("pairs.tsv"), "--model", "transformer-tiny",
-                                    "--max-steps", std::to_string(max_steps), "--max-tokens", "64", "--warmup", "10",
-                                    "--valid-every", "1", "--valid-bleu-sentences", "0", "--threads", "1",
-                                    "--seed", "3", "--out", out};
-  };
+  auto args = [&](const std::string& out) { return copy_run_args(dir, out, max_steps, 1); };
 
   // The uninterrupted run, in anomaly mode to show that a real training run has no false alarm.
   std::vector<std::string> reference_args = args(dir.str("reference"));
@@ -479,3 +529,67 @@ TEST_CASE("trainer: gradformer-train killed with SIGKILL, also mid-checkpoint, r
   check_same_weights(*a.model, *b.model);
 }
 #endif  // GRADFORMER_PROGRAMS: the sanitizer build has no programs to start
+
+#ifdef GRADFORMER_PROGRAMS
+TEST_CASE("trainer: gradformer-train stopped by SIGINT or SIGTERM writes last and resumes bit for bit") {
+  const TempDir dir;
+  const int64_t max_steps = 40;
+  auto args = [&](const std::string& out) { return copy_run_args(dir, out, max_steps, 5); };
+  TrainProcess reference(args(dir.str("reference")), dir.str("reference.log"));
+  REQUIRE(reference.wait() == 0);
+
+  // SIGINT, then (resumed without --out: into the checkpoint's directory) SIGTERM, each after a validation wrote a
+  // checkpoint past the previous stop; the stop writes `last` at the step it finished.
+  const std::string out = dir.str("stopped"), last = out + "/last.safetensors";
+  std::vector<std::string> resume_args = args(out);
+  resume_args.resize(resume_args.size() - 2);  // no --out: a resume continues in its checkpoint's directory
+  resume_args.insert(resume_args.end(), {"--resume", last});
+  int64_t step = 0;
+  for (const int signal : {SIGINT, SIGTERM}) {
+    CAPTURE(signal);
+    const std::string log = dir.str(fmt::format("stopped-{}.log", signal));
+    TrainProcess run(step == 0 ? args(out) : resume_args, log);
+    REQUIRE(wait_until(run, [&] { return checkpoint_step(last) > step; }, std::chrono::milliseconds(2)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    ::kill(run.pid(), signal);
+    const int status = run.wait();
+    const std::string output = read_text(log);
+    INFO(output);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 128 + signal);
+    const int64_t stopped_at = checkpoint_step(last);
+    CHECK(stopped_at > step);
+    CHECK(stopped_at < max_steps);
+    CHECK(output.find(fmt::format("gradformer-train: interrupted at step {}; last.safetensors holds it (resume with "
+                                  "--resume {})\n", stopped_at, last)) != std::string::npos);
+    step = stopped_at;
+  }
+
+  // A second signal ends the process at once: both arrive together (sent while it is stopped), no step is finished.
+  {
+    const std::string log = dir.str("twice.log");
+    TrainProcess run(resume_args, log);
+    REQUIRE(wait_until(run, [&] { return read_text(log).find("resumed from") != std::string::npos; },
+                       std::chrono::milliseconds(2)));
+    ::kill(run.pid(), SIGSTOP);
+    ::kill(run.pid(), SIGINT);
+    ::kill(run.pid(), SIGTERM);
+    ::kill(run.pid(), SIGCONT);
+    const int status = run.wait();
+    INFO(read_text(log));
+    REQUIRE(WIFEXITED(status));
+    // 128 + the signal handled second, whichever the kernel delivered second.
+    CHECK((WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM));
+    CHECK(read_text(log).find("interrupted at step") == std::string::npos);
+    CHECK(checkpoint_step(last) == step);
+  }
+
+  TrainProcess finish(resume_args, dir.str("finish.log"));
+  REQUIRE(finish.wait() == 0);
+  const Restored a = restore(dir.str("reference/last.safetensors")), b = restore(last);
+  CHECK(b.checkpoint.state.step == max_steps);
+  CHECK(b.checkpoint.state.extra.at("train_losses") == a.checkpoint.state.extra.at("train_losses"));
+  CHECK(b.checkpoint.state.extra.at("valid_losses") == a.checkpoint.state.extra.at("valid_losses"));
+  check_same_weights(*a.model, *b.model);
+}
+#endif  // GRADFORMER_PROGRAMS

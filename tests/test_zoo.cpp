@@ -79,6 +79,20 @@ TEST_CASE("task: encode reports truncation of either side") {
   CHECK_FALSE(cut);
 }
 
+TEST_CASE("task: data settings survive JSON, and a damaged record is a FormatError naming the file") {
+  models::DataSettings settings;
+  settings.task = "tsv:/data/corpus.tsv";
+  settings.options.tokenizer = "bpe";
+  settings.options.bpe_merges = 123;
+  settings.options.max_tokens = 40;
+  settings.options.skip_bad_lines = true;
+  CHECK(models::data_settings_from_json(models::to_json(settings), "run.safetensors") == settings);
+  nlohmann::json damaged = models::to_json(settings);
+  damaged["bpe_merges"] = "many";
+  CHECK(message_of<FormatError>([&] { models::data_settings_from_json(damaged, "run.safetensors"); })
+            .starts_with("run.safetensors: the checkpoint's data settings are unreadable: "));
+}
+
 TEST_CASE("trainer: an empty training set is refused before anything is written") {
   const testing::TempDir dir;
   models::TaskOptions task_options;

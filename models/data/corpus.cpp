@@ -3,6 +3,7 @@
 #include "models/data/corpus.h"
 
 #include "autograd/error.h"
+#include "models/data/utf8.h"
 #include "nn/output_file.h"
 
 #include <algorithm>
@@ -69,7 +70,8 @@ std::vector<SentencePair> parse_tsv(std::string_view text, std::string_view name
   counts = TsvReport{};
   std::vector<SentencePair> pairs;
   size_t line_number = 0;
-  size_t pos = 0;
+  // A byte-order mark (Windows editors write one) is no part of the first sentence.
+  size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;
   while (pos < text.size()) {
     const size_t end = std::min(text.find('\n', pos), text.size());
     std::string_view line = text.substr(pos, end - pos);
@@ -88,6 +90,15 @@ std::vector<SentencePair> parse_tsv(std::string_view text, std::string_view name
         continue;
       }
       fail<FormatError>(name, "line {}: expected source<TAB>target, found {} tabs", line_number, tabs);
+    }
+    if (const size_t bad = first_invalid_utf8(line); bad != std::string_view::npos) {
+      if (options.skip_bad_lines) {
+        ++counts.skipped_bad;
+        continue;
+      }
+      fail<FormatError>(name, "line {}: not valid UTF-8 (byte 0x{:02x} at byte {} of the line); convert the file to "
+                        "UTF-8, or skip such lines with --skip-bad-lines", line_number,
+                        static_cast<unsigned char>(line[bad]), bad + 1);
     }
     const size_t tab = line.find('\t');
     SentencePair pair{std::string(line.substr(0, tab)), std::string(line.substr(tab + 1))};

@@ -25,20 +25,21 @@ struct Splits {
 };
 
 struct TsvOptions {
-  bool skip_bad_lines = false;  // count and skip lines without exactly one TAB instead of throwing FormatError
+  bool skip_bad_lines = false;  // count and skip lines without exactly one TAB, or not UTF-8, instead of throwing
   size_t max_tokens = 0;        // if > 0, keep only the first max_tokens whitespace-separated tokens of each side
 };
 
 // What a read saw; the library reports, the caller decides whether to print.
 struct TsvReport {
   size_t lines = 0;          // lines read, including skipped ones
-  size_t skipped_bad = 0;    // lines without exactly one TAB (only with skip_bad_lines)
+  size_t skipped_bad = 0;    // lines without exactly one TAB, or not UTF-8 (only with skip_bad_lines)
   size_t skipped_empty = 0;  // empty or whitespace-only lines, and lines with an empty side
   size_t truncated = 0;      // pairs where at least one side was cut to max_tokens
 };
 
 // Parses "source<TAB>target" lines from any bytes; `name` is used in error messages ("corpus.tsv: line 7: ...").
-// A trailing "\r" is dropped, so CRLF files read the same. Throws FormatError on a bad line unless skipped.
+// A trailing "\r" is dropped, so CRLF files read the same, and so is a UTF-8 byte-order mark at the start. Throws
+// FormatError on a bad line (not one TAB, or not UTF-8: line and byte named) unless skipped.
 std::vector<SentencePair> parse_tsv(std::string_view text, std::string_view name, const TsvOptions& options = {},
                                     TsvReport* report = nullptr);
 std::vector<SentencePair> read_tsv_from_string(std::string_view text, const TsvOptions& options = {},

@@ -23,15 +23,6 @@ namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
 
-bool is_valid_utf8(std::string_view text) {
-  for (size_t pos = 0; pos < text.size();) {
-    const size_t length = utf8_unit_length(text, pos);
-    if (length == 1 && static_cast<unsigned char>(text[pos]) >= 0x80) return false;
-    pos += length;
-  }
-  return true;
-}
-
 // Why a string cannot be a vocabulary token or BPE symbol, or empty if it can.
 std::string token_problem(std::string_view token) {
   if (token.empty()) return "empty token";

@@ -1,7 +1,7 @@
 // Splitting UTF-8 text into code points without throwing: each well-formed sequence is one unit and every
 // byte that does not start one (a stray continuation byte, a truncated or overlong sequence) is a unit of its
-// own, so arbitrary bytes round-trip exactly. Not a validator or a Unicode library: no normalisation, no
-// case mapping.
+// own, so arbitrary bytes round-trip exactly; and the check whether text is UTF-8 at all. Not a Unicode library:
+// no normalisation, no case mapping.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +35,18 @@ inline size_t utf8_unit_length(std::string_view text, size_t pos) {
   if (value < min_value || (value >= 0xD800 && value <= 0xDFFF) || value > 0x10FFFF) return 1;
   return length;
 }
+
+// The offset of the first byte that starts no well-formed UTF-8 sequence, or npos when the text is valid UTF-8.
+inline size_t first_invalid_utf8(std::string_view text) {
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t length = utf8_unit_length(text, pos);
+    if (length == 1 && static_cast<unsigned char>(text[pos]) >= 0x80) return pos;
+    pos += length;
+  }
+  return std::string_view::npos;
+}
+
+inline bool is_valid_utf8(std::string_view text) { return first_invalid_utf8(text) == std::string_view::npos; }
 
 inline std::vector<std::string_view> utf8_units(std::string_view text) {
   std::vector<std::string_view> units;
