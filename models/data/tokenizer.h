@@ -153,6 +153,7 @@ class SentencePiece : public Tokenizer {
     size_t vocab_size = 8000;          // at most: a small corpus may support fewer pieces
     std::string model_type = "unigram";  // unigram or bpe
     int threads = 1;                     // the trainer's threads (the library's own default is 16)
+    bool operator==(const TrainOptions&) const = default;
   };
   // Trains on the sentences in memory (no file is read or written); ValueError with the library's message when
   // it refuses (no text, a vocabulary smaller than the characters it must cover, an unknown model type).
