@@ -287,7 +287,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::lstm_two_layers, "LSTM(num_layers=2, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<LSTM>(RecurrentOptions{.input_size = 3, .hidden_size = 4, .num_layers = 2}, gen),
+       const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .num_layers = 2};
+       return make_case(std::make_shared<LSTM>(options, gen),
                         recurrent_inputs(which, gen, {3, 1}, 2, 2),
                         [](const LSTM& m, const std::vector<Tensor>& x) {
                           const LSTMState state = x.size() > 2 ? LSTMState{x[2], x[3]} : LSTMState{};
@@ -317,7 +318,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::gru_bidirectional, "GRU(bidirectional, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<GRU>(RecurrentOptions{.input_size = 3, .hidden_size = 4, .bidirectional = true}, gen),
+       const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .bidirectional = true};
+       return make_case(std::make_shared<GRU>(options, gen),
                         recurrent_inputs(which, gen, {1, 3}, 2, 1),
                         [](const GRU& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());

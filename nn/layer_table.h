@@ -32,7 +32,8 @@ enum class Layer : int {
 };
 
 // A layer built in f64 with its inputs; forward must give the same result on every call (a training-mode case
-// runs under a GeneratorGuard over a freshly seeded generator, so its dropout masks repeat). Gradcheck differentiates the floating inputs and every parameter of the module.
+// runs under a GeneratorGuard over a freshly seeded generator, so its dropout masks repeat). Gradcheck
+// differentiates the floating inputs and every parameter of the module.
 struct LayerCase {
   std::shared_ptr<Module> module;
   std::vector<Tensor> inputs;

@@ -37,6 +37,8 @@ struct AttentionOptions {
   bool need_weights = false;
 };
 
+// What every attention returns: this op, and nn's Attention, SelfAttention, MultiheadAttention and
+// AdditiveAttention, each of which states its shapes. This op's:
 struct AttentionResult {
   Tensor output;   // [B, H, T, Dv]
   // [B, H, T, S] when need_weights, else undefined: the softmax probabilities BEFORE dropout, so each row sums

@@ -355,7 +355,8 @@ TEST_CASE("Attention layers: errors name the layer and the shapes") {
         "MultiheadAttention: cache keys [2, 4, 1, 4] and new keys [3, 4, 1, 4]: batch, head or head sizes differ");
   CHECK(message_of<ValueError>([&] { nn::MultiheadAttention(10, 3, gen); }) ==
         "MultiheadAttention: embed_dim 10 is not divisible by num_heads 3");
-  CHECK(message_of<ValueError>([&] { nn::MultiheadAttention({.embed_dim = 8, .num_heads = 2, .dropout = 1.0}, gen); }) ==
+  CHECK(message_of<ValueError>(
+            [&] { nn::MultiheadAttention({.embed_dim = 8, .num_heads = 2, .dropout = 1.0}, gen); }) ==
         "MultiheadAttention: dropout 1 is outside [0, 1)");
 
   nn::Attention a({.query_dim = 3, .key_dim = 5, .value_dim = 2, .attention_dim = 4}, gen);

@@ -364,8 +364,10 @@ TEST_CASE("rnn: errors name the layer and the shapes") {
                        DTypeError);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 3}), {}, zeros({1, 2, 4})),
                        "GRU: h0 [1, 2, 4] for input [2, 3, 3]: expected [2, 2, 4]", ShapeError);
-  CHECK_THROWS_WITH_AS(nn::LSTM(nn::RecurrentOptions{.input_size = 3, .hidden_size = 4, .num_layers = 0}, gen), "LSTM: num_layers 0 must be positive", ValueError);
-  CHECK_THROWS_WITH_AS(nn::GRU(nn::RecurrentOptions{.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 1.5}, gen), "GRU: dropout = 1.5 is outside [0, 1]", ValueError);
+  CHECK_THROWS_WITH_AS(nn::LSTM({.input_size = 3, .hidden_size = 4, .num_layers = 0}, gen),
+                       "LSTM: num_layers 0 must be positive", ValueError);
+  CHECK_THROWS_WITH_AS(nn::GRU({.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 1.5}, gen),
+                       "GRU: dropout = 1.5 is outside [0, 1]", ValueError);
 
   nn::AdditiveAttention attention(4, 3, 5, gen);
   CHECK_THROWS_WITH_AS(attention.forward(zeros({2, 4}), zeros({2, 3, 2}), zeros({2, 3, 2})),

@@ -249,7 +249,8 @@ TEST_CASE("Transformer layers: errors name the layer and the shapes") {
         "TransformerDecoderLayer: memory [2, 4]: expected (B, L, 8) (d_model)");
   CHECK(message_of<ValueError>([&] { nn::TransformerEncoderLayer(10, 3, gen); }) ==
         "MultiheadAttention: embed_dim 10 is not divisible by num_heads 3");
-  CHECK(message_of<ValueError>([&] { nn::TransformerDecoderLayer({.d_model = 8, .nhead = 0, .dim_feedforward = 16}, gen); }) ==
+  CHECK(message_of<ValueError>(
+            [&] { nn::TransformerDecoderLayer({.d_model = 8, .nhead = 0, .dim_feedforward = 16}, gen); }) ==
         "TransformerDecoderLayer: d_model 8, nhead 0 and dim_feedforward 16 must be positive");
   CHECK(message_of<ValueError>([&] {
           nn::Transformer({.layer = {.d_model = 8, .nhead = 2}, .num_encoder_layers = 0, .num_decoder_layers = 1}, gen);
