@@ -32,7 +32,9 @@ RnnAttentionSeq2Seq::RnnAttentionSeq2Seq(const RnnSizes& sizes, nlohmann::json c
     gru_decoder_ = register_module("decoder", std::make_shared<nn::GRUCell>(e + 2 * h, h, true, gen));
   }
   bridge_ = register_module("bridge", std::make_shared<nn::Linear>(2 * h, h, true, gen));
-  attention_ = register_module("attention", std::make_shared<nn::AdditiveAttention>(h, 2 * h, h, gen));
+  // Queries are decoder states (H), keys the encoder's two directions (2H).
+  const nn::AdditiveAttentionOptions attention{.query_dim = h, .key_dim = 2 * h, .attention_dim = h};
+  attention_ = register_module("attention", std::make_shared<nn::AdditiveAttention>(attention, gen));
   combine_ = register_module("combine", std::make_shared<nn::Linear>(3 * h, h, true, gen));
   output_ = register_module("output", std::make_shared<nn::Linear>(h, sizes.vocab_size, true, gen));
 }

@@ -332,7 +332,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        std::vector<Tensor> inputs{normal(gen, which == 0 ? Shape{2, 4} : Shape{2, 2, 4}), normal(gen, {2, 3, 3}),
                                   normal(gen, {2, 3, 5})};
        if (which == 1) inputs.push_back(from_vector<bool>({false, false, true, false, true, true}, {2, 3}));
-       return make_case(std::make_shared<AdditiveAttention>(4, 3, 4, gen), inputs,
+       const AdditiveAttentionOptions options{.query_dim = 4, .key_dim = 3, .attention_dim = 4};
+       return make_case(std::make_shared<AdditiveAttention>(options, gen), inputs,
                         [](const AdditiveAttention& m, const std::vector<Tensor>& x) {
                           const AttentionResult r = m.forward(x[0], x[1], x[2], x.size() > 3 ? x[3] : Tensor());
                           return joined({r.output, r.weights});

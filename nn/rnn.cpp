@@ -262,14 +262,14 @@ RNNResult GRU::forward(const Tensor& x, const Tensor& lengths, const Tensor& h0)
   return {std::move(result.output), std::move(result.state.h)};
 }
 
-AdditiveAttention::AdditiveAttention(int64_t query_dim, int64_t key_dim, int64_t attention_dim, Generator& gen)
-    : query_dim_(query_dim), key_dim_(key_dim), attention_dim_(attention_dim) {
-  if (query_dim <= 0 || key_dim <= 0 || attention_dim <= 0)
-    fail<ValueError>("AdditiveAttention", "query_dim {}, key_dim {} and attention_dim {} must be positive", query_dim,
-                     key_dim, attention_dim);
-  w_query_ = register_module("w_query", std::make_shared<Linear>(query_dim, attention_dim, false, gen));
-  w_key_ = register_module("w_key", std::make_shared<Linear>(key_dim, attention_dim, false, gen));
-  v_ = register_module("v", std::make_shared<Linear>(attention_dim, 1, false, gen));
+AdditiveAttention::AdditiveAttention(const AdditiveAttentionOptions& options, Generator& gen)
+    : query_dim_(options.query_dim), key_dim_(options.key_dim), attention_dim_(options.attention_dim) {
+  if (query_dim_ <= 0 || key_dim_ <= 0 || attention_dim_ <= 0)
+    fail<ValueError>("AdditiveAttention", "query_dim {}, key_dim {} and attention_dim {} must be positive", query_dim_,
+                     key_dim_, attention_dim_);
+  w_query_ = register_module("w_query", std::make_shared<Linear>(query_dim_, attention_dim_, false, gen));
+  w_key_ = register_module("w_key", std::make_shared<Linear>(key_dim_, attention_dim_, false, gen));
+  v_ = register_module("v", std::make_shared<Linear>(attention_dim_, 1, false, gen));
 }
 
 Tensor AdditiveAttention::precompute_keys(const Tensor& keys) const {

@@ -162,12 +162,19 @@ class GRU : public RNNBase {
   RNNResult forward(const Tensor& x, const Tensor& lengths = {}, const Tensor& h0 = {}) const;
 };
 
+// AdditiveAttention's sizes, all required: queries of query_dim, keys of key_dim, scored in attention_dim.
+struct AdditiveAttentionOptions {
+  int64_t query_dim = 0;
+  int64_t key_dim = 0;
+  int64_t attention_dim = 0;
+};
+
 // Bahdanau's attention: score(s, h_i) = vᵀ tanh(W_q s + W_k h_i), weights = softmax over the S keys, context =
 // Σ_i weights_i · value_i. Children w_query (Linear Q → A), w_key (Linear K → A) and v (Linear A → 1), none
 // with a bias. A query whose keys are all padding gets zero weights and a zero context, never NaN.
 class AdditiveAttention : public Module {
  public:
-  AdditiveAttention(int64_t query_dim, int64_t key_dim, int64_t attention_dim, Generator& gen = current_generator());
+  explicit AdditiveAttention(const AdditiveAttentionOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "AdditiveAttention"; }
   // W_k h for every key: keys (B, S, K) -> (B, S, A). A decoder computes it once per source sentence and passes
   // it to forward_projected at every step.

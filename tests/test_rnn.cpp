@@ -282,7 +282,7 @@ TEST_CASE("rnn: a 5,000-step RNN runs forward and backward without deep recursio
 
 TEST_CASE("rnn: AdditiveAttention weights are a softmax over the unpadded keys") {
   Generator gen(11);
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   attention.to(DType::f64);
   check_parameter_names(attention, {{"w_query.weight", {5, 4}}, {"w_key.weight", {5, 3}}, {"v.weight", {1, 5}}});
   const Tensor query = normal64({2, 4}, gen), keys = normal64({2, 3, 3}, gen), values = normal64({2, 3, 6}, gen);
@@ -322,7 +322,7 @@ TEST_CASE("rnn: AdditiveAttention weights are a softmax over the unpadded keys")
 
 TEST_CASE("rnn: AdditiveAttention over a fully padded row gives zeros and finite gradients, never NaN") {
   Generator gen(12);
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   Tensor query = randn({2, 2, 4}, gen), keys = randn({2, 3, 3}, gen);
   query.requires_grad_();
   keys.requires_grad_();
@@ -369,7 +369,7 @@ TEST_CASE("rnn: errors name the layer and the shapes") {
   CHECK_THROWS_WITH_AS(nn::GRU({.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 1.5}, gen),
                        "GRU: dropout = 1.5 is outside [0, 1]", ValueError);
 
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   CHECK_THROWS_WITH_AS(attention.forward(zeros({2, 4}), zeros({2, 3, 2}), zeros({2, 3, 2})),
                        "AdditiveAttention: keys [2, 3, 2]: expected [B, S, 3] (key_dim 3)", ShapeError);
   CHECK_THROWS_WITH_AS(attention.forward(zeros({2, 6}), zeros({2, 3, 3}), zeros({2, 3, 3})),
