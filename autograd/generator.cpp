@@ -15,6 +15,9 @@ uint64_t splitmix64(uint64_t& x) {
 
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
+// Null while no GeneratorGuard is alive on this thread.
+thread_local Generator* guarded_generator = nullptr;
+
 }  // namespace
 
 void Generator::manual_seed(uint64_t seed) {
@@ -65,5 +68,11 @@ Generator& default_generator() {
   static Generator generator(0);
   return generator;
 }
+
+Generator& current_generator() { return guarded_generator ? *guarded_generator : default_generator(); }
+
+GeneratorGuard::GeneratorGuard(Generator& generator) : previous_(guarded_generator) { guarded_generator = &generator; }
+
+GeneratorGuard::~GeneratorGuard() { guarded_generator = previous_; }
 
 }  // namespace gradformer

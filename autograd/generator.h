@@ -2,6 +2,11 @@
 // splitmix64, uniform floats from the top bits, normals by Box-Muller. Not std::mt19937 +
 // std::normal_distribution, whose outputs differ between standard libraries.
 // Its whole state is four words plus a cached normal, so checkpoints can save and restore it exactly.
+//
+// Who draws from which generator (PyTorch's rule): no module keeps a generator. Everything random at forward
+// time (dropout, attention dropout) draws from current_generator(), the generator of the calling thread: the
+// default generator unless a GeneratorGuard has installed another for a scope. Initialisation draws once, at
+// construction, from the generator a constructor is given (current_generator() when none), and never again.
 #pragma once
 
 #include <array>
@@ -35,7 +40,23 @@ class Generator {
   State state_;
 };
 
-// The generator used when a caller passes none (parameter initialisation, dropout in examples).
+// The process-wide generator: the current one on every thread that has no GeneratorGuard.
 Generator& default_generator();
+
+// This thread's innermost GeneratorGuard's generator, else default_generator().
+Generator& current_generator();
+
+// Makes `generator` this thread's current generator until the guard's scope ends, then restores the previous
+// one (guards nest). The generator must outlive the guard; other threads keep theirs.
+class GeneratorGuard {
+ public:
+  explicit GeneratorGuard(Generator& generator);
+  ~GeneratorGuard();
+  GeneratorGuard(const GeneratorGuard&) = delete;
+  GeneratorGuard& operator=(const GeneratorGuard&) = delete;
+
+ private:
+  Generator* previous_;
+};
 
 }  // namespace gradformer

@@ -154,8 +154,8 @@ Tensor arange(int64_t end, DType dtype = DType::i64);
 Tensor arange(double start, double end, double step, DType dtype);
 Tensor zeros_like(const Tensor& like);
 Tensor ones_like(const Tensor& like);
-Tensor randn(Shape shape, Generator& gen = default_generator(), DType dtype = DType::f32);
-Tensor uniform(Shape shape, double low, double high, Generator& gen = default_generator(), DType dtype = DType::f32);
+Tensor randn(Shape shape, Generator& gen = current_generator(), DType dtype = DType::f32);
+Tensor uniform(Shape shape, double low, double high, Generator& gen = current_generator(), DType dtype = DType::f32);
 // From values in row-major order; the count must match the shape (a ShapeError names both).
 template <class T> Tensor from_vector(const std::vector<T>& values, Shape shape);
 template <class T> Tensor tensor(std::initializer_list<T> values) {

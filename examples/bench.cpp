@@ -77,7 +77,11 @@ int main(int argc, char** argv) {
 
   Generator gen(0);
   nn::Embedding source_embedding(c.vocab, c.d, -1, gen), target_embedding(c.vocab, c.d, -1, gen);
-  nn::Transformer transformer(c.d, c.heads, c.layers, c.layers, c.ff, 0.1, nn::Activation::relu, false, gen);
+  nn::Transformer transformer(
+      {.layer = {.d_model = c.d, .nhead = c.heads, .dim_feedforward = c.ff, .dropout = 0.1},
+       .num_encoder_layers = c.layers,
+       .num_decoder_layers = c.layers},
+      gen);
   nn::Linear output(c.d, c.vocab, true, gen);
   std::vector<Tensor> params;
   for (const nn::Module* m : std::initializer_list<const nn::Module*>{&source_embedding, &target_embedding, &transformer, &output})

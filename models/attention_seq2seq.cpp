@@ -35,12 +35,16 @@ AttentionSeq2Seq::AttentionSeq2Seq(const AttentionSeq2SeqSizes& sizes, nlohmann:
   decoder_attention_ = register_module("decoder_attention", std::make_shared<nn::ModuleList>());
   decoder_feed_forward_ = register_module("decoder_feed_forward", std::make_shared<nn::ModuleList>());
   decoder_norms_ = register_module("decoder_norms", std::make_shared<nn::ModuleList>());
+  // Every attention of width d, scaled; every feed-forward block with the model's dropout.
+  const nn::SelfAttentionOptions self_attention{.dim = d, .value_dim = d, .attention_dim = d};
+  const nn::AttentionLayerOptions attention{.query_dim = d, .key_dim = d, .value_dim = d, .attention_dim = d};
+  const nn::FeedForwardOptions feed_forward{.d_model = d, .dim_feedforward = sizes.d_ff, .dropout = sizes.dropout};
   for (int64_t b = 0; b < sizes.blocks; ++b) {
-    encoder_attention_->push_back(std::make_shared<nn::SelfAttention>(d, d, d, true, gen));
-    encoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(d, sizes.d_ff, sizes.dropout, nn::Activation::relu, gen));
-    decoder_self_attention_->push_back(std::make_shared<nn::SelfAttention>(d, d, d, true, gen));
-    decoder_attention_->push_back(std::make_shared<nn::Attention>(d, d, d, d, true, gen));
-    decoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(d, sizes.d_ff, sizes.dropout, nn::Activation::relu, gen));
+    encoder_attention_->push_back(std::make_shared<nn::SelfAttention>(self_attention, gen));
+    encoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(feed_forward, gen));
+    decoder_self_attention_->push_back(std::make_shared<nn::SelfAttention>(self_attention, gen));
+    decoder_attention_->push_back(std::make_shared<nn::Attention>(attention, gen));
+    decoder_feed_forward_->push_back(std::make_shared<nn::FeedForward>(feed_forward, gen));
     for (int k = 0; k < 2; ++k) encoder_norms_->push_back(std::make_shared<nn::LayerNorm>(Shape{d}));
     for (int k = 0; k < 3; ++k) decoder_norms_->push_back(std::make_shared<nn::LayerNorm>(Shape{d}));
   }
@@ -52,7 +56,7 @@ Tensor AttentionSeq2Seq::encode(const Tensor& src, const Tensor& source_padding)
   Tensor x = dropout_->forward(positions_->forward(embedding_->forward(src) * scale));  // (B, S, D)
   for (int64_t b = 0; b < sizes_.blocks; ++b) {
     const auto i = static_cast<size_t>(b);
-    const Tensor attended = encoder_attention_->at<nn::SelfAttention>(i)->forward(x, source_padding).context;
+    const Tensor attended = encoder_attention_->at<nn::SelfAttention>(i)->forward(x, source_padding).output;
     x = encoder_norms_->at<nn::LayerNorm>(2 * i)->forward(x + dropout_->forward(attended));
     const Tensor dense = encoder_feed_forward_->at<nn::FeedForward>(i)->forward(x);
     x = encoder_norms_->at<nn::LayerNorm>(2 * i + 1)->forward(x + dropout_->forward(dense));
@@ -66,12 +70,12 @@ Tensor AttentionSeq2Seq::decode(const Tensor& tgt_in, const Tensor& memory, cons
   Tensor y = dropout_->forward(positions_->forward(embedding_->forward(tgt_in) * scale));  // (B, T, D)
   for (int64_t b = 0; b < sizes_.blocks; ++b) {
     const auto i = static_cast<size_t>(b);
-    const Tensor own = decoder_self_attention_->at<nn::SelfAttention>(i)->forward(y, {}, true).context;
+    const Tensor own = decoder_self_attention_->at<nn::SelfAttention>(i)->forward(y, {}, true).output;
     y = decoder_norms_->at<nn::LayerNorm>(3 * i)->forward(y + dropout_->forward(own));
-    const nn::AttentionOutput cross =
+    const AttentionResult cross =
         decoder_attention_->at<nn::Attention>(i)->forward(y, memory, source_padding, false, weights != nullptr);
     if (weights) weights->push_back(cross.weights);
-    y = decoder_norms_->at<nn::LayerNorm>(3 * i + 1)->forward(y + dropout_->forward(cross.context));
+    y = decoder_norms_->at<nn::LayerNorm>(3 * i + 1)->forward(y + dropout_->forward(cross.output));
     const Tensor dense = decoder_feed_forward_->at<nn::FeedForward>(i)->forward(y);
     y = decoder_norms_->at<nn::LayerNorm>(3 * i + 2)->forward(y + dropout_->forward(dense));
   }

@@ -23,15 +23,18 @@ RnnAttentionSeq2Seq::RnnAttentionSeq2Seq(const RnnSizes& sizes, nlohmann::json c
   const int64_t e = sizes.embedding_dim, h = sizes.hidden_size;
   embedding_ = register_module("embedding", std::make_shared<nn::Embedding>(sizes.vocab_size, e, data::pad_id, gen));
   dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(sizes.dropout));
+  const nn::RecurrentOptions encoder{.input_size = e, .hidden_size = h, .bidirectional = true};
   if (sizes.lstm) {
-    lstm_encoder_ = register_module("encoder", std::make_shared<nn::LSTM>(e, h, 1, true, true, 0.0, gen));
+    lstm_encoder_ = register_module("encoder", std::make_shared<nn::LSTM>(encoder, gen));
     lstm_decoder_ = register_module("decoder", std::make_shared<nn::LSTMCell>(e + 2 * h, h, true, gen));
   } else {
-    gru_encoder_ = register_module("encoder", std::make_shared<nn::GRU>(e, h, 1, true, true, 0.0, gen));
+    gru_encoder_ = register_module("encoder", std::make_shared<nn::GRU>(encoder, gen));
     gru_decoder_ = register_module("decoder", std::make_shared<nn::GRUCell>(e + 2 * h, h, true, gen));
   }
   bridge_ = register_module("bridge", std::make_shared<nn::Linear>(2 * h, h, true, gen));
-  attention_ = register_module("attention", std::make_shared<nn::AdditiveAttention>(h, 2 * h, h, gen));
+  // Queries are decoder states (H), keys the encoder's two directions (2H).
+  const nn::AdditiveAttentionOptions attention{.query_dim = h, .key_dim = 2 * h, .attention_dim = h};
+  attention_ = register_module("attention", std::make_shared<nn::AdditiveAttention>(attention, gen));
   combine_ = register_module("combine", std::make_shared<nn::Linear>(3 * h, h, true, gen));
   output_ = register_module("output", std::make_shared<nn::Linear>(h, sizes.vocab_size, true, gen));
 }
@@ -71,9 +74,9 @@ Tensor RnnAttentionSeq2Seq::advance(State& state, const Tensor& tokens, Tensor* 
   } else {
     state.h = gru_decoder_->forward(input, state.h);
   }
-  const nn::AdditiveAttentionResult attended =
+  const AttentionResult attended =
       attention_->forward_projected(state.h, state.projected_keys, state.keys, state.source_padding);
-  state.context = attended.context;  // (B, 2H)
+  state.context = attended.output;  // (B, 2H)
   if (weights) *weights = attended.weights;
   const Tensor combined = tanh(combine_->forward(concat({state.h, state.context}, -1)));  // (B, H)
   return output_->forward(dropout_->forward(combined));                                   // (B, V)

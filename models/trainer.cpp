@@ -85,8 +85,7 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
   target_lengths_ = lengths_of(train_, false);
   flat_ = std::make_unique<nn::FlatParameters>(model_);
   distributed_.broadcast_parameters(*flat_);
-  if (distributed_.rank() > 0)
-    default_generator().manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
+  dropout_generator_.manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
   optim::AdamOptions adam = config_.adam;
   adam.lr = schedule_->lr(1);
   optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);
@@ -99,7 +98,7 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
 
 void Trainer::save(const std::string& name) {
   distributed_.check_same_parameters(*flat_, fmt::format("step {}", step_));
-  const std::vector<uint64_t> generators = distributed_.gather(state_words(default_generator().state()));
+  const std::vector<uint64_t> generators = distributed_.gather(state_words(dropout_generator_.state()));
   if (!distributed_.is_root()) return;
   nlohmann::json rank_generators = nlohmann::json::array();
   for (size_t start = 0; start < generators.size(); start += 6)
@@ -107,7 +106,7 @@ void Trainer::save(const std::string& name) {
                                                     generators.begin() + static_cast<ptrdiff_t>(start + 6)));
   nn::TrainingState state;
   state.step = step_;
-  state.generator = default_generator().state();
+  state.generator = dropout_generator_.state();
   state.extra = {{"epoch", epoch_},
                  {"batch_in_epoch", batch_in_epoch_},
                  {"best_valid_loss", std::isfinite(best_valid_loss_) ? nlohmann::json(best_valid_loss_) : nlohmann::json()},
@@ -136,7 +135,7 @@ void Trainer::resume(const std::string& checkpoint_path) {
   distributed_.check_same_parameters(*flat_, "loading " + checkpoint_path);
   step_ = loaded.state.step;
   const nlohmann::json& extra = loaded.state.extra;
-  default_generator().set_state(
+  dropout_generator_.set_state(
       distributed_.size() > 1
           ? state_of_words(extra.at("rank_generators").at(static_cast<size_t>(distributed_.rank())).get<std::vector<uint64_t>>())
           : loaded.state.generator);
@@ -208,6 +207,7 @@ ValidStats Trainer::validate() {
 
 StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
                         const std::function<void(const ValidStats&)>& on_valid, const std::atomic<bool>* interrupt) {
+  const GeneratorGuard dropout_stream(dropout_generator_);
   model_.train();
   started_ = window_start_ = Clock::now();
   tokens_in_window_ = 0;

@@ -83,8 +83,8 @@ enum class StopReason { max_steps, max_minutes, early_stopping, interrupted };
 class Trainer {
  public:
   // model_config is stored in every checkpoint so gradformer-translate can rebuild the model. Flattens the
-  // model's parameters (convert its dtype before), and with several ranks gives every rank rank 0's weights
-  // and each rank r > 0 a dropout stream of its own.
+  // model's parameters (convert its dtype before), and with several ranks gives every rank rank 0's weights.
+  // Every rank's dropout stream is its own, seeded from config.seed and the rank.
   Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Example> train, std::vector<Example> valid,
           std::vector<data::SentencePair> valid_text, TrainConfig config, nlohmann::json model_config,
           const nn::Distributed& distributed = nn::Distributed::single());
@@ -136,6 +136,9 @@ class Trainer {
   std::shared_ptr<const nn::LRSchedule> schedule_;
   std::unique_ptr<optim::Adam> optimizer_;
   std::vector<size_t> source_lengths_, target_lengths_;
+  // What the model's dropout draws from in run(), where a GeneratorGuard makes it current; saved in every
+  // checkpoint, so exact resumption depends on no other generator.
+  Generator dropout_generator_;
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
   double best_valid_loss_ = INFINITY;
   int64_t validations_without_improvement_ = 0;

@@ -30,9 +30,14 @@ struct TransformerState : DecoderState {
 
 TransformerSeq2Seq::TransformerSeq2Seq(const TransformerSizes& sizes, nlohmann::json config, Generator& gen)
     : sizes_(sizes), config_(std::move(config)) {
-  transformer_ = register_module(
-      "transformer", std::make_shared<nn::Transformer>(sizes.d_model, sizes.heads, sizes.layers, sizes.layers, sizes.d_ff,
-                                                       sizes.dropout, nn::Activation::relu, sizes.pre_norm, gen));
+  const nn::TransformerOptions transformer{.layer = {.d_model = sizes.d_model,
+                                                     .nhead = sizes.heads,
+                                                     .dim_feedforward = sizes.d_ff,
+                                                     .dropout = sizes.dropout,
+                                                     .norm_first = sizes.pre_norm},
+                                           .num_encoder_layers = sizes.layers,
+                                           .num_decoder_layers = sizes.layers};
+  transformer_ = register_module("transformer", std::make_shared<nn::Transformer>(transformer, gen));
   source_embedding_ = register_module("source_embedding",
                                       std::make_shared<nn::Embedding>(sizes.vocab_size, sizes.d_model, data::pad_id, gen));
   target_embedding_ = sizes.share_embeddings

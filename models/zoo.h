@@ -28,7 +28,8 @@ struct ModelOptions {
 std::vector<std::string> model_names();
 // The full configuration of a named model: its preset sizes plus the options.
 nlohmann::json model_config(const std::string& name, const ModelOptions& options);
-// Builds the model a configuration describes; parameters drawn from gen.
-std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen = default_generator());
+// Builds the model a configuration describes, its parameters drawn from gen (the thread's current generator when
+// none is given). The model keeps no generator: its dropout draws from the current one at every forward.
+std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen = current_generator());
 
 }  // namespace gradformer::models

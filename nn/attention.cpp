@@ -8,18 +8,20 @@
 
 namespace gradformer::nn {
 
-Attention::Attention(int64_t query_dim, int64_t key_dim, int64_t value_dim, int64_t attention_dim, bool scaled,
-                     Generator& gen)
-    : query_dim_(query_dim), key_dim_(key_dim), attention_dim_(attention_dim), scaled_(scaled) {
-  if (query_dim <= 0 || key_dim <= 0 || value_dim <= 0 || attention_dim <= 0)
+Attention::Attention(const AttentionLayerOptions& options, Generator& gen)
+    : query_dim_(options.query_dim),
+      key_dim_(options.key_dim),
+      attention_dim_(options.attention_dim),
+      scaled_(options.scaled) {
+  if (options.query_dim <= 0 || options.key_dim <= 0 || options.value_dim <= 0 || options.attention_dim <= 0)
     fail<ValueError>("Attention", "query_dim {}, key_dim {}, value_dim {} and attention_dim {} must be positive",
-                     query_dim, key_dim, value_dim, attention_dim);
-  w_q_ = register_parameter("w_q", init::xavier_uniform_(empty({attention_dim, query_dim}), 1.0, gen));
-  w_k_ = register_parameter("w_k", init::xavier_uniform_(empty({attention_dim, key_dim}), 1.0, gen));
-  w_v_ = register_parameter("w_v", init::xavier_uniform_(empty({value_dim, key_dim}), 1.0, gen));
+                     options.query_dim, options.key_dim, options.value_dim, options.attention_dim);
+  w_q_ = register_parameter("w_q", init::xavier_uniform_(empty({attention_dim_, query_dim_}), 1.0, gen));
+  w_k_ = register_parameter("w_k", init::xavier_uniform_(empty({attention_dim_, key_dim_}), 1.0, gen));
+  w_v_ = register_parameter("w_v", init::xavier_uniform_(empty({options.value_dim, key_dim_}), 1.0, gen));
 }
 
-AttentionOutput Attention::forward(const Tensor& decoder_inputs, const Tensor& encoder_inputs,
+AttentionResult Attention::forward(const Tensor& decoder_inputs, const Tensor& encoder_inputs,
                                    const Tensor& key_padding_mask, bool causal, bool need_weights) const {
   if (decoder_inputs.dim() != 3 || decoder_inputs.size(2) != query_dim_)
     fail<ShapeError>("Attention", "decoder inputs {}: expected (B, T, {}) (query_dim)",
@@ -41,24 +43,34 @@ AttentionOutput Attention::forward(const Tensor& decoder_inputs, const Tensor& e
   options.need_weights = need_weights;
   options.scale = scaled_ ? 1.0 / std::sqrt(static_cast<double>(attention_dim_)) : 1.0;
   const AttentionResult result = scaled_dot_product_attention(q, k, v, options);
-  AttentionOutput out;
-  out.context = squeeze(result.output, 1);  // (B, T, d_v)
+  AttentionResult out;
+  out.output = squeeze(result.output, 1);  // (B, T, d_v)
   if (need_weights) out.weights = squeeze(result.weights, 1);  // (B, T, S)
   return out;
 }
 
-SelfAttention::SelfAttention(int64_t dim, int64_t attention_dim, int64_t value_dim, bool scaled, Generator& gen)
-    : attention_(register_module("attention",
-                                 std::make_shared<Attention>(dim, dim, value_dim, attention_dim, scaled, gen))) {}
+SelfAttention::SelfAttention(const SelfAttentionOptions& options, Generator& gen)
+    : attention_(register_module("attention", std::make_shared<Attention>(
+                                                  AttentionLayerOptions{.query_dim = options.dim,
+                                                                        .key_dim = options.dim,
+                                                                        .value_dim = options.value_dim,
+                                                                        .attention_dim = options.attention_dim,
+                                                                        .scaled = options.scaled},
+                                                  gen))) {}
 
-AttentionOutput SelfAttention::forward(const Tensor& x, const Tensor& key_padding_mask, bool causal,
+AttentionResult SelfAttention::forward(const Tensor& x, const Tensor& key_padding_mask, bool causal,
                                        bool need_weights) const {
   return attention_->forward(x, x, key_padding_mask, causal, need_weights);
 }
 
-MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads, double dropout, bool bias,
-                                       Generator& gen)
-    : embed_dim_(embed_dim), num_heads_(num_heads), dropout_(dropout), gen_(&gen) {
+MultiheadAttention::MultiheadAttention(int64_t embed_dim, int64_t num_heads, Generator& gen)
+    : MultiheadAttention(MultiheadAttentionOptions{.embed_dim = embed_dim, .num_heads = num_heads}, gen) {}
+
+MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& options, Generator& gen)
+    : embed_dim_(options.embed_dim), num_heads_(options.num_heads), dropout_(options.dropout) {
+  const int64_t embed_dim = options.embed_dim, num_heads = options.num_heads;
+  const double dropout = options.dropout;
+  const bool bias = options.bias;
   if (embed_dim <= 0 || num_heads <= 0)
     fail<ValueError>("MultiheadAttention", "embed_dim {} and num_heads {} must be positive", embed_dim, num_heads);
   if (embed_dim % num_heads != 0)
@@ -86,8 +98,8 @@ Tensor MultiheadAttention::split_heads(const Tensor& x) const {
   return transpose(reshape(x, {x.size(0), x.size(1), num_heads_, embed_dim_ / num_heads_}), 1, 2);
 }
 
-MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
-                                      const MhaOptions& options) const {
+AttentionResult MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                                            const MultiheadAttentionForwardOptions& options) const {
   constexpr std::string_view kLayer = "MultiheadAttention";
   if (query.dim() != 3 || key.dim() != 3 || value.dim() != 3)
     fail<ShapeError>(kLayer, "query {}, key {}, value {}: expected (B, T, E), (B, S, E), (B, S, E)",
@@ -141,10 +153,7 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
   AttentionOptions attention;
   attention.key_padding_mask = options.key_padding_mask;
   attention.need_weights = options.need_weights;
-  if (is_training() && dropout_ > 0.0) {
-    attention.dropout = dropout_;
-    attention.generator = gen_;
-  }
+  if (is_training()) attention.dropout = dropout_;  // drawn from the thread's current generator
   Tensor mask = options.attn_mask;
   if (mask.defined() && mask.dtype() == DType::boolean) mask = logical_not(mask);  // to the op's true = allowed
   const int64_t steps = qh.size(2);
@@ -167,7 +176,7 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
   attention.attn_mask = mask;
   const AttentionResult result = scaled_dot_product_attention(qh, kh, vh, attention);  // (B, H, T, Dh)
 
-  MhaOutput out;
+  AttentionResult out;
   // The one copy: heads back side by side, (B, H, T, Dh) -> (B, T, H, Dh) -> (B, T, E).
   out.output =
       out_proj_->forward(reshape(transpose(result.output, 1, 2).contiguous(), {query.size(0), steps, embed_dim_}));

@@ -7,12 +7,21 @@
 
 #include "nn/layers.h"
 #include "nn/module.h"
+#include "ops/attention.h"
 
 namespace gradformer::nn {
 
-struct AttentionOutput {
-  Tensor context;  // (B, T, d_v)
-  Tensor weights;  // (B, T, S) when asked for, else undefined
+// Every layer here returns the op's AttentionResult (ops/attention.h): `output`, the attended values, and
+// `weights` when asked for; each forward states their shapes.
+
+// The lecture's sizes: queries of query_dim, keys and values of key_dim, projected to attention_dim (queries and
+// keys) and value_dim (values). Every size is required.
+struct AttentionLayerOptions {
+  int64_t query_dim = 0;
+  int64_t key_dim = 0;
+  int64_t value_dim = 0;
+  int64_t attention_dim = 0;
+  bool scaled = true;  // scores times 1/√attention_dim
 };
 
 // "Transformer Model: Attention without RNN": keys k_i = W_K x_i and values v_i = W_V x_i from the encoder
@@ -21,12 +30,11 @@ struct AttentionOutput {
 // no bias, Xavier-uniform.
 class Attention : public Module {
  public:
-  Attention(int64_t query_dim, int64_t key_dim, int64_t value_dim, int64_t attention_dim, bool scaled = true,
-            Generator& gen = default_generator());
+  explicit Attention(const AttentionLayerOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "Attention"; }
   // decoder_inputs (B, T, query_dim), encoder_inputs (B, S, key_dim); key_padding_mask bool (B, S), true =
-  // padding; causal: query j sees keys i <= j.
-  AttentionOutput forward(const Tensor& decoder_inputs, const Tensor& encoder_inputs,
+  // padding; causal: query j sees keys i <= j. Output: the contexts c_j (B, T, value_dim); weights α (B, T, S).
+  AttentionResult forward(const Tensor& decoder_inputs, const Tensor& encoder_inputs,
                           const Tensor& key_padding_mask = {}, bool causal = false, bool need_weights = false) const;
   const Tensor& w_q() const { return w_q_; }
   const Tensor& w_k() const { return w_k_; }
@@ -39,15 +47,22 @@ class Attention : public Module {
   Tensor w_q_, w_k_, w_v_;
 };
 
+// Attention's sizes when queries and keys are one sequence of width dim.
+struct SelfAttentionOptions {
+  int64_t dim = 0;
+  int64_t value_dim = 0;
+  int64_t attention_dim = 0;
+  bool scaled = true;
+};
+
 // Attention of a sequence over itself: Attention(X, X), held as the child `attention` (so its parameters are
 // attention.w_q, attention.w_k, attention.w_v).
 class SelfAttention : public Module {
  public:
-  SelfAttention(int64_t dim, int64_t attention_dim, int64_t value_dim, bool scaled = true,
-                Generator& gen = default_generator());
+  explicit SelfAttention(const SelfAttentionOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "SelfAttention"; }
-  // x (B, S, dim) -> context (B, S, value_dim)
-  AttentionOutput forward(const Tensor& x, const Tensor& key_padding_mask = {}, bool causal = false,
+  // x (B, S, dim) -> output (B, S, value_dim), weights (B, S, S)
+  AttentionResult forward(const Tensor& x, const Tensor& key_padding_mask = {}, bool causal = false,
                           bool need_weights = false) const;
   const Attention& attention() const { return *attention_; }
 
@@ -63,7 +78,8 @@ struct KVCache {
   bool static_kv = false;
 };
 
-struct MhaOptions {
+// The arguments of one MultiheadAttention::forward call, as nn.MultiheadAttention.forward's keywords.
+struct MultiheadAttentionForwardOptions {
   // As nn.MultiheadAttention: bool with true = NOT allowed, or float added to the scores (-inf masks out);
   // shaped (T, S) or (B|1, H|1, T, S). The bool convention is the opposite of the sdpa op's, and is flipped here.
   Tensor attn_mask{};
@@ -74,9 +90,12 @@ struct MhaOptions {
   KVCache* cache = nullptr;
 };
 
-struct MhaOutput {
-  Tensor output;   // (B, T, E)
-  Tensor weights;  // (B, T, S) or (B, H, T, S) when asked for, before dropout; else undefined
+// nn.MultiheadAttention's constructor arguments; embed_dim and num_heads are required.
+struct MultiheadAttentionOptions {
+  int64_t embed_dim = 0;
+  int64_t num_heads = 0;
+  double dropout = 0.0;  // on the attention weights, in training
+  bool bias = true;
 };
 
 // torch.nn.MultiheadAttention (batch_first): in_proj_weight [3E, E] (Xavier-uniform), in_proj_bias [3E]
@@ -84,12 +103,14 @@ struct MhaOutput {
 // 1/√Dh, dropout on the attention weights in training only.
 class MultiheadAttention : public Module {
  public:
-  MultiheadAttention(int64_t embed_dim, int64_t num_heads, double dropout = 0.0, bool bias = true,
-                     Generator& gen = default_generator());
+  MultiheadAttention(int64_t embed_dim, int64_t num_heads, Generator& gen = current_generator());
+  explicit MultiheadAttention(const MultiheadAttentionOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "MultiheadAttention"; }
-  // query (B, T, E), key and value (B, S, E). When query, key and value are one tensor the three projections
-  // are one GEMM; when key is value, theirs are one.
-  MhaOutput forward(const Tensor& query, const Tensor& key, const Tensor& value, const MhaOptions& options = {}) const;
+  // query (B, T, E), key and value (B, S, E) -> output (B, T, E); weights (B, T, S) or (B, H, T, S) when asked
+  // for, before dropout. When query, key and value are one tensor the three projections are one GEMM; when key
+  // is value, theirs are one.
+  AttentionResult forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                          const MultiheadAttentionForwardOptions& options = {}) const;
   int64_t embed_dim() const { return embed_dim_; }
   int64_t num_heads() const { return num_heads_; }
   double dropout() const { return dropout_; }
@@ -106,7 +127,6 @@ class MultiheadAttention : public Module {
 
   int64_t embed_dim_, num_heads_;
   double dropout_;
-  Generator* gen_;
   Tensor in_proj_weight_, in_proj_bias_;
   std::shared_ptr<Linear> out_proj_;
 };

@@ -23,6 +23,18 @@ LayerCase make_case(std::shared_ptr<M> module, std::vector<Tensor> inputs, F for
                    [raw, forward](const std::vector<Tensor>& x) { return forward(*raw, x); }};
 }
 
+// A case in training (or eval) mode whose dropout draws the same masks on every call, as gradcheck needs: each
+// forward runs under a GeneratorGuard over a generator seeded afresh, so the layer's draws start over.
+template <class M, class F>
+LayerCase make_dropout_case(std::shared_ptr<M> module, bool training, std::vector<Tensor> inputs, F forward) {
+  module->train(training);
+  return make_case(module, std::move(inputs), [forward](const M& m, const std::vector<Tensor>& x) {
+    Generator masks(17);
+    GeneratorGuard guard(masks);
+    return forward(m, x);
+  });
+}
+
 // Helpers for the rows of attention.cpp
 
 // Padding at the end of the second sequence only, so no query loses every key: bool (2, S), true = padding.
@@ -30,21 +42,6 @@ Tensor trailing_padding(int64_t keys) {
   Tensor mask = zeros({2, keys}, DType::boolean);
   mask.set_at({1, keys - 1}, 1.0);
   return mask;
-}
-
-// Helpers for the rows of transformer.cpp
-
-// A layer built from a generator of its own that its dropouts also draw from; the forward reseeds it, so every
-// call of a training-mode case drops the same elements.
-template <class M, class F, class... Args>
-LayerCase make_seeded_case(bool training, std::vector<Tensor> inputs, F forward, Args&&... args) {
-  auto generator = std::make_shared<Generator>(17);
-  auto layer = std::make_shared<M>(std::forward<Args>(args)..., *generator);
-  layer->train(training);
-  return make_case(layer, std::move(inputs), [generator, forward](const M& m, const std::vector<Tensor>& x) {
-    generator->manual_seed(17);
-    return forward(m, x);
-  });
 }
 
 // Helpers for the rows of rnn.cpp
@@ -95,47 +92,42 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::dropout_train, "Dropout(train)",
      [](int, Generator& gen) {
-       // The layer draws from its own generator, reseeded before every call so each draws the same mask.
-       auto generator = std::make_shared<Generator>(11);
-       auto layer = std::make_shared<Dropout>(0.3, *generator);
-       layer->train();
-       LayerCase c = make_case(layer, {normal(gen, {4, 5})},
-                               [generator](const Dropout& m, const std::vector<Tensor>& x) {
-                                 generator->manual_seed(11);
-                                 return m.forward(x[0]);
-                               });
-       return c;
+       return make_dropout_case(std::make_shared<Dropout>(0.3), true, {normal(gen, {4, 5})},
+                                [](const Dropout& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      },
      1},
     // attention.cpp: Attention, SelfAttention, MultiHeadAttention
     {Layer::attention, "Attention",
      [](int which, Generator& gen) {
        // Case 0 scaled by 1/√d_k, case 1 unscaled; T = 3 queries over S = 4 keys.
-       return make_case(std::make_shared<Attention>(3, 4, 2, 3, which == 0, gen),
-                        {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4})},
-                        [](const Attention& m, const std::vector<Tensor>& x) { return m.forward(x[0], x[1]).context; });
+       const AttentionLayerOptions options{
+           .query_dim = 3, .key_dim = 4, .value_dim = 2, .attention_dim = 3, .scaled = which == 0};
+       return make_case(std::make_shared<Attention>(options, gen), {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4})},
+                        [](const Attention& m, const std::vector<Tensor>& x) { return m.forward(x[0], x[1]).output; });
      }},
     {Layer::attention_key_padding, "Attention(key_padding_mask)",
      [](int, Generator& gen) {
-       return make_case(std::make_shared<Attention>(3, 4, 2, 3, true, gen),
+       const AttentionLayerOptions options{.query_dim = 3, .key_dim = 4, .value_dim = 2, .attention_dim = 3};
+       return make_case(std::make_shared<Attention>(options, gen),
                         {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4}), trailing_padding(4)},
                         [](const Attention& m, const std::vector<Tensor>& x) {
-                          return m.forward(x[0], x[1], x[2]).context;
+                          return m.forward(x[0], x[1], x[2]).output;
                         });
      },
      1},
     {Layer::self_attention, "SelfAttention",
      [](int which, Generator& gen) {
        // Case 1 is causal.
-       return make_case(std::make_shared<SelfAttention>(4, 3, 2, true, gen), {normal(gen, {2, 3, 4})},
+       const SelfAttentionOptions options{.dim = 4, .value_dim = 2, .attention_dim = 3};
+       return make_case(std::make_shared<SelfAttention>(options, gen), {normal(gen, {2, 3, 4})},
                         [which](const SelfAttention& m, const std::vector<Tensor>& x) {
-                          return m.forward(x[0], {}, which == 1).context;
+                          return m.forward(x[0], {}, which == 1).output;
                         });
      }},
     {Layer::multihead_attention, "MultiheadAttention",
      [](int which, Generator& gen) {
        // Case 0: self-attention (one tensor, the fused projection); 1: key is value (memory); 2: three tensors.
-       auto layer = std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen);
+       auto layer = std::make_shared<MultiheadAttention>(4, 2, gen);
        std::vector<Tensor> inputs{normal(gen, {2, 3, 4})};
        if (which >= 1) inputs.push_back(normal(gen, {2, 4, 4}));
        if (which == 2) inputs.push_back(normal(gen, {2, 4, 4}));
@@ -147,10 +139,9 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      3},
     {Layer::multihead_attention_causal_padding, "MultiheadAttention(causal, key_padding_mask)",
      [](int, Generator& gen) {
-       return make_case(std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen),
-                        {normal(gen, {2, 3, 4}), trailing_padding(3)},
+       return make_case(std::make_shared<MultiheadAttention>(4, 2, gen), {normal(gen, {2, 3, 4}), trailing_padding(3)},
                         [](const MultiheadAttention& m, const std::vector<Tensor>& x) {
-                          MhaOptions options;
+                          MultiheadAttentionForwardOptions options;
                           options.key_padding_mask = x[1];
                           options.causal = true;
                           return m.forward(x[0], x[0], x[0], options).output;
@@ -160,9 +151,9 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
     {Layer::multihead_attention_need_weights, "MultiheadAttention(need_weights)",
      [](int which, Generator& gen) {
        // Asking for the weights (averaged in case 0, per head in case 1) leaves the output's gradient alone.
-       return make_case(std::make_shared<MultiheadAttention>(4, 2, 0.0, true, gen), {normal(gen, {2, 3, 4})},
+       return make_case(std::make_shared<MultiheadAttention>(4, 2, gen), {normal(gen, {2, 3, 4})},
                         [which](const MultiheadAttention& m, const std::vector<Tensor>& x) {
-                          MhaOptions options;
+                          MultiheadAttentionForwardOptions options;
                           options.need_weights = true;
                           options.average_attn_weights = which == 0;
                           return m.forward(x[0], x[0], x[0], options).output;
@@ -170,15 +161,12 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::multihead_attention_dropout_train, "MultiheadAttention(dropout, train)",
      [](int, Generator& gen) {
-       // Dropout on the attention weights draws from the layer's generator, reseeded before every call.
-       auto generator = std::make_shared<Generator>(13);
-       auto layer = std::make_shared<MultiheadAttention>(4, 2, 0.3, true, *generator);
-       layer->train();
-       return make_case(layer, {normal(gen, {2, 3, 4})},
-                        [generator](const MultiheadAttention& m, const std::vector<Tensor>& x) {
-                          generator->manual_seed(13);
-                          return m.forward(x[0], x[0], x[0]).output;
-                        });
+       auto layer = std::make_shared<MultiheadAttention>(
+           MultiheadAttentionOptions{.embed_dim = 4, .num_heads = 2, .dropout = 0.3}, gen);
+       return make_dropout_case(layer, true, {normal(gen, {2, 3, 4})},
+                                [](const MultiheadAttention& m, const std::vector<Tensor>& x) {
+                                  return m.forward(x[0], x[0], x[0]).output;
+                                });
      },
      1},
 
@@ -186,10 +174,12 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
     {Layer::feed_forward, "FeedForward",
      [](int which, Generator& gen) {
        // Case 0: relu in eval; case 1: gelu in training, with its dropout.
-       return make_seeded_case<FeedForward>(
-           which == 1, {normal(gen, {2, 3, 4})},
-           [](const FeedForward& m, const std::vector<Tensor>& x) { return m.forward(x[0]); }, 4, 6, 0.2,
-           which == 0 ? Activation::relu : Activation::gelu);
+       const FeedForwardOptions options{.d_model = 4,
+                                        .dim_feedforward = 6,
+                                        .dropout = 0.2,
+                                        .activation = which == 0 ? Activation::relu : Activation::gelu};
+       return make_dropout_case(std::make_shared<FeedForward>(options, gen), which == 1, {normal(gen, {2, 3, 4})},
+                                [](const FeedForward& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
     {Layer::sinusoidal_positional_encoding, "SinusoidalPositionalEncoding",
      [](int which, Generator& gen) {
@@ -201,7 +191,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::learned_positional_encoding, "LearnedPositionalEncoding",
      [](int, Generator& gen) {
-       return make_case(std::make_shared<LearnedPositionalEncoding>(5, 4, gen), {normal(gen, {2, 3, 4})},
+       return make_case(std::make_shared<LearnedPositionalEncoding>(4, 5, gen), {normal(gen, {2, 3, 4})},
                         [](const LearnedPositionalEncoding& m, const std::vector<Tensor>& x) {
                           return m.forward(x[0], 1);
                         });
@@ -210,38 +200,43 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
     {Layer::transformer_encoder_layer, "TransformerEncoderLayer",
      [](int which, Generator& gen) {
        // Case 0: post-norm in eval; case 1: pre-norm (norm_first) in training, dropout reseeded.
-       return make_seeded_case<TransformerEncoderLayer>(
-           which == 1, {normal(gen, {2, 3, 4})},
-           [](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) { return m.forward(x[0]); }, 4, 2, 6,
-           0.1, Activation::relu, which == 1);
+       const TransformerLayerOptions options{
+           .d_model = 4, .nhead = 2, .dim_feedforward = 6, .dropout = 0.1, .norm_first = which == 1};
+       return make_dropout_case(
+           std::make_shared<TransformerEncoderLayer>(options, gen), which == 1, {normal(gen, {2, 3, 4})},
+           [](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
     {Layer::transformer_encoder_layer_masks, "TransformerEncoderLayer(masks)",
      [](int which, Generator& gen) {
        // Case 0: key padding and causal; case 1: a float src_mask added to the scores (a constant: the sdpa op
        // passes no gradient to masks).
        const Tensor src_mask = normal(gen, {3, 3});
-       return make_seeded_case<TransformerEncoderLayer>(
-           false, {normal(gen, {2, 3, 4}), trailing_padding(3)},
-           [which, src_mask](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) {
-             return which == 0 ? m.forward(x[0], x[1], {}, true) : m.forward(x[0], {}, src_mask);
-           },
-           4, 2, 6, 0.1, Activation::gelu, false);
+       const TransformerLayerOptions options{
+           .d_model = 4, .nhead = 2, .dim_feedforward = 6, .dropout = 0.1, .activation = Activation::gelu};
+       return make_dropout_case(std::make_shared<TransformerEncoderLayer>(options, gen), false,
+                                {normal(gen, {2, 3, 4}), trailing_padding(3)},
+                                [which, src_mask](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) {
+                                  return which == 0 ? m.forward(x[0], x[1], {}, true) : m.forward(x[0], {}, src_mask);
+                                });
      }},
     {Layer::transformer_decoder_layer, "TransformerDecoderLayer",
      [](int which, Generator& gen) {
        // Case 0: post-norm in eval with memory padding; case 1: pre-norm in training, dropout reseeded.
+       const TransformerLayerOptions options{
+           .d_model = 4, .nhead = 2, .dim_feedforward = 6, .dropout = 0.1, .norm_first = which == 1};
        std::vector<Tensor> inputs{normal(gen, {2, 3, 4}), normal(gen, {2, 4, 4}), trailing_padding(4)};
-       return make_seeded_case<TransformerDecoderLayer>(
-           which == 1, inputs,
-           [](const TransformerDecoderLayer& m, const std::vector<Tensor>& x) {
-             return m.forward(x[0], x[1], true, {}, x[2]);
-           },
-           4, 2, 6, 0.1, Activation::relu, which == 1);
+       return make_dropout_case(std::make_shared<TransformerDecoderLayer>(options, gen), which == 1, inputs,
+                                [](const TransformerDecoderLayer& m, const std::vector<Tensor>& x) {
+                                  return m.forward(x[0], x[1], true, {}, x[2]);
+                                });
      }},
     {Layer::transformer, "Transformer",
      [](int, Generator& gen) {
        // 1 encoder and 1 decoder layer, d_model 4, 2 heads, d_ff 6, in eval.
-       auto model = std::make_shared<Transformer>(4, 2, 1, 1, 6, 0.1, Activation::relu, false, gen);
+       const TransformerOptions options{.layer = {.d_model = 4, .nhead = 2, .dim_feedforward = 6},
+                                        .num_encoder_layers = 1,
+                                        .num_decoder_layers = 1};
+       auto model = std::make_shared<Transformer>(options, gen);
        model->eval();
        return make_case(model, {normal(gen, {2, 3, 4}), normal(gen, {2, 2, 4}), trailing_padding(3)},
                         [](const Transformer& m, const std::vector<Tensor>& x) {
@@ -283,7 +278,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      [](int which, Generator& gen) {
        // Case 0: full lengths, zero initial state; case 1: a padded sequence and a given initial state.
        const std::vector<int64_t> lengths = which == 0 ? std::vector<int64_t>{3, 3} : std::vector<int64_t>{3, 2};
-       return make_case(std::make_shared<RNN>(3, 4, 1, Nonlinearity::tanh, true, false, 0.0, gen),
+       return make_case(std::make_shared<RNN>(3, 4, gen),
                         recurrent_inputs(which, gen, lengths, 1, 1),
                         [](const RNN& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
@@ -292,7 +287,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::lstm_two_layers, "LSTM(num_layers=2, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<LSTM>(3, 4, 2, true, false, 0.0, gen),
+       const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .num_layers = 2};
+       return make_case(std::make_shared<LSTM>(options, gen),
                         recurrent_inputs(which, gen, {3, 1}, 2, 2),
                         [](const LSTM& m, const std::vector<Tensor>& x) {
                           const LSTMState state = x.size() > 2 ? LSTMState{x[2], x[3]} : LSTMState{};
@@ -302,21 +298,18 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::lstm_dropout_train, "LSTM(num_layers=2, dropout, train)",
      [](int, Generator& gen) {
-       // The dropout between the layers draws from its own generator, reseeded before every call.
-       auto generator = std::make_shared<Generator>(12);
-       auto lstm = std::make_shared<LSTM>(3, 4, 2, true, false, 0.3, *generator);
-       lstm->train();
-       return make_case(lstm, recurrent_inputs(0, gen, {3, 2}, 2, 2),
-                        [generator](const LSTM& m, const std::vector<Tensor>& x) {
-                          generator->manual_seed(12);
-                          const LSTMResult r = m.forward(x[0], x[1]);
-                          return joined({r.output, r.state.h, r.state.c});
-                        });
+       auto lstm = std::make_shared<LSTM>(
+           RecurrentOptions{.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 0.3}, gen);
+       return make_dropout_case(lstm, true, recurrent_inputs(0, gen, {3, 2}, 2, 2),
+                                [](const LSTM& m, const std::vector<Tensor>& x) {
+                                  const LSTMResult r = m.forward(x[0], x[1]);
+                                  return joined({r.output, r.state.h, r.state.c});
+                                });
      },
      1},
     {Layer::gru_lengths, "GRU(lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<GRU>(3, 4, 1, true, false, 0.0, gen),
+       return make_case(std::make_shared<GRU>(3, 4, gen),
                         recurrent_inputs(which, gen, {2, 3}, 1, 1),
                         [](const GRU& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
@@ -325,7 +318,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      }},
     {Layer::gru_bidirectional, "GRU(bidirectional, lengths)",
      [](int which, Generator& gen) {
-       return make_case(std::make_shared<GRU>(3, 4, 1, true, true, 0.0, gen),
+       const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .bidirectional = true};
+       return make_case(std::make_shared<GRU>(options, gen),
                         recurrent_inputs(which, gen, {1, 3}, 2, 1),
                         [](const GRU& m, const std::vector<Tensor>& x) {
                           const RNNResult r = m.forward(x[0], x[1], x.size() > 2 ? x[2] : Tensor());
@@ -338,10 +332,11 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        std::vector<Tensor> inputs{normal(gen, which == 0 ? Shape{2, 4} : Shape{2, 2, 4}), normal(gen, {2, 3, 3}),
                                   normal(gen, {2, 3, 5})};
        if (which == 1) inputs.push_back(from_vector<bool>({false, false, true, false, true, true}, {2, 3}));
-       return make_case(std::make_shared<AdditiveAttention>(4, 3, 4, gen), inputs,
+       const AdditiveAttentionOptions options{.query_dim = 4, .key_dim = 3, .attention_dim = 4};
+       return make_case(std::make_shared<AdditiveAttention>(options, gen), inputs,
                         [](const AdditiveAttention& m, const std::vector<Tensor>& x) {
-                          const AdditiveAttentionResult r = m.forward(x[0], x[1], x[2], x.size() > 3 ? x[3] : Tensor());
-                          return joined({r.context, r.weights});
+                          const AttentionResult r = m.forward(x[0], x[1], x[2], x.size() > 3 ? x[3] : Tensor());
+                          return joined({r.output, r.weights});
                         });
      }},
 

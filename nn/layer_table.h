@@ -31,8 +31,9 @@ enum class Layer : int {
   count  // not a layer: the number of rows
 };
 
-// A layer built in f64 with its inputs; forward must give the same result on every call (reseed any dropout
-// inside it). Gradcheck differentiates the floating inputs and every parameter of the module.
+// A layer built in f64 with its inputs; forward must give the same result on every call (a training-mode case
+// runs under a GeneratorGuard over a freshly seeded generator, so its dropout masks repeat). Gradcheck
+// differentiates the floating inputs and every parameter of the module.
 struct LayerCase {
   std::shared_ptr<Module> module;
   std::vector<Tensor> inputs;

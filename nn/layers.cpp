@@ -47,10 +47,10 @@ LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine
 
 Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, normalized_shape_, weight_, bias_, eps_); }
 
-Dropout::Dropout(double p, Generator& gen) : p_(p), gen_(&gen) {
+Dropout::Dropout(double p) : p_(p) {
   if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("Dropout", "p = {} is outside [0, 1]", p);
 }
 
-Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p_, is_training(), *gen_); }
+Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p_, is_training()); }
 
 }  // namespace gradformer::nn

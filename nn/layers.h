@@ -1,6 +1,7 @@
 // The basic layers: Linear, Embedding, LayerNorm, Dropout. Each registers its parameters under PyTorch's names
-// (weight, bias) and initialises them as PyTorch does, from an explicit Generator. Attention, Transformer and
-// recurrent layers live in their own files and are built from these.
+// (weight, bias) and initialises them as PyTorch does, drawing at construction from the Generator it is given
+// (the thread's current one by default) and keeping none. Attention, Transformer and recurrent layers live in
+// their own files and are built from these.
 #pragma once
 
 #include "nn/module.h"
@@ -11,7 +12,7 @@ namespace gradformer::nn {
 // as torch.nn.Linear.
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator& gen = default_generator());
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator& gen = current_generator());
   std::string type_name() const override { return "Linear"; }
   Tensor forward(const Tensor& x) const;  // (..., in) -> (..., out)
   const Tensor& weight() const { return weight_; }
@@ -26,7 +27,7 @@ class Linear : public Module {
 class Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx = -1,
-            Generator& gen = default_generator());
+            Generator& gen = current_generator());
   std::string type_name() const override { return "Embedding"; }
   Tensor forward(const Tensor& ids) const;  // i64 (...) -> (..., embedding_dim)
   const Tensor& weight() const { return weight_; }
@@ -53,17 +54,17 @@ class LayerNorm : public Module {
 };
 
 // Zeroes elements with probability p in training (scaling the rest by 1/(1-p)); the identity in eval mode.
-// Masks come from the Generator given here, so a seeded run drops the same elements every time.
+// Masks come from the calling thread's current generator (autograd/generator.h), as torch.nn.Dropout's come
+// from torch's: reseed it, or put a GeneratorGuard around the forward, to drop the same elements again.
 class Dropout : public Module {
  public:
-  explicit Dropout(double p = 0.5, Generator& gen = default_generator());
+  explicit Dropout(double p = 0.5);
   std::string type_name() const override { return "Dropout"; }
   Tensor forward(const Tensor& x) const;
   double p() const { return p_; }
 
  private:
   double p_;
-  Generator* gen_;
 };
 
 }  // namespace gradformer::nn

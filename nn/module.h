@@ -4,6 +4,8 @@
 //   encoder_ = register_module("encoder", std::make_shared<Encoder>(...));
 // and dotted names (encoder.layers.0.self_attn.in_proj_weight) fall out of the registration order. Those
 // names drive state_dict / load_state_dict (checkpoints), optimizer state and gradient-check messages.
+// A module keeps no Generator: its constructor draws the initial weights from the one it is given, and its
+// forward draws anything random from the thread's current generator (the rule in autograd/generator.h).
 //
 // This file is the bookkeeping only: no layer, no forward signature (each layer declares its own forward), no
 // file format (checkpoints serialise state_dict elsewhere).

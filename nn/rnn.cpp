@@ -122,16 +122,17 @@ Tensor GRUCell::forward(const Tensor& x, const Tensor& h) const {
   return gru_step(linear(x, weight_ih_, bias_ih_), h0, weight_hh_, bias_hh_);
 }
 
-RNNBase::RNNBase(std::string type_name, Mode mode, int64_t input_size, int64_t hidden_size, int64_t num_layers,
-                 bool bias, bool bidirectional, double dropout, Generator& gen)
+RNNBase::RNNBase(std::string type_name, Mode mode, const RecurrentOptions& options, Generator& gen)
     : type_name_(std::move(type_name)),
       mode_(mode),
-      input_size_(input_size),
-      hidden_size_(hidden_size),
-      num_layers_(num_layers),
-      directions_(bidirectional ? 2 : 1),
-      dropout_(dropout),
-      gen_(&gen) {
+      input_size_(options.input_size),
+      hidden_size_(options.hidden_size),
+      num_layers_(options.num_layers),
+      directions_(options.bidirectional ? 2 : 1),
+      dropout_(options.dropout) {
+  const int64_t input_size = options.input_size, hidden_size = options.hidden_size, num_layers = options.num_layers;
+  const double dropout = options.dropout;
+  const bool bias = options.bias;
   check_sizes(type_name_, input_size, hidden_size);
   if (num_layers <= 0) fail<ValueError>(type_name_, "num_layers {} must be positive", num_layers);
   if (!(dropout >= 0.0 && dropout <= 1.0)) fail<ValueError>(type_name_, "dropout = {} is outside [0, 1]", dropout);
@@ -224,24 +225,26 @@ LSTMResult RNNBase::run(const Tensor& x, const Tensor& lengths, const Tensor& h0
       if (state.c.defined()) final_c.push_back(state.c);
     }
     layer_input = directions_ == 1 ? direction_outputs[0] : concat(direction_outputs, 2);  // (B, S, D·H)
-    if (layer + 1 < num_layers_) layer_input = gradformer::dropout(layer_input, dropout_, is_training(), *gen_);
+    if (layer + 1 < num_layers_) layer_input = gradformer::dropout(layer_input, dropout_, is_training());
   }
   return {layer_input, {stack(final_h, 0), final_c.empty() ? Tensor() : stack(final_c, 0)}};
 }
 
-RNN::RNN(int64_t input_size, int64_t hidden_size, int64_t num_layers, Nonlinearity nonlinearity, bool bias,
-         bool bidirectional, double dropout, Generator& gen)
-    : RNNBase("RNN", nonlinearity == Nonlinearity::tanh ? Mode::rnn_tanh : Mode::rnn_relu, input_size, hidden_size,
-              num_layers, bias, bidirectional, dropout, gen) {}
+RNN::RNN(int64_t input_size, int64_t hidden_size, Generator& gen)
+    : RNN(RecurrentOptions{.input_size = input_size, .hidden_size = hidden_size}, Nonlinearity::tanh, gen) {}
+
+RNN::RNN(const RecurrentOptions& options, Nonlinearity nonlinearity, Generator& gen)
+    : RNNBase("RNN", nonlinearity == Nonlinearity::tanh ? Mode::rnn_tanh : Mode::rnn_relu, options, gen) {}
 
 RNNResult RNN::forward(const Tensor& x, const Tensor& lengths, const Tensor& h0) const {
   LSTMResult result = run(x, lengths, h0, {});
   return {std::move(result.output), std::move(result.state.h)};
 }
 
-LSTM::LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, double dropout,
-           Generator& gen)
-    : RNNBase("LSTM", Mode::lstm, input_size, hidden_size, num_layers, bias, bidirectional, dropout, gen) {}
+LSTM::LSTM(int64_t input_size, int64_t hidden_size, Generator& gen)
+    : LSTM(RecurrentOptions{.input_size = input_size, .hidden_size = hidden_size}, gen) {}
+
+LSTM::LSTM(const RecurrentOptions& options, Generator& gen) : RNNBase("LSTM", Mode::lstm, options, gen) {}
 
 LSTMResult LSTM::forward(const Tensor& x, const Tensor& lengths, const LSTMState& state) const {
   if (state.h.defined() != state.c.defined())
@@ -249,23 +252,24 @@ LSTMResult LSTM::forward(const Tensor& x, const Tensor& lengths, const LSTMState
   return run(x, lengths, state.h, state.c);
 }
 
-GRU::GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias, bool bidirectional, double dropout,
-         Generator& gen)
-    : RNNBase("GRU", Mode::gru, input_size, hidden_size, num_layers, bias, bidirectional, dropout, gen) {}
+GRU::GRU(int64_t input_size, int64_t hidden_size, Generator& gen)
+    : GRU(RecurrentOptions{.input_size = input_size, .hidden_size = hidden_size}, gen) {}
+
+GRU::GRU(const RecurrentOptions& options, Generator& gen) : RNNBase("GRU", Mode::gru, options, gen) {}
 
 RNNResult GRU::forward(const Tensor& x, const Tensor& lengths, const Tensor& h0) const {
   LSTMResult result = run(x, lengths, h0, {});
   return {std::move(result.output), std::move(result.state.h)};
 }
 
-AdditiveAttention::AdditiveAttention(int64_t query_dim, int64_t key_dim, int64_t attention_dim, Generator& gen)
-    : query_dim_(query_dim), key_dim_(key_dim), attention_dim_(attention_dim) {
-  if (query_dim <= 0 || key_dim <= 0 || attention_dim <= 0)
-    fail<ValueError>("AdditiveAttention", "query_dim {}, key_dim {} and attention_dim {} must be positive", query_dim,
-                     key_dim, attention_dim);
-  w_query_ = register_module("w_query", std::make_shared<Linear>(query_dim, attention_dim, false, gen));
-  w_key_ = register_module("w_key", std::make_shared<Linear>(key_dim, attention_dim, false, gen));
-  v_ = register_module("v", std::make_shared<Linear>(attention_dim, 1, false, gen));
+AdditiveAttention::AdditiveAttention(const AdditiveAttentionOptions& options, Generator& gen)
+    : query_dim_(options.query_dim), key_dim_(options.key_dim), attention_dim_(options.attention_dim) {
+  if (query_dim_ <= 0 || key_dim_ <= 0 || attention_dim_ <= 0)
+    fail<ValueError>("AdditiveAttention", "query_dim {}, key_dim {} and attention_dim {} must be positive", query_dim_,
+                     key_dim_, attention_dim_);
+  w_query_ = register_module("w_query", std::make_shared<Linear>(query_dim_, attention_dim_, false, gen));
+  w_key_ = register_module("w_key", std::make_shared<Linear>(key_dim_, attention_dim_, false, gen));
+  v_ = register_module("v", std::make_shared<Linear>(attention_dim_, 1, false, gen));
 }
 
 Tensor AdditiveAttention::precompute_keys(const Tensor& keys) const {
@@ -275,14 +279,13 @@ Tensor AdditiveAttention::precompute_keys(const Tensor& keys) const {
   return w_key_->forward(keys);  // (B, S, A)
 }
 
-AdditiveAttentionResult AdditiveAttention::forward(const Tensor& query, const Tensor& keys, const Tensor& values,
-                                                   const Tensor& key_padding_mask) const {
+AttentionResult AdditiveAttention::forward(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                           const Tensor& key_padding_mask) const {
   return forward_projected(query, precompute_keys(keys), values, key_padding_mask);
 }
 
-AdditiveAttentionResult AdditiveAttention::forward_projected(const Tensor& query, const Tensor& projected_keys,
-                                                             const Tensor& values,
-                                                             const Tensor& key_padding_mask) const {
+AttentionResult AdditiveAttention::forward_projected(const Tensor& query, const Tensor& projected_keys,
+                                                     const Tensor& values, const Tensor& key_padding_mask) const {
   constexpr std::string_view name = "AdditiveAttention";
   if ((query.dim() != 2 && query.dim() != 3) || query.size(-1) != query_dim_)
     fail<ShapeError>(name, "query {}: expected [B, {}] or [B, T, {}] (query_dim {})", shape_str(query.shape()),

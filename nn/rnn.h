@@ -14,6 +14,7 @@
 
 #include "nn/layers.h"
 #include "nn/module.h"
+#include "ops/attention.h"
 
 #include <memory>
 #include <string>
@@ -53,7 +54,7 @@ class RNNCellBase : public Module {
 class RNNCell : public RNNCellBase {
  public:
   RNNCell(int64_t input_size, int64_t hidden_size, Nonlinearity nonlinearity = Nonlinearity::tanh, bool bias = true,
-          Generator& gen = default_generator());
+          Generator& gen = current_generator());
   std::string type_name() const override { return "RNNCell"; }
   // x (B, I), h (B, H) or undefined (zeros) -> h' (B, H).
   Tensor forward(const Tensor& x, const Tensor& h = {}) const;
@@ -66,7 +67,7 @@ class RNNCell : public RNNCellBase {
 // c' = σ(f) ⊙ c + σ(i) ⊙ tanh(g), h' = σ(o) ⊙ tanh(c'), as torch.nn.LSTMCell.
 class LSTMCell : public RNNCellBase {
  public:
-  LSTMCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = default_generator());
+  LSTMCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = current_generator());
   std::string type_name() const override { return "LSTMCell"; }
   // x (B, I), state {h, c} each (B, H) or both undefined (zeros) -> {h', c'}.
   LSTMState forward(const Tensor& x, const LSTMState& state = {}) const;
@@ -76,7 +77,7 @@ class LSTMCell : public RNNCellBase {
 // with b_hn inside the reset product: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h.
 class GRUCell : public RNNCellBase {
  public:
-  GRUCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = default_generator());
+  GRUCell(int64_t input_size, int64_t hidden_size, bool bias = true, Generator& gen = current_generator());
   std::string type_name() const override { return "GRUCell"; }
   // x (B, I), h (B, H) or undefined (zeros) -> h' (B, H).
   Tensor forward(const Tensor& x, const Tensor& h = {}) const;
@@ -92,11 +93,21 @@ struct LSTMResult {
   LSTMState state;  // h_n and c_n, each (L·D, B, H)
 };
 
+// The arguments RNN, LSTM and GRU share (PyTorch's RNNBase); input_size and hidden_size are required.
+struct RecurrentOptions {
+  int64_t input_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 1;
+  bool bias = true;
+  bool bidirectional = false;
+  double dropout = 0.0;  // between layers, in training
+};
+
 // What RNN, LSTM and GRU share (PyTorch's RNNBase): parameters weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
 // bias_hh_l{k} (suffix _reverse for the backward direction), all U(-1/√H, 1/√H); layer k > 0 reads D·H inputs.
 // The input projection of a whole sequence is one GEMM over B·S rows; only the recurrent one runs per step.
 // In training, `dropout` zeroes the outputs of every layer but the last before the next layer reads them, as
-// PyTorch (final states are never dropped); its masks come from the Generator given at construction.
+// PyTorch (final states are never dropped); its masks come from the thread's current generator.
 class RNNBase : public Module {
  public:
   enum class Mode { rnn_tanh, rnn_relu, lstm, gru };
@@ -109,8 +120,7 @@ class RNNBase : public Module {
   double dropout() const { return dropout_; }
 
  protected:
-  RNNBase(std::string type_name, Mode mode, int64_t input_size, int64_t hidden_size, int64_t num_layers, bool bias,
-          bool bidirectional, double dropout, Generator& gen);
+  RNNBase(std::string type_name, Mode mode, const RecurrentOptions& options, Generator& gen);
   // x (B, S, I); lengths i64 (B) in [0, S] or undefined (all S); h0 and c0 (L·D, B, H) or undefined (zeros),
   // c0 only for LSTM. The result's state.c is defined only for LSTM.
   LSTMResult run(const Tensor& x, const Tensor& lengths, const Tensor& h0, const Tensor& c0) const;
@@ -123,38 +133,40 @@ class RNNBase : public Module {
   Mode mode_;
   int64_t input_size_, hidden_size_, num_layers_, directions_;
   double dropout_;
-  Generator* gen_;
   std::vector<Weights> weights_;  // layer l, direction d at l·D + d
 };
 
 // Elman RNN over a padded batch: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 class RNN : public RNNBase {
  public:
-  RNN(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, Nonlinearity nonlinearity = Nonlinearity::tanh,
-      bool bias = true, bool bidirectional = false, double dropout = 0.0, Generator& gen = default_generator());
+  RNN(int64_t input_size, int64_t hidden_size, Generator& gen = current_generator());
+  explicit RNN(const RecurrentOptions& options, Nonlinearity nonlinearity = Nonlinearity::tanh,
+               Generator& gen = current_generator());
   // x (B, S, I), lengths i64 (B) or undefined, h0 (L·D, B, H) or undefined.
   RNNResult forward(const Tensor& x, const Tensor& lengths = {}, const Tensor& h0 = {}) const;
 };
 
 class LSTM : public RNNBase {
  public:
-  LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, bool bias = true, bool bidirectional = false,
-       double dropout = 0.0, Generator& gen = default_generator());
+  LSTM(int64_t input_size, int64_t hidden_size, Generator& gen = current_generator());
+  explicit LSTM(const RecurrentOptions& options, Generator& gen = current_generator());
   // x (B, S, I), lengths i64 (B) or undefined, state {h0, c0} each (L·D, B, H) or both undefined.
   LSTMResult forward(const Tensor& x, const Tensor& lengths = {}, const LSTMState& state = {}) const;
 };
 
 class GRU : public RNNBase {
  public:
-  GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers = 1, bool bias = true, bool bidirectional = false,
-      double dropout = 0.0, Generator& gen = default_generator());
+  GRU(int64_t input_size, int64_t hidden_size, Generator& gen = current_generator());
+  explicit GRU(const RecurrentOptions& options, Generator& gen = current_generator());
   // x (B, S, I), lengths i64 (B) or undefined, h0 (L·D, B, H) or undefined.
   RNNResult forward(const Tensor& x, const Tensor& lengths = {}, const Tensor& h0 = {}) const;
 };
 
-struct AdditiveAttentionResult {
-  Tensor context;  // (B, Dv) or (B, T, Dv)
-  Tensor weights;  // (B, S) or (B, T, S): each row sums to 1 over unpadded keys; 0 on padding
+// AdditiveAttention's sizes, all required: queries of query_dim, keys of key_dim, scored in attention_dim.
+struct AdditiveAttentionOptions {
+  int64_t query_dim = 0;
+  int64_t key_dim = 0;
+  int64_t attention_dim = 0;
 };
 
 // Bahdanau's attention: score(s, h_i) = vᵀ tanh(W_q s + W_k h_i), weights = softmax over the S keys, context =
@@ -162,18 +174,19 @@ struct AdditiveAttentionResult {
 // with a bias. A query whose keys are all padding gets zero weights and a zero context, never NaN.
 class AdditiveAttention : public Module {
  public:
-  AdditiveAttention(int64_t query_dim, int64_t key_dim, int64_t attention_dim, Generator& gen = default_generator());
+  explicit AdditiveAttention(const AdditiveAttentionOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "AdditiveAttention"; }
   // W_k h for every key: keys (B, S, K) -> (B, S, A). A decoder computes it once per source sentence and passes
   // it to forward_projected at every step.
   Tensor precompute_keys(const Tensor& keys) const;
   // query (B, Q) or (B, T, Q), keys (B, S, K), values (B, S, Dv), key_padding_mask bool (B, S) with true =
-  // padding, or undefined.
-  AdditiveAttentionResult forward(const Tensor& query, const Tensor& keys, const Tensor& values,
-                                  const Tensor& key_padding_mask = {}) const;
+  // padding, or undefined. Output: the context (B, Dv) or (B, T, Dv); weights (B, S) or (B, T, S), each row
+  // summing to 1 over unpadded keys, 0 on padding.
+  AttentionResult forward(const Tensor& query, const Tensor& keys, const Tensor& values,
+                          const Tensor& key_padding_mask = {}) const;
   // The same with projected_keys = precompute_keys(keys), (B, S, A).
-  AdditiveAttentionResult forward_projected(const Tensor& query, const Tensor& projected_keys, const Tensor& values,
-                                            const Tensor& key_padding_mask = {}) const;
+  AttentionResult forward_projected(const Tensor& query, const Tensor& projected_keys, const Tensor& values,
+                                    const Tensor& key_padding_mask = {}) const;
   const Linear& w_query() const { return *w_query_; }
   const Linear& w_key() const { return *w_key_; }
   const Linear& v() const { return *v_; }

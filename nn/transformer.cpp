@@ -18,10 +18,17 @@ void check_sequence(std::string_view layer, std::string_view what, const Tensor&
     fail<ShapeError>(layer, "{} {}: expected (B, L, {}) (d_model)", what, shape_str(x.shape()), d_model);
 }
 
-void check_config(std::string_view layer, const TransformerLayerConfig& config) {
-  if (config.d_model <= 0 || config.nhead <= 0 || config.dim_feedforward <= 0)
-    fail<ValueError>(layer, "d_model {}, nhead {} and dim_feedforward {} must be positive", config.d_model,
-                     config.nhead, config.dim_feedforward);
+void check_options(std::string_view layer, const TransformerLayerOptions& options) {
+  if (options.d_model <= 0 || options.nhead <= 0 || options.dim_feedforward <= 0)
+    fail<ValueError>(layer, "d_model {}, nhead {} and dim_feedforward {} must be positive", options.d_model,
+                     options.nhead, options.dim_feedforward);
+}
+
+// The self- and cross-attention of a layer: options.nhead heads, dropout on the weights, biases.
+std::shared_ptr<MultiheadAttention> layer_attention(const TransformerLayerOptions& options, Generator& gen) {
+  return std::make_shared<MultiheadAttention>(
+      MultiheadAttentionOptions{.embed_dim = options.d_model, .num_heads = options.nhead, .dropout = options.dropout},
+      gen);
 }
 
 // Adds rows start..start+T-1 of a position table [max_len, D] to x (B, T, D).
@@ -36,11 +43,13 @@ Tensor add_positions(std::string_view layer, const Tensor& x, const Tensor& tabl
 
 }  // namespace
 
-FeedForward::FeedForward(int64_t d_model, int64_t d_ff, double dropout, Activation activation, Generator& gen)
-    : activation_(activation) {
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d_model, d_ff, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(dropout, gen));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(d_ff, d_model, true, gen));
+FeedForward::FeedForward(int64_t d_model, int64_t dim_feedforward, Generator& gen)
+    : FeedForward(FeedForwardOptions{.d_model = d_model, .dim_feedforward = dim_feedforward}, gen) {}
+
+FeedForward::FeedForward(const FeedForwardOptions& options, Generator& gen) : activation_(options.activation) {
+  linear1_ = register_module("linear1", std::make_shared<Linear>(options.d_model, options.dim_feedforward, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, options.d_model, true, gen));
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
@@ -66,9 +75,9 @@ Tensor SinusoidalPositionalEncoding::forward(const Tensor& x, int64_t start) con
   return add_positions("SinusoidalPositionalEncoding", x, pe_, start);
 }
 
-LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t max_len, int64_t d_model, Generator& gen) {
+LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t max_len, Generator& gen) {
   if (d_model <= 0 || max_len <= 0)
-    fail<ValueError>("LearnedPositionalEncoding", "max_len {} and d_model {} must be positive", max_len, d_model);
+    fail<ValueError>("LearnedPositionalEncoding", "d_model {} and max_len {} must be positive", d_model, max_len);
   weight_ = register_parameter("weight", init::normal_(empty({max_len, d_model}), 0.0, 1.0, gen));
 }
 
@@ -76,29 +85,26 @@ Tensor LearnedPositionalEncoding::forward(const Tensor& x, int64_t start) const 
   return add_positions("LearnedPositionalEncoding", x, weight_, start);
 }
 
-TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward,
-                                                 double dropout, Activation activation, bool norm_first,
-                                                 Generator& gen)
-    : TransformerEncoderLayer(TransformerLayerConfig{d_model, nhead, dim_feedforward, dropout, activation, norm_first},
-                              gen) {}
+TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
+    : TransformerEncoderLayer(TransformerLayerOptions{.d_model = d_model, .nhead = nhead}, gen) {}
 
-TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerConfig& config, Generator& gen)
-    : config_(config) {
-  check_config("TransformerEncoderLayer", config);
-  const int64_t d = config.d_model;
-  self_attn_ = register_module("self_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, config.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(config.dropout, gen));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(config.dim_feedforward, d, true, gen));
+TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& options, Generator& gen)
+    : options_(options) {
+  check_options("TransformerEncoderLayer", options);
+  const int64_t d = options.d_model;
+  self_attn_ = register_module("self_attn", layer_attention(options, gen));
+  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
   norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
   norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
-  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(config.dropout, gen));
-  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(config.dropout, gen));
+  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
+  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
 }
 
 Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tensor& key_padding_mask,
                                                      const Tensor& mask, bool causal) const {
-  MhaOptions options;
+  MultiheadAttentionForwardOptions options;
   options.attn_mask = mask;
   options.key_padding_mask = key_padding_mask;
   options.causal = causal;
@@ -107,14 +113,14 @@ Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tens
 
 Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
   return dropout2_->forward(
-      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), config_.activation))));
+      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& src_mask,
                                         bool causal) const {
-  check_sequence("TransformerEncoderLayer", "src", src, config_.d_model);
+  check_sequence("TransformerEncoderLayer", "src", src, options_.d_model);
   Tensor x = src;  // (B, S, D)
-  if (config_.norm_first) {
+  if (options_.norm_first) {
     x = x + self_attention_block(norm1_->forward(x), src_key_padding_mask, src_mask, causal);
     return x + feed_forward_block(norm2_->forward(x));
   }
@@ -122,45 +128,41 @@ Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key
   return norm2_->forward(x + feed_forward_block(x));
 }
 
-TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward,
-                                                 double dropout, Activation activation, bool norm_first,
-                                                 Generator& gen)
-    : TransformerDecoderLayer(TransformerLayerConfig{d_model, nhead, dim_feedforward, dropout, activation, norm_first},
-                              gen) {}
+TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
+    : TransformerDecoderLayer(TransformerLayerOptions{.d_model = d_model, .nhead = nhead}, gen) {}
 
-TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerConfig& config, Generator& gen)
-    : config_(config) {
-  check_config("TransformerDecoderLayer", config);
-  const int64_t d = config.d_model;
-  self_attn_ = register_module("self_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
-  multihead_attn_ =
-      register_module("multihead_attn", std::make_shared<MultiheadAttention>(d, config.nhead, config.dropout, true, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, config.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(config.dropout, gen));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(config.dim_feedforward, d, true, gen));
+TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& options, Generator& gen)
+    : options_(options) {
+  check_options("TransformerDecoderLayer", options);
+  const int64_t d = options.d_model;
+  self_attn_ = register_module("self_attn", layer_attention(options, gen));
+  multihead_attn_ = register_module("multihead_attn", layer_attention(options, gen));
+  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
   norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
   norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
   norm3_ = register_module("norm3", std::make_shared<LayerNorm>(Shape{d}));
-  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(config.dropout, gen));
-  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(config.dropout, gen));
-  dropout3_ = register_module("dropout3", std::make_shared<Dropout>(config.dropout, gen));
+  dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
+  dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
+  dropout3_ = register_module("dropout3", std::make_shared<Dropout>(options.dropout));
 }
 
 Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
   return dropout3_->forward(
-      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), config_.activation))));
+      linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
 
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                         const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
                                         DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
-  check_sequence("TransformerDecoderLayer", "tgt", tgt, config_.d_model);
-  check_sequence("TransformerDecoderLayer", "memory", memory, config_.d_model);
-  MhaOptions self_options;
+  check_sequence("TransformerDecoderLayer", "tgt", tgt, options_.d_model);
+  check_sequence("TransformerDecoderLayer", "memory", memory, options_.d_model);
+  MultiheadAttentionForwardOptions self_options;
   self_options.key_padding_mask = tgt_key_padding_mask;
   self_options.causal = tgt_causal;
   self_options.cache = cache ? &cache->self_attn : nullptr;
-  MhaOptions cross_options;
+  MultiheadAttentionForwardOptions cross_options;
   cross_options.key_padding_mask = memory_key_padding_mask;
   cross_options.cache = cache ? &cache->cross_attn : nullptr;
   cross_options.need_weights = cross_attention_weights != nullptr;
@@ -169,12 +171,12 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
     return dropout1_->forward(self_attn_->forward(x, x, x, self_options).output);
   };
   const auto cross_block = [&](const Tensor& x) {
-    MhaOutput attended = multihead_attn_->forward(x, memory, memory, cross_options);
+    AttentionResult attended = multihead_attn_->forward(x, memory, memory, cross_options);
     if (cross_attention_weights) cross_attention_weights->push_back(attended.weights);  // (B, H, T, S)
     return dropout2_->forward(attended.output);
   };
   Tensor x = tgt;  // (B, T, D)
-  if (config_.norm_first) {
+  if (options_.norm_first) {
     x = x + self_block(norm1_->forward(x));
     x = x + cross_block(norm2_->forward(x));
     return x + feed_forward_block(norm3_->forward(x));
@@ -184,12 +186,12 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
   return norm3_->forward(x + feed_forward_block(x));
 }
 
-TransformerEncoder::TransformerEncoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm,
+TransformerEncoder::TransformerEncoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm,
                                        Generator& gen) {
   if (num_layers <= 0) fail<ValueError>("TransformerEncoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
-  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerEncoderLayer>(config, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{config.d_model}));
+  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
+  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& mask,
@@ -200,12 +202,12 @@ Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padd
   return norm_ ? norm_->forward(x) : x;
 }
 
-TransformerDecoder::TransformerDecoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm,
+TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm,
                                        Generator& gen) {
   if (num_layers <= 0) fail<ValueError>("TransformerDecoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
-  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerDecoderLayer>(config, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{config.d_model}));
+  for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerDecoderLayer>(layer, gen));
+  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
 }
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
@@ -220,12 +222,14 @@ Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool
   return norm_ ? norm_->forward(x) : x;
 }
 
-Transformer::Transformer(int64_t d_model, int64_t nhead, int64_t num_encoder_layers, int64_t num_decoder_layers,
-                         int64_t dim_feedforward, double dropout, Activation activation, bool norm_first,
-                         Generator& gen) {
-  const TransformerLayerConfig config{d_model, nhead, dim_feedforward, dropout, activation, norm_first};
-  encoder_ = register_module("encoder", std::make_shared<TransformerEncoder>(config, num_encoder_layers, true, gen));
-  decoder_ = register_module("decoder", std::make_shared<TransformerDecoder>(config, num_decoder_layers, true, gen));
+Transformer::Transformer(int64_t d_model, int64_t nhead, Generator& gen)
+    : Transformer(TransformerOptions{.layer = {.d_model = d_model, .nhead = nhead}}, gen) {}
+
+Transformer::Transformer(const TransformerOptions& options, Generator& gen) {
+  encoder_ = register_module(
+      "encoder", std::make_shared<TransformerEncoder>(options.layer, options.num_encoder_layers, true, gen));
+  decoder_ = register_module(
+      "decoder", std::make_shared<TransformerDecoder>(options.layer, options.num_decoder_layers, true, gen));
   for (const Tensor& p : parameters())
     if (p.dim() > 1) init::xavier_uniform_(p, 1.0, gen);
 }

@@ -35,11 +35,19 @@ namespace gradformer::nn {
 
 enum class Activation { relu, gelu };
 
-// linear2(dropout(activation(linear1(x)))): (B, T, D) -> (B, T, D) through width d_ff.
+// d_model and dim_feedforward are required.
+struct FeedForwardOptions {
+  int64_t d_model = 0;
+  int64_t dim_feedforward = 0;
+  double dropout = 0.1;
+  Activation activation = Activation::relu;
+};
+
+// linear2(dropout(activation(linear1(x)))): (B, T, D) -> (B, T, D) through width dim_feedforward.
 class FeedForward : public Module {
  public:
-  FeedForward(int64_t d_model, int64_t d_ff, double dropout = 0.1, Activation activation = Activation::relu,
-              Generator& gen = default_generator());
+  FeedForward(int64_t d_model, int64_t dim_feedforward, Generator& gen = current_generator());
+  explicit FeedForward(const FeedForwardOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "FeedForward"; }
   Tensor forward(const Tensor& x) const;
 
@@ -48,6 +56,8 @@ class FeedForward : public Module {
   std::shared_ptr<Linear> linear1_, linear2_;
   std::shared_ptr<Dropout> dropout_;
 };
+
+// Both positional encodings take (d_model, max_len), as every layer here takes its width first.
 
 // Vaswani's table pe[p, 2i] = sin(p / 10000^(2i/D)), pe[p, 2i+1] = cos(p / 10000^(2i/D)) as the buffer `pe`
 // [max_len, D]; forward adds rows start..start+T-1 (start > 0 when decoding step by step).
@@ -65,7 +75,7 @@ class SinusoidalPositionalEncoding : public Module {
 // A learned table `weight` [max_len, D], drawn from N(0, 1) as nn.Embedding; forward adds rows start..start+T-1.
 class LearnedPositionalEncoding : public Module {
  public:
-  LearnedPositionalEncoding(int64_t max_len, int64_t d_model, Generator& gen = default_generator());
+  explicit LearnedPositionalEncoding(int64_t d_model, int64_t max_len = 1024, Generator& gen = current_generator());
   std::string type_name() const override { return "LearnedPositionalEncoding"; }
   Tensor forward(const Tensor& x, int64_t start = 0) const;  // (B, T, D) -> (B, T, D)
   const Tensor& weight() const { return weight_; }
@@ -74,8 +84,8 @@ class LearnedPositionalEncoding : public Module {
   Tensor weight_;
 };
 
-// What every layer of a stack shares (nn.TransformerEncoderLayer's arguments).
-struct TransformerLayerConfig {
+// nn.TransformerEncoderLayer's and nn.TransformerDecoderLayer's arguments, which every layer of a stack shares.
+struct TransformerLayerOptions {
   int64_t d_model = 512;
   int64_t nhead = 8;
   int64_t dim_feedforward = 2048;
@@ -88,12 +98,11 @@ struct TransformerLayerConfig {
 // pre-norm (norm_first) x = x + dropout1(sa(norm1(x))); x = x + dropout2(ff(norm2(x))).
 class TransformerEncoderLayer : public Module {
  public:
-  TransformerEncoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward = 2048, double dropout = 0.1,
-                          Activation activation = Activation::relu, bool norm_first = false,
-                          Generator& gen = default_generator());
-  TransformerEncoderLayer(const TransformerLayerConfig& config, Generator& gen = default_generator());
+  TransformerEncoderLayer(int64_t d_model, int64_t nhead, Generator& gen = current_generator());
+  explicit TransformerEncoderLayer(const TransformerLayerOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoderLayer"; }
-  // src (B, S, D); src_key_padding_mask bool (B, S), true = padding; src_mask as MhaOptions::attn_mask.
+  // src (B, S, D); src_key_padding_mask bool (B, S), true = padding; src_mask as
+  // MultiheadAttentionForwardOptions::attn_mask.
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& src_mask = {},
                  bool causal = false) const;
 
@@ -101,7 +110,7 @@ class TransformerEncoderLayer : public Module {
   Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal) const;
   Tensor feed_forward_block(const Tensor& x) const;
 
-  TransformerLayerConfig config_;
+  TransformerLayerOptions options_;
   std::shared_ptr<MultiheadAttention> self_attn_;
   std::shared_ptr<Linear> linear1_, linear2_;
   std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_;
@@ -119,10 +128,8 @@ struct DecoderLayerCache {
 // each with its residual, dropout and LayerNorm (after, or before with norm_first).
 class TransformerDecoderLayer : public Module {
  public:
-  TransformerDecoderLayer(int64_t d_model, int64_t nhead, int64_t dim_feedforward = 2048, double dropout = 0.1,
-                          Activation activation = Activation::relu, bool norm_first = false,
-                          Generator& gen = default_generator());
-  TransformerDecoderLayer(const TransformerLayerConfig& config, Generator& gen = default_generator());
+  TransformerDecoderLayer(int64_t d_model, int64_t nhead, Generator& gen = current_generator());
+  explicit TransformerDecoderLayer(const TransformerLayerOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerDecoderLayer"; }
   // tgt (B, T, D), memory (B, S, D). With a cache, tgt holds only the new steps and tgt_key_padding_mask covers
   // every step so far; the cost is that of the new steps alone.
@@ -134,7 +141,7 @@ class TransformerDecoderLayer : public Module {
  private:
   Tensor feed_forward_block(const Tensor& x) const;
 
-  TransformerLayerConfig config_;
+  TransformerLayerOptions options_;
   std::shared_ptr<MultiheadAttention> self_attn_, multihead_attn_;
   std::shared_ptr<Linear> linear1_, linear2_;
   std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_, dropout3_;
@@ -144,8 +151,8 @@ class TransformerDecoderLayer : public Module {
 // num_layers encoder layers (`layers.0` ...) and, when final_norm, a LayerNorm `norm` after them.
 class TransformerEncoder : public Module {
  public:
-  TransformerEncoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm = true,
-                     Generator& gen = default_generator());
+  TransformerEncoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm = true,
+                     Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoder"; }
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& mask = {},
                  bool causal = false) const;
@@ -163,8 +170,8 @@ struct DecoderCache {
 
 class TransformerDecoder : public Module {
  public:
-  TransformerDecoder(const TransformerLayerConfig& config, int64_t num_layers, bool final_norm = true,
-                     Generator& gen = default_generator());
+  TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm = true,
+                     Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerDecoder"; }
   // With cross_attention_weights, appends every layer's cross-attention weights per head, (B, H, T, S).
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
@@ -183,13 +190,19 @@ struct DecodeMasks {
   bool tgt_causal = true;
 };
 
+// nn.Transformer's arguments, with its defaults: the layers' and the depth of each stack.
+struct TransformerOptions {
+  TransformerLayerOptions layer{};
+  int64_t num_encoder_layers = 6;
+  int64_t num_decoder_layers = 6;
+};
+
 // nn.Transformer (batch_first): `encoder` and `decoder` stacks, each with its final norm; every parameter of
 // two or more dimensions re-drawn Xavier-uniform after construction, as nn.Transformer._reset_parameters.
 class Transformer : public Module {
  public:
-  Transformer(int64_t d_model = 512, int64_t nhead = 8, int64_t num_encoder_layers = 6, int64_t num_decoder_layers = 6,
-              int64_t dim_feedforward = 2048, double dropout = 0.1, Activation activation = Activation::relu,
-              bool norm_first = false, Generator& gen = default_generator());
+  Transformer(int64_t d_model, int64_t nhead, Generator& gen = current_generator());
+  explicit Transformer(const TransformerOptions& options = {}, Generator& gen = current_generator());
   std::string type_name() const override { return "Transformer"; }
   // src (B, S, D) -> memory (B, S, D)
   Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}) const;

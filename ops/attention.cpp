@@ -6,6 +6,7 @@
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
 #include "autograd/strided.h"
+#include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
@@ -127,12 +128,11 @@ void masked_softmax_rows(T* scores, int64_t batches, int64_t heads, int64_t quer
   }
 }
 
-// dropped = P ⊙ keep / (1 - rate), one draw per element in row-major order, on one thread so that the
-// mask depends on the seed only.
+// dropped = P ⊙ keep / (1 - rate) with the dropout op's mask (ops/dropout_mask.h), so attention dropout and
+// the dropout op drop the same elements for the same generator state.
 template <class T>
 void drop(const T* probs, T* dropped, int64_t count, double rate, Generator& gen) {
-  const T keep_scale = static_cast<T>(1.0 / (1.0 - rate));
-  for (int64_t i = 0; i < count; ++i) dropped[i] = gen.uniform() < rate ? T(0) : probs[i] * keep_scale;
+  kernels::for_each_dropout_scale<T>(count, rate, gen, [&](int64_t i, T scale) { dropped[i] = probs[i] * scale; });
 }
 
 // In place over grad (= dP', the gradient of the dropped weights P'): dS = P'⊙dP' − P ⊙ rowsum(P'⊙dP').
@@ -231,7 +231,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   visit_floating(dtype, kOp, [&]<class T>(std::type_identity<T>) {
     masked_softmax_rows(probs.data_ptr<T>(), batches, heads, queries, keys, masks);
     if (rate > 0.0) {
-      Generator& gen = options.generator ? *options.generator : default_generator();
+      Generator& gen = options.generator ? *options.generator : current_generator();
       dropout_state = gen.state();
       dropped = empty(scores_shape, dtype);
       drop(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel(), rate, gen);

@@ -28,15 +28,17 @@ struct AttentionOptions {
   Tensor key_padding_mask{};
   bool causal = false;
   // Probability of zeroing an attention weight (the kept ones are scaled by 1 / (1 - dropout)); 0 in eval.
-  // The mask is drawn from `generator` (default_generator() when null), one draw per weight in row-major
-  // [B, H, T, S] order, so a seeded generator gives the same mask; backward replays the generator's state
-  // instead of saving the mask.
+  // The mask is the dropout op's (ops/dropout_mask.h) over the weights in row-major [B, H, T, S] order, drawn
+  // from `generator` (current_generator() when null), so a seeded generator gives the same mask; backward
+  // replays the generator's state instead of saving the mask.
   double dropout = 0.0;
   Generator* generator = nullptr;
   std::optional<double> scale{};  // multiplies q·kᵀ; 1 / sqrt(D) when not given
   bool need_weights = false;
 };
 
+// What every attention returns: this op, and nn's Attention, SelfAttention, MultiheadAttention and
+// AdditiveAttention, each of which states its shapes. This op's:
 struct AttentionResult {
   Tensor output;   // [B, H, T, Dv]
   // [B, H, T, S] when need_weights, else undefined: the softmax probabilities BEFORE dropout, so each row sums

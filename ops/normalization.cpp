@@ -12,6 +12,7 @@
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
 #include "autograd/strided.h"
+#include "ops/dropout_mask.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
 
@@ -341,23 +342,13 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   Tensor mask = empty(x.shape(), x.dtype());
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-    // The generator is sequential: draw all words first, then a loop without calls builds mask and output.
-    std::vector<uint64_t> words(static_cast<size_t>((n + 3) / 4));
-    for (uint64_t& word : words) word = gen.next_u64();
-    // An element survives when its 16-bit chunk is >= threshold; p == 1 makes threshold 65536: none survives.
-    const auto threshold = static_cast<uint32_t>(std::lround(p * 65536.0));
-    const T scale = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
     const T* px = input.data_ptr<T>();
     T* pm = mask.data_ptr<T>();
     T* py = out.data_ptr<T>();
-    const uint64_t* w = words.data();
-    for (int64_t j = 0; j < n; ++j) {
-      // Element j takes bits [16·(j mod 4), 16·(j mod 4) + 16) of word j / 4: the same mask on every machine.
-      const auto chunk = static_cast<uint32_t>((w[j >> 2] >> ((j & 3) * 16)) & 0xFFFFu);
-      const T m = chunk >= threshold ? scale : T(0);
-      pm[j] = m;
-      py[j] = px[j] * m;
-    }
+    kernels::for_each_dropout_scale<T>(n, p, gen, [&](int64_t j, T scale) {
+      pm[j] = scale;
+      py[j] = px[j] * scale;
+    });
   });
   return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = dout * mask; });
 }

@@ -20,10 +20,10 @@ Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {}, const Tensor& bias = {},
                   double eps = 1e-5);
 
-// Zeroes each element with probability p and scales the others by 1 / (1 - p); the mask comes from `gen`,
-// one 64-bit draw per four elements: an element is dropped when its 16-bit chunk is below round(p * 65536),
-// so p is realised to within 1/65536. In eval mode (training == false) or with p == 0 it returns x itself.
+// Zeroes each element with probability p and scales the others by 1 / (1 - p); the mask (ops/dropout_mask.h)
+// comes from `gen`, the thread's current generator unless one is given, one 64-bit draw per four elements, so p
+// is realised to within 1/65536. In eval mode (training == false) or with p == 0 it returns x itself.
 // p == 1 drops everything (zeros, zero gradient), as PyTorch; p outside [0, 1] is a ValueError.
-Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = current_generator());
 
 }  // namespace gradformer

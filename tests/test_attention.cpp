@@ -257,6 +257,25 @@ TEST_CASE("attention: dropout is deterministic for a seed and matches its expect
   check_close(grads(7), grads(7), 0.0);
 }
 
+TEST_CASE("attention: dropout drops what the dropout op drops for the same generator state, current by default") {
+  // q = k = 0 makes every weight 1/S, and v = I (S = Dv) copies the dropped weights into the output, so
+  // S · output is the dropout of a [B, H, T, S] tensor of ones.
+  const int64_t B = 2, H = 3, T = 4, S = 5;
+  std::vector<float> identity(static_cast<size_t>(B * H * S * S), 0.f);
+  for (int64_t m = 0; m < B * H; ++m)
+    for (int64_t s = 0; s < S; ++s) identity[static_cast<size_t>((m * S + s) * S + s)] = 1.f;
+  const Tensor q = zeros({B, H, T, 2}), k = zeros({B, H, S, 2}), v = from_vector(identity, {B, H, S, S});
+  Generator masks(21), same(21);
+  Tensor attended;
+  {
+    const GeneratorGuard guard(masks);  // no .generator given: the thread's current one
+    attended = scaled_dot_product_attention(q, k, v, {.dropout = 0.3}).output;
+  }
+  const Tensor expected = dropout(ones({B, H, T, S}), 0.3, true, same);
+  CHECK(max_abs_difference(attended * static_cast<double>(S), expected) < 1e-5);
+  CHECK(masks.state() == same.state());  // the same number of draws
+}
+
 TEST_CASE("attention: need_weights returns rows summing to 1, without gradient") {
   Generator gen(16);
   const Tensor q = randn({2, 3, 4, 5}, gen).requires_grad_(), k = randn({2, 3, 6, 5}, gen).requires_grad_();

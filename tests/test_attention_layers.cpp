@@ -102,7 +102,8 @@ Tensor causal_additive(int64_t steps, int64_t keys) {
 
 // A layer in f64 with non-zero biases, so every term of the projections is exercised.
 std::shared_ptr<nn::MultiheadAttention> make_mha(int64_t E, int64_t H, Generator& gen, double dropout = 0.0) {
-  auto m = std::make_shared<nn::MultiheadAttention>(E, H, dropout, true, gen);
+  auto m = std::make_shared<nn::MultiheadAttention>(
+      nn::MultiheadAttentionOptions{.embed_dim = E, .num_heads = H, .dropout = dropout}, gen);
   m->to(DType::f64);
   m->in_proj_bias().copy_(randn({3 * E}, gen, DType::f64));
   m->out_proj().bias().copy_(randn({E}, gen, DType::f64));
@@ -117,7 +118,7 @@ TEST_CASE("Attention: the lecture's softmax(Kᵀq_j) and c_j = V α_j, in value 
     for (bool padded : {false, true}) {
       CAPTURE(scaled);
       CAPTURE(padded);
-      nn::Attention m(3, 5, 2, 4, scaled, gen);
+      nn::Attention m({.query_dim = 3, .key_dim = 5, .value_dim = 2, .attention_dim = 4, .scaled = scaled}, gen);
       m.to(DType::f64);
       const Tensor xd = randn({2, 3, 3}, gen, DType::f64), xe = randn({2, 4, 5}, gen, DType::f64);
       const Tensor padding = padded ? from_vector<bool>({false, false, true, true, false, false, false, true}, {2, 4})
@@ -125,7 +126,7 @@ TEST_CASE("Attention: the lecture's softmax(Kᵀq_j) and c_j = V α_j, in value 
       const Tensor r = randn({2, 3, 2}, gen, DType::f64);
       const double scale = scaled ? 0.5 : 1.0;  // 1/√d_k with d_k = 4
       const auto got = value_and_grads(
-          m, [&](const std::vector<Tensor>& x) { return m.forward(x[0], x[1], padding).context; }, {xd, xe}, r);
+          m, [&](const std::vector<Tensor>& x) { return m.forward(x[0], x[1], padding).output; }, {xd, xe}, r);
       const auto expected = value_and_grads(
           m, [&](const std::vector<Tensor>& x) { return lecture_attention(m, x[0], x[1], padding, scale); }, {xd, xe},
           r);
@@ -136,11 +137,11 @@ TEST_CASE("Attention: the lecture's softmax(Kᵀq_j) and c_j = V α_j, in value 
 
 TEST_CASE("Attention: weights are α_j, rows summing to one, zero on padding; SelfAttention is Attention(X, X)") {
   Generator gen(2);
-  nn::Attention m(3, 3, 2, 4, true, gen);
+  nn::Attention m({.query_dim = 3, .key_dim = 3, .value_dim = 2, .attention_dim = 4}, gen);
   const Tensor x = randn({2, 4, 3}, gen);
   const Tensor padding = from_vector<bool>({false, false, false, true, false, true, true, true}, {2, 4});
-  const nn::AttentionOutput out = m.forward(x, x, padding, false, true);
-  CHECK(out.context.shape() == Shape{2, 4, 2});
+  const AttentionResult out = m.forward(x, x, padding, false, true);
+  CHECK(out.output.shape() == Shape{2, 4, 2});
   REQUIRE(out.weights.shape() == Shape{2, 4, 4});
   for (double s : sum(out.weights, {-1}).to_vector<double>()) CHECK(s == doctest::Approx(1.0));
   for (int64_t j = 0; j < 4; ++j) {
@@ -150,26 +151,26 @@ TEST_CASE("Attention: weights are α_j, rows summing to one, zero on padding; Se
   CHECK_FALSE(m.forward(x, x).weights.defined());
 
   Generator g1(9), g2(9);
-  nn::SelfAttention self(3, 4, 2, true, g1);
-  nn::Attention plain(3, 3, 2, 4, true, g2);
+  nn::SelfAttention self({.dim = 3, .value_dim = 2, .attention_dim = 4}, g1);
+  nn::Attention plain({.query_dim = 3, .key_dim = 3, .value_dim = 2, .attention_dim = 4}, g2);
   std::vector<std::string> names;
   for (const auto& [name, p] : self.named_parameters()) names.push_back(name);
   CHECK(names == std::vector<std::string>{"attention.w_q", "attention.w_k", "attention.w_v"});
-  CHECK(max_abs_difference(self.forward(x, padding, true).context, plain.forward(x, x, padding, true).context) == 0.0);
+  CHECK(max_abs_difference(self.forward(x, padding, true).output, plain.forward(x, x, padding, true).output) == 0.0);
 }
 
 TEST_CASE("Attention and MultiheadAttention: causal outputs ignore the future, padded keys are ignored") {
   Generator gen(3);
-  nn::SelfAttention self(4, 3, 2, true, gen);
+  nn::SelfAttention self({.dim = 4, .value_dim = 2, .attention_dim = 3}, gen);
   auto mha = make_mha(4, 2, gen);
   self.to(DType::f64);
   const Tensor x = randn({2, 5, 4}, gen, DType::f64);
   Tensor future = x.clone();
   narrow(future, 1, 3, 2).copy_(randn({2, 2, 4}, gen, DType::f64));
-  nn::MhaOptions causal;
+  nn::MultiheadAttentionForwardOptions causal;
   causal.causal = true;
   const auto early = [](const Tensor& t) { return narrow(t, 1, 0, 3); };
-  CHECK(max_abs_difference(early(self.forward(x, {}, true).context), early(self.forward(future, {}, true).context)) ==
+  CHECK(max_abs_difference(early(self.forward(x, {}, true).output), early(self.forward(future, {}, true).output)) ==
         0.0);
   CHECK(max_abs_difference(early(mha->forward(x, x, x, causal).output),
                            early(mha->forward(future, future, future, causal).output)) == 0.0);
@@ -179,13 +180,13 @@ TEST_CASE("Attention and MultiheadAttention: causal outputs ignore the future, p
 
   // Keys 3 and 4 of every sequence are padding: changing them changes nothing.
   const Tensor padding = from_vector<bool>({0, 0, 0, 1, 1, 0, 0, 0, 1, 1}, {2, 5});
-  nn::MhaOptions padded;
+  nn::MultiheadAttentionForwardOptions padded;
   padded.key_padding_mask = padding;
   const Tensor query = randn({2, 3, 4}, gen, DType::f64);
   CHECK(max_abs_difference(mha->forward(query, x, x, padded).output,
                            mha->forward(query, future, future, padded).output) == 0.0);
-  CHECK(max_abs_difference(self.attention().forward(query, x, padding).context,
-                           self.attention().forward(query, future, padding).context) == 0.0);
+  CHECK(max_abs_difference(self.attention().forward(query, x, padding).output,
+                           self.attention().forward(query, future, padding).output) == 0.0);
 }
 
 TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and gradient") {
@@ -206,7 +207,7 @@ TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and 
   SUBCASE("causal self-attention with key padding") {
     const Tensor r = randn({2, 3, 6}, gen, DType::f64);
     const Tensor self_padding = from_vector<bool>({0, 0, 1, 0, 0, 0}, {2, 3});
-    nn::MhaOptions options;
+    nn::MultiheadAttentionForwardOptions options;
     options.causal = true;
     options.key_padding_mask = self_padding;
     check_same(value_and_grads(*m, [&](const std::vector<Tensor>& in) {
@@ -219,7 +220,7 @@ TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and 
   SUBCASE("cross-attention, key is value, with key padding and a float attn_mask") {
     const Tensor r = randn({2, 3, 6}, gen, DType::f64);
     const Tensor bias = randn({3, 4}, gen, DType::f64);
-    nn::MhaOptions options;
+    nn::MultiheadAttentionForwardOptions options;
     options.key_padding_mask = padding;
     options.attn_mask = bias;
     check_same(value_and_grads(*m, [&](const std::vector<Tensor>& in) {
@@ -232,7 +233,7 @@ TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and 
   SUBCASE("three distinct tensors, a bool attn_mask (true = not allowed) and the weights") {
     const Tensor r = randn({2, 3, 6}, gen, DType::f64);
     const Tensor blocked = from_vector<bool>({0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0}, {3, 4});
-    nn::MhaOptions options;
+    nn::MultiheadAttentionForwardOptions options;
     options.attn_mask = blocked;
     check_same(value_and_grads(*m, [&](const std::vector<Tensor>& in) {
                  return m->forward(in[0], in[1], in[2], options).output;
@@ -244,9 +245,9 @@ TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and 
     std::vector<Tensor> probabilities;
     per_head_attention(*m, x, memory, other, masked_fill(zeros({3, 4}, DType::f64), blocked, -kInf), {}, &probabilities);
     options.need_weights = true;
-    const nn::MhaOutput averaged = m->forward(x, memory, other, options);
+    const AttentionResult averaged = m->forward(x, memory, other, options);
     options.average_attn_weights = false;
-    const nn::MhaOutput per_head = m->forward(x, memory, other, options);
+    const AttentionResult per_head = m->forward(x, memory, other, options);
     REQUIRE(per_head.weights.shape() == Shape{2, 3, 3, 4});
     CHECK(max_abs_difference(per_head.weights, stack(probabilities, 1)) < 1e-12);
     CHECK(max_abs_difference(averaged.weights, mean(stack(probabilities, 1), {1})) < 1e-12);
@@ -256,7 +257,7 @@ TEST_CASE("MultiheadAttention: equals the head-by-head computation in value and 
 
 TEST_CASE("MultiheadAttention: parameters, names and initialisation follow nn.MultiheadAttention") {
   Generator gen(5);
-  nn::MultiheadAttention m(8, 2, 0.0, true, gen);
+  nn::MultiheadAttention m(8, 2, gen);
   std::vector<std::pair<std::string, Shape>> got;
   for (const auto& [name, p] : m.named_parameters()) got.emplace_back(name, p.shape());
   CHECK(got == std::vector<std::pair<std::string, Shape>>{
@@ -267,20 +268,21 @@ TEST_CASE("MultiheadAttention: parameters, names and initialisation follow nn.Mu
   CHECK(testing::max_abs(m.in_proj_weight()) <= xavier);
   CHECK(testing::max_abs(m.in_proj_weight()) > 0.5 * xavier);
   CHECK(testing::max_abs(m.out_proj().weight()) <= 1.0 / std::sqrt(8.0));
-  nn::MultiheadAttention no_bias(8, 2, 0.0, false, gen);
+  nn::MultiheadAttention no_bias({.embed_dim = 8, .num_heads = 2, .bias = false}, gen);
   CHECK(no_bias.named_parameters().size() == 2);
   CHECK(no_bias.forward(randn({1, 2, 8}, gen), randn({1, 3, 8}, gen), randn({1, 3, 8}, gen)).output.shape() ==
         Shape{1, 2, 8});
 }
 
-TEST_CASE("MultiheadAttention: dropout on the weights in training only, reproducible from the generator") {
-  Generator init(6), dropout_gen(6);
-  auto m = std::make_shared<nn::MultiheadAttention>(4, 2, 0.5, true, dropout_gen);
+TEST_CASE("MultiheadAttention: dropout on the weights in training only, reproducible from the current generator") {
+  Generator init(6), masks(1);
+  auto m = std::make_shared<nn::MultiheadAttention>(
+      nn::MultiheadAttentionOptions{.embed_dim = 4, .num_heads = 2, .dropout = 0.5}, init);
   m->to(DType::f64);
   const Tensor x = randn({2, 3, 4}, init, DType::f64);
-  dropout_gen.manual_seed(1);
+  const GeneratorGuard guard(masks);
   const Tensor a = m->forward(x, x, x).output;
-  dropout_gen.manual_seed(1);
+  masks.manual_seed(1);
   const Tensor b = m->forward(x, x, x).output;
   const Tensor c = m->forward(x, x, x).output;
   CHECK(max_abs_difference(a, b) == 0.0);
@@ -297,7 +299,7 @@ TEST_CASE("MultiheadAttention: decoding step by step through a KVCache equals fu
   m->eval();
   NoGradGuard no_grad;
   const Tensor x = randn({2, 5, 4}, gen, DType::f64), memory = randn({2, 3, 4}, gen, DType::f64);
-  nn::MhaOptions causal;
+  nn::MultiheadAttentionForwardOptions causal;
   causal.causal = true;
   const Tensor full_self = m->forward(x, x, x, causal).output;
   const Tensor full_cross = m->forward(x, memory, memory).output;
@@ -334,7 +336,7 @@ TEST_CASE("MultiheadAttention: decoding step by step through a KVCache equals fu
 
 TEST_CASE("Attention layers: errors name the layer and the shapes") {
   Generator gen(8);
-  nn::MultiheadAttention m(16, 4, 0.0, true, gen);
+  nn::MultiheadAttention m(16, 4, gen);
   CHECK(message_of<ShapeError>([&] { m.forward(zeros({2, 5, 16}), zeros({2, 7, 12}), zeros({2, 7, 12})); }) ==
         "MultiheadAttention: query [2, 5, 16] and key [2, 7, 12]: embedding dims 16 and 12 differ");
   CHECK(message_of<ShapeError>([&] { m.forward(zeros({2, 5, 8}), zeros({2, 7, 8}), zeros({2, 7, 8})); }) ==
@@ -351,18 +353,20 @@ TEST_CASE("Attention layers: errors name the layer and the shapes") {
   const Tensor other_batch = zeros({3, 1, 16});
   CHECK(message_of<ShapeError>([&] { m.forward(other_batch, other_batch, other_batch, {.cache = &cache}); }) ==
         "MultiheadAttention: cache keys [2, 4, 1, 4] and new keys [3, 4, 1, 4]: batch, head or head sizes differ");
-  CHECK(message_of<ValueError>([&] { nn::MultiheadAttention(10, 3, 0.0, true, gen); }) ==
+  CHECK(message_of<ValueError>([&] { nn::MultiheadAttention(10, 3, gen); }) ==
         "MultiheadAttention: embed_dim 10 is not divisible by num_heads 3");
-  CHECK(message_of<ValueError>([&] { nn::MultiheadAttention(8, 2, 1.0, true, gen); }) ==
+  CHECK(message_of<ValueError>(
+            [&] { nn::MultiheadAttention({.embed_dim = 8, .num_heads = 2, .dropout = 1.0}, gen); }) ==
         "MultiheadAttention: dropout 1 is outside [0, 1)");
 
-  nn::Attention a(3, 5, 2, 4, true, gen);
+  nn::Attention a({.query_dim = 3, .key_dim = 5, .value_dim = 2, .attention_dim = 4}, gen);
   CHECK(message_of<ShapeError>([&] { a.forward(zeros({2, 4, 5}), zeros({2, 6, 5})); }) ==
         "Attention: decoder inputs [2, 4, 5]: expected (B, T, 3) (query_dim)");
   CHECK(message_of<ShapeError>([&] { a.forward(zeros({2, 4, 3}), zeros({2, 6})); }) ==
         "Attention: encoder inputs [2, 6]: expected (B, S, 5) (key_dim)");
   CHECK(message_of<ShapeError>([&] { a.forward(zeros({2, 4, 3}), zeros({1, 6, 5})); }) ==
         "Attention: decoder inputs [2, 4, 3] and encoder inputs [1, 6, 5]: batch sizes 2 and 1 differ");
-  CHECK(message_of<ValueError>([&] { nn::Attention(3, 0, 2, 4, true, gen); }) ==
+  CHECK(message_of<ValueError>(
+            [&] { nn::Attention({.query_dim = 3, .key_dim = 0, .value_dim = 2, .attention_dim = 4}, gen); }) ==
         "Attention: query_dim 3, key_dim 0, value_dim 2 and attention_dim 4 must be positive");
 }

@@ -39,12 +39,13 @@ const std::vector<ZooCase>& zoo_cases() {
   return cases;
 }
 
-// The named model at tiny sizes, dropout 0, eval mode, weights from a seeded generator. Two Transformer layers
-// and two attention blocks, so a cache indexed by the wrong layer would show.
-std::shared_ptr<models::Seq2SeqModel> tiny_model(const ZooCase& c, uint64_t seed = 11) {
+// The named model at tiny sizes, dropout 0 unless asked, eval mode, weights from a seeded generator that ends with
+// this function (the model keeps no generator). Two Transformer layers and two attention blocks, so a cache
+// indexed by the wrong layer would show.
+std::shared_ptr<models::Seq2SeqModel> tiny_model(const ZooCase& c, uint64_t seed = 11, double dropout = 0.0) {
   models::ModelOptions options;
   options.vocab_size = kVocab;
-  options.dropout = 0.0;
+  options.dropout = dropout;
   options.rnn_cell = c.rnn_cell;
   options.max_length = 64;
   nlohmann::json config = models::model_config(c.name, options);
@@ -247,4 +248,22 @@ TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam 
   options.beam_size = 100000;
   CHECK(message_of<ValueError>([&] { models::translate(*model, two_sources(), options); }) ==
         "translate: beam size 100000 is outside 1..256");
+}
+
+TEST_CASE("decode: a zoo model keeps no generator; in training its dropout draws from the thread's current one") {
+  for (const ZooCase& c : zoo_cases()) {
+    CAPTURE(c.label);
+    const auto model = tiny_model(c, 11, 0.3);
+    model->train();
+    NoGradGuard no_grad;
+    const Tensor src = two_sources();
+    const auto logits_with_masks_from = [&](uint64_t seed) {
+      Generator masks(seed);
+      const GeneratorGuard guard(masks);
+      return model->forward(src, src);
+    };
+    const Tensor first = logits_with_masks_from(1);
+    CHECK(max_abs_difference(logits_with_masks_from(1), first) == 0.0);
+    CHECK(max_abs_difference(logits_with_masks_from(2), first) > 0.0);
+  }
 }

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+
 using gradformer::Generator;
 
 TEST_CASE("Generator: the same seed gives the same stream, a different seed another") {
@@ -47,4 +49,26 @@ TEST_CASE("Generator: uniform and normal have the right moments; state round-tri
   g.set_state(saved);
   CHECK(g.normal() == next);
   for (int i = 0; i < 1000; ++i) CHECK(g.below(7) < 7);
+}
+
+TEST_CASE("GeneratorGuard: makes a generator current for its scope, nests, restores, and is per thread") {
+  using gradformer::current_generator;
+  using gradformer::default_generator;
+  using gradformer::GeneratorGuard;
+  CHECK(&current_generator() == &default_generator());
+  Generator outer(1), inner(2);
+  {
+    const GeneratorGuard outer_guard(outer);
+    CHECK(&current_generator() == &outer);
+    {
+      const GeneratorGuard inner_guard(inner);
+      CHECK(&current_generator() == &inner);
+      // Another thread has no guard of its own: it draws from the default generator.
+      const Generator* seen_by_other_thread = nullptr;
+      std::thread([&] { seen_by_other_thread = &current_generator(); }).join();
+      CHECK(seen_by_other_thread == &default_generator());
+    }
+    CHECK(&current_generator() == &outer);
+  }
+  CHECK(&current_generator() == &default_generator());
 }

@@ -234,6 +234,18 @@ TEST_CASE("dropout: the gradient is the mask times 1 / (1 - p); p = 1 gives zero
   CHECK(testing::max_abs(all_dropped) == 0.0);
 }
 
+TEST_CASE("dropout: without a generator it draws from the thread's current one") {
+  const Tensor x = ones({3, 7});
+  Generator masks(5), same(5);
+  Tensor guarded;
+  {
+    const GeneratorGuard guard(masks);
+    guarded = dropout(x, 0.5, true);
+  }
+  CHECK(guarded.to_vector<float>() == dropout(x, 0.5, true, same).to_vector<float>());
+  CHECK(masks.state() == same.state());
+}
+
 TEST_CASE("normalization errors: type and message") {
   CHECK(message_of<IndexError>([] {
           softmax(zeros({2, 3}), 2);

@@ -63,7 +63,7 @@ TEST_CASE("rnn: cells have PyTorch's parameter names, shapes and init") {
 
 TEST_CASE("rnn: layers name their parameters per layer and direction, as PyTorch") {
   Generator gen(2);
-  nn::LSTM lstm(3, 4, 2, true, true, 0.0, gen);
+  nn::LSTM lstm({.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true}, gen);
   CHECK(lstm.type_name() == "LSTM");
   check_parameter_names(lstm, {{"weight_ih_l0", {16, 3}},
                                {"weight_hh_l0", {16, 4}},
@@ -82,9 +82,9 @@ TEST_CASE("rnn: layers name their parameters per layer and direction, as PyTorch
                                {"bias_ih_l1_reverse", {16}},
                                {"bias_hh_l1_reverse", {16}}});
   check_recurrent_init(lstm, 4);
-  nn::GRU gru(5, 3, 1, false, false, 0.0, gen);
+  nn::GRU gru({.input_size = 5, .hidden_size = 3, .bias = false}, gen);
   check_parameter_names(gru, {{"weight_ih_l0", {9, 5}}, {"weight_hh_l0", {9, 3}}});
-  nn::RNN rnn(5, 3, 1, nn::Nonlinearity::relu, true, false, 0.0, gen);
+  nn::RNN rnn({.input_size = 5, .hidden_size = 3}, nn::Nonlinearity::relu, gen);
   CHECK(rnn.named_parameters().size() == 4);
 }
 
@@ -131,7 +131,7 @@ TEST_CASE("rnn: GRUCell follows PyTorch's formula, b_hn inside the reset product
 
 TEST_CASE("rnn: a one-layer RNN over full sequences is its cell applied step by step") {
   Generator gen(6);
-  nn::GRU layer(3, 4, 1, true, false, 0.0, gen);
+  nn::GRU layer(3, 4, gen);
   layer.to(DType::f64);
   nn::GRUCell cell(3, 4, true, gen);
   cell.to(DType::f64);
@@ -217,30 +217,30 @@ auto run_lstm = [](const nn::LSTM& layer, const Tensor& x, const Tensor& lengths
 TEST_CASE("rnn: padding changes no sequence's outputs, final state or gradients") {
   Generator gen(8);
   SUBCASE("LSTM, two layers") {
-    nn::LSTM layer(3, 4, 2, true, false, 0.0, gen);
+    nn::LSTM layer({.input_size = 3, .hidden_size = 4, .num_layers = 2}, gen);
     check_padding_changes_nothing(layer, 3, run_lstm);
   }
   SUBCASE("LSTM, two layers, bidirectional") {
-    nn::LSTM layer(3, 4, 2, true, true, 0.0, gen);
+    nn::LSTM layer({.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true}, gen);
     check_padding_changes_nothing(layer, 3, run_lstm);
   }
   SUBCASE("GRU") {
-    nn::GRU layer(3, 4, 1, true, false, 0.0, gen);
+    nn::GRU layer(3, 4, gen);
     check_padding_changes_nothing(layer, 3, run_rnn);
   }
   SUBCASE("GRU, bidirectional") {
-    nn::GRU layer(3, 4, 1, true, true, 0.0, gen);
+    nn::GRU layer({.input_size = 3, .hidden_size = 4, .bidirectional = true}, gen);
     check_padding_changes_nothing(layer, 3, run_rnn);
   }
   SUBCASE("RNN, relu, two layers, no bias") {
-    nn::RNN layer(3, 4, 2, nn::Nonlinearity::relu, false, false, 0.0, gen);
+    nn::RNN layer({.input_size = 3, .hidden_size = 4, .num_layers = 2, .bias = false}, nn::Nonlinearity::relu, gen);
     check_padding_changes_nothing(layer, 3, run_rnn);
   }
 }
 
 TEST_CASE("rnn: a length of 0 gives zero outputs and keeps the initial state") {
   Generator gen(9);
-  nn::LSTM layer(3, 4, 1, true, true, 0.0, gen);
+  nn::LSTM layer({.input_size = 3, .hidden_size = 4, .bidirectional = true}, gen);
   const Tensor h0 = randn({2, 2, 4}, gen), c0 = randn({2, 2, 4}, gen);
   const nn::LSTMResult r = layer.forward(randn({2, 3, 3}, gen), from_vector<int64_t>({3, 0}, {2}), {h0, c0});
   CHECK(max_abs(narrow(r.output, 0, 1, 1)) == 0.0);
@@ -250,8 +250,8 @@ TEST_CASE("rnn: a length of 0 gives zero outputs and keeps the initial state") {
 
 TEST_CASE("rnn: dropout acts between layers in training only") {
   Generator init_a(14), init_b(14);
-  nn::LSTM plain(3, 4, 2, true, false, 0.0, init_a);
-  nn::LSTM dropped(3, 4, 2, true, false, 0.5, init_b);
+  nn::LSTM plain({.input_size = 3, .hidden_size = 4, .num_layers = 2}, init_a);
+  nn::LSTM dropped({.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 0.5}, init_b);
   Generator gen(15);
   const Tensor x = randn({2, 3, 3}, gen), lengths = from_vector<int64_t>({3, 2}, {2});
   plain.eval();
@@ -265,7 +265,7 @@ TEST_CASE("rnn: dropout acts between layers in training only") {
 
 TEST_CASE("rnn: a 5,000-step RNN runs forward and backward without deep recursion") {
   Generator gen(10);
-  nn::RNN layer(1, 2, 1, nn::Nonlinearity::tanh, true, false, 0.0, gen);
+  nn::RNN layer(1, 2, gen);
   // f64, whose tiny products go to OpenBLAS on this thread: the f32 path's oneDNN primitives open an OpenMP
   // region per product, which alone took 7 to 18 s for these 10,000 products when other jobs held the cores.
   layer.to(DType::f64);
@@ -282,13 +282,13 @@ TEST_CASE("rnn: a 5,000-step RNN runs forward and backward without deep recursio
 
 TEST_CASE("rnn: AdditiveAttention weights are a softmax over the unpadded keys") {
   Generator gen(11);
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   attention.to(DType::f64);
   check_parameter_names(attention, {{"w_query.weight", {5, 4}}, {"w_key.weight", {5, 3}}, {"v.weight", {1, 5}}});
   const Tensor query = normal64({2, 4}, gen), keys = normal64({2, 3, 3}, gen), values = normal64({2, 3, 6}, gen);
   const Tensor mask = from_vector<bool>({false, false, true, false, true, true}, {2, 3});
-  const nn::AdditiveAttentionResult r = attention.forward(query, keys, values, mask);
-  CHECK(r.context.shape() == Shape{2, 6});
+  const AttentionResult r = attention.forward(query, keys, values, mask);
+  CHECK(r.output.shape() == Shape{2, 6});
   CHECK(r.weights.shape() == Shape{2, 3});
   CHECK(std::abs(r.weights.at({0, 0}) + r.weights.at({0, 1}) - 1.0) < 1e-12);
   CHECK(r.weights.at({0, 2}) == 0.0);
@@ -308,29 +308,29 @@ TEST_CASE("rnn: AdditiveAttention weights are a softmax over the unpadded keys")
   CHECK(r.weights.at({0, 0}) == doctest::Approx(w0).epsilon(1e-12));
   const Tensor values0 = narrow(values, 0, 0, 1);  // (1, S, Dv)
   const Tensor context0 = w0 * narrow(values0, 1, 0, 1) + (1 - w0) * narrow(values0, 1, 1, 1);
-  CHECK(max_abs_difference(narrow(r.context, 0, 0, 1), reshape(context0, {1, 6})) < 1e-12);
+  CHECK(max_abs_difference(narrow(r.output, 0, 0, 1), reshape(context0, {1, 6})) < 1e-12);
 
   // Precomputed keys give the same result; T queries at once give the same as one at a time.
-  const nn::AdditiveAttentionResult p =
+  const AttentionResult p =
       attention.forward_projected(query, attention.precompute_keys(keys), values, mask);
-  CHECK(max_abs_difference(p.context, r.context) == 0.0);
-  const nn::AdditiveAttentionResult many = attention.forward(unsqueeze(query, 1), keys, values, mask);
+  CHECK(max_abs_difference(p.output, r.output) == 0.0);
+  const AttentionResult many = attention.forward(unsqueeze(query, 1), keys, values, mask);
   CHECK(many.weights.shape() == Shape{2, 1, 3});
   CHECK(max_abs_difference(squeeze(many.weights, 1), r.weights) < 1e-14);
-  CHECK(max_abs_difference(squeeze(many.context, 1), r.context) < 1e-14);
+  CHECK(max_abs_difference(squeeze(many.output, 1), r.output) < 1e-14);
 }
 
 TEST_CASE("rnn: AdditiveAttention over a fully padded row gives zeros and finite gradients, never NaN") {
   Generator gen(12);
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   Tensor query = randn({2, 2, 4}, gen), keys = randn({2, 3, 3}, gen);
   query.requires_grad_();
   keys.requires_grad_();
   const Tensor mask = from_vector<bool>({false, true, false, true, true, true}, {2, 3});
-  const nn::AdditiveAttentionResult r = attention.forward(query, keys, keys, mask);
+  const AttentionResult r = attention.forward(query, keys, keys, mask);
   CHECK(max_abs(narrow(r.weights, 0, 1, 1)) == 0.0);
-  CHECK(max_abs(narrow(r.context, 0, 1, 1)) == 0.0);
-  sum(r.context * randn(r.context.shape(), gen)).backward();
+  CHECK(max_abs(narrow(r.output, 0, 1, 1)) == 0.0);
+  sum(r.output * randn(r.output.shape(), gen)).backward();
   CHECK(std::isfinite(max_abs(query.grad())));
   CHECK(std::isfinite(max_abs(keys.grad())));
   CHECK(max_abs(narrow(query.grad(), 0, 1, 1)) == 0.0);
@@ -349,7 +349,7 @@ TEST_CASE("rnn: errors name the layer and the shapes") {
   CHECK_THROWS_WITH_AS(nn::GRUCell(0, 4, true, gen), "GRUCell: input_size 0 and hidden_size 4 must be positive",
                        ValueError);
 
-  nn::GRU gru(3, 4, 2, true, false, 0.0, gen);
+  nn::GRU gru({.input_size = 3, .hidden_size = 4, .num_layers = 2}, gen);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 5})),
                        "GRU: input [2, 3, 5]: expected [B, S, 3] (batch first, input_size 3)", ShapeError);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 0, 3})), "GRU: input [2, 0, 3]: the sequence length S must be at least 1",
@@ -364,10 +364,12 @@ TEST_CASE("rnn: errors name the layer and the shapes") {
                        DTypeError);
   CHECK_THROWS_WITH_AS(gru.forward(zeros({2, 3, 3}), {}, zeros({1, 2, 4})),
                        "GRU: h0 [1, 2, 4] for input [2, 3, 3]: expected [2, 2, 4]", ShapeError);
-  CHECK_THROWS_WITH_AS(nn::LSTM(3, 4, 0, true, false, 0.0, gen), "LSTM: num_layers 0 must be positive", ValueError);
-  CHECK_THROWS_WITH_AS(nn::GRU(3, 4, 2, true, false, 1.5, gen), "GRU: dropout = 1.5 is outside [0, 1]", ValueError);
+  CHECK_THROWS_WITH_AS(nn::LSTM({.input_size = 3, .hidden_size = 4, .num_layers = 0}, gen),
+                       "LSTM: num_layers 0 must be positive", ValueError);
+  CHECK_THROWS_WITH_AS(nn::GRU({.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 1.5}, gen),
+                       "GRU: dropout = 1.5 is outside [0, 1]", ValueError);
 
-  nn::AdditiveAttention attention(4, 3, 5, gen);
+  nn::AdditiveAttention attention({.query_dim = 4, .key_dim = 3, .attention_dim = 5}, gen);
   CHECK_THROWS_WITH_AS(attention.forward(zeros({2, 4}), zeros({2, 3, 2}), zeros({2, 3, 2})),
                        "AdditiveAttention: keys [2, 3, 2]: expected [B, S, 3] (key_dim 3)", ShapeError);
   CHECK_THROWS_WITH_AS(attention.forward(zeros({2, 6}), zeros({2, 3, 3}), zeros({2, 3, 3})),

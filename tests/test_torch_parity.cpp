@@ -128,18 +128,18 @@ TEST_CASE("torch_parity: the fixture holds what make_torch_parity.py promises") 
 
 TEST_CASE("torch_parity: MultiheadAttention with a key padding mask") {
   const std::string prefix = "mha.";
-  nn::MultiheadAttention attention(model_dim, heads, /*dropout=*/0.0);
+  nn::MultiheadAttention attention({.embed_dim = model_dim, .num_heads = heads, .dropout = 0.0});
   attention.load_state_dict(weights(prefix));
   attention.eval();
   const Tensor query = f32_tensor(prefix + "input.query", true);  // (B, T, D)
   const Tensor key = f32_tensor(prefix + "input.key", true);      // (B, S, D)
   const Tensor value = f32_tensor(prefix + "input.value", true);  // (B, S, D)
 
-  nn::MhaOptions options;
+  nn::MultiheadAttentionForwardOptions options;
   options.key_padding_mask = bool_mask(prefix + "key_padding_mask");  // (B, S)
   options.need_weights = true;
   options.average_attn_weights = true;
-  const nn::MhaOutput result = attention.forward(query, key, value, options);
+  const AttentionResult result = attention.forward(query, key, value, options);
   check_close(result.output, prefix + "output", output_tolerance);    // (B, T, D)
   check_close(result.weights, prefix + "weights", output_tolerance);  // (B, T, S)
 
@@ -152,7 +152,8 @@ TEST_CASE("torch_parity: MultiheadAttention with a key padding mask") {
 
 TEST_CASE("torch_parity: TransformerEncoderLayer, post-norm, with a source padding mask") {
   const std::string prefix = "enc.";
-  nn::TransformerEncoderLayer layer(model_dim, heads, feedforward_dim, /*dropout=*/0.0);
+  nn::TransformerEncoderLayer layer(
+      {.d_model = model_dim, .nhead = heads, .dim_feedforward = feedforward_dim, .dropout = 0.0});
   layer.load_state_dict(weights(prefix));
   layer.eval();
   const Tensor src = f32_tensor(prefix + "input.src", true);  // (B, S, D)
@@ -167,7 +168,8 @@ TEST_CASE("torch_parity: TransformerEncoderLayer, post-norm, with a source paddi
 
 TEST_CASE("torch_parity: TransformerDecoderLayer, post-norm, causal, with target and memory padding masks") {
   const std::string prefix = "dec.";
-  nn::TransformerDecoderLayer layer(model_dim, heads, feedforward_dim, /*dropout=*/0.0);
+  nn::TransformerDecoderLayer layer(
+      {.d_model = model_dim, .nhead = heads, .dim_feedforward = feedforward_dim, .dropout = 0.0});
   layer.load_state_dict(weights(prefix));
   layer.eval();
   const Tensor tgt = f32_tensor(prefix + "input.tgt", true);        // (B, T, D)

@@ -45,8 +45,8 @@ nlohmann::json tiny_config(double dropout) {
                                           16);
 }
 
-// Dropout and the initial weights both draw from default_generator(): reseeding it before building a model
-// makes two runs start from the same state.
+// The initial weights draw from default_generator(): reseeding it before building a model makes two runs start
+// from the same weights. (Dropout draws from the trainer's own generator, seeded from TrainConfig::seed.)
 std::shared_ptr<models::Seq2SeqModel> fresh_model(const nlohmann::json& config) {
   default_generator().manual_seed(2024);
   return models::make_model(config, default_generator());
@@ -118,10 +118,9 @@ TEST_CASE("trainer: resuming from a checkpoint reproduces the uninterrupted run'
   CHECK(c->run(ignore_step, ignore_valid) == models::StopReason::max_steps);
   REQUIRE(c->train_losses().size() == 6);
 
-  // B: a fresh model and trainer resumed from C's checkpoint, run on to step 12. The generator is moved on
-  // first, so only the checkpoint can put it back where A had it.
+  // B: a fresh model and trainer resumed from C's checkpoint, run on to step 12. Its dropout generator starts
+  // where A's started, so only the checkpoint can put it where A's was at step 6.
   const auto model_b = fresh_model(config);
-  randn({100});
   const auto b = make_trainer(*model_b, config, tiny_train_config(dir.str("b"), 12, 6));
   b->resume(dir.str("c/last.safetensors"));
   CHECK(b->step() == 6);
@@ -133,6 +132,27 @@ TEST_CASE("trainer: resuming from a checkpoint reproduces the uninterrupted run'
     CHECK(b->train_losses()[i].second == a->train_losses()[i].second);
   }
   CHECK(b->valid_losses() == a->valid_losses());
+}
+
+TEST_CASE("trainer: dropout draws from the trainer's own generator, whatever the caller does with its generators") {
+  const TempDir dir;
+  const nlohmann::json config = tiny_config(0.1);
+  const auto model_a = fresh_model(config);
+  const auto a = make_trainer(*model_a, config, tiny_train_config(dir.str("a"), 4, 0));
+  a->run(ignore_step, ignore_valid);
+
+  // B: the same run with the default generator moved on and a generator of the caller's current around run().
+  const auto model_b = fresh_model(config);
+  const auto b = make_trainer(*model_b, config, tiny_train_config(dir.str("b"), 4, 0));
+  randn({100});
+  Generator callers(99);
+  {
+    const GeneratorGuard guard(callers);
+    b->run(ignore_step, ignore_valid);
+  }
+  REQUIRE(a->train_losses().size() == 4);
+  CHECK(b->train_losses() == a->train_losses());
+  CHECK(callers.state() == Generator(99).state());  // the trainer drew nothing from it
 }
 
 TEST_CASE("trainer: the loss falls on the copy task") {

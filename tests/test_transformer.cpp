@@ -38,7 +38,7 @@ void randomise(nn::Module& module, Generator& gen) {
 }
 
 Tensor self_attention(const nn::MultiheadAttention& m, const Tensor& x, bool causal, const Tensor& padding = {}) {
-  nn::MhaOptions options;
+  nn::MultiheadAttentionForwardOptions options;
   options.causal = causal;
   options.key_padding_mask = padding;
   return m.forward(x, x, x, options).output;
@@ -49,7 +49,7 @@ Tensor self_attention(const nn::MultiheadAttention& m, const Tensor& x, bool cau
 TEST_CASE("FeedForward: linear2(act(linear1(x))) with PyTorch's child names") {
   Generator gen(1);
   for (nn::Activation activation : {nn::Activation::relu, nn::Activation::gelu}) {
-    nn::FeedForward ff(4, 6, 0.1, activation, gen);
+    nn::FeedForward ff({.d_model = 4, .dim_feedforward = 6, .dropout = 0.1, .activation = activation}, gen);
     ff.eval();
     CHECK(child_names(ff) == std::vector<std::string>{"linear1", "dropout", "linear2"});
     const Tensor x = randn({2, 3, 4}, gen);
@@ -81,7 +81,9 @@ TEST_CASE("Positional encodings: Vaswani's sin/cos table, offsets, the learned t
   CHECK(message_of<ShapeError>([&] { sinusoidal.forward(zeros({2, 3, 5})); }) ==
         "SinusoidalPositionalEncoding: input [2, 3, 5]: expected (B, L, 6) (d_model)");
 
-  nn::LearnedPositionalEncoding learned(5, 6, gen);
+  // Both encodings take (d_model, max_len).
+  nn::LearnedPositionalEncoding learned(6, 5, gen);
+  CHECK(learned.weight().shape() == Shape{5, 6});
   CHECK(learned.named_parameters().front().first == "weight");
   CHECK(max_abs_difference(learned.forward(x, 1), x + narrow(learned.weight(), 0, 1, 3)) == 0.0);
   CHECK(message_of<IndexError>([&] { learned.forward(x, 3); }) ==
@@ -92,7 +94,7 @@ TEST_CASE("TransformerEncoderLayer: PyTorch's children, post-norm and pre-norm a
   Generator gen(3);
   for (bool norm_first : {false, true}) {
     CAPTURE(norm_first);
-    nn::TransformerEncoderLayer layer(4, 2, 6, 0.1, nn::Activation::relu, norm_first, gen);
+    nn::TransformerEncoderLayer layer({.d_model = 4, .nhead = 2, .dim_feedforward = 6, .norm_first = norm_first}, gen);
     CHECK(child_names(layer) == std::vector<std::string>{"self_attn", "linear1", "dropout", "linear2", "norm1", "norm2",
                                                          "dropout1", "dropout2"});
     layer.to(DType::f64);
@@ -118,7 +120,8 @@ TEST_CASE("TransformerEncoderLayer: PyTorch's children, post-norm and pre-norm a
 
 TEST_CASE("TransformerDecoderLayer: PyTorch's children and post-norm computation; causal outputs ignore the future") {
   Generator gen(4);
-  nn::TransformerDecoderLayer layer(4, 2, 6, 0.1, nn::Activation::gelu, false, gen);
+  nn::TransformerDecoderLayer layer(
+      {.d_model = 4, .nhead = 2, .dim_feedforward = 6, .dropout = 0.1, .activation = nn::Activation::gelu}, gen);
   CHECK(child_names(layer) == std::vector<std::string>{"self_attn", "multihead_attn", "linear1", "dropout", "linear2",
                                                        "norm1", "norm2", "norm3", "dropout1", "dropout2", "dropout3"});
   layer.to(DType::f64);
@@ -131,7 +134,7 @@ TEST_CASE("TransformerDecoderLayer: PyTorch's children and post-norm computation
   const auto l1 = child<nn::Linear>(layer, "linear1"), l2 = child<nn::Linear>(layer, "linear2");
   const auto n1 = child<nn::LayerNorm>(layer, "norm1"), n2 = child<nn::LayerNorm>(layer, "norm2"),
              n3 = child<nn::LayerNorm>(layer, "norm3");
-  nn::MhaOptions cross;
+  nn::MultiheadAttentionForwardOptions cross;
   cross.key_padding_mask = memory_padding;
   Tensor h = n1->forward(tgt + self_attention(*sa, tgt, true));
   h = n2->forward(h + ca->forward(h, memory, memory, cross).output);
@@ -148,7 +151,8 @@ TEST_CASE("TransformerDecoderLayer: PyTorch's children and post-norm computation
                            narrow(layer.forward(tgt, memory, false), 1, 0, 2)) > 1e-6);
 
   // The encoder layer with causal self-attention, likewise.
-  nn::TransformerEncoderLayer encoder_layer(4, 2, 6, 0.0, nn::Activation::relu, true, gen);
+  nn::TransformerEncoderLayer encoder_layer(
+      {.d_model = 4, .nhead = 2, .dim_feedforward = 6, .dropout = 0.0, .norm_first = true}, gen);
   encoder_layer.to(DType::f64);
   CHECK(max_abs_difference(narrow(encoder_layer.forward(future, {}, {}, true), 1, 0, 2),
                            narrow(encoder_layer.forward(tgt, {}, {}, true), 1, 0, 2)) == 0.0);
@@ -158,7 +162,10 @@ TEST_CASE("Decoding step by step with a cache equals full causal decoding (decod
   Generator gen(5);
   for (bool norm_first : {false, true}) {
     CAPTURE(norm_first);
-    nn::Transformer model(8, 2, 2, 2, 12, 0.1, nn::Activation::relu, norm_first, gen);
+    nn::Transformer model({.layer = {.d_model = 8, .nhead = 2, .dim_feedforward = 12, .norm_first = norm_first},
+                           .num_encoder_layers = 2,
+                           .num_decoder_layers = 2},
+                          gen);
     model.to(DType::f64);
     randomise(model, gen);
     model.eval();
@@ -191,7 +198,9 @@ TEST_CASE("Decoding step by step with a cache equals full causal decoding (decod
 
 TEST_CASE("Transformer: state_dict keys equal nn.Transformer's, in PyTorch's parameter order") {
   Generator gen(6);
-  nn::Transformer model(8, 2, 2, 2, 12, 0.1, nn::Activation::relu, false, gen);
+  nn::Transformer model(
+      {.layer = {.d_model = 8, .nhead = 2, .dim_feedforward = 12}, .num_encoder_layers = 2, .num_decoder_layers = 2},
+      gen);
   const std::vector<std::string> attention{"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"};
   const std::vector<std::string> feed_forward{"linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"};
   std::vector<std::string> expected;
@@ -231,17 +240,21 @@ TEST_CASE("Transformer: state_dict keys equal nn.Transformer's, in PyTorch's par
 
 TEST_CASE("Transformer layers: errors name the layer and the shapes") {
   Generator gen(7);
-  nn::TransformerEncoderLayer encoder_layer(8, 2, 16, 0.1, nn::Activation::relu, false, gen);
+  const nn::TransformerLayerOptions options{.d_model = 8, .nhead = 2, .dim_feedforward = 16};
+  nn::TransformerEncoderLayer encoder_layer(options, gen);
   CHECK(message_of<ShapeError>([&] { encoder_layer.forward(zeros({2, 3, 6})); }) ==
         "TransformerEncoderLayer: src [2, 3, 6]: expected (B, L, 8) (d_model)");
-  nn::TransformerDecoderLayer decoder_layer(8, 2, 16, 0.1, nn::Activation::relu, false, gen);
+  nn::TransformerDecoderLayer decoder_layer(options, gen);
   CHECK(message_of<ShapeError>([&] { decoder_layer.forward(zeros({2, 3, 8}), zeros({2, 4})); }) ==
         "TransformerDecoderLayer: memory [2, 4]: expected (B, L, 8) (d_model)");
-  CHECK(message_of<ValueError>([&] { nn::TransformerEncoderLayer(10, 3, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+  CHECK(message_of<ValueError>([&] { nn::TransformerEncoderLayer(10, 3, gen); }) ==
         "MultiheadAttention: embed_dim 10 is not divisible by num_heads 3");
-  CHECK(message_of<ValueError>([&] { nn::TransformerDecoderLayer(8, 0, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+  CHECK(message_of<ValueError>(
+            [&] { nn::TransformerDecoderLayer({.d_model = 8, .nhead = 0, .dim_feedforward = 16}, gen); }) ==
         "TransformerDecoderLayer: d_model 8, nhead 0 and dim_feedforward 16 must be positive");
-  CHECK(message_of<ValueError>([&] { nn::Transformer(8, 2, 0, 1, 16, 0.1, nn::Activation::relu, false, gen); }) ==
+  CHECK(message_of<ValueError>([&] {
+          nn::Transformer({.layer = {.d_model = 8, .nhead = 2}, .num_encoder_layers = 0, .num_decoder_layers = 1}, gen);
+        }) ==
         "TransformerEncoder: num_layers 0 must be positive");
   CHECK(message_of<ValueError>([&] { nn::SinusoidalPositionalEncoding(0); }) ==
         "SinusoidalPositionalEncoding: d_model 0 and max_len 1024 must be positive");
