@@ -66,6 +66,7 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
                      "step and must be at least 1", config_.update_freq);
   flat_ = std::make_unique<nn::FlatParameters>(model_);
   distributed_.broadcast_parameters(*flat_);
+  reducer_ = std::make_unique<nn::GradientReducer>(distributed_, *flat_, config_.gradient_allreduce);
   if (distributed_.rank() > 0)
     default_generator().manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
   optim::AdamOptions adam;
@@ -243,10 +244,11 @@ StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
         // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
         // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
         const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
+        if (&batch == &shares.back()) reducer_->arm();  // the earlier micro-batches only accumulate (DDP's no_sync)
         (weight == 1.0 ? loss : loss * weight).backward();
         loss_sum += loss_value * static_cast<double>(batch.target_tokens);
       }
-      distributed_.allreduce_gradients(*flat_);
+      reducer_->finish();
       std::array<double, 1> loss_total{loss_sum};
       distributed_.allreduce_sum(loss_total);
       const double loss_value = loss_total[0] / static_cast<double>(std::max<int64_t>(global_tokens, 1));

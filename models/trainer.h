@@ -7,7 +7,8 @@
 // contiguous share of each batch's sentences (shares may be uneven, even empty), and the loss of a step is
 // normalised by the global count of non-padding target tokens (allreduced), so the summed gradient equals the
 // one a single process computes on the joint batch. Parameters and gradients live in one flat buffer
-// (nn/flat_parameters.h); the gradient is allreduced after backward, then clipped by its global norm. Rank 0
+// (nn/flat_parameters.h); the gradient is allreduced in buckets started during the step's last backward
+// (nn::GradientReducer), then clipped by its global norm. Rank 0
 // alone calls on_step/on_valid, runs validation (its results are broadcast) and writes checkpoints; every rank
 // calls the constructor, resume and run together: they hold collectives.
 // Not here: flags and printing (examples/train.cpp), what the model is (models/zoo.h), how text becomes ids
@@ -42,6 +43,7 @@ struct TrainConfig {
   int64_t patience = 0;            // stop after this many validations without a better loss (0: never)
   uint64_t seed = 1;
   int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
+  nn::GradientReducerOptions gradient_allreduce;  // buckets and overlap of the allreduce (--bucket-mb, --no-overlap)
 };
 
 struct StepStats {
@@ -101,6 +103,7 @@ class Trainer {
   nlohmann::json model_config_;
   const nn::Distributed& distributed_;
   std::unique_ptr<nn::FlatParameters> flat_;
+  std::unique_ptr<nn::GradientReducer> reducer_;
   std::unique_ptr<optim::Adam> optimizer_;
   int64_t d_model_;
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
