@@ -105,10 +105,9 @@ class DetectAnomalyGuard {
 
 // Told during Engine::run that a leaf's gradient is final for this backward: called once per leaf the root reaches,
 // right after the last edge from the graph into that leaf has been processed (accumulated, or carried no
-// gradient), so the leaf's grad is final for this backward; leaves the root does not reach are not named. The
-// order follows the backward pass, so it is the order in which the gradients become ready. PyTorch's
-// register_post_accumulate_grad_hook, DDP's autograd hooks; here one hook per thread sees every leaf, which a
-// caller maps to its parameters (Engine::run never crosses threads).
+// gradient); leaves the root does not reach are not named. The calls come in the order the gradients become
+// ready. PyTorch's register_post_accumulate_grad_hook, DDP's autograd hooks; here one hook per thread sees every
+// leaf, which a caller maps to its parameters (Engine::run never crosses threads). It runs without grad mode.
 using GradReadyHook = std::function<void(const Tensor& leaf)>;
 
 // Installs `hook` for the backward passes run on this thread during its lifetime; the previous one (if any) is

@@ -199,6 +199,17 @@ TEST_CASE("gradient reducer: buckets start during the armed backward only, and s
       CHECK(reducer.buckets().size() > 10);
     CHECK(flat.grad().to_vector<double>() == want);
   }
+
+  // Two backward passes in one armed window would send the first one's gradients: refused by name, on both
+  // ranks alike, and finish() still completes what was started.
+  nn::GradientReducer reducer(job(), flat, {.bucket_mb = 1.0 / 1024, .overlap = true});
+  reducer.arm();
+  backward(batches[0]);
+  const std::string message = testing::message_of<nn::DistributedError>([&] { backward(batches[1]); });
+  reducer.finish();
+  CHECK(message.starts_with(fmt::format("GradientReducer: rank {}: parameter '", job().rank())));
+  CHECK(message.ends_with("' was reported ready twice while armed: arm() covers the one backward that completes "
+                          "the step's gradients"));
 }
 
 TEST_CASE("data parallel: 2 ranks x 3 steps equal 1 process on the joint batch (f64)") {
