@@ -21,6 +21,7 @@ namespace {
 
 thread_local bool grad_enabled = true;
 thread_local bool anomaly_enabled = false;
+thread_local const GradReadyHook* grad_ready_hook = nullptr;
 std::atomic<int64_t> live_nodes{0};
 
 // a += b, in place, same shape and dtype; gradients are dense, so this is one vectorised run.
@@ -130,7 +131,29 @@ void check_backward(const Node& node, size_t input, const Node::Edge& edge, cons
                        input_shapes(node.inputs()));
 }
 
+// For the grad-ready hook: how many edges from the graph point at each leaf, counted while the graph is walked
+// before backward, and counted down as backward processes them; the hook hears of a leaf when its count reaches 0.
+class LeafCountdown {
+ public:
+  explicit LeafCountdown(const GradReadyHook* hook) : hook_(hook) {}
+  void expect(const Node::Edge& edge) {
+    if (hook_ && edge.leaf) ++pending_[edge.leaf.get()];
+  }
+  void processed(const Node::Edge& edge) {
+    if (hook_ && edge.leaf && --pending_[edge.leaf.get()] == 0) (*hook_)(Tensor(edge.leaf));
+  }
+
+ private:
+  const GradReadyHook* hook_;
+  std::unordered_map<const TensorImpl*, int64_t> pending_;
+};
+
 }  // namespace
+
+GradReadyHookGuard::GradReadyHookGuard(GradReadyHook hook) : hook_(std::move(hook)), previous_(grad_ready_hook) {
+  grad_ready_hook = &hook_;
+}
+GradReadyHookGuard::~GradReadyHookGuard() { grad_ready_hook = previous_; }
 
 Node::~Node() {
   --live_nodes;
@@ -221,17 +244,20 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
 
   if (!root.grad_fn()) {
     accumulate_leaf(root.impl_ptr(), seed);
+    if (grad_ready_hook) (*grad_ready_hook)(root);
     return;
   }
 
   // Pass 1: how many consumers will send each node a gradient.
   std::unordered_map<Node*, int64_t> pending;
+  LeafCountdown leaves(grad_ready_hook);
   std::vector<Node*> stack{root.grad_fn().get()};
   pending[root.grad_fn().get()] = 0;
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
     for (const Node::Edge& edge : node->inputs_) {
+      leaves.expect(edge);
       if (!edge.node) continue;
       auto [it, inserted] = pending.try_emplace(edge.node.get(), 0);
       ++it->second;
@@ -276,6 +302,7 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
         check_gradient(*node, i, edge, grad);
         accumulate_leaf(edge.leaf, grad);
       }
+      leaves.processed(edge);
     }
   }
 }

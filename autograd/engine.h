@@ -120,6 +120,27 @@ class DetectAnomalyGuard {
   bool previous_;
 };
 
+// Told during Engine::run that a leaf's gradient is final for this backward: called once per leaf the root reaches,
+// right after the last edge from the graph into that leaf has been processed (accumulated, or carried no
+// gradient); leaves the root does not reach are not named. The calls come in the order the gradients become
+// ready. PyTorch's register_post_accumulate_grad_hook, DDP's autograd hooks; here one hook per thread sees every
+// leaf, which a caller maps to its parameters (Engine::run never crosses threads). It runs without grad mode.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+
+// Installs `hook` for the backward passes run on this thread during its lifetime; the previous one (if any) is
+// restored after.
+class GradReadyHookGuard {
+ public:
+  explicit GradReadyHookGuard(GradReadyHook hook);
+  ~GradReadyHookGuard();
+  GradReadyHookGuard(const GradReadyHookGuard&) = delete;
+  GradReadyHookGuard& operator=(const GradReadyHookGuard&) = delete;
+
+ private:
+  GradReadyHook hook_;
+  const GradReadyHook* previous_;
+};
+
 class Engine {
  public:
   // Runs backward from root with dL/droot = gradient; see Tensor::backward.

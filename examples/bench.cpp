@@ -7,7 +7,8 @@
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
 #include "examples/cli.h"
 // Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
-// (nn/distributed.h), so tgt_tok_per_s is the job's; rank 0 alone prints, adds an `allreduce` line and decodes.
+// (nn/distributed.h: buckets of --bucket-mb, started during backward unless --no-overlap), so tgt_tok_per_s is
+// the job's; rank 0 alone prints, adds an `allreduce` line (the wait after backward) and decodes.
 #include "nn/distributed.h"
 #include "nn/flat_parameters.h"
 #include "nn/layers.h"
@@ -69,8 +70,15 @@ int main(int argc, char** argv) {
   app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
   app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   app.add_option("--steps", steps, "Timed training steps (0: the reference's count)")->check(cli::integer_at_least(0));
+  nn::GradientReducerOptions allreduce;
+  bool no_overlap = false;
+  app.add_option("--bucket-mb", allreduce.bucket_mb, "mpirun: MiB of gradients per allreduce bucket")
+      ->check(cli::number_between(0, 4096))
+      ->capture_default_str();
+  app.add_flag("--no-overlap", no_overlap, "mpirun: allreduce after backward instead of during it");
   if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
   const nn::Distributed& distributed = nn::Distributed::world();
+  allreduce.overlap = !no_overlap;
   set_num_threads(threads);
   const Config c = kConfigs.at(name);
   steps = steps > 0 ? steps : c.steps;
@@ -88,6 +96,7 @@ int main(int argc, char** argv) {
     for (const Tensor& p : m->parameters()) params.push_back(p);
   const nn::FlatParameters flat(params);
   distributed.broadcast_parameters(flat);
+  nn::GradientReducer reducer(distributed, flat, allreduce);
   optim::AdamOptions adam;
   adam.lr = 1e-4;
   adam.beta1 = 0.9;
@@ -113,9 +122,10 @@ int main(int argc, char** argv) {
     optimizer.zero_grad();
     const Tensor y = transformer.forward(source_embedding.forward(my_src) * scale, target_embedding.forward(my_tgt_in) * scale);
     const Tensor loss = cross_entropy(reshape(output.forward(y), {-1, c.vocab}), reshape(my_tgt_out, {-1}), loss_options);
+    reducer.arm();
     (weight == 1.0 ? loss : loss * weight).backward();
     const auto reduce_start = std::chrono::steady_clock::now();
-    distributed.allreduce_gradients(flat);
+    reducer.finish();
     allreduce_seconds += seconds_since(reduce_start);
     optimizer.step();
   };
@@ -128,9 +138,10 @@ int main(int argc, char** argv) {
   fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
              static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
   if (distributed.size() > 1)
-    fmt::print("allreduce {} ranks={} threads={} ms_per_step={:.1f} mbytes={:.1f}\n", name, distributed.size(), threads,
-               allreduce_seconds / steps * 1e3,
-               static_cast<double>(flat.numel() * static_cast<int64_t>(dtype_size(flat.dtype()))) / 1e6);
+    fmt::print("allreduce {} ranks={} threads={} ms_per_step={:.1f} mbytes={:.1f} buckets={} overlap={} "
+               "started_in_backward={}\n", name, distributed.size(), threads, allreduce_seconds / steps * 1e3,
+               static_cast<double>(flat.numel() * static_cast<int64_t>(dtype_size(flat.dtype()))) / 1e6,
+               reducer.buckets().size(), allreduce.overlap ? "yes" : "no", reducer.started_during_backward());
 
   // Greedy decoding of the batch to tgt_len tokens with the key/value cache; one warm-up, median of three.
   source_embedding.eval();

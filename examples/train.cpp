@@ -241,6 +241,9 @@ int run(Flags flags) {
   say(fmt::format("{}; {} threads per rank ({} requested, {} cores, {} rank(s) on this machine); update-freq {}",
                   distributed.describe(), threads, flags.threads, std::thread::hardware_concurrency(),
                   distributed.local_size(), flags.train.update_freq));
+  if (distributed.size() > 1)
+    say(fmt::format("gradient allreduce in buckets of {} MiB, {}", flags.train.gradient_allreduce.bucket_mb,
+                    flags.train.gradient_allreduce.overlap ? "overlapped with backward" : "after backward (--no-overlap)"));
 
   std::vector<models::Example> train_examples = encode_all(train_text), valid_examples = encode_all(splits.valid);
   if (truncated > 0)
@@ -419,6 +422,11 @@ int main(int argc, char** argv) {
   app.add_option("--update-freq", f.train.update_freq, "Batches accumulated per optimizer step")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
+  app.add_option("--bucket-mb", f.train.gradient_allreduce.bucket_mb, "MiB of gradients per allreduce bucket (mpirun)")
+      ->check(cli::number_between(0, 4096))
+      ->capture_default_str();
+  bool no_overlap = false;
+  app.add_flag("--no-overlap", no_overlap, "Allreduce the gradients after backward instead of during it (mpirun)");
   app.add_flag("--detect-anomaly", f.detect_anomaly,
                "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   if (const int code = cli::parse(app, "gradformer-train", argc, argv); code >= 0) return code;
@@ -435,6 +443,7 @@ int main(int argc, char** argv) {
   }
   f.train.out_dir = f.out;
   f.train.best_in_bfloat16 = f.save_dtype == "bf16";
+  f.train.gradient_allreduce.overlap = !no_overlap;
   try {
     return run(f);
   } catch (const std::exception& e) {

@@ -85,6 +85,7 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
   target_lengths_ = lengths_of(train_, false);
   flat_ = std::make_unique<nn::FlatParameters>(model_);
   distributed_.broadcast_parameters(*flat_);
+  reducer_ = std::make_unique<nn::GradientReducer>(distributed_, *flat_, config_.gradient_allreduce);
   dropout_generator_.manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
   optim::AdamOptions adam = config_.adam;
   adam.lr = schedule_->lr(1);
@@ -288,10 +289,11 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
     // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
     // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
     const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
+    if (&batch == &work.shares.back()) reducer_->arm();  // the earlier micro-batches only accumulate (DDP's no_sync)
     (weight == 1.0 ? loss : loss * weight).backward();
     loss_sum += loss_value * static_cast<double>(batch.target_tokens);
   }
-  distributed_.allreduce_gradients(*flat_);
+  reducer_->finish();
   std::array<double, 1> loss_total{loss_sum};
   distributed_.allreduce_sum(loss_total);
   StepStats stats;

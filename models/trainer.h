@@ -9,7 +9,8 @@
 // contiguous share of each batch's sentences (shares may be uneven, even empty), and the loss of a step is
 // normalised by the global count of non-padding target tokens (allreduced), so the summed gradient equals the
 // one a single process computes on the joint batch. Parameters and gradients live in one flat buffer
-// (nn/flat_parameters.h); the gradient is allreduced after backward, then clipped by its global norm. Rank 0
+// (nn/flat_parameters.h); the gradient is allreduced in buckets started during the step's last backward
+// (nn::GradientReducer), then clipped by its global norm. Rank 0
 // alone calls on_step/on_valid, runs validation (its results are broadcast) and writes checkpoints; every rank
 // calls the constructor, resume and run together: they hold collectives.
 // Not here: flags and printing (examples/train.cpp), what the model is (models/zoo.h), how text becomes ids
@@ -56,6 +57,7 @@ struct TrainConfig {
   // What the examples were made from, stored under "data" in every checkpoint so that gradformer-train's resume
   // reads the same data; unset, nothing is stored (the caller knows its data).
   std::optional<DataSettings> data;
+  nn::GradientReducerOptions gradient_allreduce;  // buckets and overlap of the allreduce (--bucket-mb, --no-overlap)
 };
 
 struct StepStats {
@@ -134,6 +136,7 @@ class Trainer {
   const nn::Distributed& distributed_;
   std::unique_ptr<nn::FlatParameters> flat_;
   std::shared_ptr<const nn::LRSchedule> schedule_;
+  std::unique_ptr<nn::GradientReducer> reducer_;
   std::unique_ptr<optim::Adam> optimizer_;
   std::vector<size_t> source_lengths_, target_lengths_;
   // What the model's dropout draws from in run(), where a GeneratorGuard makes it current; saved in every

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -140,20 +141,6 @@ void Distributed::check_same_parameters([[maybe_unused]] const FlatParameters& f
 #endif
 }
 
-void Distributed::allreduce_gradients(const FlatParameters& flat) const {
-  flat.check_intact("allreduce_gradients");
-  if (size_ == 1) return;
-#ifdef GRADFORMER_WITH_MPI
-  const int64_t element = static_cast<int64_t>(dtype_size(flat.dtype()));
-  const int64_t bucket = kBucketBytes / element;
-  std::byte* data = flat.grad().raw_data();
-  for (int64_t start = 0; start < flat.numel(); start += bucket)
-    check(MPI_Allreduce(MPI_IN_PLACE, data + start * element, static_cast<int>(std::min(bucket, flat.numel() - start)),
-                        mpi_type(flat.dtype()), MPI_SUM, MPI_COMM_WORLD),
-          "MPI_Allreduce", rank_);
-#endif
-}
-
 void Distributed::allreduce_sum([[maybe_unused]] std::span<int64_t> values) const {
   if (size_ == 1) return;
 #ifdef GRADFORMER_WITH_MPI
@@ -217,6 +204,109 @@ std::string Distributed::describe() const {
 #else
   return {};
 #endif
+}
+
+struct GradientReducer::Requests {
+#ifdef GRADFORMER_WITH_MPI
+  std::vector<MPI_Request> handles;  // one per started bucket; MPI_REQUEST_NULL once complete
+#endif
+};
+
+GradientReducer::GradientReducer(const Distributed& distributed, const FlatParameters& flat,
+                                 GradientReducerOptions options)
+    : distributed_(distributed), flat_(flat), options_(options), requests_(std::make_unique<Requests>()) {
+  if (!(options_.bucket_mb > 0 && options_.bucket_mb <= 4096))
+    fail<ValueError>("GradientReducer", "bucket_mb (--bucket-mb) is {}; it must be in (0, 4096]", options_.bucket_mb);
+  const std::vector<Tensor>& params = flat_.parameters();
+  const std::vector<int64_t>& offsets = flat_.offsets();
+  const double element_bytes = static_cast<double>(dtype_size(flat_.dtype()));
+  const double cap_bytes = options_.bucket_mb * 1024 * 1024;
+  bucket_of_.resize(params.size());
+  Bucket bucket{.begin = flat_.numel(), .end = flat_.numel(), .parameters = {}};
+  for (size_t i = params.size(); i-- > 0;) {
+    parameter_index_[params[i].impl_ptr().get()] = i;
+    bucket.begin = offsets[i];
+    bucket.parameters.push_back(i);
+    bucket_of_[i] = buckets_.size();
+    if (bucket.end - bucket.begin > std::numeric_limits<int>::max())
+      fail<DistributedError>("GradientReducer", "a bucket of {} elements, with parameter '{}' of shape {}, is more "
+                             "than MPI's int count holds", bucket.end - bucket.begin, params[i].name(),
+                             shape_str(params[i].shape()));
+    if (static_cast<double>(bucket.end - bucket.begin) * element_bytes >= cap_bytes || i == 0) {
+      buckets_.push_back(bucket);
+      bucket = Bucket{.begin = bucket.begin, .end = bucket.begin, .parameters = {}};
+    }
+  }
+  pending_.resize(buckets_.size());
+  for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = buckets_[b].parameters.size();
+  reported_.assign(params.size(), false);
+}
+
+// Requests still in flight here mean an exception left a step half done; the program then ends the job (every
+// caller's error path aborts), so they are not waited for: a dead peer would make the wait endless.
+GradientReducer::~GradientReducer() = default;
+
+void GradientReducer::arm() {
+  started_during_backward_ = 0;
+  if (!options_.overlap || distributed_.size() == 1) return;
+  armed_.emplace([this](const Tensor& leaf) { parameter_ready(leaf); });
+}
+
+void GradientReducer::parameter_ready(const Tensor& leaf) {
+  const auto found = parameter_index_.find(leaf.impl_ptr().get());
+  if (found == parameter_index_.end()) return;  // a leaf that is not one of ours
+  const size_t i = found->second;
+  if (reported_[i])
+    fail<DistributedError>("GradientReducer", "rank {}: parameter '{}' was reported ready twice while armed: arm() "
+                           "covers the one backward that completes the step's gradients", distributed_.rank(),
+                           flat_.parameters()[i].name());
+  reported_[i] = true;
+  --pending_[bucket_of_[i]];
+  while (next_bucket_ < buckets_.size() && pending_[next_bucket_] == 0) {
+    start(next_bucket_++);
+    ++started_during_backward_;
+  }
+  poll();
+}
+
+void GradientReducer::start([[maybe_unused]] size_t bucket) {
+#ifdef GRADFORMER_WITH_MPI
+  const Bucket& range = buckets_[bucket];
+  std::byte* data = flat_.grad().raw_data() + range.begin * static_cast<int64_t>(dtype_size(flat_.dtype()));
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(range.end - range.begin), mpi_type(flat_.dtype()), MPI_SUM,
+                       MPI_COMM_WORLD, &request),
+        "MPI_Iallreduce", distributed_.rank());
+  requests_->handles.push_back(request);
+#endif
+}
+
+// Open MPI moves a non-blocking collective on only inside MPI calls; testing the requests now and then during
+// backward lets the started buckets travel while the next gradients are computed.
+void GradientReducer::poll() {
+#ifdef GRADFORMER_WITH_MPI
+  if (requests_->handles.empty()) return;
+  int all_done = 0;
+  check(MPI_Testall(static_cast<int>(requests_->handles.size()), requests_->handles.data(), &all_done,
+                    MPI_STATUSES_IGNORE),
+        "MPI_Testall", distributed_.rank());
+#endif
+}
+
+void GradientReducer::finish() {
+  armed_.reset();
+  flat_.check_intact("GradientReducer");
+  if (distributed_.size() > 1) {
+    while (next_bucket_ < buckets_.size()) start(next_bucket_++);
+#ifdef GRADFORMER_WITH_MPI
+    check(MPI_Waitall(static_cast<int>(requests_->handles.size()), requests_->handles.data(), MPI_STATUSES_IGNORE),
+          "MPI_Waitall", distributed_.rank());
+    requests_->handles.clear();
+#endif
+  }
+  next_bucket_ = 0;
+  for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = buckets_[b].parameters.size();
+  reported_.assign(reported_.size(), false);
 }
 
 }  // namespace gradformer::nn

@@ -18,7 +18,6 @@ FlatParameters::FlatParameters(const std::vector<Tensor>& params) : params_(para
   const DType dtype = params_.front().dtype();
   const int64_t align = kAlignBytes / static_cast<int64_t>(dtype_size(dtype));
   std::set<const TensorImpl*> seen;
-  std::vector<int64_t> offsets;
   int64_t total = 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
@@ -30,7 +29,7 @@ FlatParameters::FlatParameters(const std::vector<Tensor>& params) : params_(para
       fail<ValueError>("FlatParameters", "parameter {} ('{}') must be a floating leaf", i, p.name());
     if (!seen.insert(p.impl_ptr().get()).second)
       fail<ValueError>("FlatParameters", "parameter {} ('{}') appears more than once", i, p.name());
-    offsets.push_back(total);
+    offsets_.push_back(total);
     total += (p.numel() + align - 1) / align * align;
   }
   NoGradGuard no_grad;
@@ -39,13 +38,13 @@ FlatParameters::FlatParameters(const std::vector<Tensor>& params) : params_(para
   for (size_t i = 0; i < params_.size(); ++i) {
     TensorImpl& impl = params_[i].impl();
     const Shape strides = contiguous_strides(impl.shape);
-    const Tensor values = data_.as_strided(impl.shape, strides, offsets[i]);
+    const Tensor values = data_.as_strided(impl.shape, strides, offsets_[i]);
     values.copy_(params_[i].detach());
-    const Tensor grad = grad_.as_strided(impl.shape, strides, offsets[i]);
+    const Tensor grad = grad_.as_strided(impl.shape, strides, offsets_[i]);
     if (impl.grad) grad.copy_(Tensor(impl.grad));
     impl.storage = data_.storage();
     impl.strides = strides;
-    impl.offset = offsets[i];
+    impl.offset = offsets_[i];
     impl.grad = grad.impl_ptr();
     impl.grad_is_view = true;
   }

@@ -31,6 +31,8 @@ class FlatParameters {
   const Tensor& data() const { return data_; }     // 1-D, every parameter's values
   const Tensor& grad() const { return grad_; }     // 1-D, every parameter's gradient
   const std::vector<Tensor>& parameters() const { return params_; }
+  // Where parameter i starts in both buffers, in elements (increasing with i).
+  const std::vector<int64_t>& offsets() const { return offsets_; }
   // Fills the gradient buffer with zeros.
   void zero_grad() const;
   // Throws ValueError naming `where` and the first parameter whose data or grad no longer lives in the buffers.
@@ -38,6 +40,7 @@ class FlatParameters {
 
  private:
   std::vector<Tensor> params_;
+  std::vector<int64_t> offsets_;
   Tensor data_, grad_;
 };
 
