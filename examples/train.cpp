@@ -191,15 +191,6 @@ int run(Flags flags) {
   if (flags.max_train_sentences > 0 && train_text.size() > flags.max_train_sentences)
     train_text.resize(flags.max_train_sentences);
 
-  std::optional<TrainLog> log;
-  if (distributed.is_root()) log.emplace(flags.out + "/train.log");
-  auto say = [&log](const std::string& line) {
-    if (!log) return;
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
-    log->write(line);
-  };
-
   // A resumed run takes model and vocabulary from its checkpoint; a new one learns them from the data.
   std::optional<models::TextCodec> codec;
   if (!flags.resume.empty()) {
@@ -219,6 +210,16 @@ int run(Flags flags) {
   if (positions > 0 && static_cast<int64_t>(task_options.max_tokens) >= positions)
     fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
                      "<eos>); at most {}", task_options.max_tokens, positions, positions - 1);
+  // Only now, with tokenizer and model settled, does the run write anything: a bad --spm-model or --resume file
+  // leaves no trace (the lock removes a directory it created and left empty).
+  std::optional<TrainLog> log;
+  if (distributed.is_root()) log.emplace(flags.out + "/train.log");
+  auto say = [&log](const std::string& line) {
+    if (!log) return;
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+    log->write(line);
+  };
   default_generator().manual_seed(flags.train.seed);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
 

@@ -281,9 +281,13 @@ std::string word_corpus() {
   const std::vector<std::string> words = {"the", "a", "dog", "cat", "sees", "runs", "house", "small", "big",
                                           "green", "old", "new", "man", "woman", "child"};
   std::string text;
+  uint64_t state = 12345;  // a fixed LCG: 300 distinct sentences, so the hashed split holds validation pairs
   for (size_t i = 0; i < 300; ++i) {
     std::vector<std::string> sentence;
-    for (size_t k = 0; k < 3 + i % 6; ++k) sentence.push_back(words[(i * 11 + k * 7 + k * k) % words.size()]);
+    for (size_t k = 0; k < 3 + i % 6; ++k) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      sentence.push_back(words[(state >> 33) % words.size()]);
+    }
     text += fmt::format("{}\t{}\n", fmt::join(sentence, " "), fmt::join(sentence.rbegin(), sentence.rend(), " "));
   }
   return text;
