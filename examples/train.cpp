@@ -271,6 +271,7 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
   app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")->capture_default_str();
+  cli::add_precision_option(app, f.train.precision);
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
       ->check(cli::number_between(0, 1, true))
       ->capture_default_str();

@@ -4,6 +4,7 @@
 // sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
 // n of the output always translates line n of the input. Exit 0 on success, 1 with a one-line reason on any
 // error, 2 on bad flags.
+#include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
 #include "models/metrics.h"
@@ -31,6 +32,7 @@ struct Flags {
   int threads = 0;
   size_t batch = 64;
   size_t max_tokens = 0;  // 0: as many as the model's positions hold
+  DType precision = DType::f32;
 };
 
 bool blank(const std::string& line) {
@@ -55,6 +57,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 int run(const Flags& flags) {
   set_num_threads(flags.threads);
+  const AutocastGuard autocast(flags.precision);
   nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
   const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
@@ -156,6 +159,7 @@ int main(int argc, char** argv) {
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
   app.add_option("--batch", f.batch, "Sentences decoded together")->check(cli::integer_at_least(1))->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::integer_at_least(0))->capture_default_str();
+  cli::add_precision_option(app, f.precision);
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   try {
     return run(f);

@@ -195,6 +195,7 @@ ValidStats Trainer::validate() {
 StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
                         const std::function<void(const ValidStats&)>& on_valid) {
   using Clock = std::chrono::steady_clock;
+  const AutocastGuard autocast(config_.precision);
   const auto started = Clock::now();
   model_.train();
   const std::vector<size_t> source_lengths = lengths_of(train_, true), target_lengths = lengths_of(train_, false);

@@ -42,6 +42,7 @@ struct TrainConfig {
   int64_t patience = 0;            // stop after this many validations without a better loss (0: never)
   uint64_t seed = 1;
   int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
+  DType precision = DType::f32;    // bf16: run() trains and validates under AutocastGuard (mixed precision)
 };
 
 struct StepStats {
