@@ -42,8 +42,9 @@ dnnl::memory::desc describe(const Matrix& m, int64_t batch,
 
 // An f32 operand rounded to bf16 in `buffer`, dense and in the same orientation (rows or columns contiguous), so
 // that a transposed operand stays a transpose for oneDNN; an operand with neither contiguous is packed by rows.
-// On the calling thread: the pass is a few percent of the product, and a parallel region of its own per operand
-// made the bf16 product 3x slower than f32 on this 2-core machine while other programs kept it busy.
+// On the calling thread: with a parallel region per operand the bf16 products ran 3x slower than f32 on this
+// 2-core machine while other programs kept it busy (load 16), and one region for both operands was no faster
+// than this at load 4 (base's products, 2 threads: 25-138 GFLOP/s against 46-173).
 Matrix rounded_to_bf16(const Matrix& m, int64_t batch, std::vector<bfloat16>& buffer) {
   const int64_t copies = m.batch_stride == 0 ? 1 : batch;
   const bool by_columns = m.col_stride != 1 && m.row_stride == 1;
