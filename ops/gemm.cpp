@@ -168,6 +168,13 @@ BlasOperand<T> blas_operand(const Matrix& m, int64_t batch) {
 // busy, tens of microseconds on sgemm.
 constexpr int64_t kSmallProduct = 64 * 64 * 64;
 
+// Under autocast, a product goes to bf16 only when its output has at least this many rows and columns. Rounding
+// costs a pass over both operands (about (m·k + k·n) · 0.5 ns here) and saves half the multiply time (m·n·k ·
+// 2.5 ps at the 200 vs 400 GFLOP/s measured by gradformer-bench --peak), which pays when m·n / (m + n) exceeds
+// about 100: a decoding step's products (m = the batch, 64 in the bench) would round the whole weight matrix for
+// a few rows and run slower in bf16 than in f32.
+constexpr int64_t kBf16MinimumSide = 128;
+
 // sgemm and dgemm behind one name, so multiply_blas is written once for both.
 void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha, const float* a,
                blasint lda, const float* b, blasint ldb, double beta, float* c, blasint ldc) {
@@ -250,7 +257,8 @@ Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matr
   if (dtype == DType::f64) return Backend::blas;
   if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) return Backend::blas;
   if (a.cols == 0) return Backend::reference;  // the product is zero (+ bias): nothing for a fast kernel to do
-  return autocast_dtype() == DType::bf16 ? Backend::onednn_bf16 : Backend::onednn;
+  const bool bf16_pays = a.rows >= kBf16MinimumSide && b.cols >= kBf16MinimumSide;
+  return autocast_dtype() == DType::bf16 && bf16_pays ? Backend::onednn_bf16 : Backend::onednn;
 }
 
 void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,

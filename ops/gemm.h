@@ -35,7 +35,8 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
 // multiply-adds per matrix whose output has unit column stride on sgemm (under autocast too: at that size the
 // rounding and the primitive call cost more than bf16 saves); f32 with an empty inner dimension (which oneDNN
 // rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive, the bf16 one while
-// this thread is under AutocastGuard(DType::bf16).
+// this thread is under AutocastGuard(DType::bf16) and the output has at least 128 rows and 128 columns (below
+// that, rounding the operands costs more than bf16 saves: a decoding step's products stay f32).
 Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
 
 // The same product as multiply() by the textbook triple loop, reading every operand through its strides and
