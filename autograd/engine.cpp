@@ -22,6 +22,7 @@ namespace {
 thread_local bool grad_enabled = true;
 thread_local bool anomaly_enabled = false;
 thread_local const GradReadyHook* grad_ready_hook = nullptr;
+thread_local DType autocast_precision = DType::f32;
 std::atomic<int64_t> live_nodes{0};
 
 // a += b, in place, same shape and dtype; gradients are dense, so this is one vectorised run.
@@ -177,6 +178,15 @@ bool grad_mode_enabled() { return grad_enabled; }
 
 NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
+
+DType autocast_dtype() { return autocast_precision; }
+
+AutocastGuard::AutocastGuard(DType dtype) : previous_(autocast_precision) {
+  if (dtype != DType::f32 && dtype != DType::bf16)
+    fail<DTypeError>("autocast", "runs products in bf16 (or f32 to turn it off), not {}", dtype_name(dtype));
+  autocast_precision = dtype;
+}
+AutocastGuard::~AutocastGuard() { autocast_precision = previous_; }
 
 bool anomaly_mode_enabled() { return anomaly_enabled; }
 void set_detect_anomaly(bool enabled) { anomaly_enabled = enabled; }

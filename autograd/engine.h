@@ -99,6 +99,28 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Mixed precision, as torch.autocast(device_type="cpu", dtype=torch.bfloat16), on this thread. While an
+// AutocastGuard(DType::bf16) is alive, GEMM-shaped work (matmul, bmm, linear, the two products of attention,
+// and their backward products) reads its f32 operands rounded to bf16 and runs on oneDNN's bf16 matmul with f32
+// accumulation and f32 output; everything else (softmax, log_softmax, layer norm, losses, reductions, the
+// optimizer) runs in f32 as without it. Tensors stay f32: weights, their gradients and optimizer state are the
+// f32 master copies, and no bf16 tensor enters the graph. A product recorded under the guard runs its backward
+// products in bf16 too, wherever backward() is called (PyTorch's autocast behaves the same way). Products too
+// small to gain from bf16 (gemm::choose_backend) stay f32. AutocastGuard(DType::f32) turns the mode off
+// within its scope; any other dtype throws DTypeError.
+DType autocast_dtype();  // bf16 inside an AutocastGuard(DType::bf16), otherwise f32
+
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(DType dtype);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  DType previous_;
+};
+
 // Anomaly mode, as torch.autograd.set_detect_anomaly, on this thread. While it is on, every op that runs with grad
 // mode on has its output checked, and every gradient Engine::run computes is checked; the first NaN, or Inf not
 // received from an input, throws NumericalError naming the op, its inputs' shapes and, in backward, which

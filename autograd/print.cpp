@@ -22,14 +22,14 @@ void print_values(std::string& out, const Tensor& t, size_t axis, int64_t offset
     }
     const int64_t at = offset + i * t.strides()[axis];
     if (last_axis) {
-      visit_dtype(t.dtype(), [&]<class T>(std::type_identity<T>) {
+      visit_stored(t.dtype(), [&]<class T>(std::type_identity<T>) {
         const T v = reinterpret_cast<const T*>(t.storage()->data())[at];
         if constexpr (std::is_same_v<T, bool>)
           out += v ? "true" : "false";
         else if constexpr (std::is_integral_v<T>)
           out += fmt::format("{}", v);
         else
-          out += fmt::format("{:.4f}", v);
+          out += fmt::format("{:.4f}", static_cast<double>(v));
       });
     } else {
       print_values(out, t, axis + 1, at, summarize, indent + 1);
@@ -45,11 +45,11 @@ std::string to_string(const Tensor& t) {
   if (!t.defined()) return "tensor(undefined)";
   std::string out = "tensor(";
   if (t.dim() == 0) {
-    out += visit_dtype(t.dtype(), [&]<class T>(std::type_identity<T>) -> std::string {
+    out += visit_stored(t.dtype(), [&]<class T>(std::type_identity<T>) -> std::string {
       const T v = reinterpret_cast<const T*>(t.storage()->data())[t.offset()];
       if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
       else if constexpr (std::is_integral_v<T>) return fmt::format("{}", v);
-      else return fmt::format("{:.4f}", v);
+      else return fmt::format("{:.4f}", static_cast<double>(v));
     });
   } else {
     print_values(out, t, 0, t.offset(), t.numel() > kSummarizeAbove, 7);

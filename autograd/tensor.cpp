@@ -20,6 +20,7 @@ std::string_view dtype_name(DType dtype) {
     case DType::f64: return "f64";
     case DType::i64: return "i64";
     case DType::boolean: return "bool";
+    case DType::bf16: return "bf16";
   }
   return "unknown";
 }
@@ -30,6 +31,7 @@ size_t dtype_size(DType dtype) {
     case DType::f64: return 8;
     case DType::i64: return 8;
     case DType::boolean: return 1;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -117,14 +119,14 @@ int64_t element_offset(const Tensor& t, std::initializer_list<int64_t> index, st
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
   const int64_t offset = element_offset(*this, index, "at");
-  return visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
+  return visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     return static_cast<double>(reinterpret_cast<const T*>(raw_data())[offset]);
   });
 }
 
 void Tensor::set_at(std::initializer_list<int64_t> index, double value) const {
   const int64_t offset = element_offset(*this, index, "set_at");
-  visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
+  visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     reinterpret_cast<T*>(raw_data())[offset] = static_cast<T>(value);
   });
 }
@@ -132,7 +134,7 @@ void Tensor::set_at(std::initializer_list<int64_t> index, double value) const {
 double Tensor::item() const {
   if (numel() != 1)
     fail<ShapeError>("item", "needs a tensor with one element, got shape {}", shape_str(shape()));
-  return visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
+  return visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     return static_cast<double>(*reinterpret_cast<const T*>(raw_data()));
   });
 }
@@ -205,8 +207,8 @@ namespace {
 // dst[i] = convert(src[i]) over a shared shape; the one copy loop behind copy_, contiguous and to.
 void convert_copy(const Tensor& dst, const Tensor& src) {
   StridedLayout<2> layout{dst.shape(), {dst.strides(), src.strides()}};
-  visit_dtype(dst.dtype(), [&]<class D>(std::type_identity<D>) {
-    visit_dtype(src.dtype(), [&]<class S>(std::type_identity<S>) {
+  visit_stored(dst.dtype(), [&]<class D>(std::type_identity<D>) {
+    visit_stored(src.dtype(), [&]<class S>(std::type_identity<S>) {
       for_each_run<2>(layout, {dst.raw_data(), src.raw_data()}, {sizeof(D), sizeof(S)}, true,
                       [](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
                         D* out = reinterpret_cast<D*>(p[0]);
@@ -232,7 +234,7 @@ void Tensor::copy_(const Tensor& source) const {
 
 void Tensor::fill_(double value) const {
   StridedLayout<1> layout{shape(), {strides()}};
-  visit_dtype(dtype(), [&]<class T>(std::type_identity<T>) {
+  visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     const T v = static_cast<T>(value);
     for_each_run<1>(layout, {raw_data()}, {sizeof(T)}, true,
                     [v](std::array<std::byte*, 1> p, int64_t n, const std::array<int64_t, 1>& s) {
@@ -259,7 +261,8 @@ Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor out = empty(shape(), target);
   convert_copy(out, *this);
-  if (!is_floating(target) || !is_floating(dtype())) return out;  // integers and masks carry no gradient
+  // integers, masks and bf16 storage carry no gradient
+  if (!is_floating(target) || !is_floating(dtype())) return out;
   const DType source_dtype = dtype();
   return record(out, Op::to, {*this},
                 [source_dtype](const Tensor& dout, InputGrads& grads) { grads[0] = dout.to(source_dtype); });
@@ -299,7 +302,7 @@ Tensor arange(double start, double end, double step, DType dtype) {
     fail<ValueError>("arange", "start {}, end {}, step {}: step must be non-zero and all finite", start, end, step);
   const double count = std::ceil((end - start) / step);
   Tensor t = empty({std::max<int64_t>(0, static_cast<int64_t>(count))}, dtype);
-  visit_dtype(dtype, [&]<class T>(std::type_identity<T>) {
+  visit_stored(dtype, [&]<class T>(std::type_identity<T>) {
     T* p = t.data_ptr<T>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
   });

@@ -1,5 +1,5 @@
 // The tensor: a dtype, a shape, strides and an offset into a storage that views share. Values are f32, f64
-// (gradient checks), i64 (token ids, indices) or bool (masks). A Tensor is a cheap handle: copies share the
+// (gradient checks), i64 (token ids, indices), bool (masks) or bf16 (storage only: see bfloat16 below). A Tensor is a cheap handle: copies share the
 // same TensorImpl, as torch::Tensor does.
 //
 // This floor knows storage, views and the autograd bookkeeping; it does not know any op. Everything that
@@ -9,6 +9,7 @@
 #include "autograd/error.h"
 #include "autograd/generator.h"
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -20,17 +21,45 @@
 
 namespace gradformer {
 
-enum class DType : uint8_t { f32, f64, i64, boolean };
+enum class DType : uint8_t { f32, f64, i64, boolean, bf16 };
 
 std::string_view dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
+// The dtypes ops compute in and gradients flow through. bf16 is not one of them: it is a storage format that
+// tensors convert to and from (to(DType::bf16), to(DType::f32)); products run in it under AutocastGuard
+// (autograd/engine.h), which keeps every tensor the graph sees in f32. An op given a bf16 tensor throws
+// DTypeError naming the op and the dtype.
 inline bool is_floating(DType dtype) { return dtype == DType::f32 || dtype == DType::f64; }
+
+// One bf16 value: the upper 16 bits of an f32 (8 exponent bits, 7 mantissa bits), the format oneDNN's bf16
+// products read. From f32 it rounds to nearest, ties to even (as PyTorch and the AVX512-BF16 instructions do);
+// NaN stays NaN. Back to f32 it is exact.
+struct bfloat16 {
+  uint16_t bits = 0;
+
+  bfloat16() = default;
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  explicit bfloat16(T value) : bits(round_from(static_cast<float>(value))) {}
+  template <class T>
+    requires std::is_arithmetic_v<T>
+  explicit operator T() const { return static_cast<T>(to_float()); }
+
+  float to_float() const { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+  static uint16_t round_from(float value) {
+    const uint32_t f = std::bit_cast<uint32_t>(value);
+    if ((f & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((f >> 16) | 0x40u);  // quiet NaN
+    const uint32_t round_bias = 0x7fffu + ((f >> 16) & 1u);  // half of the dropped range, +1 when odd: ties to even
+    return static_cast<uint16_t>((f + round_bias) >> 16);
+  }
+};
 
 template <class T> constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int64_t>() { return DType::i64; }
 template <> constexpr DType dtype_of<bool>() { return DType::boolean; }
+template <> constexpr DType dtype_of<bfloat16>() { return DType::bf16; }
 
 using Shape = std::vector<int64_t>;
 
@@ -126,7 +155,9 @@ class Tensor {
 
   // Copies that take part in autograd: the gradient flows back through them.
   Tensor contiguous() const;  // this tensor itself when already contiguous
-  Tensor to(DType dtype) const;  // this tensor itself when the dtype already matches
+  // This tensor itself when the dtype already matches. To bf16 it rounds to nearest even; to or from bf16 the
+  // copy leaves the graph (bf16 takes part in no op, so no gradient could reach it).
+  Tensor to(DType dtype) const;
   Tensor clone() const;
 
   // A view on the same storage; no gradient. The ops in ops/shape.cpp build differentiable views on it.

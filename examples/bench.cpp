@@ -5,6 +5,9 @@
 // The model is the reference's: source and target embeddings scaled by √d, nn::Transformer (post-norm,
 // dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
+// --precision bf16 runs both under AutocastGuard, as the reference's --bf16 runs under torch.autocast.
+// --peak prints instead what our GEMM path (gemm::multiply) reaches in f32 and in bf16 on the products of a
+// training step, the ceiling a step's gflops is read against.
 #include "examples/cli.h"
 // Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
 // (nn/distributed.h: buckets of --bucket-mb, started during backward unless --no-overlap), so tgt_tok_per_s is
@@ -14,6 +17,7 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #include <CLI/CLI.hpp>
@@ -21,6 +25,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -61,12 +66,43 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// GFLOP/s of gemm::multiply on [m, k] x [k, n] (b given transposed, as linear's weight is) in `precision`: as
+// many products as fill about half a second after two warm-up ones, in one timed run.
+double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, Generator& gen) {
+  const AutocastGuard autocast(precision);
+  const Tensor a = randn({m, k}, gen), weight = randn({n, k}, gen), c = empty({m, n});
+  const gemm::Matrix ma = gemm::matrix_of(a), mc = gemm::matrix_of(c);
+  const gemm::Matrix mb{weight.raw_data(), k, n, weight.strides()[1], weight.strides()[0], 0};
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
+  const int reps = std::max(3, static_cast<int>(0.25 / std::max(seconds_since(start), 1e-6)));
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
+  return 2.0 * static_cast<double>(m * n * k) * reps / seconds_since(start) / 1e9;
+}
+
+// The forward products of a training step of `c` (backward's have the same sizes, transposed): the feed-forward
+// pair, a projection, the output projection.
+void print_peak(const std::string& name, const Config& c) {
+  const int64_t tokens = c.batch * c.tgt_len;
+  const std::vector<std::array<int64_t, 3>> shapes{
+      {tokens, c.ff, c.d}, {tokens, c.d, c.ff}, {tokens, c.d, c.d}, {tokens, c.vocab, c.d}};
+  Generator gen(0);
+  for (const auto& [m, n, k] : shapes) {
+    const double f32 = gemm_rate(m, n, k, DType::f32, gen), bf16 = gemm_rate(m, n, k, DType::bf16, gen);
+    fmt::print("peak {} m={} n={} k={} f32_gflops={:.1f} bf16_gflops={:.1f} ratio={:.2f}\n", name, m, n, k, f32, bf16,
+               bf16 / f32);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Time the reference Transformer training step and greedy decoding"};
   std::string name = "toy";
   int threads = 2, steps = 0;
+  DType precision = DType::f32;
+  bool peak = false;
   app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
   app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   app.add_option("--steps", steps, "Timed training steps (0: the reference's count)")->check(cli::integer_at_least(0));
@@ -76,11 +112,18 @@ int main(int argc, char** argv) {
       ->check(cli::number_between(0, 4096))
       ->capture_default_str();
   app.add_flag("--no-overlap", no_overlap, "mpirun: allreduce after backward instead of during it");
+  cli::add_precision_option(app, precision);
+  app.add_flag("--peak", peak, "Print the f32 and bf16 GEMM rates on this config's products instead");
   if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
   const nn::Distributed& distributed = nn::Distributed::world();
   allreduce.overlap = !no_overlap;
   set_num_threads(threads);
   const Config c = kConfigs.at(name);
+  if (peak) {
+    print_peak(name, c);
+    return 0;
+  }
+  const AutocastGuard autocast(precision);
   steps = steps > 0 ? steps : c.steps;
 
   Generator gen(0);

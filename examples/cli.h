@@ -4,6 +4,8 @@
 // library throws (autograd/error.h), the programs report.
 #pragma once
 
+#include "autograd/tensor.h"
+
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -109,6 +111,17 @@ inline CLI::Validator thread_count() {
         return {};
       },
       fmt::format("INT in [0, {}]", most));
+}
+
+// --precision f32|bf16: what the program runs its products in under AutocastGuard (autograd/engine.h).
+inline CLI::Option* add_precision_option(CLI::App& app, DType& precision) {
+  return app
+      .add_option_function<std::string>(
+          "--precision", [&precision](const std::string& name) { precision = name == "bf16" ? DType::bf16 : DType::f32; },
+          "f32, or bf16: mixed precision, matrix products in bf16 with f32 accumulation, weights and the rest in f32 "
+          "(PyTorch's CPU autocast)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->default_str("f32");
 }
 
 // Whether the whole of input is a finite number; strtod alone would take "1x" as 1 and "nan" as a number.

@@ -406,6 +406,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")
       ->check(cli::unsigned_64())
       ->capture_default_str();
+  cli::add_precision_option(app, f.train.precision);
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
       ->check(cli::number_between(0, 1, true))
       ->capture_default_str();

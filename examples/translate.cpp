@@ -7,6 +7,7 @@
 // is replaced only once complete). Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated
 // (exit 130, 143); a second one stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed
 // write included), 2 on bad flags.
+#include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
 #include "models/svg.h"
@@ -67,6 +68,7 @@ struct Flags {
   std::string checkpoint, input, output, reference, attention_svg;
   models::CorpusOptions corpus;
   int threads = 0;
+  DType precision = DType::f32;
 };
 
 // Lines from a FILE*, with the line end (LF or CRLF) removed. A read error (stdin being a directory, an I/O
@@ -143,6 +145,7 @@ int run(const Flags& flags) {
 
   stop_on_interrupt();
   set_num_threads(flags.threads);
+  const AutocastGuard autocast(flags.precision);
   nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
   const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
@@ -224,6 +227,7 @@ int main(int argc, char** argv) {
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
   app.add_option("--batch", f.corpus.batch_size, "Sentences read, decoded and written together (1: answer line by line)")->check(cli::integer_at_least(1))->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
+  cli::add_precision_option(app, f.precision);
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   try {
     return run(f);

@@ -209,6 +209,7 @@ ValidStats Trainer::validate() {
 StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
                         const std::function<void(const ValidStats&)>& on_valid, const std::atomic<bool>* interrupt) {
   const GeneratorGuard dropout_stream(dropout_generator_);
+  const AutocastGuard autocast(config_.precision);
   model_.train();
   started_ = window_start_ = Clock::now();
   tokens_in_window_ = 0;

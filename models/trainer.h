@@ -58,6 +58,7 @@ struct TrainConfig {
   // reads the same data; unset, nothing is stored (the caller knows its data).
   std::optional<DataSettings> data;
   nn::GradientReducerOptions gradient_allreduce;  // buckets and overlap of the allreduce (--bucket-mb, --no-overlap)
+  DType precision = DType::f32;    // bf16: run() trains and validates under AutocastGuard (mixed precision)
 };
 
 struct StepStats {

@@ -241,7 +241,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   head_gemm(dtype, batches, heads, heads_of(dropped), heads_of(vd), heads_of(out), 1.0);
 
   out = record(out, Op::scaled_dot_product_attention, {q, k, v},
-               [qd, kd, vd, probs, scale, rate, dropout_state](const Tensor& dout, InputGrads& g) {
+               [qd, kd, vd, probs, scale, rate, dropout_state,
+                precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
+                 const AutocastGuard as_in_forward(precision);
                  const DType dtype = probs.dtype();
                  const int64_t batches = probs.size(0), heads = probs.size(1);
                  const int64_t queries = probs.size(2), keys = probs.size(3);

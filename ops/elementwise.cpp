@@ -46,14 +46,14 @@ Tensor slope(const Tensor& x, std::string_view op, F f) {
 template <class Cmp>
 Tensor compare(const Tensor& a, const Tensor& b, std::string_view op, Cmp cmp) {
   check_same_dtype(a, b, op);
-  return visit_dtype(a.dtype(), [&]<class T>(std::type_identity<T>) {
+  return visit_dtype(a.dtype(), op, [&]<class T>(std::type_identity<T>) {
     return kernels::map2<bool, T, T>(a, b, op, [&cmp](T x, T y) { return cmp(x, y); });
   });
 }
 
 template <class Cmp>
-Tensor compare(const Tensor& a, double b, Cmp cmp) {
-  return visit_dtype(a.dtype(), [&]<class T>(std::type_identity<T>) {
+Tensor compare(const Tensor& a, double b, std::string_view op, Cmp cmp) {
+  return visit_dtype(a.dtype(), op, [&]<class T>(std::type_identity<T>) {
     if constexpr (std::is_floating_point_v<T>) {
       const T s = static_cast<T>(b);
       return kernels::map<bool, T>(a, [&cmp, s](T x) { return cmp(x, s); });
@@ -326,12 +326,12 @@ Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", std::le
 Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", std::less_equal<>{}); }
 Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", std::greater<>{}); }
 Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", std::greater_equal<>{}); }
-Tensor eq(const Tensor& a, double b) { return compare(a, b, std::equal_to<>{}); }
-Tensor ne(const Tensor& a, double b) { return compare(a, b, std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, std::less<>{}); }
-Tensor le(const Tensor& a, double b) { return compare(a, b, std::less_equal<>{}); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, std::greater<>{}); }
-Tensor ge(const Tensor& a, double b) { return compare(a, b, std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", std::equal_to<>{}); }
+Tensor ne(const Tensor& a, double b) { return compare(a, b, "ne", std::not_equal_to<>{}); }
+Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", std::less<>{}); }
+Tensor le(const Tensor& a, double b) { return compare(a, b, "le", std::less_equal<>{}); }
+Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", std::greater<>{}); }
+Tensor ge(const Tensor& a, double b) { return compare(a, b, "ge", std::greater_equal<>{}); }
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
   check_mask(a, "logical_and");

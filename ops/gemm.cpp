@@ -1,6 +1,7 @@
 #include "ops/gemm.h"
 
 #include "autograd/dispatch.h"
+#include "autograd/engine.h"
 #include "ops/onednn.h"
 
 #include <cblas.h>
@@ -18,7 +19,7 @@ namespace gradformer::gemm {
 namespace {
 
 thread_local std::optional<Backend> forced_backend;
-thread_local std::array<int64_t, 3> products_run{};
+thread_local std::array<int64_t, 4> products_run{};
 
 // The oneDNN primitives made so far, by everything that shapes one (sizes, strides, bias, alpha).
 struct PrimitiveCache {
@@ -32,20 +33,54 @@ PrimitiveCache& primitive_cache() {
 }
 
 // A matrix oneDNN sees as a [batch, rows, cols] tensor; a repeated matrix is a batch of 1, which it broadcasts.
-dnnl::memory::desc describe(const Matrix& m, int64_t batch) {
+dnnl::memory::desc describe(const Matrix& m, int64_t batch,
+                            dnnl::memory::data_type type = dnnl::memory::data_type::f32) {
   const int64_t b = m.batch_stride == 0 ? 1 : batch;
-  return dnnl::memory::desc({b, m.rows, m.cols}, dnnl::memory::data_type::f32,
+  return dnnl::memory::desc({b, m.rows, m.cols}, type,
                             {m.batch_stride == 0 ? m.rows * m.cols : m.batch_stride, m.row_stride, m.col_stride});
 }
 
-void multiply_onednn(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha,
-                     const std::byte* bias) {
+// An f32 operand rounded to bf16 in `buffer`, dense and in the same orientation (rows or columns contiguous), so
+// that a transposed operand stays a transpose for oneDNN; an operand with neither contiguous is packed by rows.
+// On the calling thread: with a parallel region per operand the bf16 products ran 3x slower than f32 on this
+// 2-core machine while other programs kept it busy (load 16), and one region for both operands was no faster
+// than this at load 4 (base's products, 2 threads: 25-138 GFLOP/s against 46-173).
+Matrix rounded_to_bf16(const Matrix& m, int64_t batch, std::vector<bfloat16>& buffer) {
+  const int64_t copies = m.batch_stride == 0 ? 1 : batch;
+  const bool by_columns = m.col_stride != 1 && m.row_stride == 1;
+  Matrix out{nullptr, m.rows, m.cols, by_columns ? 1 : m.cols, by_columns ? m.rows : 1,
+             m.batch_stride == 0 ? 0 : m.rows * m.cols};
+  buffer.resize(static_cast<size_t>(copies * m.rows * m.cols));
+  const float* src = reinterpret_cast<const float*>(m.data);
+  bfloat16* dst = buffer.data();
+  const int64_t outer = by_columns ? m.cols : m.rows, inner = by_columns ? m.rows : m.cols;
+  const int64_t outer_stride = by_columns ? m.col_stride : m.row_stride;
+  const int64_t inner_stride = by_columns ? m.row_stride : m.col_stride;
+  for (int64_t i = 0; i < copies; ++i)
+    for (int64_t o = 0; o < outer; ++o) {
+      const float* row = src + i * m.batch_stride + o * outer_stride;
+      bfloat16* to = dst + (i * outer + o) * inner;
+      for (int64_t k = 0; k < inner; ++k) to[k].bits = bfloat16::round_from(row[k * inner_stride]);
+    }
+  out.data = reinterpret_cast<std::byte*>(buffer.data());
+  return out;
+}
+
+// c = alpha · a · b (+ bias) on a oneDNN matmul primitive: in f32, or with a and b rounded to bf16 (f32
+// accumulation, f32 bias and output) for autocast.
+void multiply_onednn(int64_t batch, const Matrix& f32_a, const Matrix& f32_b, const Matrix& c, float alpha,
+                     const std::byte* bias, bool bf16_operands) {
+  std::vector<bfloat16> a_buffer, b_buffer;
+  const Matrix a = bf16_operands ? rounded_to_bf16(f32_a, batch, a_buffer) : f32_a;
+  const Matrix b = bf16_operands ? rounded_to_bf16(f32_b, batch, b_buffer) : f32_b;
+  const auto operand_type = bf16_operands ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
   PrimitiveCache& cache = primitive_cache();
   const std::vector<int64_t> key{batch,        a.rows,       a.cols,         b.cols,       a.row_stride,
                                  a.col_stride, a.batch_stride, b.row_stride, b.col_stride, b.batch_stride,
                                  c.row_stride, c.col_stride,   c.batch_stride, bias != nullptr,
-                                 static_cast<int64_t>(std::bit_cast<uint32_t>(alpha))};
-  const dnnl::memory::desc a_md = describe(a, batch), b_md = describe(b, batch), c_md = describe(c, batch);
+                                 static_cast<int64_t>(std::bit_cast<uint32_t>(alpha)), bf16_operands};
+  const dnnl::memory::desc a_md = describe(a, batch, operand_type), b_md = describe(b, batch, operand_type),
+                           c_md = describe(c, batch);
   const dnnl::memory::desc bias_md({1, 1, c.cols}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::abc);
   // oneDNN's output scale multiplies the bias too (dst = alpha · (a·b + bias)), so a scaled product adds its
   // bias afterwards as a binary post-op instead; an unscaled one (linear's) takes it as the bias argument.
@@ -64,8 +99,14 @@ void multiply_onednn(int64_t batch, const Matrix& a, const Matrix& b, const Matr
       }
       const dnnl::matmul::desc desc = bias && !bias_after_scale ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
                                                                 : dnnl::matmul::desc(a_md, b_md, c_md);
-      it = cache.primitives.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, onednn::engine())))
-               .first;
+      dnnl::matmul::primitive_desc primitive_desc;
+      try {
+        primitive_desc = dnnl::matmul::primitive_desc(desc, attr, onednn::engine());
+      } catch (const dnnl::error& error) {
+        fail<ValueError>("gemm", "oneDNN has no {} matmul for [{}, {}] x [{}, {}] on this CPU ({})",
+                         bf16_operands ? "bf16" : "f32", a.rows, a.cols, b.rows, b.cols, error.what());
+      }
+      it = cache.primitives.emplace(key, dnnl::matmul(primitive_desc)).first;
     }
     primitive = it->second;
   }
@@ -127,6 +168,13 @@ BlasOperand<T> blas_operand(const Matrix& m, int64_t batch) {
 // busy, tens of microseconds on sgemm.
 constexpr int64_t kSmallProduct = 64 * 64 * 64;
 
+// Under autocast, a product goes to bf16 only when its output has at least this many rows and columns. Rounding
+// costs a pass over both operands (about (m·k + k·n) · 0.5 ns here) and saves half the multiply time (m·n·k ·
+// 2.5 ps at the 200 vs 400 GFLOP/s measured by gradformer-bench --peak), which pays when m·n / (m + n) exceeds
+// about 100: a decoding step's products (m = the batch, 64 in the bench) would round the whole weight matrix for
+// a few rows and run slower in bf16 than in f32.
+constexpr int64_t kBf16MinimumSide = 128;
+
 // sgemm and dgemm behind one name, so multiply_blas is written once for both.
 void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha, const float* a,
                blasint lda, const float* b, blasint ldb, double beta, float* c, blasint ldc) {
@@ -185,8 +233,9 @@ void reference_loop(int64_t batch, const Matrix& a, const Matrix& b, const Matri
 }
 
 void check_forced(Backend backend, DType dtype, const Matrix& c) {
-  if (backend == Backend::onednn && dtype != DType::f32)
-    fail<ValueError>("gemm", "the oneDNN backend takes f32 products, not {}", dtype_name(dtype));
+  if ((backend == Backend::onednn || backend == Backend::onednn_bf16) && dtype != DType::f32)
+    fail<ValueError>("gemm", "the oneDNN{} backend takes f32 products, not {}",
+                     backend == Backend::onednn_bf16 ? " bf16" : "", dtype_name(dtype));
   if (backend == Backend::blas && c.cols > 1 && c.col_stride != 1)
     fail<ValueError>("gemm", "the BLAS backend writes outputs with contiguous rows; this one has column stride {}",
                      c.col_stride);
@@ -199,6 +248,7 @@ std::string_view backend_name(Backend backend) {
     case Backend::reference: return "reference";
     case Backend::blas: return "blas";
     case Backend::onednn: return "onednn";
+    case Backend::onednn_bf16: return "onednn_bf16";
   }
   return "unknown";
 }
@@ -207,7 +257,8 @@ Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matr
   if (dtype == DType::f64) return Backend::blas;
   if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) return Backend::blas;
   if (a.cols == 0) return Backend::reference;  // the product is zero (+ bias): nothing for a fast kernel to do
-  return Backend::onednn;
+  const bool bf16_pays = a.rows >= kBf16MinimumSide && b.cols >= kBf16MinimumSide;
+  return autocast_dtype() == DType::bf16 && bf16_pays ? Backend::onednn_bf16 : Backend::onednn;
 }
 
 void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha,
@@ -224,7 +275,8 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
       else
         multiply_blas<float>(batch, a, b, c, alpha, bias);
       return;
-    case Backend::onednn: multiply_onednn(batch, a, b, c, static_cast<float>(alpha), bias); return;
+    case Backend::onednn: multiply_onednn(batch, a, b, c, static_cast<float>(alpha), bias, false); return;
+    case Backend::onednn_bf16: multiply_onednn(batch, a, b, c, static_cast<float>(alpha), bias, true); return;
   }
 }
 

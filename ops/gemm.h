@@ -1,6 +1,8 @@
 // The matrix-product kernels under matmul, linear and attention: f32 on oneDNN matmul primitives (created once
 // per shape and cached: creating one costs far more than a small product) or, for small products, OpenBLAS
-// sgemm; f64 on OpenBLAS dgemm; and a plain reference loop that tests compare them with. Operands are strided
+// sgemm; under autocast (AutocastGuard in autograd/engine.h) f32 operands rounded to bf16 on oneDNN's bf16
+// matmul, accumulating and writing f32; f64 on OpenBLAS dgemm; and a plain reference loop that tests compare
+// them with. Operands are strided
 // views, so a transposed operand reaches the kernel as strides (a transpose flag), never as a copy.
 #pragma once
 
@@ -19,8 +21,9 @@ struct Matrix {
 };
 
 // Where a product runs. multiply() picks one by choose_backend(); reference is the plain loop that the tests
-// hold the others to (llm.c keeps matmul_forward_naive for the same reason), never picked for speed.
-enum class Backend { reference, blas, onednn };
+// hold the others to (llm.c keeps matmul_forward_naive for the same reason), never picked for speed;
+// onednn_bf16 rounds f32 operands to bf16 (nearest even) and multiplies them with f32 accumulation and output.
+enum class Backend { reference, blas, onednn, onednn_bf16 };
 std::string_view backend_name(Backend backend);
 
 // c[i] = alpha · a[i] · b[i] (+ bias broadcast over rows), for i < batch. bias, when given, is a contiguous
@@ -29,8 +32,11 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
               const std::byte* bias = nullptr);
 
 // The backend multiply() runs these operands on: f64 on OpenBLAS dgemm; f32 products of at most 64³
-// multiply-adds per matrix whose output has unit column stride on sgemm; f32 with an empty inner dimension
-// (which oneDNN rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive.
+// multiply-adds per matrix whose output has unit column stride on sgemm (under autocast too: at that size the
+// rounding and the primitive call cost more than bf16 saves); f32 with an empty inner dimension (which oneDNN
+// rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive, the bf16 one while
+// this thread is under AutocastGuard(DType::bf16) and the output has at least 128 rows and 128 columns (below
+// that, rounding the operands costs more than bf16 saves: a decoding step's products stay f32).
 Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
 
 // The same product as multiply() by the textbook triple loop, reading every operand through its strides and

@@ -76,11 +76,14 @@ Tensor product(const Tensor& a, const Tensor& b) {
 
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
-  return record(out, Op::matmul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast along.
-    if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
-    if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
-  });
+  return record(out, Op::matmul, {a, b},
+                [a = a.detach(), b = b.detach(), precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
+                  const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
+                  // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast
+                  // along.
+                  if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
+                  if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
+                });
 }
 
 }  // namespace
@@ -167,7 +170,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
   return record(out, Op::linear, {x, weight, bias},
-                [x2, w, x_shape = x.shape(), rows, out_features](const Tensor& dout, InputGrads& g) {
+                [x2, w, x_shape = x.shape(), rows, out_features,
+                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
+                  const AutocastGuard as_in_forward(precision);
                   const Tensor dy = reshape(dout, {rows, out_features});  // [rows, out]
                   if (g.needs(0)) g[0] = reshape(matmul(dy, w), x_shape);  // dx = dy · W
                   if (g.needs(1)) g[1] = matmul(transpose(dy, 0, 1), x2);  // dW = dyᵀ · x, one GEMM over all rows

@@ -87,7 +87,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
     fail<DTypeError>("where", "a and b have different dtypes: {} {} and {} {}", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
-  Tensor out = visit_dtype(a.dtype(), [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_dtype(a.dtype(), "where", [&]<class T>(std::type_identity<T>) {
     return kernels::map3<T, bool, T, T>(mask, a, b, "where", [](bool m, T x, T y) { return m ? x : y; });
   });
   return record(out, Op::where, {a, b},
@@ -103,7 +103,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   if (kernels::broadcast_shapes(x.shape(), mask.shape(), "masked_fill") != x.shape())
     fail<ShapeError>("masked_fill", "mask {} cannot be broadcast to x {}", shape_str(mask.shape()),
                      shape_str(x.shape()));
-  Tensor out = visit_dtype(x.dtype(), [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_dtype(x.dtype(), "masked_fill", [&]<class T>(std::type_identity<T>) {
     const T v = static_cast<T>(value);
     return kernels::map2<T, T, bool>(x, mask, "masked_fill", [v](T a, bool m) { return m ? v : a; });
   });

@@ -2,7 +2,9 @@
 // against its composition, the errors; then every backend (OpenBLAS, oneDNN) against the plain reference loop
 // on every operand layout, and matmul, linear, bmm and attention driven through each path the selection takes
 // (small f32 -> sgemm, f64 -> dgemm, large f32 -> oneDNN) against the same op run on the reference, in value and
-// gradient. These are the tests that keep a new kernel or precision honest.
+// gradient. These are the tests that keep a new kernel or precision honest. Under autocast (bf16 operands, f32
+// accumulation) the same ops and layouts are held to the reference within bf16's tolerance.
+#include "autograd/engine.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 #include "tests/op_helpers.h"
@@ -10,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <string>
 
@@ -24,18 +27,24 @@ namespace {
 
 using Inputs = std::vector<Tensor>;
 
+constexpr std::array kBackends{gemm::Backend::reference, gemm::Backend::blas, gemm::Backend::onednn,
+                               gemm::Backend::onednn_bf16};
+
 // How many products each backend has run on this thread so far.
 struct ProductCounts {
-  int64_t reference = gemm::products_run_on(gemm::Backend::reference);
-  int64_t blas = gemm::products_run_on(gemm::Backend::blas);
-  int64_t onednn = gemm::products_run_on(gemm::Backend::onednn);
+  std::array<int64_t, kBackends.size()> before = [] {
+    std::array<int64_t, kBackends.size()> counts{};
+    for (gemm::Backend backend : kBackends) counts[static_cast<size_t>(backend)] = gemm::products_run_on(backend);
+    return counts;
+  }();
   int64_t since(gemm::Backend backend) const {
-    const int64_t before = backend == gemm::Backend::reference ? reference
-                           : backend == gemm::Backend::blas    ? blas
-                                                               : onednn;
-    return gemm::products_run_on(backend) - before;
+    return gemm::products_run_on(backend) - before[static_cast<size_t>(backend)];
   }
 };
+
+// bf16 keeps 8 significant bits, so each rounded operand is off by up to 2⁻⁹ of itself; products of the sizes
+// below, and gradients through attention's softmax, stay within 2⁻⁶ of the largest reference value.
+constexpr double kBf16Tolerance = 1.0 / 64;
 
 // An op applied to inputs drawn (as views: transposed, expanded) for a dtype.
 struct OpCase {
@@ -60,7 +69,7 @@ void check_path(const OpCase& op, DType dtype, gemm::Backend expected, double to
   const std::vector<Tensor> fast = value_and_grads(op.apply, inputs, weights);
   const int64_t on_expected = before.since(expected);
   CHECK(on_expected > 0);
-  for (gemm::Backend other : {gemm::Backend::reference, gemm::Backend::blas, gemm::Backend::onednn})
+  for (gemm::Backend other : kBackends)
     if (other != expected) CHECK_MESSAGE(before.since(other) == 0, gemm::backend_name(other));
 
   Inputs dense;
@@ -76,7 +85,8 @@ void check_path(const OpCase& op, DType dtype, gemm::Backend expected, double to
 }
 
 // The ops over the three size classes: `size` scales every matrix dimension, so that 4 keeps each product
-// below the 64³ multiply-adds of sgemm and 70 puts each above it.
+// below the 64³ multiply-adds of sgemm and 70 puts each above it (130: outputs of 128 x 128 and more, which
+// autocast runs in bf16).
 std::vector<OpCase> op_cases(int64_t size) {
   const int64_t m = size, k = size + 3, n = size + 5;
   auto draw = [](Generator& g, Shape shape, DType dtype) { return randn(std::move(shape), g, dtype); };
@@ -220,8 +230,8 @@ TEST_CASE("gemm: every backend equals the reference loop on every operand layout
       const Tensor expected = output();
       gemm::multiply_reference(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(expected), alpha,
                                bias_data);
-      for (gemm::Backend backend : {gemm::Backend::blas, gemm::Backend::onednn}) {
-        if (backend == gemm::Backend::onednn && dtype == DType::f64) continue;
+      for (gemm::Backend backend : {gemm::Backend::blas, gemm::Backend::onednn, gemm::Backend::onednn_bf16}) {
+        if (backend != gemm::Backend::blas && dtype == DType::f64) continue;
         if (backend == gemm::Backend::blas && c_transposed) continue;
         CAPTURE(gemm::backend_name(backend));
         const Tensor c = output();
@@ -231,7 +241,10 @@ TEST_CASE("gemm: every backend equals the reference loop on every operand layout
           gemm::multiply(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), alpha, bias_data);
         }
         CHECK(before.since(backend) == 1);
-        CHECK(max_abs_difference(c, expected) <= (dtype == DType::f32 ? 1e-5 : 1e-12) * (1 + max_abs(expected)));
+        const double tolerance = backend == gemm::Backend::onednn_bf16 ? kBf16Tolerance
+                                 : dtype == DType::f32                 ? 1e-5
+                                                                       : 1e-12;
+        CHECK(max_abs_difference(c, expected) <= tolerance * (1 + max_abs(expected)));
       }
     }
   }
@@ -249,6 +262,13 @@ TEST_CASE("gemm: the backend choice follows the size, dtype and output layout ru
   CHECK(gemm::choose_backend(DType::f32, matrix(4, 4), matrix(4, 4), matrix(4, 4, 4)) == Backend::onednn);
   CHECK(gemm::choose_backend(DType::f32, matrix(100, 0), matrix(0, 100, 100), matrix(100, 100, 100)) ==
         Backend::reference);
+  AutocastGuard autocast(DType::bf16);  // only what went to oneDNN in f32 goes there in bf16
+  CHECK(gemm::choose_backend(DType::f32, matrix(128, 64), matrix(64, 128), matrix(128, 128)) == Backend::onednn_bf16);
+  // Too few rows (a decoding step) or columns for rounding the operands to pay: f32 oneDNN.
+  CHECK(gemm::choose_backend(DType::f32, matrix(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
+  CHECK(gemm::choose_backend(DType::f32, matrix(512, 512), matrix(512, 127), matrix(512, 127)) == Backend::onednn);
+  CHECK(gemm::choose_backend(DType::f32, matrix(64, 64), matrix(64, 64), matrix(64, 64)) == Backend::blas);
+  CHECK(gemm::choose_backend(DType::f64, matrix(200, 200), matrix(200, 200), matrix(200, 200)) == Backend::blas);
 }
 
 TEST_CASE("gemm: an empty inner dimension gives bias alone on the path that takes it") {
@@ -268,6 +288,12 @@ TEST_CASE("gemm: forcing a backend onto a product it cannot take names the reaso
   CHECK(message_of<ValueError>([&] {
           gemm::multiply(DType::f64, 1, gemm::matrix_of(a), gemm::matrix_of(a), gemm::matrix_of(c));
         }) == "gemm: the oneDNN backend takes f32 products, not f64");
+  {
+    gemm::ForceBackend bf16(gemm::Backend::onednn_bf16);
+    CHECK(message_of<ValueError>([&] {
+            gemm::multiply(DType::f64, 1, gemm::matrix_of(a), gemm::matrix_of(a), gemm::matrix_of(c));
+          }) == "gemm: the oneDNN bf16 backend takes f32 products, not f64");
+  }
   {
     gemm::ForceBackend inner(gemm::Backend::blas);
     Tensor strided = transpose(zeros({1, 2, 2}), 1, 2);
@@ -294,4 +320,37 @@ TEST_CASE("matmul, linear, bmm and attention: f64 products run on dgemm and equa
 
 TEST_CASE("matmul, linear, bmm and attention: large f32 products run on oneDNN and equal the reference") {
   for (const OpCase& op : op_cases(70)) check_path(op, DType::f32, gemm::Backend::onednn, 1e-4);
+}
+
+TEST_CASE("autocast: large f32 products run on oneDNN's bf16 matmul, within bf16 tolerance of the reference") {
+  AutocastGuard autocast(DType::bf16);
+  for (const OpCase& op : op_cases(130)) check_path(op, DType::f32, gemm::Backend::onednn_bf16, kBf16Tolerance);
+}
+
+TEST_CASE("autocast: small f32 products stay on sgemm in f32; f64 products ignore it") {
+  AutocastGuard autocast(DType::bf16);
+  for (const OpCase& op : op_cases(4)) check_path(op, DType::f32, gemm::Backend::blas, 1e-5);
+  for (const OpCase& op : op_cases(70)) check_path(op, DType::f64, gemm::Backend::blas, 1e-12);
+}
+
+TEST_CASE("autocast: every op's bf16 value and gradients are within bf16 tolerance of its f32 ones, and differ") {
+  for (const OpCase& op : op_cases(130)) {
+    CAPTURE(op.name);
+    Generator gen(21);
+    const Inputs inputs = op.make(gen, DType::f32);
+    const Tensor weights = randn(op.apply(inputs).shape(), gen);
+    const std::vector<Tensor> f32 = value_and_grads(op.apply, inputs, weights);
+    std::vector<Tensor> bf16;
+    {
+      AutocastGuard autocast(DType::bf16);
+      bf16 = value_and_grads(op.apply, inputs, weights);
+    }
+    double scale = 0.0, largest_difference = 0.0;
+    for (size_t i = 0; i < f32.size(); ++i) {
+      scale = std::max(scale, max_abs(f32[i]));
+      largest_difference = std::max(largest_difference, max_abs_difference(bf16[i], f32[i]));
+    }
+    check_close(bf16, f32, kBf16Tolerance * (1.0 + scale));
+    CHECK(largest_difference > 1e-4 * scale);  // the bf16 path really ran: f32 would agree to ~1e-6
+  }
 }
