@@ -87,9 +87,10 @@ std::vector<std::vector<ScoredHypothesis>> greedy(const ModelEnsemble& models, c
   return result;
 }
 
+// A live beam entry: its tokens so far and the sum of their log-probabilities.
 struct Hypothesis {
   std::vector<int64_t> tokens;
-  double score = 0.0;  // sum of log-probabilities
+  double log_prob = 0.0;
 };
 
 std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& models, const Tensor& src,
@@ -104,12 +105,12 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
   state.select(from_vector(replicate, {batch * beam}));
 
   auto length_normalised = [&](const Hypothesis& h, size_t length) {
-    return normalised(h.score, length, options.length_penalty);
+    return normalised(h.log_prob, length, options.length_penalty);
   };
   std::vector<std::vector<Hypothesis>> live(static_cast<size_t>(batch), std::vector<Hypothesis>(static_cast<size_t>(beam)));
   // Only the first copy of each sentence starts live, so the first step does not pick the same token beam times.
   for (auto& hyps : live)
-    for (size_t k = 1; k < hyps.size(); ++k) hyps[k].score = -std::numeric_limits<double>::infinity();
+    for (size_t k = 1; k < hyps.size(); ++k) hyps[k].log_prob = -std::numeric_limits<double>::infinity();
   // Per sentence, its finished hypotheses best first; a stable order keeps the first found of equal scores first.
   std::vector<std::vector<ScoredHypothesis>> finished(static_cast<size_t>(batch));
   std::vector<bool> done(static_cast<size_t>(batch), false);
@@ -127,7 +128,7 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
       // beam even if beam of them end with <eos>).
       std::vector<std::tuple<double, int64_t, int64_t>> candidates;  // score, hypothesis, token
       for (int64_t k = 0; k < beam; ++k) {
-        const double base = hyps[static_cast<size_t>(k)].score;
+        const double base = hyps[static_cast<size_t>(k)].log_prob;
         if (!std::isfinite(base) || done[static_cast<size_t>(b)]) continue;
         const double* row = lp + (b * beam + k) * vocab;
         for (int64_t v = 0; v < vocab; ++v) candidates.emplace_back(base + row[v], k, v);
@@ -141,7 +142,7 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
         Hypothesis h{hyps[static_cast<size_t>(k)].tokens, score};
         if (v == data::eos_id) {
           auto& done_hyps = finished[static_cast<size_t>(b)];
-          ScoredHypothesis f{h.tokens, h.score, length_normalised(h, h.tokens.size() + 1)};
+          ScoredHypothesis f{h.tokens, h.log_prob, length_normalised(h, h.tokens.size() + 1)};
           const auto place = std::upper_bound(done_hyps.begin(), done_hyps.end(), f.score,
                                               [](double s, const ScoredHypothesis& x) { return s > x.score; });
           done_hyps.insert(place, std::move(f));
@@ -179,10 +180,10 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
     if (kept.size() == n_best) continue;
     // Out of length before n_best hypotheses ended: the best live ones, by their sum of log-probabilities.
     auto hyps = live[static_cast<size_t>(b)];
-    std::stable_sort(hyps.begin(), hyps.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.score > y.score; });
+    std::stable_sort(hyps.begin(), hyps.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.log_prob > y.log_prob; });
     for (const Hypothesis& h : hyps) {
-      if (kept.size() == n_best || (!kept.empty() && !std::isfinite(h.score))) break;
-      kept.push_back({h.tokens, h.score, length_normalised(h, h.tokens.size())});
+      if (kept.size() == n_best || (!kept.empty() && !std::isfinite(h.log_prob))) break;
+      kept.push_back({h.tokens, h.log_prob, length_normalised(h, h.tokens.size())});
     }
   }
   return finished;
