@@ -2,12 +2,12 @@
 // written by gradformer-train, or an ensemble of several (--checkpoint repeated: their log-probabilities are
 // averaged at each step), one translation per line to --output or stdout; greedy or beam search; with --n-best K,
 // K hypotheses per sentence in the Moses/Marian n-best format; with --reference, prints BLEU, chrF and exact
-// match; with --attention-svg, draws the attention of the first model on the first sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
-// n of the output always translates line n of the input. Translation is a stream: each batch of --batch lines is
-// written (and reaches a pipe) before the next is read. --output follows nn/output_file.h's rule (a regular file
-// is replaced only once complete). Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated
-// (exit 130, 143); a second one stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed
-// write included), 2 on bad flags.
+// match; with --attention-svg, draws the attention of the first model on the first sentence. An empty (or blank)
+// input line gives an empty output line, as in Marian and fairseq, so that line n of the output always translates
+// line n of the input. Translation is a stream: each batch of --batch lines is written (and reaches a pipe) before
+// the next is read. --output follows nn/output_file.h's rule (a regular file is replaced only once complete).
+// Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated (exit 130, 143); a second one
+// stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed write included), 2 on bad flags.
 #include "examples/cli.h"
 #include "models/decode.h"
 #include "models/svg.h"

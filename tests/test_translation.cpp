@@ -1,6 +1,7 @@
 // models::translate_corpus and models::score_translations (models/translation.h): the stream reads no further
-// than one batch before handing it on, keeps input order and blank lines, cuts long sources by one rule, checks
-// its options before reading; the scorer normalises references as the translations were.
+// than one batch before handing it on, keeps input order and blank lines, hands on n-best lists whose first is
+// the 1-best translation, cuts long sources by one rule, checks its options before reading; the scorer normalises
+// references as the translations were.
 #include "models/translation.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
