@@ -1,12 +1,13 @@
 // gradformer-translate: translates source sentences (one per line, from --input or stdin) with a checkpoint
-// written by gradformer-train, one translation per line to --output or stdout; greedy or beam search; with
-// --reference, prints BLEU, chrF and exact match; with --attention-svg, draws the attention of the first
-// sentence. An empty (or blank) input line gives an empty output line, as in Marian and fairseq, so that line
-// n of the output always translates line n of the input. Translation is a stream: each batch of --batch lines is
-// written (and reaches a pipe) before the next is read. --output follows nn/output_file.h's rule (a regular file
-// is replaced only once complete). Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated
-// (exit 130, 143); a second one stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed
-// write included), 2 on bad flags.
+// written by gradformer-train, or an ensemble of several (--checkpoint repeated: their log-probabilities are
+// averaged at each step), one translation per line to --output or stdout; greedy or beam search; with --n-best K,
+// K hypotheses per sentence in the Moses/Marian n-best format; with --reference, prints BLEU, chrF and exact
+// match; with --attention-svg, draws the attention of the first model on the first sentence. An empty (or blank)
+// input line gives an empty output line, as in Marian and fairseq, so that line n of the output always translates
+// line n of the input. Translation is a stream: each batch of --batch lines is written (and reaches a pipe) before
+// the next is read. --output follows nn/output_file.h's rule (a regular file is replaced only once complete).
+// Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated (exit 130, 143); a second one
+// stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed write included), 2 on bad flags.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
@@ -24,6 +25,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -65,8 +67,10 @@ void stop_on_interrupt() {
 }
 
 struct Flags {
-  std::string checkpoint, input, output, reference, attention_svg;
+  std::vector<std::string> checkpoints;
+  std::string input, output, reference, attention_svg;
   models::CorpusOptions corpus;
+  int64_t n_best = 0;  // 0: plain translations; else the n-best format
   int threads = 0;
   DType precision = DType::f32;
 };
@@ -116,16 +120,17 @@ class LineReader {
   size_t capacity_ = 0;
 };
 
-void draw_attention(const Flags& flags, const models::Seq2SeqModel& model, const models::TextCodec& codec,
+void draw_attention(const Flags& flags, const models::ModelEnsemble& ensemble, const models::TextCodec& codec,
                     const std::string& sentence, size_t max_source_tokens) {
+  const models::Seq2SeqModel& model = ensemble.front();
   if (sentence.find_first_not_of(" \t\r\f\v") == std::string::npos) {
     cli::print_warning("gradformer-translate", "sentence 1 is empty: no attention to draw");
     return;
   }
   const Tensor source = models::make_source_batch({codec.encode_source(sentence, max_source_tokens)});
   std::vector<int64_t> target_in{data::bos_id};
-  for (const auto& ids : models::translate(model, source, flags.corpus.decode))
-    target_in.insert(target_in.end(), ids.begin(), ids.end());
+  const std::vector<int64_t> best = models::decode(ensemble, source, flags.corpus.decode).front().front().tokens;
+  target_in.insert(target_in.end(), best.begin(), best.end());
   std::vector<int64_t> target_out(target_in.begin() + 1, target_in.end());
   target_out.push_back(data::eos_id);
   const auto maps = model.attention_maps(source, models::make_source_batch({target_in}));
@@ -136,6 +141,9 @@ void draw_attention(const Flags& flags, const models::Seq2SeqModel& model, const
 }
 
 int run(const Flags& flags) {
+  if (flags.n_best > flags.corpus.decode.beam_size)
+    fail<ValueError>("--n-best", "{} exceeds --beam {}: a beam holds at most as many hypotheses as its size",
+                     flags.n_best, flags.corpus.decode.beam_size);
   // Before any work, so that a path that cannot be written is reported at once; a replaced file keeps its old
   // contents until the translation is complete.
   nn::OutputFile out = flags.output.empty() ? nn::OutputFile::standard_output() : nn::OutputFile(flags.output);
@@ -146,14 +154,25 @@ int run(const Flags& flags) {
   stop_on_interrupt();
   set_num_threads(flags.threads);
   const AutocastGuard autocast(flags.precision);
-  nlohmann::json config = nn::read_checkpoint_config(flags.checkpoint).config;
-  const models::TextCodec codec = models::TextCodec::take_from_config(config, flags.checkpoint);
-  std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
-  nn::load_checkpoint(flags.checkpoint, *model, nullptr);
-  model->eval();
+  std::optional<models::TextCodec> codec;
+  std::vector<std::shared_ptr<models::Seq2SeqModel>> members;
+  models::ModelEnsemble ensemble;
+  for (const std::string& path : flags.checkpoints) {
+    nlohmann::json config = nn::read_checkpoint_config(path).config;
+    models::TextCodec member_codec = models::TextCodec::take_from_config(config, path);
+    // Averaged log-probabilities mean something only when every model numbers the same tokens alike.
+    if (codec && member_codec.to_json() != codec->to_json())
+      fail<ValueError>(path, "its vocabulary or tokenizer differs from {}'s; the models of an ensemble must share both",
+                       flags.checkpoints.front());
+    if (!codec) codec.emplace(std::move(member_codec));
+    members.push_back(models::make_model(config));
+    nn::load_checkpoint(path, *members.back(), nullptr);
+    members.back()->eval();
+    ensemble.push_back(*members.back());
+  }
 
   // The library checks these too; here the message names the flag.
-  const auto positions = config.value("max_length", int64_t{0});
+  const int64_t positions = models::ensemble_positions(ensemble);
   if (positions > 0) {
     if (static_cast<int64_t>(flags.corpus.max_source_tokens) >= positions)
       fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
@@ -165,17 +184,25 @@ int run(const Flags& flags) {
   std::optional<std::string> first_source;  // for --attention-svg
   std::vector<std::string> translations;    // kept only to be scored
   const models::CorpusReport report = models::translate_corpus(
-      *model, codec,
+      ensemble, *codec,
       [&](std::string& line) {
         const bool more = stop_signal == 0 && input_file_or_stdin.next(line);
         if (more && !first_source) first_source = line;
         return more;
       },
-      [&](size_t, const std::vector<std::string>& batch) {
+      [&](size_t first, const std::vector<std::vector<models::ScoredTranslation>>& batch) {
         std::string text;
-        for (const std::string& line : batch) text += line + '\n';
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (flags.n_best == 0) {
+            text += batch[i].front().text + '\n';
+            continue;
+          }
+          for (const models::ScoredTranslation& h : batch[i])
+            text += fmt::format("{} ||| {} ||| F0= {} ||| {}\n", first + i, h.text, h.log_prob, h.score);
+        }
         out.write(text);
-        if (!flags.reference.empty()) translations.insert(translations.end(), batch.begin(), batch.end());
+        if (!flags.reference.empty())
+          for (const auto& n_best : batch) translations.push_back(n_best.front().text);
       },
       flags.corpus);
   out.commit();
@@ -193,12 +220,12 @@ int run(const Flags& flags) {
   if (!flags.reference.empty()) {
     if (references.size() != report.sentences)
       fail<ValueError>(flags.reference, "{} references for {} sources", references.size(), report.sentences);
-    const models::TranslationScores scores = models::score_translations(codec, translations, references);
+    const models::TranslationScores scores = models::score_translations(*codec, translations, references);
     fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", scores.bleu.format(), scores.chrf.format(),
                100.0 * scores.exact_match);
   }
   if (!flags.attention_svg.empty() && first_source)
-    draw_attention(flags, *model, codec, *first_source, report.max_source_tokens);
+    draw_attention(flags, ensemble, *codec, *first_source, report.max_source_tokens);
   return 0;
 }
 
@@ -207,13 +234,21 @@ int run(const Flags& flags) {
 int main(int argc, char** argv) {
   CLI::App app{"Translate with a gradformer checkpoint"};
   Flags f;
-  app.add_option("--checkpoint", f.checkpoint, "A checkpoint written by gradformer-train")->required();
+  app.add_option("--checkpoint", f.checkpoints,
+                 "A checkpoint written by gradformer-train; repeated, an ensemble that averages the models' "
+                 "log-probabilities (same vocabulary and tokenizer)")
+      ->required()
+      ->take_all();
   app.add_option("--input", f.input, "Source sentences, one per line (default: stdin)");
   app.add_option("--output", f.output, "Translations, one per line (default: stdout)");
   app.add_option("--reference", f.reference, "Reference translations: print BLEU, chrF and exact match to stderr");
   app.add_option("--beam", f.corpus.decode.beam_size, fmt::format("Beam size (1: greedy; at most {})", models::max_beam_size))
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
+  app.add_option("--n-best", f.n_best,
+                 "Print this many hypotheses per sentence, best first, as 'ID ||| hypothesis ||| F0= <sum log-prob> "
+                 "||| <score>' (Moses/Marian n-best format; at most --beam)")
+      ->check(cli::integer_between(1, cli::kMaxBeam));
   app.add_option("--length-penalty", f.corpus.decode.length_penalty, "Beam score = log p / length^penalty")
       ->check(cli::number_between(-10, 10))
       ->capture_default_str();
@@ -229,6 +264,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   cli::add_precision_option(app, f.precision);
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
+  f.corpus.decode.n_best = std::max<int64_t>(f.n_best, 1);
   try {
     return run(f);
   } catch (const std::exception& e) {

@@ -9,8 +9,8 @@ namespace {
 
 bool blank(const std::string& line) { return line.find_first_not_of(" \t\r\f\v") == std::string::npos; }
 
-size_t source_token_limit(const Seq2SeqModel& model, size_t requested) {
-  const auto positions = model.config().value("max_length", int64_t{0});
+size_t source_token_limit(const ModelEnsemble& models, size_t requested) {
+  const int64_t positions = ensemble_positions(models);
   if (positions <= 0) return requested == 0 ? std::numeric_limits<size_t>::max() : requested;
   if (requested == 0) return static_cast<size_t>(positions - 1);
   if (requested >= static_cast<size_t>(positions))
@@ -21,12 +21,12 @@ size_t source_token_limit(const Seq2SeqModel& model, size_t requested) {
 
 }  // namespace
 
-CorpusReport translate_corpus(const Seq2SeqModel& model, const TextCodec& codec, const SentenceSource& next,
+CorpusReport translate_corpus(const ModelEnsemble& models, const TextCodec& codec, const SentenceSource& next,
                               const TranslationSink& sink, const CorpusOptions& options) {
   check_decode_options(options.decode);
   if (options.batch_size == 0) fail<ValueError>("translate_corpus", "batch size must be at least 1");
   CorpusReport report;
-  report.max_source_tokens = source_token_limit(model, options.max_source_tokens);
+  report.max_source_tokens = source_token_limit(models, options.max_source_tokens);
   std::vector<std::string> batch;
   for (bool more = true; more;) {
     batch.clear();
@@ -42,10 +42,14 @@ CorpusReport translate_corpus(const Seq2SeqModel& model, const TextCodec& codec,
       report.truncated += cut;
       rows.push_back(i);
     }
-    std::vector<std::string> translations(batch.size());
+    std::vector<std::vector<ScoredTranslation>> translations(batch.size(), std::vector<ScoredTranslation>(1));
     if (!sources.empty()) {
-      const auto outputs = translate(model, make_source_batch(sources), options.decode);
-      for (size_t k = 0; k < rows.size(); ++k) translations[rows[k]] = codec.decode(outputs[k]);
+      const auto outputs = decode(models, make_source_batch(sources), options.decode);
+      for (size_t k = 0; k < rows.size(); ++k) {
+        auto& n_best = translations[rows[k]];
+        n_best.clear();
+        for (const ScoredHypothesis& h : outputs[k]) n_best.push_back({codec.decode(h.tokens), h.log_prob, h.score});
+      }
     }
     sink(report.sentences, translations);
     report.sentences += batch.size();
@@ -61,14 +65,14 @@ std::vector<std::string> translate_corpus(const Seq2SeqModel& model, const TextC
   translations.reserve(sources.size());
   size_t read = 0;
   const CorpusReport done = translate_corpus(
-      model, codec,
+      {model}, codec,
       [&](std::string& line) {
         if (read == sources.size()) return false;
         line = sources[read++];
         return true;
       },
-      [&](size_t, const std::vector<std::string>& batch) {
-        translations.insert(translations.end(), batch.begin(), batch.end());
+      [&](size_t, const std::vector<std::vector<ScoredTranslation>>& batch) {
+        for (const auto& n_best : batch) translations.push_back(n_best.front().text);
       },
       options);
   if (report != nullptr) *report = done;

@@ -30,18 +30,26 @@ struct CorpusReport {
 
 // Where sentences come from: stores the next one in its argument and returns true, or returns false at the end.
 using SentenceSource = std::function<bool(std::string&)>;
-// Receives one batch's translations in input order; `first` is the index of translations[0] among all sentences.
-using TranslationSink = std::function<void(size_t first, const std::vector<std::string>& translations)>;
+// A detokenised hypothesis with its scores (models/decode.h's ScoredHypothesis).
+struct ScoredTranslation {
+  std::string text;
+  double log_prob = 0.0;
+  double score = 0.0;
+};
+// Receives one batch's translations in input order, each sentence's decode.n_best hypotheses best first (a blank
+// sentence has one, empty, scored 0); `first` is the index of n_best[0] among all sentences.
+using TranslationSink =
+    std::function<void(size_t first, const std::vector<std::vector<ScoredTranslation>>& n_best)>;
 
 // Reads up to batch_size sentences, translates them, hands the translations to `sink`, and only then reads on,
 // so a program that writes what its sink receives answers batch by batch. A blank sentence (only whitespace) is
 // not given to the model and translates to an empty line, so that translation n always belongs to sentence n (as
-// in Marian and fairseq). The caller puts the model in eval mode. Throws ValueError before reading anything for a
-// beam size outside 1..max_beam_size, a batch size of 0, or a max_source_tokens the model's positions cannot hold
-// (a source of n tokens takes n + 1 positions, with <eos>).
-CorpusReport translate_corpus(const Seq2SeqModel& model, const TextCodec& codec, const SentenceSource& next,
+// in Marian and fairseq). The caller puts the models in eval mode. Throws ValueError before reading anything for
+// decoding options check_decode_options refuses, a batch size of 0, or a max_source_tokens the models' positions
+// cannot hold (a source of n tokens takes n + 1 positions, with <eos>).
+CorpusReport translate_corpus(const ModelEnsemble& models, const TextCodec& codec, const SentenceSource& next,
                               const TranslationSink& sink, const CorpusOptions& options = {});
-// The same over sentences held in memory; returns one translation per source.
+// The same with one model over sentences held in memory; returns the best translation of each source.
 std::vector<std::string> translate_corpus(const Seq2SeqModel& model, const TextCodec& codec,
                                           const std::vector<std::string>& sources, const CorpusOptions& options = {},
                                           CorpusReport* report = nullptr);

@@ -1,7 +1,8 @@
 // Decoding over every model of the zoo (models/decode.h), shrunk to tiny sizes with random weights in eval
 // mode: cached step-by-step log-probabilities against teacher forcing on a padded batch, greedy against a
 // reference loop over step(), beam search scoring at least as well as greedy, DecoderState::select against
-// decoding the reordered batch from the start, and translate()'s argument errors. Corpora, text in and text out,
+// decoding the reordered batch from the start, n-best lists against teacher-forced rescoring, ensembles against
+// their members, and translate()'s argument errors. Corpora, text in and text out,
 // are tested in test_translation.cpp.
 #include "models/data/tokenizer.h"
 #include "models/decode.h"
@@ -79,6 +80,12 @@ void favour_eos(models::Seq2SeqModel& model, double amount) {
   }
 }
 
+std::shared_ptr<models::Seq2SeqModel> tiny_model_favouring_eos(const ZooCase& c, double boost) {
+  auto model = tiny_model(c);
+  favour_eos(*model, boost);
+  return model;
+}
+
 // Every zoo case with two <eos> boosts: with 1 most sentences end at once; with 0.5 some run a few tokens.
 std::vector<std::pair<ZooCase, double>> cases_with_boosts() {
   std::vector<std::pair<ZooCase, double>> out;
@@ -89,6 +96,11 @@ std::vector<std::pair<ZooCase, double>> cases_with_boosts() {
 
 // Two sources of different lengths (the second padded), ending with <eos>.
 Tensor two_sources() { return models::make_source_batch({{5, 6, 7, 8, 9, data::eos_id}, {10, 11, 12, data::eos_id}}); }
+
+// Three sources of three lengths, (B, S).
+Tensor three_sources() {
+  return models::make_source_batch({{5, 6, 7, 8, 9, data::eos_id}, {10, 11, 12, data::eos_id}, {19, 4, data::eos_id}});
+}
 
 Tensor ids(const std::vector<int64_t>& values) { return from_vector(values, {static_cast<int64_t>(values.size())}); }
 
@@ -140,14 +152,12 @@ TEST_CASE("decode: cached step-by-step log-probabilities equal teacher forcing o
 }
 
 TEST_CASE("decode: greedy follows the argmax of step() and beam search scores at least as well") {
-  const Tensor src = models::make_source_batch(
-      {{5, 6, 7, 8, 9, data::eos_id}, {10, 11, 12, data::eos_id}, {19, 4, data::eos_id}});  // (B, S)
+  const Tensor src = three_sources();
   int compared = 0;  // sentences where greedy finished, so the scores compare like with like
   for (const auto& [c, boost] : cases_with_boosts()) {
     CAPTURE(c.label);
     CAPTURE(boost);
-    const auto model = tiny_model(c);
-    favour_eos(*model, boost);
+    const auto model = tiny_model_favouring_eos(c, boost);
     models::DecodeOptions greedy_options;
     greedy_options.max_length = 16;
     const auto greedy = models::translate(*model, src, greedy_options);
@@ -208,6 +218,103 @@ TEST_CASE("decode: greedy follows the argmax of step() and beam search scores at
   CHECK(compared >= 10);
 }
 
+TEST_CASE("decode: a beam-4 n-best list holds 4 distinct hypotheses best first, scored as teacher forcing rescores them") {
+  const Tensor src = three_sources();
+  int rescored = 0;  // finished hypotheses checked against teacher forcing
+  for (const auto& [c, boost] : cases_with_boosts()) {
+    CAPTURE(c.label);
+    CAPTURE(boost);
+    const auto model = tiny_model_favouring_eos(c, boost);
+    models::DecodeOptions options;
+    options.beam_size = 4;
+    options.length_penalty = 0.6;
+    options.max_length = 16;
+    const auto best = models::translate(*model, src, options);
+    options.n_best = 4;
+    const auto lists = models::decode({*model}, src, options);
+    REQUIRE(lists.size() == 3);
+    for (int64_t b = 0; b < 3; ++b) {
+      CAPTURE(b);
+      const auto& list = lists[static_cast<size_t>(b)];
+      REQUIRE(list.size() == 4);
+      CHECK(list.front().tokens == best[static_cast<size_t>(b)]);
+      for (size_t i = 0; i < list.size(); ++i) {
+        CAPTURE(i);
+        const bool finished = list[i].tokens.size() < static_cast<size_t>(options.max_length);
+        for (size_t j = 0; j < i; ++j) CHECK(list[j].tokens != list[i].tokens);
+        if (i > 0 && finished) {
+          // Finished hypotheses come first, by score; one cut off at the length limit never precedes them.
+          CHECK(list[i - 1].tokens.size() < static_cast<size_t>(options.max_length));
+          CHECK(list[i - 1].score >= list[i].score);
+        }
+        const double log_prob = normalised_score(*model, src, b, list[i].tokens, finished, 0.0);
+        CHECK(list[i].log_prob == doctest::Approx(log_prob).epsilon(1e-4));
+        CHECK(list[i].score == doctest::Approx(normalised_score(*model, src, b, list[i].tokens, finished,
+                                                                 options.length_penalty)).epsilon(1e-4));
+        rescored += finished;
+      }
+    }
+  }
+  CHECK(rescored >= 60);
+}
+
+TEST_CASE("decode: an ensemble of one model, or of a model with itself, decodes as the model alone") {
+  const Tensor src = three_sources();
+  for (const auto& [c, boost] : cases_with_boosts()) {
+    CAPTURE(c.label);
+    CAPTURE(boost);
+    const auto model = tiny_model_favouring_eos(c, boost);
+    for (const int64_t beam : {1, 4}) {
+      CAPTURE(beam);
+      models::DecodeOptions options;
+      options.beam_size = beam;
+      options.n_best = beam;
+      options.max_length = 16;
+      const auto alone = models::decode({*model}, src, options);
+      const auto twice = models::decode({*model, *model}, src, options);
+      std::vector<std::vector<int64_t>> best;
+      REQUIRE(twice.size() == alone.size());
+      for (size_t b = 0; b < alone.size(); ++b) {
+        best.push_back(alone[b].front().tokens);
+        REQUIRE(twice[b].size() == alone[b].size());
+        for (size_t i = 0; i < alone[b].size(); ++i) {
+          CHECK(twice[b][i].tokens == alone[b][i].tokens);
+          CHECK(twice[b][i].log_prob == alone[b][i].log_prob);
+          CHECK(twice[b][i].score == alone[b][i].score);
+        }
+      }
+      options.n_best = 1;
+      CHECK(models::translate(*model, src, options) == best);
+    }
+  }
+}
+
+TEST_CASE("decode: an ensemble of two models follows the average of their log-probabilities") {
+  const ZooCase& c = zoo_cases().back();
+  // No <eos> boost: the sentences run long, so a step that did not average would show in many tokens.
+  const auto first = tiny_model(c, 11), second = tiny_model(c, 12);
+  const Tensor src = two_sources();
+  models::DecodeOptions options;
+  options.max_length = 12;
+  const auto ensemble = models::decode({*first, *second}, src, options);
+  NoGradGuard no_grad;
+  std::unique_ptr<models::DecoderState> state_first = first->start(src), state_second = second->start(src);
+  std::vector<std::vector<int64_t>> expected(2);
+  std::vector<bool> done(2, false);
+  Tensor last = ids({data::bos_id, data::bos_id});
+  for (int64_t t = 0; t < options.max_length; ++t) {
+    const Tensor average = (first->step(*state_first, last) + second->step(*state_second, last)) * 0.5;
+    last = argmax(average, -1);
+    const auto next = last.to_vector<int64_t>();
+    for (size_t b = 0; b < 2; ++b) {
+      if (next[b] == data::eos_id) done[b] = true;
+      if (!done[b]) expected[b].push_back(next[b]);
+    }
+  }
+  CHECK(models::translate(*first, src, options) != models::translate(*second, src, options));
+  for (size_t b = 0; b < 2; ++b) CHECK(ensemble[b].front().tokens == expected[b]);
+}
+
 TEST_CASE("decode: DecoderState::select reorders and repeats rows consistently") {
   const std::vector<std::vector<int64_t>> sources{{5, 6, 7, 8, 9, data::eos_id}, {10, 11, 12, data::eos_id}, {19, 4, data::eos_id}};
   const std::vector<int64_t> rows{2, 0, 0, 1};
@@ -234,7 +341,7 @@ TEST_CASE("decode: DecoderState::select reorders and repeats rows consistently")
   }
 }
 
-TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam size outside 1..max_beam_size") {
+TEST_CASE("decode: translate rejects a source that is not i64 (B, S), a beam size outside 1..max_beam_size, an n-best above it") {
   const auto model = tiny_model(zoo_cases().back());
   CHECK(message_of<ShapeError>([&] { models::translate(*model, full({2, 3}, 4.0)); }) ==
         "translate: src must be an i64 (B, S) tensor, got f32 [2, 3]");
@@ -248,6 +355,13 @@ TEST_CASE("decode: translate rejects a source that is not i64 (B, S) and a beam 
   options.beam_size = 100000;
   CHECK(message_of<ValueError>([&] { models::translate(*model, two_sources(), options); }) ==
         "translate: beam size 100000 is outside 1..256");
+  options.beam_size = 4;
+  options.n_best = 5;
+  CHECK(message_of<ValueError>([&] { models::translate(*model, two_sources(), options); }) ==
+        "translate: n-best 5 is outside 1..4 (the beam size)");
+  options.n_best = 1;
+  CHECK(message_of<ValueError>([&] { models::decode({}, two_sources(), options); }) ==
+        "translate: an ensemble needs at least one model");
 }
 
 TEST_CASE("decode: a zoo model keeps no generator; in training its dropout draws from the thread's current one") {

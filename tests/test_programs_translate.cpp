@@ -281,4 +281,80 @@ TEST_CASE("programs: gradformer-translate --reference scores the stream and refu
   CHECK(o.out.empty());
 }
 
+TEST_CASE("programs: gradformer-translate --n-best prints the Moses/Marian format, best first, and is bounded by --beam") {
+  const Trained& t = trained();
+  const std::string input = "a b c\n\nd e f\n";
+  const Outcome best = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--beam", "4"}, input);
+  REQUIRE(best.exit_code == 0);
+  const std::vector<std::string> best_lines = lines_of(best.out);
+  REQUIRE(best_lines.size() == 3);
+
+  for (const std::string k : {"1", "4"}) {
+    CAPTURE(k);
+    const Outcome o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--beam", "4", "--n-best", k}, input);
+    INFO(o.err);
+    REQUIRE(o.exit_code == 0);
+    const std::vector<std::string> lines = lines_of(o.out);
+    // Sentence 1 is blank: one empty hypothesis, as the plain output has one empty line.
+    CHECK(lines.size() == (k == "1" ? 3u : 9u));
+    std::vector<size_t> per_sentence(3, 0);
+    for (const std::string& line : lines) {
+      CAPTURE(line);
+      const size_t a = line.find(" ||| "), b = line.find(" ||| F0= "), c = line.rfind(" ||| ");
+      REQUIRE(a != std::string::npos);
+      REQUIRE(b != std::string::npos);
+      REQUIRE(c > b);
+      const size_t id = std::stoul(line.substr(0, a));
+      REQUIRE(id < 3);
+      const std::string hypothesis = line.substr(a + 5, b - a - 5);
+      if (per_sentence[id]++ == 0) CHECK(hypothesis == best_lines[id]);
+      const double log_prob = std::stod(line.substr(b + 9, c - b - 9)), score = std::stod(line.substr(c + 5));
+      CHECK(log_prob <= 0.0);
+      CHECK(score <= 0.0);
+    }
+    CHECK(per_sentence[1] == 1);
+  }
+
+  const TempDir dir;
+  const std::string output = dir.str("out.txt");
+  write_file(output, "kept\n");
+  const Outcome o =
+      run("gradformer-translate", {"--checkpoint", t.checkpoint, "--beam", "4", "--n-best", "5", "--output", output}, input);
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: --n-best: 5 exceeds --beam 4: a beam holds at most as many hypotheses "
+                 "as its size\n");
+  CHECK(read_file(output) == "kept\n");
+}
+
+TEST_CASE("programs: gradformer-translate ensembles checkpoints that share a vocabulary and refuses others") {
+  const Trained& t = trained();
+  const std::string input = "a b c\nd e f\n";
+  const Outcome alone = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--beam", "3"}, input);
+  REQUIRE(alone.exit_code == 0);
+  const Outcome twice =
+      run("gradformer-translate", {"--checkpoint", t.checkpoint, "--checkpoint", t.checkpoint, "--beam", "3"}, input);
+  INFO(twice.err);
+  CHECK(twice.exit_code == 0);
+  CHECK(twice.out == alone.out);
+
+  // The same corpus in other letters: another vocabulary.
+  const TempDir dir;
+  std::string shifted = small_corpus();
+  for (char& ch : shifted)
+    if (ch >= 'a' && ch <= 'l') ch = static_cast<char>(ch + 12);
+  write_file(dir.str("other.tsv"), shifted);
+  const Outcome trained_other = run("gradformer-train", quick_train(dir.str("other.tsv"), dir.str("run")));
+  INFO(trained_other.err);
+  REQUIRE(trained_other.exit_code == 0);
+  const std::string other = dir.str("run/last.safetensors");
+  const std::string output = dir.str("out.txt");
+  write_file(output, "kept\n");
+  const Outcome o =
+      run("gradformer-translate", {"--checkpoint", t.checkpoint, "--checkpoint", other, "--output", output}, input);
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: " + other + ": its vocabulary or tokenizer differs from " +
+                     t.checkpoint + "'s; the models of an ensemble must share both\n");
+  CHECK(read_file(output) == "kept\n");
+}
+
 }  // TEST_SUITE

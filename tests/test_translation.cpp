@@ -1,6 +1,7 @@
 // models::translate_corpus and models::score_translations (models/translation.h): the stream reads no further
-// than one batch before handing it on, keeps input order and blank lines, cuts long sources by one rule, checks
-// its options before reading; the scorer normalises references as the translations were.
+// than one batch before handing it on, keeps input order and blank lines, hands on n-best lists whose first is
+// the 1-best translation, cuts long sources by one rule, checks its options before reading; the scorer normalises
+// references as the translations were.
 #include "models/translation.h"
 #include "models/zoo.h"
 #include "tests/helpers.h"
@@ -48,16 +49,19 @@ TEST_CASE("translate_corpus: hands on each batch before reading the next, in inp
   models::CorpusOptions options;
   options.batch_size = 3;
   const models::CorpusReport report = models::translate_corpus(
-      *f.model, f.task.codec,
+      {*f.model}, f.task.codec,
       [&](std::string& line) {
         if (read == sources.size()) return false;
         events.push_back("read");
         line = sources[read++];
         return true;
       },
-      [&](size_t first, const std::vector<std::string>& batch) {
+      [&](size_t first, const std::vector<std::vector<models::ScoredTranslation>>& batch) {
         events.push_back("batch " + std::to_string(first));
-        streamed.insert(streamed.end(), batch.begin(), batch.end());
+        for (const auto& n_best : batch) {
+          CHECK(n_best.size() == 1);
+          streamed.push_back(n_best.front().text);
+        }
       },
       options);
   CHECK(events == std::vector<std::string>{"read", "read", "read", "batch 0", "read", "read", "read", "batch 3",
@@ -76,6 +80,39 @@ TEST_CASE("translate_corpus: hands on each batch before reading the next, in inp
   CHECK(models::translate_corpus(*f.model, f.task.codec, sources, options) == streamed);
 }
 
+TEST_CASE("translate_corpus: n-best lists in input order, the best first and equal to the 1-best translation") {
+  const Fixture f;
+  const std::vector<std::string> sources = sample_sources(f);
+  models::CorpusOptions options;
+  options.batch_size = 4;
+  options.decode.beam_size = 4;
+  options.decode.max_length = 8;
+  const std::vector<std::string> best = models::translate_corpus(*f.model, f.task.codec, sources, options);
+  options.decode.n_best = 3;
+  std::vector<std::vector<models::ScoredTranslation>> lists;
+  models::translate_corpus(
+      {*f.model}, f.task.codec,
+      [&, read = size_t{0}](std::string& line) mutable {
+        if (read == sources.size()) return false;
+        line = sources[read++];
+        return true;
+      },
+      [&](size_t first, const std::vector<std::vector<models::ScoredTranslation>>& batch) {
+        CHECK(first == lists.size());
+        lists.insert(lists.end(), batch.begin(), batch.end());
+      },
+      options);
+  REQUIRE(lists.size() == sources.size());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    CAPTURE(i);
+    const bool is_blank = i == 2 || i == 5;
+    CHECK(lists[i].size() == (is_blank ? 1 : 3));
+    CHECK(lists[i].front().text == best[i]);
+  }
+  CHECK(lists[2].front().text.empty());
+  CHECK(lists[2].front().log_prob == 0.0);
+}
+
 TEST_CASE("translate_corpus: one truncation rule, and bad options refused before any input is read") {
   const Fixture f;
   const std::vector<std::string> sources = sample_sources(f);
@@ -91,19 +128,24 @@ TEST_CASE("translate_corpus: one truncation rule, and bad options refused before
 
   bool read = false;
   const models::SentenceSource never_read = [&](std::string&) { return read = true; };
-  const models::TranslationSink ignore = [](size_t, const std::vector<std::string>&) {};
+  const models::TranslationSink ignore = [](size_t, const std::vector<std::vector<models::ScoredTranslation>>&) {};
   options = {};
   options.max_source_tokens = 16;
-  CHECK(message_of<ValueError>([&] { models::translate_corpus(*f.model, f.task.codec, never_read, ignore, options); }) ==
+  CHECK(message_of<ValueError>([&] { models::translate_corpus({*f.model}, f.task.codec, never_read, ignore, options); }) ==
         "translate_corpus: max_source_tokens 16 does not fit the model's 16 positions (one more is needed for <eos>); "
         "at most 15");
   options = {};
   options.decode.beam_size = models::max_beam_size + 1;
-  CHECK(message_of<ValueError>([&] { models::translate_corpus(*f.model, f.task.codec, never_read, ignore, options); }) ==
+  CHECK(message_of<ValueError>([&] { models::translate_corpus({*f.model}, f.task.codec, never_read, ignore, options); }) ==
         "translate: beam size 257 is outside 1..256");
   options = {};
+  options.decode.beam_size = 4;
+  options.decode.n_best = 5;
+  CHECK(message_of<ValueError>([&] { models::translate_corpus({*f.model}, f.task.codec, never_read, ignore, options); }) ==
+        "translate: n-best 5 is outside 1..4 (the beam size)");
+  options = {};
   options.batch_size = 0;
-  CHECK(message_of<ValueError>([&] { models::translate_corpus(*f.model, f.task.codec, never_read, ignore, options); }) ==
+  CHECK(message_of<ValueError>([&] { models::translate_corpus({*f.model}, f.task.codec, never_read, ignore, options); }) ==
         "translate_corpus: batch size must be at least 1");
   CHECK_FALSE(read);
 }
