@@ -9,6 +9,7 @@
 // write included), 2 on bad flags.
 #include "examples/cli.h"
 #include "models/decode.h"
+#include "models/progress.h"
 #include "models/svg.h"
 #include "models/task.h"
 #include "models/translation.h"
@@ -22,6 +23,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
@@ -161,6 +163,10 @@ int run(const Flags& flags) {
 
   std::optional<std::string> first_source;  // for --attention-svg
   std::vector<std::string> translations;    // kept only to be scored
+  const bool terminal = isatty(fileno(stderr));
+  models::StreamProgress progress(terminal ? stderr : nullptr,
+                                  terminal && !flags.input.empty() ? models::count_lines(flags.input) : std::nullopt,
+                                  "sentences");
   const models::CorpusReport report = models::translate_corpus(
       *model, codec,
       [&](std::string& line) {
@@ -173,8 +179,10 @@ int run(const Flags& flags) {
         for (const std::string& line : batch) text += line + '\n';
         out.write(text);
         if (!flags.reference.empty()) translations.insert(translations.end(), batch.begin(), batch.end());
+        progress.advance(batch.size());
       },
       flags.corpus);
+  progress.end();
   out.commit();
   if (stop_signal != 0) {
     fmt::print(stderr, "gradformer-translate: interrupted after {} sentences; {} holds their translations\n",
