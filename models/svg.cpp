@@ -20,25 +20,25 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-// The 1-2-5 values from the largest at or below `low` to the smallest at or above `high` (low > 0): ticks of a log
-// axis that end on a tick at both ends. Powers of ten alone when the 1-2-5 values would crowd the axis.
+// Ticks of a log axis from the largest tick at or below `low` to the smallest at or above `high` (low > 0), so
+// that the axis ends on a tick at both ends: the densest of 1-2-...-9, 1-2-5 and powers of ten per decade that
+// needs at most ten.
 std::vector<double> log_ticks(double low, double high) {
-  std::vector<double> all;
-  for (int decade = static_cast<int>(std::floor(std::log10(low))) - 1;
-       decade <= static_cast<int>(std::ceil(std::log10(high))) + 1; ++decade)
-    for (double m : {1.0, 2.0, 5.0}) all.push_back(m * std::pow(10.0, decade));
-  const auto at_or_below = [&](double v) { return *(std::upper_bound(all.begin(), all.end(), v * (1 + 1e-12)) - 1); };
-  const auto at_or_above = [&](double v) { return *std::lower_bound(all.begin(), all.end(), v * (1 - 1e-12)); };
-  double first = at_or_below(low), last = at_or_above(high);
-  if (last <= first) last = *std::upper_bound(all.begin(), all.end(), first * (1 + 1e-12));
+  const std::vector<std::vector<double>> densities{{1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 2, 5}, {1}};
   std::vector<double> ticks;
-  for (double v : all)
-    if (v >= first * (1 - 1e-12) && v <= last * (1 + 1e-12)) ticks.push_back(v);
-  if (ticks.size() <= 10) return ticks;
-  ticks.clear();
-  for (int decade = static_cast<int>(std::floor(std::log10(low) + 1e-12));
-       decade <= static_cast<int>(std::ceil(std::log10(high) - 1e-12)); ++decade)
-    ticks.push_back(std::pow(10.0, decade));
+  for (const std::vector<double>& mantissas : densities) {
+    std::vector<double> all;
+    for (int decade = static_cast<int>(std::floor(std::log10(low))) - 1;
+         decade <= static_cast<int>(std::ceil(std::log10(high))) + 1; ++decade)
+      for (double m : mantissas) all.push_back(m * std::pow(10.0, decade));
+    const double first = *(std::upper_bound(all.begin(), all.end(), low * (1 + 1e-12)) - 1);
+    double last = *std::lower_bound(all.begin(), all.end(), high * (1 - 1e-12));
+    if (last <= first) last = *std::upper_bound(all.begin(), all.end(), first * (1 + 1e-12));
+    ticks.clear();
+    for (double v : all)
+      if (v >= first * (1 - 1e-12) && v <= last * (1 + 1e-12)) ticks.push_back(v);
+    if (ticks.size() <= 10) break;
+  }
   return ticks;
 }
 

@@ -1,5 +1,5 @@
 // The training picture of models/svg.h: the loss curves it is given with their labels, a log axis whose ticks
-// are 1-2-5 values spaced by their logarithm, the validation BLEU panel, and tags that balance.
+// (1-2-5 values, or denser or sparser as the range asks) are spaced by their logarithm, the validation BLEU panel, and tags that balance.
 #include "models/svg.h"
 
 #include <doctest/doctest.h>
@@ -75,6 +75,13 @@ TEST_CASE("training_svg: both NLL series, the labelled smoothed loss, log ticks 
   CHECK(height["0.1"] - height["0.2"] == doctest::Approx(height["1"] - height["2"]).epsilon(0.01));
   CHECK(height["0.1"] - height["1"] ==
         doctest::Approx((height["0.1"] - height["0.2"]) / std::log10(2.0)).epsilon(0.01));
+}
+
+TEST_CASE("training_svg: a narrow range gets a tick per unit of its decade") {
+  std::vector<std::string> labels;
+  for (const auto& [text, y] : ticks_of(training_svg({{"train NLL", {{1, 2.2}, {2, 3.3}}}}, {"valid BLEU", {}})))
+    labels.push_back(text);
+  CHECK(labels == std::vector<std::string>{"2", "3", "4"});
 }
 
 TEST_CASE("training_svg: a wide range gets powers of ten; no BLEU, no panel; non-positive losses are left out") {
