@@ -157,8 +157,12 @@ void Trainer::resume(const std::string& checkpoint_path) {
   // not this run's to remove.
   std::error_code ignored;
   const std::filesystem::path saved_dir = std::filesystem::path(checkpoint_path).parent_path();
-  if (std::filesystem::equivalent(saved_dir.empty() ? "." : saved_dir, config_.out_dir, ignored))
+  if (std::filesystem::equivalent(saved_dir.empty() ? "." : saved_dir, config_.out_dir, ignored)) {
     step_checkpoints_ = extra.value("step_checkpoints", step_checkpoints_);
+    // `last` is written before the step checkpoint of its step: a run killed between them left that one's
+    // temporary.
+    if (distributed_.is_root()) safetensors::remove_stale_temporaries(step_checkpoint_path(step_));
+  }
 }
 
 double Trainer::evaluate_loss(const std::vector<Example>& examples) {
@@ -346,11 +350,15 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   return stats;
 }
 
+std::string Trainer::step_checkpoint_path(int64_t step) const {
+  return fmt::format("{}/step-{:06}.safetensors", config_.out_dir, step);
+}
+
 void Trainer::checkpoint(const ValidStats& valid) {
   // The list saved in the checkpoints already holds this step's file and no longer the ones it pushes out, which
   // go only once the new one is written: a crash in between leaves an extra file, never a missing one.
   std::vector<std::string> expired;
-  const std::string step_name = fmt::format("step-{:06}.safetensors", step_);
+  const std::string step_name = std::filesystem::path(step_checkpoint_path(step_)).filename().string();
   if (config_.keep_last > 0) {
     std::erase(step_checkpoints_, step_name);  // rewritten below, as `last` is
     step_checkpoints_.push_back(step_name);

@@ -135,6 +135,7 @@ class Trainer {
   void checkpoint(const ValidStats& valid);
   void save(const std::string& name);
   std::string checkpoint_note() const;
+  std::string step_checkpoint_path(int64_t step) const;
 
   Seq2SeqModel& model_;
   const TextCodec& codec_;

@@ -181,7 +181,9 @@ TEST_CASE("trainer: --keep-last keeps the run's last N step checkpoints, across 
   CHECK(step_files(dir.str("e")) == std::vector<std::string>{"step-000012.safetensors"});
   CHECK(step_files(dir.str("k")).size() == 3);
 
-  // Resumed in k: the count goes on over the files the first part wrote.
+  // Resumed in k: the count goes on over the files the first part wrote, and the temporary of a step checkpoint
+  // whose writer was killed (no process has that pid) goes.
+  std::ofstream(dir.str("k/step-000009.safetensors.tmp.999999999")) << "half";
   run_keeping(dir.str("k"), 15, 2, dir.str("k/last.safetensors"));
   CHECK(step_files(dir.str("k")) ==
         std::vector<std::string>{"step-000000.safetensors", "step-000012.safetensors", "step-000015.safetensors"});
