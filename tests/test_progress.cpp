@@ -1,15 +1,25 @@
 // The progress line of gradformer-train and gradformer-translate: the bar's width and clamping, the time-left
-// text, the erase to the end of a redrawn line, and the stream progress as a terminal would receive it.
+// text, the erase to the end of a redrawn line, the stream progress as a terminal would receive it, and both
+// programs with their output on a pseudo-terminal.
 #include "models/progress.h"
 
 #include "autograd/error.h"
 #include "tests/helpers.h"
+#include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 using namespace gradformer;
 using namespace gradformer::models;
@@ -87,4 +97,74 @@ TEST_CASE("count_lines: newline-terminated lines, a last line without one, and a
   CHECK(count_lines(write("open", "a\nb")) == 2);
   CHECK_THROWS_AS(count_lines(dir.str("missing")), IOError);
   CHECK(count_lines("/dev/null") == std::nullopt);  // a device: counting would consume a pipe
+}
+
+namespace {
+
+// Runs examples/<program> with `args`, stdin from /dev/null, its descriptor `terminal_fd` (1 or 2) on a
+// pseudo-terminal and the other on /dev/null; returns the exit code and what the terminal received. The output
+// must fit the terminal's buffer (a few KB), since it is read once the program has ended.
+std::pair<int, std::string> run_on_terminal(const std::string& program, const std::vector<std::string>& args,
+                                            int terminal_fd) {
+  const int master = posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(grantpt(master) == 0);
+  REQUIRE(unlockpt(master) == 0);
+  const std::string terminal = ptsname(master);
+  const int held = ::open(terminal.c_str(), O_RDWR | O_NOCTTY);  // keeps the output readable after the exit
+  REQUIRE(held >= 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, terminal_fd, terminal.c_str(), O_WRONLY | O_NOCTTY, 0);
+  posix_spawn_file_actions_addopen(&actions, 3 - terminal_fd, "/dev/null", O_WRONLY, 0);
+  std::vector<std::string> words = testing::program_command(program, args);
+  std::vector<char*> argv;
+  for (std::string& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, words[0].c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE(spawned == 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ::close(held);
+  std::string received;
+  std::array<char, 4096> buffer;
+  for (ssize_t got; (got = ::read(master, buffer.data(), buffer.size())) > 0;) received.append(buffer.data(), got);
+  ::close(master);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, received};
+}
+
+}  // namespace
+
+TEST_CASE("programs on a terminal: gradformer-train redraws one cleared line with a bar; translate a bar on stderr") {
+  if (!testing::kProgramsBuilt) return;
+  const testing::TempDir dir;
+  testing::write_file(dir.str("corpus.tsv"), testing::small_corpus());
+  const auto [train_code, train_screen] =
+      run_on_terminal("gradformer-train", testing::quick_train(dir.str("corpus.tsv"), dir.str("run")), 1);
+  CHECK(train_code == 0);
+  CAPTURE(train_screen);
+  CHECK(train_screen.find("\r[##########          ]  50% step 1 loss ") != std::string::npos);
+  CHECK(train_screen.find("\r[####################] 100% step 2 loss ") != std::string::npos);
+  CHECK(train_screen.find("eta 0s\x1b[K") != std::string::npos);
+  CHECK(train_screen.find("epoch") == std::string::npos);  // not the log lines a file gets
+
+  std::string many, few;
+  for (int i = 0; i < 400; ++i) (i < 10 ? few : many) += "a b c\n";
+  many += few;
+  testing::write_file(dir.str("many.txt"), many);
+  testing::write_file(dir.str("few.txt"), few);
+  using testing::operator+;
+  const std::vector<std::string> translate{"--checkpoint", dir.str("run/last.safetensors"), "--max-length", "4",
+                                           "--output", dir.str("out.txt"), "--input"};
+  const auto [many_code, many_screen] =
+      run_on_terminal("gradformer-translate", translate + std::vector{dir.str("many.txt")}, 2);
+  CHECK(many_code == 0);
+  CHECK(many_screen.find("] 100% 400/400 sentences eta 0s\x1b[K") != std::string::npos);
+  const auto [few_code, few_screen] =
+      run_on_terminal("gradformer-translate", translate + std::vector{dir.str("few.txt")}, 2);
+  CHECK(few_code == 0);
+  CHECK(few_screen.empty());
 }
