@@ -118,14 +118,7 @@ std::pair<int, std::string> run_on_terminal(const std::string& program, const st
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, terminal_fd, terminal.c_str(), O_WRONLY | O_NOCTTY, 0);
   posix_spawn_file_actions_addopen(&actions, 3 - terminal_fd, "/dev/null", O_WRONLY, 0);
-  std::vector<std::string> words = testing::program_command(program, args);
-  std::vector<char*> argv;
-  for (std::string& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, words[0].c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE(spawned == 0);
+  const pid_t pid = testing::spawn_program(program, args, actions);
   int status = 0;
   waitpid(pid, &status, 0);
   ::close(held);
