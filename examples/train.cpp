@@ -1,6 +1,6 @@
 // gradformer-train: trains a model of the zoo on a translation task, writing DIR/last.safetensors,
-// DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log and
-// DIR/loss.svg; then reports test BLEU, chrF and exact match with the
+// DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log,
+// DIR/loss.svg and with --keep-last N the last N DIR/step-NNNNNN.safetensors; then reports test BLEU, chrF and exact match with the
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
 // TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags, 130/143 after SIGINT/SIGTERM
 // (the step under way is finished and `last` written; a second signal ends the process at once). A run refuses an
@@ -11,6 +11,7 @@
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
+#include "models/progress.h"
 #include "models/task.h"
 #include "models/trainer.h"
 #include "models/translation.h"
@@ -27,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -91,17 +93,39 @@ class TrainLog {
   std::FILE* file_;
 };
 
-std::string progress_line(const models::StepStats& s, const models::TrainConfig& config) {
-  std::string eta;
-  if (config.max_steps > 0 && s.step > 0) {
-    const double remaining = s.elapsed_seconds / static_cast<double>(s.step) * static_cast<double>(config.max_steps - s.step);
-    eta = fmt::format(" eta {:.0f}s", remaining);
-  } else if (config.max_minutes > 0) {
-    eta = fmt::format(" eta {:.0f}s", std::max(0.0, config.max_minutes * 60 - s.elapsed_seconds));
+// How far the run is towards its limit (--max-steps or --max-minutes, whichever ends first) and the seconds left
+// at this run's pace; NaN for both without a limit. A resumed run's pace counts only its own steps.
+struct Remaining {
+  double fraction = NAN, seconds = NAN;
+};
+
+Remaining remaining(const models::StepStats& s, const models::TrainConfig& config, int64_t first_step) {
+  Remaining left;
+  if (config.max_steps > 0 && s.step > first_step) {
+    left.fraction = static_cast<double>(s.step) / static_cast<double>(config.max_steps);
+    left.seconds = s.elapsed_seconds / static_cast<double>(s.step - first_step) *
+                   static_cast<double>(config.max_steps - s.step);
   }
-  return fmt::format("step {:>6} epoch {:>3} loss {:.4f} ppl {:8.2f} lr {:.2e} |g| {:.3f} {:>7.0f} tok/s{}", s.step,
-                     s.epoch, s.loss, std::exp(std::min(s.loss, 50.0)), s.learning_rate, s.grad_norm,
-                     s.tokens_per_second, eta);
+  const double limit = config.max_minutes * 60;
+  if (limit > 0 && !(left.seconds <= limit - s.elapsed_seconds))
+    left = {s.elapsed_seconds / limit, std::max(0.0, limit - s.elapsed_seconds)};
+  return left;
+}
+
+// A line of train.log, and of the output when it is not a terminal. The perplexity is the unsmoothed loss's.
+std::string progress_line(const models::StepStats& s, const models::TrainConfig& config, int64_t first_step) {
+  const Remaining left = remaining(s, config, first_step);
+  return fmt::format("step {:>6} epoch {:>3} loss {:.4f} nll {:.4f} ppl {:8.2f} lr {:.2e} |g| {:.3f} {:>7.0f} tok/s{}",
+                     s.step, s.epoch, s.loss, s.nll, std::exp(std::min(s.nll, 50.0)), s.learning_rate, s.grad_norm,
+                     s.tokens_per_second, std::isnan(left.seconds) ? "" : " eta " + models::format_eta(left.seconds));
+}
+
+// The terminal's line, redrawn at every step: a bar when the run has a limit.
+std::string terminal_line(const models::StepStats& s, const models::TrainConfig& config, int64_t first_step) {
+  const Remaining left = remaining(s, config, first_step);
+  return models::redraw_line(fmt::format("{}step {} loss {:.4f} nll {:.4f} {:.0f} tok/s eta {}",
+                                         std::isnan(left.fraction) ? "" : models::progress_bar(left.fraction) + " ",
+                                         s.step, s.loss, s.nll, s.tokens_per_second, models::format_eta(left.seconds)));
 }
 
 bool same_directory(const std::string& a, const std::string& b) {
@@ -260,11 +284,12 @@ int run(Flags flags) {
     say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
   }
   const bool terminal = isatty(fileno(stdout));
+  const int64_t first_step = trainer.step();
   const models::StopReason reason = trainer.run(
       [&](const models::StepStats& s) {
-        const std::string line = progress_line(s, flags.train);
+        const std::string line = progress_line(s, flags.train, first_step);
         if (terminal) {
-          fmt::print("\r{}", line);
+          fmt::print("{}", terminal_line(s, flags.train, first_step));
           std::fflush(stdout);
         } else if (s.step % 50 == 0) {
           fmt::print("{}\n", line);
@@ -398,6 +423,11 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
   app.add_option("--valid-bleu-sentences", f.train.valid_bleu_sentences, "Sentences decoded for validation BLEU")
+      ->check(cli::integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--keep-last", f.train.keep_last,
+                 "Keep the last N step checkpoints (DIR/step-000400.safetensors, one per validation) for "
+                 "gradformer-average; older ones this run wrote are removed (0: write none)")
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
   app.add_option("--patience", f.train.patience, "Stop after N validations without improvement (0: never)")

@@ -11,6 +11,7 @@
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
+#include "models/progress.h"
 #include "models/svg.h"
 #include "models/task.h"
 #include "models/translation.h"
@@ -24,6 +25,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -183,6 +185,10 @@ int run(const Flags& flags) {
 
   std::optional<std::string> first_source;  // for --attention-svg
   std::vector<std::string> translations;    // kept only to be scored
+  const bool terminal = isatty(fileno(stderr));
+  models::StreamProgress progress(terminal ? stderr : nullptr,
+                                  terminal && !flags.input.empty() ? models::count_lines(flags.input) : std::nullopt,
+                                  "sentences");
   const models::CorpusReport report = models::translate_corpus(
       ensemble, *codec,
       [&](std::string& line) {
@@ -203,8 +209,10 @@ int run(const Flags& flags) {
         out.write(text);
         if (!flags.reference.empty())
           for (const auto& n_best : batch) translations.push_back(n_best.front().text);
+        progress.advance(batch.size());
       },
       flags.corpus);
+  progress.end();
   out.commit();
   if (stop_signal != 0) {
     fmt::print(stderr, "gradformer-translate: interrupted after {} sentences; {} holds their translations\n",

@@ -20,47 +20,96 @@ std::string escape(const std::string& text) {
   return out;
 }
 
+// Ticks of a log axis from the largest tick at or below `low` to the smallest at or above `high` (low > 0), so
+// that the axis ends on a tick at both ends: the densest of 1-2-...-9, 1-2-5 and powers of ten per decade that
+// needs at most ten.
+std::vector<double> log_ticks(double low, double high) {
+  const std::vector<std::vector<double>> densities{{1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 2, 5}, {1}};
+  std::vector<double> ticks;
+  for (const std::vector<double>& mantissas : densities) {
+    std::vector<double> all;
+    for (int decade = static_cast<int>(std::floor(std::log10(low))) - 1;
+         decade <= static_cast<int>(std::ceil(std::log10(high))) + 1; ++decade)
+      for (double m : mantissas) all.push_back(m * std::pow(10.0, decade));
+    const double first = *(std::upper_bound(all.begin(), all.end(), low * (1 + 1e-12)) - 1);
+    double last = *std::lower_bound(all.begin(), all.end(), high * (1 - 1e-12));
+    if (last <= first) last = *std::upper_bound(all.begin(), all.end(), first * (1 + 1e-12));
+    ticks.clear();
+    for (double v : all)
+      if (v >= first * (1 - 1e-12) && v <= last * (1 + 1e-12)) ticks.push_back(v);
+    if (ticks.size() <= 10) break;
+  }
+  return ticks;
+}
+
 }  // namespace
 
-std::string loss_curve_svg(const std::vector<Curve>& curves, const std::string& title) {
-  const double width = 640, height = 400, left = 60, right = 20, top = 40, bottom = 40;
-  double x_max = 1, y_min = INFINITY, y_max = -INFINITY;
-  for (const Curve& c : curves)
+std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu) {
+  const double width = 640, left = 60, right = 20, loss_top = 40, loss_bottom = 330, bleu_top = 380, bleu_bottom = 520;
+  const bool with_bleu = !bleu.points.empty();
+  const double height = (with_bleu ? bleu_bottom : loss_bottom) + 40;
+  const auto usable = [](double y) { return std::isfinite(y) && y > 0; };
+  double x_max = 1, y_min = INFINITY, y_max = -INFINITY, bleu_max = 1;
+  for (const Curve& c : losses)
     for (auto [x, y] : c.points) {
-      if (!std::isfinite(y)) continue;
       x_max = std::max(x_max, x);
+      if (!usable(y)) continue;
       y_min = std::min(y_min, y);
       y_max = std::max(y_max, y);
     }
-  if (!std::isfinite(y_min)) y_min = 0, y_max = 1;
-  if (y_max - y_min < 1e-9) y_max = y_min + 1;
+  for (auto [x, y] : bleu.points) {
+    x_max = std::max(x_max, x);
+    if (std::isfinite(y)) bleu_max = std::max(bleu_max, y);
+  }
+  if (!std::isfinite(y_min)) y_min = 1, y_max = 10;
+  const std::vector<double> ticks = log_ticks(y_min, y_max);
+  const double log_low = std::log10(ticks.front()), log_high = std::log10(ticks.back());
+  bleu_max = std::ceil(bleu_max / 10) * 10;
   auto px = [&](double x) { return left + (width - left - right) * x / x_max; };
-  auto py = [&](double y) { return top + (height - top - bottom) * (1 - (y - y_min) / (y_max - y_min)); };
+  auto py_loss = [&](double y) {
+    return loss_top + (loss_bottom - loss_top) * (1 - (std::log10(y) - log_low) / (log_high - log_low));
+  };
+  auto py_bleu = [&](double y) { return bleu_top + (bleu_bottom - bleu_top) * (1 - y / bleu_max); };
+
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n"
-      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" font-size=\"16\">{}</text>\n",
-      width, height, left, escape(title));
-  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", left, height - bottom,
-                     width - right);
-  svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", left, top, height - bottom);
-  for (int i = 0; i <= 4; ++i) {
-    const double y = y_min + (y_max - y_min) * i / 4.0;
-    svg += fmt::format("<text x=\"4\" y=\"{:.1f}\">{:.3g}</text>\n", py(y) + 4, y);
-    const double x = x_max * i / 4.0;
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\">{:.0f}</text>\n", px(x) - 10, height - bottom + 16, x);
-  }
-  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
-  for (size_t i = 0; i < curves.size(); ++i) {
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{}\" y=\"24\" font-size=\"16\">loss per target token (log scale)</text>\n",
+      width, height, left);
+  const auto axes = [&](double top, double bottom) {
+    svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", left, bottom,
+                       width - right);
+    svg += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", left, top, bottom);
+    for (int i = 0; i <= 4; ++i)
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\">{:.0f}</text>\n", px(x_max * i / 4.0) - 10, bottom + 16,
+                         x_max * i / 4.0);
+    svg += fmt::format("<text x=\"{}\" y=\"{}\">step</text>\n", width / 2, bottom + 32);
+  };
+  const auto tick = [&](double y, double value) {
+    svg += fmt::format("<line class=\"tick\" x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>\n"
+                       "<text x=\"4\" y=\"{3:.1f}\">{4:g}</text>\n", left, y, width - right, y + 4, value);
+  };
+  const auto curve = [&](const Curve& c, const auto& py, const auto& keep, const char* colour, double legend_y) {
     std::string path;
-    for (auto [x, y] : curves[i].points)
-      if (std::isfinite(y)) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
-    const char* colour = colours[i % 4];
+    for (auto [x, y] : c.points)
+      if (keep(y)) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
     svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n", path, colour);
-    svg += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>\n", width - right - 150, top + 16 * (i + 1),
-                       colour, escape(curves[i].label));
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>\n", width - right - 240, legend_y, colour,
+                       escape(c.label));
+  };
+
+  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+  for (double value : ticks) tick(py_loss(value), value);
+  axes(loss_top, loss_bottom);
+  for (size_t i = 0; i < losses.size(); ++i)
+    curve(losses[i], py_loss, usable, colours[i % 4], loss_top + 16 * static_cast<double>(i + 1));
+  if (with_bleu) {
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\">validation BLEU</text>\n", left, bleu_top - 16);
+    for (int i = 0; i <= 2; ++i) tick(py_bleu(bleu_max * i / 2.0), bleu_max * i / 2.0);
+    axes(bleu_top, bleu_bottom);
+    curve(bleu, py_bleu, [](double y) { return std::isfinite(y); }, "#ff7f0e", bleu_top + 16);
   }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\">step</text>\n</svg>\n", width / 2, height - 6);
-  return svg;
+  return svg + "</svg>\n";
 }
 
 std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vector<std::string>& source_tokens,

@@ -1,5 +1,5 @@
-// Pictures as standalone SVG files: a loss curve (training and validation loss over steps) and an attention
-// heatmap (target tokens down, source tokens across, one panel per layer/head). Plain text, no dependency.
+// Pictures as standalone SVG files: the training curves (losses per target token on a log axis above, validation
+// BLEU below, over steps) and an attention heatmap (target tokens down, source tokens across, one panel per layer/head). Plain text, no dependency.
 #pragma once
 
 #include "models/seq2seq.h"
@@ -13,10 +13,12 @@ namespace gradformer::models {
 
 struct Curve {
   std::string label;
-  std::vector<std::pair<double, double>> points;  // (step, loss)
+  std::vector<std::pair<double, double>> points;  // (step, value)
 };
 
-std::string loss_curve_svg(const std::vector<Curve>& curves, const std::string& title);
+// Loss curves on a log axis (values that are not positive and finite are left out), and below them a panel for
+// `bleu` unless it has no points. Curves are told apart by colour, with their labels as the legend.
+std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu);
 std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vector<std::string>& source_tokens,
                           const std::vector<std::string>& target_tokens);
 // The pictures are written as every program file is (nn/output_file.h); the trainer's loss.svg goes through here.

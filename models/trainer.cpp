@@ -113,7 +113,10 @@ void Trainer::save(const std::string& name) {
                  {"best_valid_loss", std::isfinite(best_valid_loss_) ? nlohmann::json(best_valid_loss_) : nlohmann::json()},
                  {"validations_without_improvement", validations_without_improvement_},
                  {"train_losses", train_losses_},
+                 {"train_nll", train_nll_},
                  {"valid_losses", valid_losses_},
+                 {"valid_bleu", valid_bleu_},
+                 {"step_checkpoints", step_checkpoints_},
                  {"world_size", distributed_.size()},
                  {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
@@ -147,7 +150,19 @@ void Trainer::resume(const std::string& checkpoint_path) {
                          : INFINITY;
   validations_without_improvement_ = extra.value("validations_without_improvement", int64_t{0});
   train_losses_ = extra.value("train_losses", train_losses_);
+  train_nll_ = extra.value("train_nll", train_nll_);
   valid_losses_ = extra.value("valid_losses", valid_losses_);
+  valid_bleu_ = extra.value("valid_bleu", valid_bleu_);
+  // The step checkpoints are names in the directory the run wrote them to; continued elsewhere, those files are
+  // not this run's to remove.
+  std::error_code ignored;
+  const std::filesystem::path saved_dir = std::filesystem::path(checkpoint_path).parent_path();
+  if (std::filesystem::equivalent(saved_dir.empty() ? "." : saved_dir, config_.out_dir, ignored)) {
+    step_checkpoints_ = extra.value("step_checkpoints", step_checkpoints_);
+    // `last` is written before the step checkpoint of its step: a run killed between them left that one's
+    // temporary.
+    if (distributed_.is_root()) safetensors::remove_stale_temporaries(step_checkpoint_path(step_));
+  }
 }
 
 double Trainer::evaluate_loss(const std::vector<Example>& examples) {
@@ -195,6 +210,8 @@ ValidStats Trainer::validate() {
   stats.loss = results[0];
   stats.bleu = results[1];
   stats.chrf = results[2];
+  if (config_.valid_bleu_sentences > 0 && !valid_text_.empty())
+    valid_bleu_.emplace_back(static_cast<double>(step_), stats.bleu);
   stats.best = stats.loss < best_valid_loss_;
   if (stats.best) {
     best_valid_loss_ = stats.loss;
@@ -280,22 +297,30 @@ std::string Trainer::checkpoint_note() const {
 
 StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   optimizer_->zero_grad();
-  double loss_sum = 0;  // this rank's loss summed over its target tokens
+  double loss_sum = 0, nll_sum = 0;  // this rank's losses summed over its target tokens
   for (const TensorBatch& batch : work.shares) {
-    const Tensor loss = batch_loss(model_.forward(batch.src, batch.tgt_in), batch.tgt_out, config_.label_smoothing);
+    const Tensor logits = model_.forward(batch.src, batch.tgt_in);
+    const Tensor loss = batch_loss(logits, batch.tgt_out, config_.label_smoothing);
     const double loss_value = loss.item();
     if (!std::isfinite(loss_value))
       fail<NumericalError>("train", "step {}: the loss is {}; stopping without writing a checkpoint ({})", step_ + 1,
                            loss_value, checkpoint_note());
+    // The loss validation reports, from the same logits: one more log-softmax, no graph.
+    double nll_value = loss_value;
+    if (config_.label_smoothing != 0) {
+      const NoGradGuard no_grad;
+      nll_value = batch_loss(logits, batch.tgt_out, 0.0).item();
+    }
     // The share's mean loss weighted by its part of the global tokens: the single-process gradient of the
     // joint batch once summed over shares and ranks. Exactly the mean when one process takes one batch.
     const double weight = static_cast<double>(batch.target_tokens) / static_cast<double>(global_tokens);
     if (&batch == &work.shares.back()) reducer_->arm();  // the earlier micro-batches only accumulate (DDP's no_sync)
     (weight == 1.0 ? loss : loss * weight).backward();
     loss_sum += loss_value * static_cast<double>(batch.target_tokens);
+    nll_sum += nll_value * static_cast<double>(batch.target_tokens);
   }
   reducer_->finish();
-  std::array<double, 1> loss_total{loss_sum};
+  std::array<double, 2> loss_total{loss_sum, nll_sum};
   distributed_.allreduce_sum(loss_total);
   StepStats stats;
   stats.grad_norm = config_.clip_norm > 0 ? optim::clip_grad_norm_(model_.parameters(), config_.clip_norm) : 0.0;
@@ -314,6 +339,7 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   stats.step = step_;
   stats.epoch = epoch_;
   stats.loss = loss_total[0] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
+  stats.nll = loss_total[1] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
   stats.tokens_per_second = window > 0 ? static_cast<double>(tokens_in_window_) / window : 0.0;
   stats.elapsed_seconds = std::chrono::duration<double>(now - started_).count();
   if (window > 5) {
@@ -321,15 +347,41 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
     window_start_ = now;
   }
   train_losses_.emplace_back(static_cast<double>(step_), stats.loss);
+  train_nll_.emplace_back(static_cast<double>(step_), stats.nll);
   return stats;
 }
 
+std::string Trainer::step_checkpoint_path(int64_t step) const {
+  return fmt::format("{}/step-{:06}.safetensors", config_.out_dir, step);
+}
+
 void Trainer::checkpoint(const ValidStats& valid) {
+  // The list saved in the checkpoints already holds this step's file and no longer the ones it pushes out, which
+  // go only once the new one is written: a crash in between leaves an extra file, never a missing one.
+  std::vector<std::string> expired;
+  const std::string step_name = std::filesystem::path(step_checkpoint_path(step_)).filename().string();
+  if (config_.keep_last > 0) {
+    std::erase(step_checkpoints_, step_name);  // rewritten below, as `last` is
+    step_checkpoints_.push_back(step_name);
+    while (static_cast<int64_t>(step_checkpoints_.size()) > config_.keep_last) {
+      expired.push_back(step_checkpoints_.front());
+      step_checkpoints_.erase(step_checkpoints_.begin());
+    }
+  }
   save("last.safetensors");
   if (valid.best) save("best.safetensors");
-  if (distributed_.is_root())
-    write_text_file(config_.out_dir + "/loss.svg",
-                    loss_curve_svg({{"train", train_losses_}, {"valid", valid_losses_}}, "loss per target token"));
+  if (config_.keep_last > 0) save(step_name);
+  if (!distributed_.is_root()) return;
+  for (const std::string& name : expired) {
+    std::error_code error;
+    std::filesystem::remove(std::filesystem::path(config_.out_dir) / name, error);
+    if (error) fail<IOError>(config_.out_dir + "/" + name, "cannot remove the expired step checkpoint: {}",
+                             error.message());
+  }
+  const std::string smoothed = fmt::format("train, label-smoothed {} (optimised)", config_.label_smoothing);
+  std::vector<Curve> losses{{"train NLL", train_nll_}, {"valid NLL", valid_losses_}};
+  if (config_.label_smoothing != 0) losses.push_back({smoothed, train_losses_});
+  write_text_file(config_.out_dir + "/loss.svg", training_svg(losses, {"valid BLEU", valid_bleu_}));
 }
 
 OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {

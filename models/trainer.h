@@ -1,8 +1,9 @@
 // The training loop of gradformer-train: Adam with the Transformer paper's warmup schedule (both TrainConfig's
 // to change), label-smoothed cross entropy over non-padding target tokens, global-norm gradient clipping,
-// length-bucketed batches, validation loss and BLEU every N steps, `last` and `best` checkpoints written
-// atomically, exact resumption (same batches, same random numbers), a stop on request (a signal) that finishes
-// the step and writes `last`, and a stop on a non-finite loss that leaves the last checkpoint intact.
+// length-bucketed batches, validation loss and BLEU every N steps, `last` and `best` checkpoints (and the last N
+// step checkpoints, for averaging) written atomically, loss.svg, exact resumption (same batches, same random
+// numbers), a stop on request (a signal) that finishes the step and writes `last`, and a stop on a non-finite loss
+// that leaves the last checkpoint intact.
 // Trainer::run is the loop to read first; each thing a step does is one private function below it.
 //
 // Data-parallel (nn/distributed.h): every rank runs the same loop over the same global batches; each takes a
@@ -36,6 +37,9 @@ namespace gradformer::models {
 
 struct TrainConfig {
   std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg
+  // Step checkpoints kept (step-000400.safetensors, written beside `last` at each validation, for averaging with
+  // gradformer-average); the oldest this run wrote beyond the count is removed. 0: none are written.
+  int64_t keep_last = 0;
   int64_t max_steps = 0;           // 0: no limit
   double max_minutes = 0;          // 0: no limit
   size_t max_tokens = 4096;        // token budget of a batch (padded, larger side)
@@ -64,7 +68,8 @@ struct TrainConfig {
 struct StepStats {
   int64_t step = 0;
   int64_t epoch = 0;
-  double loss = 0;          // per target token, smoothed loss of this step
+  double loss = 0;          // per target token, the label-smoothed loss this step optimised
+  double nll = 0;           // per target token, the same logits' loss without smoothing (comparable to validation)
   double learning_rate = 0;
   double grad_norm = 0;
   double tokens_per_second = 0;
@@ -105,8 +110,12 @@ class Trainer {
 
   // Mean loss per target token (no smoothing) over a set of examples, in eval mode.
   double evaluate_loss(const std::vector<Example>& examples);
+  // (step, value) series, as loss.svg plots them: the smoothed training loss, the training and validation NLL
+  // per target token, and the validation BLEU.
   const std::vector<std::pair<double, double>>& train_losses() const { return train_losses_; }
+  const std::vector<std::pair<double, double>>& train_nll() const { return train_nll_; }
   const std::vector<std::pair<double, double>>& valid_losses() const { return valid_losses_; }
+  const std::vector<std::pair<double, double>>& valid_bleu() const { return valid_bleu_; }
   int64_t step() const { return step_; }
 
  private:
@@ -127,6 +136,7 @@ class Trainer {
   void checkpoint(const ValidStats& valid);
   void save(const std::string& name);
   std::string checkpoint_note() const;
+  std::string step_checkpoint_path(int64_t step) const;
 
   Seq2SeqModel& model_;
   const TextCodec& codec_;
@@ -146,7 +156,10 @@ class Trainer {
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
   double best_valid_loss_ = INFINITY;
   int64_t validations_without_improvement_ = 0;
-  std::vector<std::pair<double, double>> train_losses_, valid_losses_;
+  std::vector<std::pair<double, double>> train_losses_, train_nll_, valid_losses_, valid_bleu_;
+  // The step checkpoints this run wrote and still keeps, oldest first (file names in out_dir); only these are
+  // ever removed, and a resume in the same directory carries them on.
+  std::vector<std::string> step_checkpoints_;
   Clock::time_point started_, window_start_;  // of run(), and of the tokens-per-second window
   int64_t tokens_in_window_ = 0;
 };

@@ -57,6 +57,20 @@ inline std::vector<std::string> program_command(const std::string& program, cons
   return words;
 }
 
+// Starts examples/<program> with `args` and its descriptors set up by `actions` (destroyed here); returns its pid.
+inline pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
+                           posix_spawn_file_actions_t& actions) {
+  std::vector<std::string> words = program_command(program, args);
+  std::vector<char*> argv;
+  for (std::string& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, words[0].c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  REQUIRE_MESSAGE(spawned == 0, "cannot run " << words[0] << " (build the programs: ninja -C build)");
+  return pid;
+}
+
 // Runs examples/<program> with `args`, its stdin opened from `stdin_path` (a file, a directory, ...) and its
 // stdout on `stdout_path` (a device such as /dev/full; empty: a scratch file, read back into Outcome::out);
 // waits and collects the exit code, stdout and stderr.
@@ -72,14 +86,7 @@ inline Outcome run_with(const std::string& program, const std::vector<std::strin
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
                                    stdout_path.empty() ? O_WRONLY | O_CREAT | O_TRUNC : O_WRONLY, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, (stem + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<std::string> words = program_command(program, args);
-  std::vector<char*> argv;
-  for (std::string& word : words) argv.push_back(word.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, words[0].c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  REQUIRE_MESSAGE(spawned == 0, "cannot run " << words[0] << " (build the programs: ninja -C build)");
+  const pid_t pid = spawn_program(program, args, actions);
   int status = 0;
   waitpid(pid, &status, 0);
   Outcome outcome;

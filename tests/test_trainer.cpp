@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -132,6 +133,93 @@ TEST_CASE("trainer: resuming from a checkpoint reproduces the uninterrupted run'
     CHECK(b->train_losses()[i].second == a->train_losses()[i].second);
   }
   CHECK(b->valid_losses() == a->valid_losses());
+}
+
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The step checkpoints in a directory, by name.
+std::vector<std::string> step_files(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.path().filename().string().starts_with("step-")) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A run of the tiny copy-task model into `out` to `max_steps`, validating every 3 steps, keeping `keep_last` step
+// checkpoints; resumed from `resume` unless empty.
+void run_keeping(const std::string& out, int64_t max_steps, int64_t keep_last, const std::string& resume = "") {
+  const nlohmann::json config = tiny_config(0.1);
+  models::TrainConfig train_config = tiny_train_config(out, max_steps, 3);
+  train_config.keep_last = keep_last;
+  const auto model = fresh_model(config);
+  const auto trainer = make_trainer(*model, config, train_config);
+  if (!resume.empty()) trainer->resume(resume);
+  trainer->run(ignore_step, ignore_valid);
+}
+
+}  // namespace
+
+TEST_CASE("trainer: --keep-last keeps the run's last N step checkpoints, across a resume, and no one else's") {
+  const TempDir dir;
+  std::filesystem::create_directories(dir.str("k"));
+  // A file of the same pattern the run did not write: never removed.
+  std::ofstream(dir.str("k/step-000000.safetensors")) << "the user's";
+  run_keeping(dir.str("k"), 9, 2);
+  CHECK(step_files(dir.str("k")) ==
+        std::vector<std::string>{"step-000000.safetensors", "step-000006.safetensors", "step-000009.safetensors"});
+  // A step checkpoint is the state `last` held at that step.
+  CHECK(file_bytes(dir.str("k/step-000009.safetensors")) == file_bytes(dir.str("k/last.safetensors")));
+
+  // Resumed elsewhere: the files in k are not that run's to remove.
+  run_keeping(dir.str("e"), 12, 1, dir.str("k/step-000009.safetensors"));
+  CHECK(step_files(dir.str("e")) == std::vector<std::string>{"step-000012.safetensors"});
+  CHECK(step_files(dir.str("k")).size() == 3);
+
+  // Resumed in k: the count goes on over the files the first part wrote, and the temporary of a step checkpoint
+  // whose writer was killed (no process has that pid) goes.
+  std::ofstream(dir.str("k/step-000009.safetensors.tmp.999999999")) << "half";
+  run_keeping(dir.str("k"), 15, 2, dir.str("k/last.safetensors"));
+  CHECK(step_files(dir.str("k")) ==
+        std::vector<std::string>{"step-000000.safetensors", "step-000012.safetensors", "step-000015.safetensors"});
+  CHECK(file_bytes(dir.str("k/step-000000.safetensors")) == "the user's");
+}
+
+TEST_CASE("trainer: the training NLL is the unsmoothed loss of the same logits, and loss.svg plots it with BLEU") {
+  const TempDir dir;
+  const nlohmann::json config = tiny_config(0.0);
+  // Step 1 of two runs differing only in label smoothing sees the same weights and batch: the smoothed run's NLL
+  // is the unsmoothed run's loss.
+  models::TrainConfig plain = tiny_train_config(dir.str("plain"), 1, 0);
+  plain.label_smoothing = 0;
+  const auto model_plain = fresh_model(config);
+  const auto p = make_trainer(*model_plain, config, plain);
+  p->run(ignore_step, ignore_valid);
+  models::TrainConfig smoothed = tiny_train_config(dir.str("smoothed"), 4, 2);
+  smoothed.label_smoothing = 0.1;
+  smoothed.valid_bleu_sentences = 5;
+  const auto model_smoothed = fresh_model(config);
+  const auto s = make_trainer(*model_smoothed, config, smoothed);
+  std::vector<models::StepStats> steps;
+  s->run([&](const models::StepStats& stats) { steps.push_back(stats); }, ignore_valid);
+  REQUIRE(steps.size() == 4);
+  CHECK(steps[0].nll == doctest::Approx(p->train_losses()[0].second).epsilon(1e-12));
+  CHECK(p->train_nll() == p->train_losses());
+  CHECK(steps[0].nll != steps[0].loss);  // two different quantities, though near each other at initialisation
+  REQUIRE(s->train_nll().size() == 4);
+  CHECK(s->train_nll()[3].second == steps[3].nll);
+  CHECK(s->valid_bleu().size() == 2);
+
+  const std::string svg = file_bytes(dir.str("smoothed/loss.svg"));
+  for (const char* label : {"train NLL", "valid NLL", "train, label-smoothed 0.1 (optimised)", "validation BLEU"}) {
+    CAPTURE(label);
+    CHECK(svg.find(label) != std::string::npos);
+  }
 }
 
 TEST_CASE("trainer: dropout draws from the trainer's own generator, whatever the caller does with its generators") {
