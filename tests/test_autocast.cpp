@@ -26,7 +26,11 @@ struct TinyTransformer {
   nn::Transformer model;
   Tensor src, tgt, weights;
   explicit TinyTransformer(double dropout)
-      : gen(7), model(128, 4, 1, 1, 256, dropout, nn::Activation::relu, false, gen) {
+      : gen(7),
+        model({.layer = {.d_model = 128, .nhead = 4, .dim_feedforward = 256, .dropout = dropout},
+               .num_encoder_layers = 1,
+               .num_decoder_layers = 1},
+              gen) {
     src = randn({8, 24, 128}, gen);
     tgt = randn({8, 20, 128}, gen);
     weights = randn({8, 20, 128}, gen);
@@ -34,6 +38,7 @@ struct TinyTransformer {
   // sum(out · R) and every parameter's gradient, by name order.
   std::pair<double, std::vector<Tensor>> loss_and_grads() {
     for (const Tensor& p : model.parameters()) p.zero_grad();
+    const GeneratorGuard dropout_stream(gen);  // dropout draws from this model's own stream, as the trainer's does
     const Tensor loss = sum(model.forward(src, tgt) * weights);
     loss.backward();
     std::vector<Tensor> grads;
