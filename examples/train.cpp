@@ -347,7 +347,8 @@ int run(Flags flags) {
   say(fmt::format("test {}", scores.bleu.format()));
   say(fmt::format("test {} exact match {:.1f}%", scores.chrf.format(), 100.0 * scores.exact_match));
   for (size_t i = 0; i < std::min<size_t>(3, hypotheses.size()); ++i)
-    say(fmt::format("  {}\n  -> {}\n  (reference: {})", sources[i], hypotheses[i], references[i]));
+    say(fmt::format("  {}\n  -> {}\n  (reference: {})", sources[i], hypotheses[i],
+                    models::normalise_reference(*codec, references[i])));
   return 0;
 }
 

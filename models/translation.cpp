@@ -79,12 +79,15 @@ std::vector<std::string> translate_corpus(const Seq2SeqModel& model, const TextC
   return translations;
 }
 
+std::string normalise_reference(const TextCodec& codec, const std::string& line) {
+  return codec.tokenizer().detokenize(codec.tokenizer().tokenize(line));
+}
+
 TranslationScores score_translations(const TextCodec& codec, const std::vector<std::string>& translations,
                                      const std::vector<std::string>& references) {
   std::vector<std::string> normalised;
   normalised.reserve(references.size());
-  for (const std::string& line : references)
-    normalised.push_back(codec.tokenizer().detokenize(codec.tokenizer().tokenize(line)));
+  for (const std::string& line : references) normalised.push_back(normalise_reference(codec, line));
   return {metrics::corpus_bleu(translations, normalised), metrics::corpus_chrf(translations, normalised),
           metrics::exact_match(translations, normalised)};
 }

@@ -60,6 +60,10 @@ struct TranslationScores {
   double exact_match = 0.0;  // 0..1
 };
 
+// A raw reference line as the codec writes its translations: tokenised and detokenised again ("der Hund ." comes
+// back as "der Hund."), so that a corpus's spacing convention is not counted as an error, nor shown as one.
+std::string normalise_reference(const TextCodec& codec, const std::string& line);
+
 // BLEU, chrF and exact match of detokenised translations against raw reference lines. The references go through
 // the codec's tokenise/detokenise round first, as the translations did, so that spacing conventions of a corpus
 // ("der Hund ." against "der Hund.") do not count as errors. ValueError when the counts differ.
