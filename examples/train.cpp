@@ -361,7 +361,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gradformer-train 0.1.0 (" + mpi + ")");
   app.footer(nn::mpi_compiled() ? "Several processes: mpirun -np N gradformer-train FLAGS (MPI compiled in).\n"
                                 : "Several processes: not available, this build has no MPI (meson -Dmpi=enabled).\n");
-  app.add_option("--task", f.data.task, "grammar, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
+  app.add_option("--task", f.data.task, "grammar, grammar-long, ding-sentences, ding-phrases, copy, reverse or tsv:PATH")->capture_default_str();
   app.add_option("--model", f.model,
                  "rnn-attention, attention-seq2seq, transformer-tiny, transformer-small, transformer-base")
       ->check(CLI::IsMember(models::model_names()))
@@ -399,7 +399,7 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
   app.add_flag("--skip-bad-lines", f.data.options.skip_bad_lines, "Skip malformed TSV lines (not one TAB, or not UTF-8) instead of stopping");
-  app.add_option("--max-train-sentences", f.max_train_sentences, "Use only the first N training pairs (0: all)")
+  app.add_option("--max-train-sentences", f.max_train_sentences, "Use only the first N training pairs (0: all); runs with growing N train on nested subsets")
       ->check(cli::integer_at_least(0));
   app.add_option("--max-steps", f.train.max_steps, "Stop after N optimizer steps (0: no limit)")
       ->check(cli::integer_at_least(0))

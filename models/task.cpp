@@ -7,11 +7,12 @@
 namespace gradformer::models {
 
 std::vector<std::string> task_names() {
-  return {"grammar", "ding-sentences", "ding-phrases", "copy", "reverse", "tsv:PATH"};
+  return {"grammar", "grammar-long", "ding-sentences", "ding-phrases", "copy", "reverse", "tsv:PATH"};
 }
 
 data::Splits load_task(const std::string& name, const TaskOptions& options, data::TsvReport* tsv_report) {
   if (name == "grammar") return data::make_grammar_task(options.seed);
+  if (name == "grammar-long") return data::make_grammar_long_task(options.seed);
   if (name == "copy") return data::make_copy_task(options.seed);
   if (name == "reverse") return data::make_reverse_task(options.seed);
   if (name == "ding-sentences") return data::load_ding("/usr/share/trans/de-en", data::DingPart::sentences);

@@ -1,4 +1,4 @@
-// From a task name to batches of ids: loads the sentence pairs (grammar, ding-sentences, ding-phrases, copy,
+// From a task name to batches of ids: loads the sentence pairs (grammar, grammar-long, ding-sentences, ding-phrases, copy,
 // reverse, or a TSV file), tokenises them, builds one joint vocabulary from the training split, and turns groups
 // of examples into padded tensors. The corpus and tokenizer code itself lives in models/data/.
 #pragma once
@@ -37,7 +37,8 @@ nlohmann::json to_json(const DataSettings& settings);
 // Throws FormatError naming `path` when a field is missing or of the wrong type.
 DataSettings data_settings_from_json(const nlohmann::json& json, const std::string& path);
 
-// Sentence pairs of a named task: grammar, ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
+// Sentence pairs of a named task: grammar, grammar-long (128,000 training pairs: --max-train-sentences takes
+// nested subsets of them), ding-sentences, ding-phrases, copy, reverse, or tsv:PATH (train only
 // is read from PATH; valid and test are split off by a hash of the source, 1% each). For a TSV file, `tsv_report`
 // (if given) receives what the reader skipped, for the caller to report.
 data::Splits load_task(const std::string& name, const TaskOptions& options, data::TsvReport* tsv_report = nullptr);

@@ -4,12 +4,14 @@
 #include "models/data/corpus.h"
 #include "models/data/ding.h"
 #include "models/data/grammar.h"
+#include "models/task.h"
 
 #include "autograd/error.h"
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -232,6 +234,84 @@ TEST_CASE("grammar task: the first draws of seed 1, checked by hand") {
   };
   Generator gen(1);
   for (const SentencePair& pair : expected) CHECK(make_grammar_pair(gen) == pair);
+}
+
+namespace {
+
+// The tokens from a German subordinating conjunction at `start` to the finite verb that closes its clause,
+// stepping over relative clauses (", der ... ,") and counting the distance; 0 when the clause is not closed.
+size_t distance_to_clause_verb(const std::vector<std::string>& target, size_t start) {
+  for (size_t i = start + 1; i < target.size(); ++i) {
+    const bool relative_opens = target[i] == "," && i + 1 < target.size() &&
+                                (target[i + 1] == "der" || target[i + 1] == "die" || target[i + 1] == "das") &&
+                                std::isupper(static_cast<unsigned char>(target[i - 1][0]));
+    if (relative_opens) {
+      i = std::find(target.begin() + i + 1, target.end(), ",") - target.begin();
+      continue;
+    }
+    if (target[i] == "," || target[i] == ".") return i - 1 - start;
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("grammar-long task: deterministic, disjoint, nested prefixes, relative clauses between subject and verb") {
+  const Splits splits = make_grammar_long_task(1, 2000, 200, 200);
+  CHECK(splits.train.size() == 2000);
+  CHECK(splits.valid.size() == 200);
+  CHECK(splits.test.size() == 200);
+  check_disjoint(splits);
+  CHECK(make_grammar_long_task(1, 2000, 200, 200).train == splits.train);
+  CHECK(make_grammar_long_task(2, 2000, 200, 200).train != splits.train);
+  // The training split is drawn first, so a smaller one is the start of a larger one: nested study subsets.
+  const Splits smaller = make_grammar_long_task(1, 500, 200, 200);
+  CHECK(std::equal(smaller.train.begin(), smaller.train.end(), splits.train.begin()));
+
+  size_t long_distance = 0, longest = 0;
+  for (const auto& pair : splits.train) {
+    const auto source = split_whitespace(pair.source);
+    const auto target = split_whitespace(pair.target);
+    CHECK(source.size() >= 12);
+    CHECK(source.size() <= kGrammarLongMaxTokens);
+    CHECK(target.size() <= kGrammarLongMaxTokens);
+    CHECK(target.back() == ".");
+    CHECK((pair.source.find(" who ") != std::string::npos || pair.source.find(" which ") != std::string::npos));
+    size_t farthest = 0;
+    for (size_t i = 0; i < target.size(); ++i) {
+      if (target[i] == "dass" || target[i] == "weil" || target[i] == "obwohl" || target[i] == "während")
+        farthest = std::max(farthest, distance_to_clause_verb(target, i));
+    }
+    long_distance += farthest >= 10;
+    longest = std::max(longest, farthest);
+  }
+  // Most sentences hold a subordinate clause whose verb comes ten or more tokens after its conjunction.
+  CHECK(long_distance > splits.train.size() / 3);
+  CHECK(longest >= 20);
+  const std::vector<std::string> names = models::task_names();
+  CHECK(std::find(names.begin(), names.end(), "grammar-long") != names.end());
+}
+
+TEST_CASE("grammar-long task: the first draws of seed 1, checked by hand") {
+  // Pins the draw order; read by hand: the verb closes each subordinate clause after the relative clause
+  // ("dass die Väter , die vor dem leeren Buch sitzen , die große Tomate genommen haben") and agrees with its
+  // subject across it.
+  const std::vector<SentencePair> expected{
+      {"a teacher who cries on a long sofa has known that the strange kings who have gone to my bed think that the "
+       "grandfather follows the sad cows .",
+       "ein Lehrer , der auf einem langen Sofa weint , hat gewusst , dass die seltsamen Könige , die zu meinem Bett "
+       "gegangen sind , denken , dass der Großvater den traurigen Kühen folgt ."},
+      {"the grandfather hopes that the kings hope that my strange woman believes that the drivers who know my happy "
+       "friend have sung .",
+       "der Großvater hofft , dass die Könige hoffen , dass meine seltsame Frau glaubt , dass die Fahrer , die meinen "
+       "glücklichen Freund kennen , gesungen haben ."},
+      {"the sad mother who helps these wolves says that the fathers who sit in front of the empty book have taken the "
+       "big tomato .",
+       "die traurige Mutter , die diesen Wölfen hilft , sagt , dass die Väter , die vor dem leeren Buch sitzen , die "
+       "große Tomate genommen haben ."},
+  };
+  Generator gen(1);
+  for (const SentencePair& pair : expected) CHECK(make_grammar_long_pair(gen) == pair);
 }
 
 TEST_CASE("make_batches: every example once, budget respected, similar lengths together") {

@@ -413,12 +413,13 @@ struct Clause {
   std::string subordinate() const { return join({de_subject, de_middle, de_final, de_finite}); }
 };
 
-Clause make_clause(Generator& gen, const Verb& verb) {
-  const NounPhrase subject = make_noun_phrase(gen, verb.subject_kinds);
-  const bool plural = subject.plural;
+// The clause whose subject has already been drawn and written out: `plural` is the subject's number, which the
+// verb agrees with however far away it ends up.
+Clause complete_clause(Generator& gen, const Verb& verb, const std::string& en_subject,
+                       const std::string& de_subject, bool plural) {
   const bool perfect = gen.uniform() < 0.3;
   Clause clause;
-  clause.de_subject = german(subject, nominative);
+  clause.de_subject = de_subject;
   std::string en_verb;
   if (perfect) {
     en_verb = join({plural ? "have" : "has", verb.en_participle});
@@ -493,8 +494,13 @@ Clause make_clause(Generator& gen, const Verb& verb) {
     }
     case saying: break;
   }
-  clause.english = join({english(subject), en_verb, en_rest});
+  clause.english = join({en_subject, en_verb, en_rest});
   return clause;
+}
+
+Clause make_clause(Generator& gen, const Verb& verb) {
+  const NounPhrase subject = make_noun_phrase(gen, verb.subject_kinds);
+  return complete_clause(gen, verb, english(subject), german(subject, nominative), subject.plural);
 }
 
 const Verb& pick_simple_verb(Generator& gen) {
@@ -528,6 +534,72 @@ SentencePair make_grammar_pair(Generator& gen) {
     const size_t target_tokens = split_whitespace(pair.target).size();
     if (source_tokens >= 4 && source_tokens <= 16 && target_tokens >= 4 && target_tokens <= 16) return pair;
   }
+}
+
+namespace {
+
+bool is_simple_verb_for(const Verb& verb, unsigned subject_kind) {
+  return verb.frame != saying && (verb.subject_kinds & subject_kind) != 0;
+}
+
+// A clause of grammar-long: its subject carries a subject relative clause with probability 1/2 ("the man who
+// helps the woman" / "der Mann , der der Frau hilft ,"), which puts the relative clause between the subject and
+// its verb; `relatives` counts them.
+Clause make_long_clause(Generator& gen, const Verb& verb, size_t& relatives) {
+  const NounPhrase subject = make_noun_phrase(gen, verb.subject_kinds);
+  std::string en_subject = english(subject);
+  std::string de_subject = german(subject, nominative);
+  if (gen.uniform() < 0.5) {
+    const Verb& relative_verb =
+        pick_where(verbs, gen, [&](const Verb& candidate) { return is_simple_verb_for(candidate, subject.noun->kind); });
+    const size_t slot = subject.plural ? 3 : static_cast<size_t>(subject.noun->gender);
+    const Clause relative = complete_clause(gen, relative_verb, subject.noun->kind == person ? "who" : "which",
+                                            definite_forms[nominative][slot], subject.plural);
+    en_subject = join({en_subject, relative.english});
+    de_subject = join({de_subject, ",", relative.subordinate(), ","});
+    ++relatives;
+  }
+  return complete_clause(gen, verb, en_subject, de_subject, subject.plural);
+}
+
+}  // namespace
+
+SentencePair make_grammar_long_pair(Generator& gen) {
+  for (;;) {
+    size_t relatives = 0;
+    // A chain of 1..3 reported-speech clauses ("the man says that the woman thinks that ..."), each one a level
+    // deeper, ending in a simple clause that is either the last "that" clause or joined by because/although/while.
+    const size_t saying_clauses = 1 + gen.below(3);
+    std::string english_text, german_text;
+    for (size_t level = 0; level < saying_clauses; ++level) {
+      const Clause clause = make_long_clause(
+          gen, pick_where(verbs, gen, [](const Verb& verb) { return verb.frame == saying; }), relatives);
+      english_text = join({english_text, clause.english, "that"});
+      german_text = join({german_text, level == 0 ? clause.main() : clause.subordinate(), ",", "dass"});
+    }
+    const Clause last = make_long_clause(gen, pick_simple_verb(gen), relatives);
+    if (gen.uniform() < 0.5) {
+      english_text = join({english_text, last.english, "."});
+      german_text = join({german_text, last.subordinate(), "."});
+    } else {
+      // The adverbial clause hangs off the innermost reported clause, so its verb still closes the sentence.
+      const Conjunction& conjunction = pick(adverbial_conjunctions, gen);
+      const Clause adverbial = make_long_clause(gen, pick_simple_verb(gen), relatives);
+      english_text = join({english_text, last.english, conjunction.en, adverbial.english, "."});
+      german_text = join({german_text, last.subordinate(), ",", conjunction.de, adverbial.subordinate(), "."});
+    }
+    const size_t source_tokens = split_whitespace(english_text).size();
+    const size_t target_tokens = split_whitespace(german_text).size();
+    if (relatives > 0 && source_tokens >= 12 && source_tokens <= kGrammarLongMaxTokens &&
+        target_tokens <= kGrammarLongMaxTokens)
+      return {english_text, german_text};
+  }
+}
+
+Splits make_grammar_long_task(uint64_t seed, size_t train_size, size_t valid_size, size_t test_size) {
+  Generator gen(seed);
+  return draw_distinct_splits("grammar-long task", [&] { return make_grammar_long_pair(gen); }, train_size,
+                              valid_size, test_size);
 }
 
 Splits make_grammar_task(uint64_t seed, size_t train_size, size_t valid_size, size_t test_size) {
