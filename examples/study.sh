@@ -12,9 +12,10 @@
 #
 # The full study of the README ("Does the Transformer beat the RNN?"):
 #   examples/study.sh --task grammar-long --sizes "2000 8000 32000 128000" \
-#     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --budget-steps 4000 \
-#     --threads 2 --out study-steps
-# and the same with --budget-minutes 20 --out study-minutes for the equal-wall-time view.
+#     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --budget-steps 4000 --threads 2 \
+#     --train-args "--max-tokens 2048 --warmup 300 --valid-every 400" --out runs/study-steps
+# and the same with --budget-minutes 20 --out runs/study-minutes for the equal-wall-time view. The test scores
+# are gradformer-train's (the best checkpoint, beam 4 unless --train-args sets --test-beam).
 #
 # A run whose DIR/runs/.../study.row exists finished earlier and is not trained again, so an interrupted study
 # resumes where it stopped by running the same command; a run that did not finish is started afresh

@@ -286,7 +286,7 @@ TEST_CASE("grammar-long task: deterministic, disjoint, nested prefixes, relative
     longest = std::max(longest, farthest);
   }
   // Most sentences hold a subordinate clause whose verb comes ten or more tokens after its conjunction.
-  CHECK(long_distance > splits.train.size() / 3);
+  CHECK(long_distance > splits.train.size() * 8 / 10);  // 1,746 of these 2,000 when written
   CHECK(longest >= 20);
   const std::vector<std::string> names = models::task_names();
   CHECK(std::find(names.begin(), names.end(), "grammar-long") != names.end());

@@ -93,8 +93,8 @@ TEST_CASE("programs: gradformer-train names the valid models, tasks and flag val
        "gradformer-train: error: --model: transformer-huge not in {rnn-attention,attention-seq2seq,transformer-tiny,"
        "transformer-small,transformer-base} (see --help)"},
       {{"--task", "nope"}, 1,
-       "gradformer-train: error: task: unknown task 'nope' (known: grammar, ding-sentences, ding-phrases, copy, "
-       "reverse, tsv:PATH)"},
+       "gradformer-train: error: task: unknown task 'nope' (known: grammar, grammar-long, ding-sentences, "
+       "ding-phrases, copy, reverse, tsv:PATH)"},
       {{"--tokenizer", "morse"}, 2, "gradformer-train: error: --tokenizer: morse not in {word,char,bpe,spm} (see --help)"},
       {{"--max-tokens", "-5"}, 2, "gradformer-train: error: --max-tokens: expected an integer >= 1, got '-5' (see --help)"},
       {{"--max-sentence-tokens", "0"}, 2,

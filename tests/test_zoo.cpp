@@ -47,7 +47,8 @@ TEST_CASE("task: unknown tasks and tokenizers, empty corpora and codec-less conf
   const testing::TempDir dir;
   models::TaskOptions options;
   CHECK(message_of<ValueError>([&] { models::load_task("nope", options); }) ==
-        "task: unknown task 'nope' (known: grammar, ding-sentences, ding-phrases, copy, reverse, tsv:PATH)");
+        "task: unknown task 'nope' (known: grammar, grammar-long, ding-sentences, ding-phrases, copy, reverse, "
+        "tsv:PATH)");
   const std::string blank = dir.str("blank.tsv");
   std::ofstream(blank) << "\n  \n";
   CHECK(message_of<ValueError>([&] { models::load_task("tsv:" + blank, options); }) ==
