@@ -74,10 +74,6 @@ inline CLI::Validator integer_between(int64_t low, int64_t high) {
       fmt::format("INT in [{}, {}]", low, high));
 }
 
-// The widest beam the programs accept: each hypothesis holds a key/value cache, and --beam 100000 grew to 14.5 GB
-// before it was stopped; Marian and fairseq users rarely go past a few dozen.
-inline constexpr int64_t kMaxBeam = 256;
-
 // A 64-bit seed: 0 to 2^64 - 1, digits only. CLI11 alone would take "-1" as 2^64 - 1 and clamp what is too large.
 inline CLI::Validator unsigned_64() {
   return CLI::Validator(

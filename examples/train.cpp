@@ -447,7 +447,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"gru", "lstm"}))
       ->capture_default_str();
   app.add_option("--test-beam", f.test_decoding.beam_size, "Beam size of the final test translation (1: greedy)")
-      ->check(cli::integer_between(1, cli::kMaxBeam))
+      ->check(cli::integer_between(1, models::max_beam_size))
       ->capture_default_str();
   app.add_option("--threads", f.threads, "Threads per process (0: the cores divided by the ranks on this machine)")
       ->check(cli::thread_count())

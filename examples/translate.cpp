@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
   app.add_option("--n-best", f.n_best,
                  "Print this many hypotheses per sentence, best first, as 'ID ||| hypothesis ||| F0= <sum log-prob> "
                  "||| <score>' (Moses/Marian n-best format; at most --beam)")
-      ->check(cli::integer_between(1, cli::kMaxBeam));
+      ->check(cli::integer_between(1, models::max_beam_size));
   app.add_option("--length-penalty", f.corpus.decode.length_penalty, "Beam score = log p / length^penalty")
       ->check(cli::number_between(-10, 10))
       ->capture_default_str();
