@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   nn::GradientReducerOptions allreduce;
   bool no_overlap = false;
   app.add_option("--bucket-mb", allreduce.bucket_mb, "mpirun: MiB of gradients per allreduce bucket")
-      ->check(cli::number_between(0, 4096))
+      ->check(cli::number_between(0, 4096, cli::Bounds::open_low))
       ->capture_default_str();
   app.add_flag("--no-overlap", no_overlap, "mpirun: allreduce after backward instead of during it");
   cli::add_precision_option(app, precision);

@@ -127,13 +127,18 @@ inline bool parse_finite(const std::string& input, double& value) {
   return !input.empty() && *end == '\0' && std::isfinite(value);
 }
 
-// A finite number in [low, high] (or [low, high) with open_high).
-inline CLI::Validator number_between(double low, double high, bool open_high = false) {
-  const std::string range = fmt::format("[{}, {}{}", low, high, open_high ? ")" : "]");
+// Which ends of number_between's range are excluded.
+enum class Bounds { closed, open_low, open_high };
+
+// A finite number in [low, high], (low, high] or [low, high).
+inline CLI::Validator number_between(double low, double high, Bounds bounds = Bounds::closed) {
+  const bool open_low = bounds == Bounds::open_low, open_high = bounds == Bounds::open_high;
+  const std::string range = fmt::format("{}{}, {}{}", open_low ? "(" : "[", low, high, open_high ? ")" : "]");
   return CLI::Validator(
       [=](std::string& input) -> std::string {
         double value = 0;
-        if (!parse_finite(input, value) || value < low || value > high || (open_high && value == high))
+        if (!parse_finite(input, value) || value < low || value > high || (open_low && value == low) ||
+            (open_high && value == high))
           return fmt::format("expected a number in {}, got '{}'", range, input);
         return {};
       },

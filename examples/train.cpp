@@ -415,7 +415,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warmup", f.train.warmup_steps, "Warmup steps")->check(cli::integer_at_least(1))->capture_default_str();
   app.add_option("--label-smoothing", f.train.label_smoothing, "Label smoothing")
-      ->check(cli::number_between(0, 1, true))
+      ->check(cli::number_between(0, 1, cli::Bounds::open_high))
       ->capture_default_str();
   app.add_option("--clip-norm", f.train.clip_norm, "Global gradient-norm clipping (0: off)")
       ->check(cli::number_at_least(0))
@@ -439,7 +439,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli::add_precision_option(app, f.train.precision);
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
-      ->check(cli::number_between(0, 1, true))
+      ->check(cli::number_between(0, 1, cli::Bounds::open_high))
       ->capture_default_str();
   app.add_flag("--pre-norm", f.model_options.pre_norm, "Transformer: LayerNorm before each sublayer");
   app.add_flag("--share-embeddings", f.model_options.share_embeddings, "Transformer: one embedding table");
@@ -456,7 +456,7 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
   app.add_option("--bucket-mb", f.train.gradient_allreduce.bucket_mb, "MiB of gradients per allreduce bucket (mpirun)")
-      ->check(cli::number_between(0, 4096))
+      ->check(cli::number_between(0, 4096, cli::Bounds::open_low))
       ->capture_default_str();
   bool no_overlap = false;
   app.add_flag("--no-overlap", no_overlap, "Allreduce the gradients after backward instead of during it (mpirun)");

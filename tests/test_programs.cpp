@@ -106,6 +106,8 @@ TEST_CASE("programs: gradformer-train names the valid models, tasks and flag val
       {{"--lr-factor", "nan"}, 2,
        "gradformer-train: error: --lr-factor: expected a finite number >= 0, got 'nan' (see --help)"},
       {{"--max-steps", "ten"}, 2, "gradformer-train: error: --max-steps: expected an integer >= 0, got 'ten' (see --help)"},
+      {{"--bucket-mb", "0"}, 2,
+       "gradformer-train: error: --bucket-mb: expected a number in (0, 4096], got '0' (see --help)"},
       {{"--no-such-flag"}, 2,
        "gradformer-train: error: The following argument was not expected: --no-such-flag (see --help)"},
   };
@@ -274,6 +276,9 @@ TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown na
   o = run("gradformer-bench", {"--steps", "-3"});
   CHECK(o.exit_code == 2);
   CHECK(o.err == "gradformer-bench: error: --steps: expected an integer >= 0, got '-3' (see --help)\n");
+  o = run("gradformer-bench", {"--bucket-mb", "0"});
+  CHECK(o.exit_code == 2);
+  CHECK(o.err == "gradformer-bench: error: --bucket-mb: expected a number in (0, 4096], got '0' (see --help)\n");
 }
 
 // 300 pairs over fifteen words, the target reversed: enough that the hashed split gives a few validation pairs.
