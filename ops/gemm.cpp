@@ -354,8 +354,14 @@ Tensor with_dense_matrices(const Tensor& t) {
 }
 
 Matrix matrix_of(const Tensor& t) {
+  Matrix m = operand_of(t);
+  m.data = t.raw_data();
+  return m;
+}
+
+Matrix operand_of(const Tensor& t) {
   const int64_t r = t.dim();
-  return Matrix{t.raw_data(),
+  return Matrix{const_cast<std::byte*>(t.storage()->read_only_data()) + t.offset() * dtype_size(t.dtype()),
                 t.shape()[static_cast<size_t>(r - 2)],
                 t.shape()[static_cast<size_t>(r - 1)],
                 t.strides()[static_cast<size_t>(r - 2)],
@@ -364,28 +370,33 @@ Matrix matrix_of(const Tensor& t) {
                 t.dtype() == DType::bf16};
 }
 
-Tensor rounded_to_bf16(const Tensor& t) {
+namespace {
+
+void check_roundable(const Tensor& t) {
   if (t.dtype() != DType::f32 || t.dim() != 2)
     fail<DTypeError>("gemm", "rounds f32 matrices to bf16, got {} {}", dtype_name(t.dtype()), shape_str(t.shape()));
-  // Read through read_only_data: rounding a weight must not count as a write to it (Storage::version).
-  const Matrix source{const_cast<std::byte*>(t.storage()->read_only_data()) + t.offset() * sizeof(float),
-                      t.shape()[0], t.shape()[1], t.strides()[0], t.strides()[1], 0};
+}
+
+}  // namespace
+
+Tensor rounded_to_bf16(const Tensor& t) {
+  check_roundable(t);
   const Tensor elements = empty({t.numel()}, DType::bf16);
-  const Matrix rounded = rounded_operand(source, 1, elements.data_ptr<bfloat16>());
+  const Matrix rounded = rounded_operand(operand_of(t), 1, elements.data_ptr<bfloat16>());
   return elements.as_strided(t.shape(), {rounded.row_stride, rounded.col_stride}, 0);
 }
 
 Tensor cached_bf16_weight(const Tensor& weight) {
+  check_roundable(weight);
   const std::shared_ptr<Storage>& storage = weight.storage();
+  const uint64_t version = storage->version();
   const std::vector<int64_t> key{static_cast<int64_t>(reinterpret_cast<uintptr_t>(storage.get())), weight.offset(),
                                  weight.shape()[0], weight.shape()[1], weight.strides()[0], weight.strides()[1]};
   auto it = weight_roundings.find(key);
   // A dead storage whose address came back for a new one fails the lock() comparison.
-  if (it != weight_roundings.end() && it->second.storage.lock() == storage &&
-      it->second.version == storage->version())
+  if (it != weight_roundings.end() && it->second.storage.lock() == storage && it->second.version == version)
     return it->second.rounded;
   std::erase_if(weight_roundings, [](const auto& entry) { return entry.second.storage.expired(); });
-  const uint64_t version = storage->version();
   CachedRounding& entry = weight_roundings[key];
   entry = CachedRounding{storage, version, rounded_to_bf16(weight)};
   return entry.rounded;

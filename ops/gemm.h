@@ -76,6 +76,9 @@ Tensor with_dense_matrices(const Tensor& t);
 // The matrix view of the last two dimensions of t, which must have rank 2 or 3 (batch first); a bf16 t gives a
 // bf16 operand.
 Matrix matrix_of(const Tensor& t);
+// matrix_of for an operand the product only reads: taking it does not count as a write to t's storage
+// (Storage::version), so reading a weight keeps its cached bf16 rounding valid. Outputs take matrix_of.
+Matrix operand_of(const Tensor& t);
 
 // The f32 matrix t (rank 2) rounded to bf16 (nearest even, as bfloat16::round_from), as a dense bf16 tensor in
 // the same orientation (a transposed view stays a transpose, so its product keeps its transpose flag). No graph.

@@ -168,15 +168,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     std::swap(m.row_stride, m.col_stride);
     return m;
   };
-  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::matrix_of(x2), transposed(gemm::matrix_of(w)),
+  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), transposed(gemm::operand_of(w)),
                                              gemm::matrix_of(out)) == gemm::Backend::onednn_bf16;
   // Under autocast the product reads bf16 operands: a parameter's cached rounding (made once per optimizer
   // step, not once per product) and x's rounding, which backward's dW = dyᵀ · x reads too. So x is saved in
   // bf16: half the bytes, and the same operand the forward used, as PyTorch's autocast saves its casts.
   const Tensor x_saved = in_bf16 ? gemm::rounded_to_bf16(x2) : x2;
   const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? gemm::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
-  gemm::multiply(x.dtype(), 1, gemm::matrix_of(x_saved), transposed(gemm::matrix_of(w_read)), gemm::matrix_of(out),
-                 1.0, b.defined() ? b.raw_data() : nullptr);
+  gemm::multiply(x.dtype(), 1, gemm::operand_of(x_saved), transposed(gemm::operand_of(w_read)), gemm::matrix_of(out),
+                 1.0, b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr);
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
@@ -189,12 +189,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));
                   if (g.needs(0)) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
                     const Tensor dx = empty({rows, in_features}, dtype);
-                    gemm::multiply(dtype, 1, gemm::matrix_of(dy), gemm::matrix_of(w_read), gemm::matrix_of(dx));
+                    gemm::multiply(dtype, 1, gemm::operand_of(dy), gemm::operand_of(w_read), gemm::matrix_of(dx));
                     g[0] = reshape(dx, x_shape);
                   }
                   if (g.needs(1)) {  // dW = dyᵀ · x, one GEMM over all rows
                     g[1] = empty({out_features, in_features}, dtype);
-                    gemm::multiply(dtype, 1, transposed(gemm::matrix_of(dy)), gemm::matrix_of(x_saved),
+                    gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved),
                                    gemm::matrix_of(g[1]));
                   }
                   if (g.needs(2)) g[2] = sum(dy, {0});  // db = Σ_rows dy

@@ -185,6 +185,7 @@ TEST_CASE("autocast: a weight's bf16 rounding is made once, and made again after
   const Tensor cached = gemm::cached_bf16_weight(w.detach());
   CHECK(w.data_ptr<const float>()[0] == w.to_vector<float>()[0]);
   CHECK(gemm::cached_bf16_weight(w.detach()).storage() == cached.storage());
+  CHECK(message_of<DTypeError>([] { gemm::cached_bf16_weight(zeros({4})); }) == "gemm: rounds f32 matrices to bf16, got f32 [4]");
 }
 
 TEST_CASE("autocast: linear saves its input's bf16 rounding for dW, and its gradients stay within bf16 tolerance") {
@@ -222,4 +223,20 @@ TEST_CASE("autocast: linear saves its input's bf16 rounding for dW, and its grad
   linear(x, w).backward(dy);
   CHECK(relative_error(dw, w.grad()) <= 1e-2);
   CHECK(relative_error(dx, x.grad()) <= 1e-2);
+}
+
+TEST_CASE("autocast: a Transformer's forward passes reuse its weights' roundings until a step changes them") {
+  TinyTransformer run(0.0);
+  run.model.eval();
+  AutocastGuard autocast(DType::bf16);
+  const NoGradGuard no_grad;
+  // The weight of the first linear layer, as a product reads it.
+  const auto parameters = run.model.named_parameters();
+  const auto [name, weight] = *std::find_if(parameters.begin(), parameters.end(),
+                                            [](const auto& entry) { return entry.second.dim() == 2; });
+  CAPTURE(name);
+  run.model.forward(run.src, run.tgt);
+  const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
+  run.model.forward(run.src, run.tgt);
+  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
 }
