@@ -187,15 +187,25 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   const DType dtype = dout.dtype();
                   // [rows, out]
                   const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));
-                  if (g.needs(0)) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
-                    const Tensor dx = empty({rows, in_features}, dtype);
-                    gemm::multiply(dtype, 1, gemm::operand_of(dy), gemm::operand_of(w_read), gemm::matrix_of(dx));
+                  const Tensor dx = g.needs(0) ? empty({rows, in_features}, dtype) : Tensor();
+                  const Tensor dw = g.needs(1) ? empty({out_features, in_features}, dtype) : Tensor();
+                  auto in_bf16 = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
+                    return c.defined() && gemm::planned_backend(dtype, a, b, gemm::operand_of(c)) ==
+                                              gemm::Backend::onednn_bf16;
+                  };
+                  // Both products read dy: rounded once when both run in bf16.
+                  const bool round_dy_once =
+                      in_bf16(gemm::operand_of(dy), gemm::operand_of(w_read), dx) &&
+                      in_bf16(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
+                  const Tensor dy_read = round_dy_once ? gemm::rounded_to_bf16(dy) : dy;
+                  if (dx.defined()) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
+                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx));
                     g[0] = reshape(dx, x_shape);
                   }
-                  if (g.needs(1)) {  // dW = dyᵀ · x, one GEMM over all rows
-                    g[1] = empty({out_features, in_features}, dtype);
-                    gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved),
-                                   gemm::matrix_of(g[1]));
+                  if (dw.defined()) {  // dW = dyᵀ · x, one GEMM over all rows
+                    gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy_read)), gemm::operand_of(x_saved),
+                                   gemm::matrix_of(dw));
+                    g[1] = dw;
                   }
                   if (g.needs(2)) g[2] = sum(dy, {0});  // db = Σ_rows dy
                 });
