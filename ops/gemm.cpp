@@ -21,11 +21,13 @@ namespace {
 
 thread_local std::optional<Backend> forced_backend;
 
-// A weight's bf16 rounding (cached_bf16_weight), valid while its storage lives and keeps `version`.
+// A weight's bf16 rounding (cached_bf16_weight), valid while its storage lives and keeps `version`. The entry
+// does not own the rounding: it lives as long as a product's saved operand (the graph) or a caller holds it, so
+// the cache costs no memory between training steps.
 struct CachedRounding {
   std::weak_ptr<Storage> storage;
   uint64_t version = 0;
-  Tensor rounded;
+  std::weak_ptr<TensorImpl> rounded;
 };
 // By storage address, offset, shape and strides: the view a product reads.
 thread_local std::map<std::vector<int64_t>, CachedRounding> weight_roundings;
@@ -395,11 +397,13 @@ Tensor cached_bf16_weight(const Tensor& weight) {
   auto it = weight_roundings.find(key);
   // A dead storage whose address came back for a new one fails the lock() comparison.
   if (it != weight_roundings.end() && it->second.storage.lock() == storage && it->second.version == version)
-    return it->second.rounded;
-  std::erase_if(weight_roundings, [](const auto& entry) { return entry.second.storage.expired(); });
-  CachedRounding& entry = weight_roundings[key];
-  entry = CachedRounding{storage, version, rounded_to_bf16(weight)};
-  return entry.rounded;
+    if (std::shared_ptr<TensorImpl> rounded = it->second.rounded.lock()) return Tensor(std::move(rounded));
+  std::erase_if(weight_roundings, [](const auto& entry) {
+    return entry.second.storage.expired() || entry.second.rounded.expired();
+  });
+  Tensor rounded = rounded_to_bf16(weight);
+  weight_roundings[key] = CachedRounding{storage, version, rounded.impl_ptr()};
+  return rounded;
 }
 
 }  // namespace gradformer::gemm

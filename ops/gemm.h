@@ -88,7 +88,8 @@ Tensor rounded_to_bf16(const Tensor& t);
 // PyTorch's autocast caches the casts of its leaf tensors: a second call returns the same tensor until the
 // weight's storage version changes (Storage::version: any writable access to the bytes, which covers the
 // optimizer's step, a checkpoint load, copy_ and fill_), and then rounds the new values. One cache per thread,
-// keyed by the storage and the view; an entry dies with a weight that is gone.
+// keyed by the storage and the view. The cache does not keep a rounding alive: it is reused while something
+// holds it (the graph, whose products saved it for backward, or the caller), then made afresh.
 Tensor cached_bf16_weight(const Tensor& weight);
 
 }  // namespace gradformer::gemm
