@@ -106,20 +106,23 @@ Matrix rounded_operand(const Matrix& m, int64_t batch, bfloat16* dst) {
 }
 
 // A bf16 operand widened (exactly) to f32 into `buffer`, for a backend that multiplies f32.
-Matrix widened_operand(const Matrix& m, int64_t batch, std::vector<float>& buffer) {
-  buffer.resize(elements_stored(m, batch));
-  return dense_copy<bfloat16>(m, batch, buffer.data(), false, [](bfloat16 value) { return value.to_float(); });
+Matrix widened_operand(const Matrix& m, int64_t batch, Tensor& buffer) {
+  buffer = empty({static_cast<int64_t>(elements_stored(m, batch))}, DType::f32);
+  return dense_copy<bfloat16>(m, batch, buffer.data_ptr<float>(), false,
+                              [](bfloat16 value) { return value.to_float(); });
 }
 
 // c = alpha · a · b (+ bias) on a oneDNN matmul primitive: in f32, or with a and b in bf16 (rounded here
 // unless they come rounded; f32 accumulation, f32 bias and output) for autocast.
 void multiply_onednn(int64_t batch, const Matrix& given_a, const Matrix& given_b, const Matrix& c, float alpha,
                      const std::byte* bias, bool bf16_operands) {
-  std::vector<bfloat16> a_buffer, b_buffer;
-  auto operand = [&](const Matrix& given, std::vector<bfloat16>& buffer) {
+  // Tensors rather than std::vector: a vector zero-fills what the copy then overwrites (a memset pass as long
+  // as the rounding itself in perf's profile of small).
+  Tensor a_buffer, b_buffer;
+  auto operand = [&](const Matrix& given, Tensor& buffer) {
     if (!bf16_operands || given.bf16) return given;
-    buffer.resize(elements_stored(given, batch));
-    return rounded_operand(given, batch, buffer.data());
+    buffer = empty({static_cast<int64_t>(elements_stored(given, batch))}, DType::bf16);
+    return rounded_operand(given, batch, buffer.data_ptr<bfloat16>());
   };
   const Matrix a = operand(given_a, a_buffer), b = operand(given_b, b_buffer);
   const auto operand_type = bf16_operands ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
@@ -320,7 +323,7 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
   if (forced_backend) check_forced(*forced_backend, dtype, c);
   const Backend backend = planned_backend(dtype, a, b, c);
   if (backend != Backend::onednn_bf16 && (a.bf16 || b.bf16)) {
-    std::vector<float> a_buffer, b_buffer;
+    Tensor a_buffer, b_buffer;
     multiply(dtype, batch, a.bf16 ? widened_operand(a, batch, a_buffer) : a,
              b.bf16 ? widened_operand(b, batch, b_buffer) : b, c, alpha, bias);
     return;
