@@ -120,7 +120,7 @@ int64_t element_offset(const Tensor& t, std::initializer_list<int64_t> index, st
 double Tensor::at(std::initializer_list<int64_t> index) const {
   const int64_t offset = element_offset(*this, index, "at");
   return visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
-    return static_cast<double>(reinterpret_cast<const T*>(raw_data())[offset]);
+    return static_cast<double>(data_ptr<const T>()[offset]);
   });
 }
 
@@ -135,7 +135,7 @@ double Tensor::item() const {
   if (numel() != 1)
     fail<ShapeError>("item", "needs a tensor with one element, got shape {}", shape_str(shape()));
   return visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
-    return static_cast<double>(*reinterpret_cast<const T*>(raw_data()));
+    return static_cast<double>(*data_ptr<const T>());
   });
 }
 

@@ -9,6 +9,7 @@
 #include "autograd/error.h"
 #include "autograd/generator.h"
 
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -70,18 +71,30 @@ Shape contiguous_strides(std::span<const int64_t> shape);
 int64_t normalize_axis(int64_t axis, int64_t rank, std::string_view op);
 
 // Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows.
+//
+// version() changes whenever a writable pointer into the bytes is handed out (data(), Tensor::raw_data(),
+// Tensor::data_ptr<T> with a non-const T, and so every copy_, fill_ and set_at), as PyTorch's version counter
+// changes on in-place writes. Counting handed-out pointers rather than writes means no writer can forget to
+// report: a copy derived from the bytes and tagged with the version (gemm's bf16 weight cache) is stale as soon
+// as anyone could have changed them. Readers that must not disturb the count use read_only_data().
 class Storage {
  public:
   explicit Storage(size_t nbytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
-  std::byte* data() const { return data_; }
+  std::byte* data() {
+    version_.fetch_add(1, std::memory_order_relaxed);
+    return data_;
+  }
+  const std::byte* read_only_data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
 
  private:
   std::byte* data_;
   size_t nbytes_;
+  std::atomic<uint64_t> version_{0};
 };
 
 class Node;
@@ -122,7 +135,10 @@ class Tensor {
   // Typed pointer to the first element; throws DTypeError if T is not the tensor's dtype.
   template <class T> T* data_ptr() const {
     check_dtype(dtype_of<std::remove_const_t<T>>(), "data_ptr");
-    return reinterpret_cast<T*>(impl().storage->data()) + impl().offset;
+    if constexpr (std::is_const_v<T>)
+      return reinterpret_cast<T*>(impl().storage->read_only_data()) + impl().offset;
+    else
+      return reinterpret_cast<T*>(impl().storage->data()) + impl().offset;
   }
   std::byte* raw_data() const { return impl().storage->data() + impl().offset * dtype_size(dtype()); }
 

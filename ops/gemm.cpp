@@ -10,6 +10,7 @@
 #include <bit>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <type_traits>
 #include <unordered_map>
@@ -19,6 +20,17 @@ namespace gradformer::gemm {
 namespace {
 
 thread_local std::optional<Backend> forced_backend;
+
+// A weight's bf16 rounding (cached_bf16_weight), valid while its storage lives and keeps `version`. The entry
+// does not own the rounding: it lives as long as a product's saved operand (the graph) or a caller holds it, so
+// the cache costs no memory between training steps.
+struct CachedRounding {
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+  std::weak_ptr<TensorImpl> rounded;
+};
+// By storage address, offset, shape and strides: the view a product reads.
+thread_local std::map<std::vector<int64_t>, CachedRounding> weight_roundings;
 thread_local std::array<int64_t, 4> products_run{};
 
 // The oneDNN primitives made so far, by everything that shapes one (sizes, strides, bias, alpha).
@@ -40,39 +52,79 @@ dnnl::memory::desc describe(const Matrix& m, int64_t batch,
                             {m.batch_stride == 0 ? m.rows * m.cols : m.batch_stride, m.row_stride, m.col_stride});
 }
 
-// An f32 operand rounded to bf16 in `buffer`, dense and in the same orientation (rows or columns contiguous), so
-// that a transposed operand stays a transpose for oneDNN; an operand with neither contiguous is packed by rows.
-// On the calling thread: with a parallel region per operand the bf16 products ran 3x slower than f32 on this
-// 2-core machine while other programs kept it busy (load 16), and one region for both operands was no faster
-// than this at load 4 (base's products, 2 threads: 25-138 GFLOP/s against 46-173).
-Matrix rounded_to_bf16(const Matrix& m, int64_t batch, std::vector<bfloat16>& buffer) {
-  const int64_t copies = m.batch_stride == 0 ? 1 : batch;
+// The copy of m that dense_copy writes to `data`: dense and in the same orientation as m (rows or columns
+// contiguous), so that a transposed operand stays a transpose for the kernel; neither contiguous packs by rows.
+Matrix dense_layout(const Matrix& m, std::byte* data, bool bf16) {
   const bool by_columns = m.col_stride != 1 && m.row_stride == 1;
-  Matrix out{nullptr, m.rows, m.cols, by_columns ? 1 : m.cols, by_columns ? m.rows : 1,
-             m.batch_stride == 0 ? 0 : m.rows * m.cols};
-  buffer.resize(static_cast<size_t>(copies * m.rows * m.cols));
-  const float* src = reinterpret_cast<const float*>(m.data);
-  bfloat16* dst = buffer.data();
+  return Matrix{data,
+                m.rows,
+                m.cols,
+                by_columns ? 1 : m.cols,
+                by_columns ? m.rows : 1,
+                m.batch_stride == 0 ? 0 : m.rows * m.cols,
+                bf16};
+}
+
+int64_t matrices_stored(const Matrix& m, int64_t batch) { return m.batch_stride == 0 ? 1 : batch; }
+size_t elements_stored(const Matrix& m, int64_t batch) {
+  return static_cast<size_t>(matrices_stored(m, batch) * m.rows * m.cols);
+}
+
+// dst = convert(m) in dense_layout(m): To and From are the element types. A contiguous run (the common case)
+// is a plain loop that the compiler vectorises (-march=native: 16 floats per AVX-512 step); on the calling
+// thread, because the copy streams memory at a few GB/s while a parallel region for it costs a wake-up of
+// the OpenMP team that oneDNN's kernels also use: measured here, a region per operand made bf16 products 3x
+// slower than f32 on this 2-core machine under load, the team's second thread being busy or descheduled.
+template <class From, class To, class Convert>
+Matrix dense_copy(const Matrix& m, int64_t batch, To* dst, bool bf16_result, Convert convert) {
+  const Matrix out = dense_layout(m, reinterpret_cast<std::byte*>(dst), bf16_result);
+  const bool by_columns = out.row_stride == 1 && out.col_stride != 1;
+  const From* src = reinterpret_cast<const From*>(m.data);
   const int64_t outer = by_columns ? m.cols : m.rows, inner = by_columns ? m.rows : m.cols;
   const int64_t outer_stride = by_columns ? m.col_stride : m.row_stride;
   const int64_t inner_stride = by_columns ? m.row_stride : m.col_stride;
-  for (int64_t i = 0; i < copies; ++i)
+  for (int64_t i = 0; i < matrices_stored(m, batch); ++i)
     for (int64_t o = 0; o < outer; ++o) {
-      const float* row = src + i * m.batch_stride + o * outer_stride;
-      bfloat16* to = dst + (i * outer + o) * inner;
-      for (int64_t k = 0; k < inner; ++k) to[k].bits = bfloat16::round_from(row[k * inner_stride]);
+      const From* line = src + i * m.batch_stride + o * outer_stride;
+      To* to = dst + (i * outer + o) * inner;
+      if (inner_stride == 1) {
+        for (int64_t k = 0; k < inner; ++k) to[k] = convert(line[k]);
+      } else {
+        for (int64_t k = 0; k < inner; ++k) to[k] = convert(line[k * inner_stride]);
+      }
     }
-  out.data = reinterpret_cast<std::byte*>(buffer.data());
   return out;
 }
 
-// c = alpha · a · b (+ bias) on a oneDNN matmul primitive: in f32, or with a and b rounded to bf16 (f32
-// accumulation, f32 bias and output) for autocast.
-void multiply_onednn(int64_t batch, const Matrix& f32_a, const Matrix& f32_b, const Matrix& c, float alpha,
+// An f32 operand rounded to bf16 into dst (elements_stored(m, batch) of them), in dense_layout.
+Matrix rounded_operand(const Matrix& m, int64_t batch, bfloat16* dst) {
+  return dense_copy<float>(m, batch, dst, true, [](float value) {
+    bfloat16 rounded;
+    rounded.bits = bfloat16::round_from(value);
+    return rounded;
+  });
+}
+
+// A bf16 operand widened (exactly) to f32 into `buffer`, for a backend that multiplies f32.
+Matrix widened_operand(const Matrix& m, int64_t batch, Tensor& buffer) {
+  buffer = empty({static_cast<int64_t>(elements_stored(m, batch))}, DType::f32);
+  return dense_copy<bfloat16>(m, batch, buffer.data_ptr<float>(), false,
+                              [](bfloat16 value) { return value.to_float(); });
+}
+
+// c = alpha · a · b (+ bias) on a oneDNN matmul primitive: in f32, or with a and b in bf16 (rounded here
+// unless they come rounded; f32 accumulation, f32 bias and output) for autocast.
+void multiply_onednn(int64_t batch, const Matrix& given_a, const Matrix& given_b, const Matrix& c, float alpha,
                      const std::byte* bias, bool bf16_operands) {
-  std::vector<bfloat16> a_buffer, b_buffer;
-  const Matrix a = bf16_operands ? rounded_to_bf16(f32_a, batch, a_buffer) : f32_a;
-  const Matrix b = bf16_operands ? rounded_to_bf16(f32_b, batch, b_buffer) : f32_b;
+  // Tensors rather than std::vector: a vector zero-fills what the copy then overwrites (a memset pass as long
+  // as the rounding itself in perf's profile of small).
+  Tensor a_buffer, b_buffer;
+  auto operand = [&](const Matrix& given, Tensor& buffer) {
+    if (!bf16_operands || given.bf16) return given;
+    buffer = empty({static_cast<int64_t>(elements_stored(given, batch))}, DType::bf16);
+    return rounded_operand(given, batch, buffer.data_ptr<bfloat16>());
+  };
+  const Matrix a = operand(given_a, a_buffer), b = operand(given_b, b_buffer);
   const auto operand_type = bf16_operands ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
   PrimitiveCache& cache = primitive_cache();
   const std::vector<int64_t> key{batch,        a.rows,       a.cols,         b.cols,       a.row_stride,
@@ -253,6 +305,10 @@ std::string_view backend_name(Backend backend) {
   return "unknown";
 }
 
+Backend planned_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c) {
+  return forced_backend.value_or(choose_backend(dtype, a, b, c));
+}
+
 Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c) {
   if (dtype == DType::f64) return Backend::blas;
   if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) return Backend::blas;
@@ -265,7 +321,13 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
               const std::byte* bias) {
   if (batch == 0 || c.rows == 0 || c.cols == 0) return;
   if (forced_backend) check_forced(*forced_backend, dtype, c);
-  const Backend backend = forced_backend.value_or(choose_backend(dtype, a, b, c));
+  const Backend backend = planned_backend(dtype, a, b, c);
+  if (backend != Backend::onednn_bf16 && (a.bf16 || b.bf16)) {
+    Tensor a_buffer, b_buffer;
+    multiply(dtype, batch, a.bf16 ? widened_operand(a, batch, a_buffer) : a,
+             b.bf16 ? widened_operand(b, batch, b_buffer) : b, c, alpha, bias);
+    return;
+  }
   ++products_run[static_cast<size_t>(backend)];
   switch (backend) {
     case Backend::reference: multiply_reference(dtype, batch, a, b, c, alpha, bias); return;
@@ -297,10 +359,54 @@ Tensor with_dense_matrices(const Tensor& t) {
 }
 
 Matrix matrix_of(const Tensor& t) {
+  Matrix m = operand_of(t);
+  m.data = t.raw_data();
+  return m;
+}
+
+Matrix operand_of(const Tensor& t) {
   const int64_t r = t.dim();
-  return Matrix{t.raw_data(), t.shape()[static_cast<size_t>(r - 2)], t.shape()[static_cast<size_t>(r - 1)],
-                t.strides()[static_cast<size_t>(r - 2)], t.strides()[static_cast<size_t>(r - 1)],
-                r == 3 ? (t.shape()[0] == 1 ? 0 : t.strides()[0]) : 0};
+  return Matrix{const_cast<std::byte*>(t.storage()->read_only_data()) + t.offset() * dtype_size(t.dtype()),
+                t.shape()[static_cast<size_t>(r - 2)],
+                t.shape()[static_cast<size_t>(r - 1)],
+                t.strides()[static_cast<size_t>(r - 2)],
+                t.strides()[static_cast<size_t>(r - 1)],
+                r == 3 ? (t.shape()[0] == 1 ? 0 : t.strides()[0]) : 0,
+                t.dtype() == DType::bf16};
+}
+
+namespace {
+
+void check_roundable(const Tensor& t) {
+  if (t.dtype() != DType::f32 || t.dim() != 2)
+    fail<DTypeError>("gemm", "rounds f32 matrices to bf16, got {} {}", dtype_name(t.dtype()), shape_str(t.shape()));
+}
+
+}  // namespace
+
+Tensor rounded_to_bf16(const Tensor& t) {
+  check_roundable(t);
+  const Tensor elements = empty({t.numel()}, DType::bf16);
+  const Matrix rounded = rounded_operand(operand_of(t), 1, elements.data_ptr<bfloat16>());
+  return elements.as_strided(t.shape(), {rounded.row_stride, rounded.col_stride}, 0);
+}
+
+Tensor cached_bf16_weight(const Tensor& weight) {
+  check_roundable(weight);
+  const std::shared_ptr<Storage>& storage = weight.storage();
+  const uint64_t version = storage->version();
+  const std::vector<int64_t> key{static_cast<int64_t>(reinterpret_cast<uintptr_t>(storage.get())), weight.offset(),
+                                 weight.shape()[0], weight.shape()[1], weight.strides()[0], weight.strides()[1]};
+  auto it = weight_roundings.find(key);
+  // A dead storage whose address came back for a new one fails the lock() comparison.
+  if (it != weight_roundings.end() && it->second.storage.lock() == storage && it->second.version == version)
+    if (std::shared_ptr<TensorImpl> rounded = it->second.rounded.lock()) return Tensor(std::move(rounded));
+  std::erase_if(weight_roundings, [](const auto& entry) {
+    return entry.second.storage.expired() || entry.second.rounded.expired();
+  });
+  Tensor rounded = rounded_to_bf16(weight);
+  weight_roundings[key] = CachedRounding{storage, version, rounded.impl_ptr()};
+  return rounded;
 }
 
 }  // namespace gradformer::gemm

@@ -1,9 +1,9 @@
 // The matrix-product kernels under matmul, linear and attention: f32 on oneDNN matmul primitives (created once
 // per shape and cached: creating one costs far more than a small product) or, for small products, OpenBLAS
-// sgemm; under autocast (AutocastGuard in autograd/engine.h) f32 operands rounded to bf16 on oneDNN's bf16
-// matmul, accumulating and writing f32; f64 on OpenBLAS dgemm; and a plain reference loop that tests compare
-// them with. Operands are strided
-// views, so a transposed operand reaches the kernel as strides (a transpose flag), never as a copy.
+// sgemm; under autocast (AutocastGuard in autograd/engine.h) f32 operands rounded to bf16 (weights' roundings
+// cached, see cached_bf16_weight) on oneDNN's bf16 matmul, accumulating and writing f32; f64 on OpenBLAS dgemm;
+// and a plain reference loop that tests compare them with. Operands are strided views, so a transposed operand
+// reaches the kernel as strides (a transpose flag), never as a copy.
 #pragma once
 
 #include "autograd/tensor.h"
@@ -14,10 +14,13 @@
 namespace gradformer::gemm {
 
 // One operand: `batch` matrices of rows × cols with element strides; batch_stride 0 repeats one matrix.
+// `bf16` marks an operand of an f32 product already rounded to bf16 (a cached weight, an activation saved in
+// bf16): the bf16 backend reads it as it is, the f32 ones widen it to f32 (exactly) first.
 struct Matrix {
   std::byte* data = nullptr;
   int64_t rows = 0, cols = 0;
   int64_t row_stride = 0, col_stride = 0, batch_stride = 0;
+  bool bf16 = false;
 };
 
 // Where a product runs. multiply() picks one by choose_backend(); reference is the plain loop that the tests
@@ -38,6 +41,10 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
 // this thread is under AutocastGuard(DType::bf16) and the output has at least 128 rows and 128 columns (below
 // that, rounding the operands costs more than bf16 saves: a decoding step's products stay f32).
 Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
+
+// The backend multiply() will run these operands on: the one ForceBackend set on this thread, else
+// choose_backend's. How an op learns before its product whether to hand it bf16 operands.
+Backend planned_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
 
 // The same product as multiply() by the textbook triple loop, reading every operand through its strides and
 // summing in double: slow, obviously right, the yardstick for the fast kernels.
@@ -66,7 +73,23 @@ int64_t products_run_on(Backend backend);
 // the kernels repeat one matrix for it. No graph: callers pass detached tensors.
 Tensor with_dense_matrices(const Tensor& t);
 
-// The matrix view of the last two dimensions of t, which must have rank 2 or 3 (batch first).
+// The matrix view of the last two dimensions of t, which must have rank 2 or 3 (batch first); a bf16 t gives a
+// bf16 operand.
 Matrix matrix_of(const Tensor& t);
+// matrix_of for an operand the product only reads: taking it does not count as a write to t's storage
+// (Storage::version), so reading a weight keeps its cached bf16 rounding valid. Outputs take matrix_of.
+Matrix operand_of(const Tensor& t);
+
+// The f32 matrix t (rank 2) rounded to bf16 (nearest even, as bfloat16::round_from), as a dense bf16 tensor in
+// the same orientation (a transposed view stays a transpose, so its product keeps its transpose flag). No graph.
+Tensor rounded_to_bf16(const Tensor& t);
+
+// The bf16 rounding of a weight (rank 2, f32) that products under autocast read, made once and reused, as
+// PyTorch's autocast caches the casts of its leaf tensors: a second call returns the same tensor until the
+// weight's storage version changes (Storage::version: any writable access to the bytes, which covers the
+// optimizer's step, a checkpoint load, copy_ and fill_), and then rounds the new values. One cache per thread,
+// keyed by the storage and the view. The cache does not keep a rounding alive: it is reused while something
+// holds it (the graph, whose products saved it for backward, or the caller), then made afresh.
+Tensor cached_bf16_weight(const Tensor& weight);
 
 }  // namespace gradformer::gemm

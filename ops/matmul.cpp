@@ -163,20 +163,51 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();  // the kernel reads a dense vector
   Tensor out = empty({rows, out_features}, x.dtype());
   // Wᵀ as an [in, out] matrix: W's row stride becomes the column stride.
-  const gemm::Matrix w_transposed{w.raw_data(), in_features, out_features, w.strides()[1], w.strides()[0], 0};
-  gemm::multiply(x.dtype(), 1, gemm::matrix_of(x2), w_transposed, gemm::matrix_of(out), 1.0,
-                 b.defined() ? b.raw_data() : nullptr);
+  auto transposed = [](gemm::Matrix m) {
+    std::swap(m.rows, m.cols);
+    std::swap(m.row_stride, m.col_stride);
+    return m;
+  };
+  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), transposed(gemm::operand_of(w)),
+                                             gemm::matrix_of(out)) == gemm::Backend::onednn_bf16;
+  // Under autocast the product reads bf16 operands: a parameter's cached rounding (made once per optimizer
+  // step, not once per product) and x's rounding, which backward's dW = dyᵀ · x reads too. So x is saved in
+  // bf16: half the bytes, and the same operand the forward used, as PyTorch's autocast saves its casts.
+  const Tensor x_saved = in_bf16 ? gemm::rounded_to_bf16(x2) : x2;
+  const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? gemm::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
+  gemm::multiply(x.dtype(), 1, gemm::operand_of(x_saved), transposed(gemm::operand_of(w_read)), gemm::matrix_of(out),
+                 1.0, b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr);
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
   return record(out, Op::linear, {x, weight, bias},
-                [x2, w, x_shape = x.shape(), rows, out_features,
+                [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features,
                  precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                   const AutocastGuard as_in_forward(precision);
-                  const Tensor dy = reshape(dout, {rows, out_features});  // [rows, out]
-                  if (g.needs(0)) g[0] = reshape(matmul(dy, w), x_shape);  // dx = dy · W
-                  if (g.needs(1)) g[1] = matmul(transpose(dy, 0, 1), x2);  // dW = dyᵀ · x, one GEMM over all rows
-                  if (g.needs(2)) g[2] = sum(dy, {0});                     // db = Σ_rows dy
+                  const DType dtype = dout.dtype();
+                  // [rows, out]
+                  const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));
+                  const Tensor dx = g.needs(0) ? empty({rows, in_features}, dtype) : Tensor();
+                  const Tensor dw = g.needs(1) ? empty({out_features, in_features}, dtype) : Tensor();
+                  auto in_bf16 = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
+                    return c.defined() && gemm::planned_backend(dtype, a, b, gemm::operand_of(c)) ==
+                                              gemm::Backend::onednn_bf16;
+                  };
+                  // Both products read dy: rounded once when both run in bf16.
+                  const bool round_dy_once =
+                      in_bf16(gemm::operand_of(dy), gemm::operand_of(w_read), dx) &&
+                      in_bf16(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
+                  const Tensor dy_read = round_dy_once ? gemm::rounded_to_bf16(dy) : dy;
+                  if (dx.defined()) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
+                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx));
+                    g[0] = reshape(dx, x_shape);
+                  }
+                  if (dw.defined()) {  // dW = dyᵀ · x, one GEMM over all rows
+                    gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy_read)), gemm::operand_of(x_saved),
+                                   gemm::matrix_of(dw));
+                    g[1] = dw;
+                  }
+                  if (g.needs(2)) g[2] = sum(dy, {0});  // db = Σ_rows dy
                 });
 }
 

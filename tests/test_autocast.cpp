@@ -1,7 +1,9 @@
 // AutocastGuard (autograd/engine.h): its scope and nesting; backward products in the precision their forward
-// ran in; gradients through a Transformer under autocast against f32 and against rounding its inputs only; bf16 training deterministic for a seed.
+// ran in; gradients through a Transformer under autocast against f32 and against rounding its inputs only; bf16 training deterministic for a seed;
+// the cache of weights' bf16 roundings and its invalidation by in-place writes; linear's input saved in bf16.
 // The per-op tolerances against f32 and the reference are in test_matmul.cpp, beside the other GEMM paths.
 #include "autograd/engine.h"
+#include "nn/optim.h"
 #include "nn/transformer.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
@@ -11,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 using namespace gradformer;
 using gradformer::testing::message_of;
@@ -18,6 +21,12 @@ using gradformer::testing::message_of;
 namespace {
 
 int64_t bf16_products() { return gemm::products_run_on(gemm::Backend::onednn_bf16); }
+
+// ‖got − expected‖ / ‖expected‖, the 2-norm error the bf16 tolerances are stated in.
+double relative_error(const Tensor& got, const Tensor& expected) {
+  const Tensor error = got - expected;
+  return std::sqrt(sum(error * error).item() / sum(expected * expected).item());
+}
 
 // A Transformer with one encoder and one decoder layer whose projections and feed-forward products are large
 // enough (192 and 160 tokens x 128 x 128 and up) for autocast to run them in bf16. Dropout as given.
@@ -108,10 +117,6 @@ TEST_CASE("autocast: a Transformer's gradients under bf16 are within 8% of f32's
   const auto& [bf16_loss, bf16_grads] = bf16;
   CHECK(std::abs(bf16_loss - f32_loss) <= 0.05 * std::abs(f32_loss));
   REQUIRE(bf16_grads.size() == f32_grads.size());
-  auto relative_error = [&](const Tensor& got, const Tensor& expected) {
-    const Tensor error = got - expected;
-    return std::sqrt(sum(error * error).item() / sum(expected * expected).item());
-  };
   for (size_t i = 0; i < f32_grads.size(); ++i) {
     CAPTURE(i);
     const double autocast_error = relative_error(bf16_grads[i], f32_grads[i]);
@@ -130,4 +135,108 @@ TEST_CASE("autocast: bf16 training is deterministic for a seed and thread count 
   const auto [second_loss, second_grads] = second.loss_and_grads();
   CHECK(first_loss == second_loss);
   for (size_t i = 0; i < first_grads.size(); ++i) CHECK(testing::max_abs_difference(first_grads[i], second_grads[i]) == 0.0);
+}
+
+namespace {
+
+// linear(x, w) under autocast with a private copy of w, which the weight cache has never seen: what a product
+// reading w's current values must give, bit for bit.
+std::vector<float> linear_on_fresh_copy(const Tensor& x, const Tensor& w) {
+  const NoGradGuard no_grad;
+  AutocastGuard autocast(DType::bf16);
+  return linear(x, w.detach().clone()).to_vector<float>();
+}
+
+}  // namespace
+
+TEST_CASE("autocast: a weight's bf16 rounding is made once, and made again after any in-place write") {
+  Generator gen(11);
+  const Tensor x = randn({160, 128}, gen);
+  Tensor w = randn({128, 128}, gen);
+  w.requires_grad_();
+  AutocastGuard autocast(DType::bf16);
+  const Tensor first = gemm::cached_bf16_weight(w.detach());
+  CHECK(first.dtype() == DType::bf16);
+  CHECK(gemm::cached_bf16_weight(w.detach()).storage() == first.storage());  // reused, not rounded again
+  CHECK(first.to(DType::f32).to_vector<float>() == w.to(DType::bf16).to(DType::f32).to_vector<float>());
+
+  // Every way of writing a weight in place: the optimizer, copy_, fill_, set_at, a typed pointer.
+  const std::vector<std::pair<const char*, std::function<void()>>> writes{
+      {"SGD step",
+       [&] {
+         sum(linear(x, w)).backward();
+         optim::SGD sgd({w}, {.lr = 0.5});
+         sgd.step();
+       }},
+      {"copy_", [&] { w.detach().copy_(randn({128, 128}, gen)); }},
+      {"fill_", [&] { w.detach().fill_(0.25); }},
+      {"set_at", [&] { w.detach().set_at({3, 5}, -7.0); }},
+      {"data_ptr", [&] { w.data_ptr<float>()[130] = 9.0f; }},
+  };
+  for (const auto& [how, write] : writes) {
+    CAPTURE(how);
+    const std::vector<float> before = linear(x, w).to_vector<float>();
+    write();
+    const std::vector<float> after = linear(x, w).to_vector<float>();
+    CHECK(after == linear_on_fresh_copy(x, w));
+    CHECK(after != before);
+  }
+  // Reading a weight does not count as writing it.
+  const Tensor cached = gemm::cached_bf16_weight(w.detach());
+  CHECK(w.data_ptr<const float>()[0] == w.to_vector<float>()[0]);
+  CHECK(gemm::cached_bf16_weight(w.detach()).storage() == cached.storage());
+  CHECK(message_of<DTypeError>([] { gemm::cached_bf16_weight(zeros({4})); }) == "gemm: rounds f32 matrices to bf16, got f32 [4]");
+}
+
+TEST_CASE("autocast: linear saves its input's bf16 rounding for dW, and its gradients stay within bf16 tolerance") {
+  Generator gen(5);
+  Tensor x = randn({160, 128}, gen), w = randn({192, 128}, gen);
+  x.requires_grad_();
+  w.requires_grad_();
+  const Tensor dy = randn({160, 192}, gen);
+  auto grads = [&](bool overwrite_x_after_forward) {
+    x.zero_grad();
+    w.zero_grad();
+    Tensor y;
+    {
+      AutocastGuard autocast(DType::bf16);
+      y = linear(x, w);
+    }
+    const Tensor kept = x.detach().clone();
+    if (overwrite_x_after_forward) x.detach().fill_(100.0);
+    y.backward(dy);
+    x.detach().copy_(kept);
+    return std::pair{x.grad().clone(), w.grad().clone()};
+  };
+  const auto [dx, dw] = grads(false);
+  // dW reads what the forward saved, a bf16 copy of x, not x's storage: overwriting x between forward and
+  // backward changes nothing (with x itself saved, as in f32, dW would follow the new values).
+  const auto [dx_again, dw_after_overwrite] = grads(true);
+  CHECK(testing::max_abs_difference(dw_after_overwrite, dw) == 0.0);
+  CHECK(testing::max_abs_difference(dx_again, dx) == 0.0);
+  // And that copy is x rounded to bf16: dW = dyᵀ · round(x), with dy rounded as the bf16 product does.
+  auto rounded = [](const Tensor& t) { return t.detach().to(DType::bf16).to(DType::f32); };
+  CHECK(relative_error(dw, matmul(transpose(rounded(dy), 0, 1), rounded(x))) <= 1e-6);
+  // Within bf16 tolerance of f32 (relative 2-norm, as the other bf16 tests state it).
+  x.zero_grad();
+  w.zero_grad();
+  linear(x, w).backward(dy);
+  CHECK(relative_error(dw, w.grad()) <= 1e-2);
+  CHECK(relative_error(dx, x.grad()) <= 1e-2);
+}
+
+TEST_CASE("autocast: a Transformer's forward passes reuse its weights' roundings until a step changes them") {
+  TinyTransformer run(0.0);
+  run.model.eval();
+  AutocastGuard autocast(DType::bf16);
+  const NoGradGuard no_grad;
+  // The weight of the first linear layer, as a product reads it.
+  const auto parameters = run.model.named_parameters();
+  const auto [name, weight] = *std::find_if(parameters.begin(), parameters.end(),
+                                            [](const auto& entry) { return entry.second.dim() == 2; });
+  CAPTURE(name);
+  run.model.forward(run.src, run.tgt);
+  const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
+  run.model.forward(run.src, run.tgt);
+  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
 }

@@ -74,3 +74,27 @@ TEST_CASE("tensor: printing through fmt, truncated for big tensors") {
   CHECK(big.size() < 1000);
   CHECK(fmt::format("{}", scalar_tensor(3, DType::i64)) == "tensor(3, dtype=i64)");
 }
+
+TEST_CASE("tensor: the storage version moves with every writable pointer handed out, not with reads") {
+  const Tensor t = zeros({4, 4});
+  const Tensor view = t.as_strided({2, 2}, {4, 1}, 5);
+  auto version = [&] { return t.storage()->version(); };
+  uint64_t seen = version();
+  auto moved = [&] {
+    const bool changed = version() != seen;
+    seen = version();
+    return changed;
+  };
+  CHECK(t.data_ptr<const float>()[0] == 0.0f);
+  CHECK(t.at({1, 1}) == 0.0);
+  CHECK(t.to_vector<float>().size() == 16);
+  CHECK_FALSE(moved());
+  view.fill_(1.0);
+  CHECK(moved());  // through a view: the version belongs to the shared storage
+  t.set_at({0, 0}, 2.0);
+  CHECK(moved());
+  t.copy_(ones({4, 4}));
+  CHECK(moved());
+  t.data_ptr<float>()[3] = 4.0f;
+  CHECK(moved());
+}
