@@ -14,6 +14,18 @@
 
 namespace gradformer {
 
+// splitmix64 (Steele, Lea, Flood 2014): its state advances by kSplitmix64Gamma, and its output function scrambles
+// a state into a word. Outputs for consecutive states pass BigCrush, which is why Generator seeds through it and why
+// the dropout mask (ops/dropout_mask.h) can use it as a counter-based generator: word c of a stream with key k is
+// splitmix64_output(k + (c + 1) · gamma), computable for any c without the words before it.
+inline constexpr uint64_t kSplitmix64Gamma = 0x9e3779b97f4a7c15ULL;
+
+constexpr uint64_t splitmix64_output(uint64_t state) {
+  state = (state ^ (state >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  state = (state ^ (state >> 27)) * 0x94d049bb133111ebULL;
+  return state ^ (state >> 31);
+}
+
 class Generator {
  public:
   struct State {

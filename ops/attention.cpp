@@ -1,6 +1,6 @@
 // scaled_dot_product_attention: forward and its closed-form backward, both over batched GEMMs that read q, k
 // and v through their strides. The forward keeps only P = softmax(scores) for backward (B·H·T·S values, the
-// scores are overwritten in place) and, under dropout, the generator's state to replay the mask.
+// scores are overwritten in place) and, under dropout, the mask's key to recompute it.
 #include "ops/attention.h"
 
 #include "autograd/dispatch.h"
@@ -128,13 +128,6 @@ void masked_softmax_rows(T* scores, int64_t batches, int64_t heads, int64_t quer
   }
 }
 
-// dropped = P ⊙ keep / (1 - rate) with the dropout op's mask (ops/dropout_mask.h), so attention dropout and
-// the dropout op drop the same elements for the same generator state.
-template <class T>
-void drop(const T* probs, T* dropped, int64_t count, double rate, Generator& gen) {
-  kernels::for_each_dropout_scale<T>(count, rate, gen, [&](int64_t i, T scale) { dropped[i] = probs[i] * scale; });
-}
-
 // In place over grad (= dP', the gradient of the dropped weights P'): dS = P'⊙dP' − P ⊙ rowsum(P'⊙dP').
 // With the keep mask M and scale c, P' = c·M⊙P and dP = c·M⊙dP', so the softmax backward
 // P ⊙ (dP − rowsum(P⊙dP)) needs no mask: P⊙dP = P'⊙dP'. Without dropout P' is P. Masked positions have
@@ -226,34 +219,32 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   // scores = scale · q·kᵀ, then P = softmax(scores + masks) in place: P is all backward keeps.
   Tensor probs = empty(scores_shape, dtype);  // (B, H, T, S)
   head_gemm(dtype, batches, heads, heads_of(qd), transposed(heads_of(kd)), heads_of(probs), scale);
-  Tensor dropped = probs;  // P', the weights that multiply v
-  Generator::State dropout_state;
+  Tensor dropped = probs;  // P' = P ⊙ keep / (1 - rate), the weights that multiply v
+  // The dropout op's mask (ops/dropout_mask.h): the same generator state drops the same elements.
+  kernels::DropoutMask dropout_mask;
   visit_floating(dtype, kOp, [&]<class T>(std::type_identity<T>) {
     masked_softmax_rows(probs.data_ptr<T>(), batches, heads, queries, keys, masks);
     if (rate > 0.0) {
-      Generator& gen = options.generator ? *options.generator : current_generator();
-      dropout_state = gen.state();
+      dropout_mask = kernels::DropoutMask::draw(rate, options.generator ? *options.generator : current_generator());
       dropped = empty(scores_shape, dtype);
-      drop(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel(), rate, gen);
+      dropout_mask.apply(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel());
     }
   });
   Tensor out = empty({batches, heads, queries, value_size}, dtype);  // (B, H, T, Dv)
   head_gemm(dtype, batches, heads, heads_of(dropped), heads_of(vd), heads_of(out), 1.0);
 
   out = record(out, Op::scaled_dot_product_attention, {q, k, v},
-               [qd, kd, vd, probs, scale, rate, dropout_state,
+               [qd, kd, vd, probs, scale, rate, dropout_mask,
                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                  const AutocastGuard as_in_forward(precision);
                  const DType dtype = probs.dtype();
                  const int64_t batches = probs.size(0), heads = probs.size(1);
                  const int64_t queries = probs.size(2), keys = probs.size(3);
-                 Tensor dropped = probs;  // P', replayed from the generator's state instead of saved
+                 Tensor dropped = probs;  // P', recomputed from the mask's key instead of saved
                  if (rate > 0.0) {
-                   Generator replay;
-                   replay.set_state(dropout_state);
                    dropped = empty(probs.shape(), dtype);
                    visit_floating(dtype, kOp, [&]<class T>(std::type_identity<T>) {
-                     drop(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel(), rate, replay);
+                     dropout_mask.apply(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel());
                    });
                  }
                  const Tensor dO = gemm::with_dense_matrices(dout);  // (B, H, T, Dv)

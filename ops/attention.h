@@ -29,8 +29,8 @@ struct AttentionOptions {
   bool causal = false;
   // Probability of zeroing an attention weight (the kept ones are scaled by 1 / (1 - dropout)); 0 in eval.
   // The mask is the dropout op's (ops/dropout_mask.h) over the weights in row-major [B, H, T, S] order, drawn
-  // from `generator` (current_generator() when null), so a seeded generator gives the same mask; backward
-  // replays the generator's state instead of saving the mask.
+  // from `generator` (current_generator() when null; one word per call), so a seeded generator gives the same
+  // mask; backward recomputes it from that word instead of saving it.
   double dropout = 0.0;
   Generator* generator = nullptr;
   std::optional<double> scale{};  // multiplies q·kᵀ; 1 / sqrt(D) when not given

@@ -337,20 +337,20 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("dropout", "p must be in [0, 1], got {}", p);
   if (!training || p == 0.0) return x;
-  const int64_t n = x.numel();
+  const auto mask = kernels::DropoutMask::draw(p, gen);
   const Tensor input = x.detach().contiguous();
-  Tensor mask = empty(x.shape(), x.dtype());
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-    const T* px = input.data_ptr<T>();
-    T* pm = mask.data_ptr<T>();
-    T* py = out.data_ptr<T>();
-    kernels::for_each_dropout_scale<T>(n, p, gen, [&](int64_t j, T scale) {
-      pm[j] = scale;
-      py[j] = px[j] * scale;
+    mask.apply(input.data_ptr<T>(), out.data_ptr<T>(), input.numel());
+  });
+  // dx = dout · scale: the same mask, recomputed from its key.
+  return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) {
+    const Tensor dy = dout.contiguous();
+    g[0] = empty(dy.shape(), dy.dtype());
+    visit_floating(dy.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
+      mask.apply(dy.data_ptr<T>(), g[0].data_ptr<T>(), dy.numel());
     });
   });
-  return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = dout * mask; });
 }
 
 }  // namespace gradformer

@@ -21,8 +21,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                   double eps = 1e-5);
 
 // Zeroes each element with probability p and scales the others by 1 / (1 - p); the mask (ops/dropout_mask.h)
-// comes from `gen`, the thread's current generator unless one is given, one 64-bit draw per four elements, so p
-// is realised to within 1/65536. In eval mode (training == false) or with p == 0 it returns x itself.
+// comes from one 64-bit draw from `gen`, the thread's current generator unless one is given, whatever x's size,
+// and p is realised to within 1/65536. Backward recomputes the mask from that draw instead of keeping it.
+// In eval mode (training == false) or with p == 0 it returns x itself and draws nothing.
 // p == 1 drops everything (zeros, zero gradient), as PyTorch; p outside [0, 1] is a ValueError.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = current_generator());
 

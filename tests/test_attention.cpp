@@ -276,6 +276,29 @@ TEST_CASE("attention: dropout drops what the dropout op drops for the same gener
   CHECK(masks.state() == same.state());  // the same number of draws
 }
 
+TEST_CASE("attention: dropout's gradients are the composed formula's with the dropout op on the same mask") {
+  // dP = dP' · mask, so every gradient agrees with softmax → dropout op → matmul built from the same generator
+  // state: backward recomputes the mask forward used.
+  Generator gen(18);
+  const int64_t B = 2, H = 2, T = 5, S = 7;
+  const Tensor q = randn({B, H, T, 3}, gen, DType::f64), k = randn({B, H, S, 3}, gen, DType::f64);
+  const Tensor v = randn({B, H, S, 4}, gen, DType::f64), weights = randn({B, H, T, 4}, gen, DType::f64);
+  const double scale = 1 / std::sqrt(3.0);
+  auto fused = [&](const std::vector<Tensor>& in) {
+    Generator masks(31);
+    return scaled_dot_product_attention(in[0], in[1], in[2], {.dropout = 0.4, .generator = &masks}).output;
+  };
+  auto composed = [&](const std::vector<Tensor>& in) {
+    Generator masks(31);
+    const Tensor e = exp(matmul(in[0], transpose(in[1], -1, -2)) * scale);  // (B, H, T, S)
+    return matmul(dropout(e / sum(e, {-1}, true), 0.4, true, masks), in[2]);
+  };
+  const std::vector<Tensor> got = value_and_grads(fused, {q, k, v}, weights);
+  check_close(got, value_and_grads(composed, {q, k, v}, weights), 1e-12);
+  // And dropout did drop: the result differs from attention without it.
+  CHECK(max_abs_difference(got[0], scaled_dot_product_attention(q, k, v).output) > 0.1);
+}
+
 TEST_CASE("attention: need_weights returns rows summing to 1, without gradient") {
   Generator gen(16);
   const Tensor q = randn({2, 3, 4, 5}, gen).requires_grad_(), k = randn({2, 3, 6, 5}, gen).requires_grad_();

@@ -1,6 +1,7 @@
 // softmax, log_softmax, layer_norm and dropout: values against hand computations, the edge cases (huge
 // logits, fully masked rows, constant rows), the fused layer_norm against the same formula built from basic
 // ops, dropout's mask, and the errors. Gradients of every mode are checked by the op table.
+#include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
 #include "ops/ops.h"
 #include "tests/helpers.h"
@@ -217,21 +218,51 @@ TEST_CASE("dropout: the dropped fraction is about p, kept values are scaled, the
   CHECK(std::abs(static_cast<double>(dropped) / 1e5 - p) < 0.005);
 }
 
-TEST_CASE("dropout: the gradient is the mask times 1 / (1 - p); p = 1 gives zeros") {
+TEST_CASE("dropout: the gradient is dout times the forward's mask, recomputed from its key; p = 1 gives zeros") {
   Generator gen(9);
+  for (DType dtype : {DType::f32, DType::f64}) {
+    CAPTURE(dtype_name(dtype));
+    Tensor x = randn({3, 50}, gen, dtype);
+    x.requires_grad_();
+    const Tensor dout = randn({3, 50}, gen, dtype);
+    Generator mask_gen(77), same(77);
+    const Tensor y = dropout(x, 0.4, true, mask_gen);
+    y.backward(dout);
+    // The mask, drawn from the same generator state: 0 or 1 / (1 - p) per element.
+    const Tensor mask = empty({3, 50}, DType::f64);
+    const std::vector<double> all_ones(150, 1.0);
+    kernels::DropoutMask::draw(0.4, same).apply(all_ones.data(), mask.data_ptr<double>(), 150);
+    const auto xs = x.to_vector<double>(), ys = y.to_vector<double>(), gs = x.grad().to_vector<double>();
+    const auto ds = dout.to_vector<double>(), ms = mask.to_vector<double>();
+    int64_t kept = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      CAPTURE(i);
+      CHECK((ms[i] == 0.0 || ms[i] == doctest::Approx(1.0 / 0.6)));
+      CHECK(gs[i] == doctest::Approx(ds[i] * ms[i]).epsilon(1e-6));
+      CHECK(ys[i] == doctest::Approx(xs[i] * ms[i]).epsilon(1e-6));
+      kept += ms[i] != 0.0;
+    }
+    CHECK(kept > 0);
+    CHECK(kept < 150);
+  }
   Tensor x = randn({3, 50}, gen, DType::f64);
   x.requires_grad_();
-  Generator mask_gen(77);
-  const Tensor y = dropout(x, 0.4, true, mask_gen);
-  y.backward(ones({3, 50}, DType::f64));
-  const auto xs = x.to_vector<double>(), ys = y.to_vector<double>(), gs = x.grad().to_vector<double>();
-  for (size_t i = 0; i < xs.size(); ++i) {
-    const double expected = ys[i] == 0.0 ? 0.0 : 1.0 / 0.6;
-    CHECK(gs[i] == doctest::Approx(expected));
-    if (ys[i] != 0.0) CHECK(ys[i] == doctest::Approx(xs[i] / 0.6));
-  }
-  const Tensor all_dropped = dropout(x.detach(), 1.0, true, gen);
+  const Tensor all_dropped = dropout(x, 1.0, true, gen);
+  all_dropped.backward(ones({3, 50}, DType::f64));
   CHECK(testing::max_abs(all_dropped) == 0.0);
+  CHECK(testing::max_abs(x.grad()) == 0.0);
+}
+
+TEST_CASE("dropout: a call draws one generator word whatever the size, eval draws none") {
+  for (int64_t n : {1, 7, 100000}) {
+    CAPTURE(n);
+    Generator gen(4), one_word(4);
+    dropout(ones({n}), 0.2, true, gen);
+    one_word.next_u64();
+    CHECK(gen.state() == one_word.state());
+    dropout(ones({n}), 0.2, false, gen);
+    CHECK(gen.state() == one_word.state());
+  }
 }
 
 TEST_CASE("dropout: without a generator it draws from the thread's current one") {
