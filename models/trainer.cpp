@@ -1,5 +1,7 @@
 #include "models/trainer.h"
 
+#include "autograd/generator.h"
+
 #include "models/svg.h"
 #include "models/translation.h"
 #include "nn/checkpoint.h"
@@ -86,7 +88,7 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
   flat_ = std::make_unique<nn::FlatParameters>(model_);
   distributed_.broadcast_parameters(*flat_);
   reducer_ = std::make_unique<nn::GradientReducer>(distributed_, *flat_, config_.gradient_allreduce);
-  dropout_generator_.manual_seed(config_.seed + 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(distributed_.rank()));
+  dropout_generator_.manual_seed(config_.seed + kSplitmix64Gamma * static_cast<uint64_t>(distributed_.rank()));
   optim::AdamOptions adam = config_.adam;
   adam.lr = schedule_->lr(1);
   optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);

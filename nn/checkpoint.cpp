@@ -35,6 +35,7 @@ safetensors::DType record_dtype(DType dtype) {
     case DType::f64: return safetensors::DType::F64;
     case DType::i64: return safetensors::DType::I64;
     case DType::boolean: return safetensors::DType::BOOL;
+    case DType::bf16: return safetensors::DType::BF16;  // the same two bytes per element as our storage
   }
   fail<DTypeError>("to_record", "unknown dtype");
 }
@@ -201,6 +202,7 @@ Tensor from_record(const safetensors::TensorRecord& record) {
     case DType::f64: return tensor_of(safetensors::values_as<double>(record, "from_record"), record.shape);
     case DType::i64: return tensor_of(safetensors::values_as<int64_t>(record, "from_record"), record.shape);
     case DType::boolean: break;
+    case DType::bf16: fail<DTypeError>("from_record", "tensor_dtype never reads a record as bf16");
   }
   const std::vector<int64_t> values = safetensors::values_as<int64_t>(record, "from_record");
   if (std::any_of(values.begin(), values.end(), [](int64_t v) { return v != 0 && v != 1; }))

@@ -112,7 +112,7 @@ struct Saved {
 
 }  // namespace
 
-TEST_CASE("checkpoint: records round trip f32, f64, i64, bool and strided tensors") {
+TEST_CASE("checkpoint: records round trip f32, f64, i64, bool, bf16 and strided tensors") {
   Generator gen(3);
   const Tensor f32 = randn({2, 3}, gen);
   const Tensor f64 = randn({4}, gen, DType::f64);
@@ -133,6 +133,14 @@ TEST_CASE("checkpoint: records round trip f32, f64, i64, bool and strided tensor
   CHECK(back.shape() == Shape{3, 2});
   CHECK(back.to_vector<float>() == transposed.to_vector<float>());
   CHECK(nn::from_record(nn::to_record(scalar_tensor(2.5, DType::f64))).item() == 2.5);
+
+  // A bf16 tensor is stored as BF16, its own bytes, and read back widened to f32 exactly.
+  const Tensor rounded = f32.to(DType::bf16);
+  const st::TensorRecord half = nn::to_record(rounded);
+  CHECK(half.dtype == st::DType::BF16);
+  CHECK(half.data.size() == 2 * 6);
+  CHECK(nn::from_record(half).dtype() == DType::f32);
+  CHECK(nn::from_record(half).to_vector<float>() == rounded.to(DType::f32).to_vector<float>());
 }
 
 TEST_CASE("checkpoint: resuming is bit-exact for weights, Adam state and the generator; JSON round trips") {
