@@ -6,6 +6,7 @@
 // computes (a + b, matmul, reshape with a gradient, ...) is declared in ops/, which includes this file.
 #pragma once
 
+#include "autograd/allocator.h"
 #include "autograd/error.h"
 #include "autograd/generator.h"
 
@@ -69,18 +70,19 @@ Shape contiguous_strides(std::span<const int64_t> shape);
 // Maps a possibly negative axis onto [0, rank); `op` names the caller in the error.
 int64_t normalize_axis(int64_t axis, int64_t rank, std::string_view op);
 
-// Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows.
+// Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows. The bytes come from
+// the caching allocator (autograd/allocator.h) and go back to it.
 class Storage {
  public:
   explicit Storage(size_t nbytes);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
-  std::byte* data() const { return data_; }
+  std::byte* data() const { return block_.data; }
   size_t nbytes() const { return nbytes_; }
 
  private:
-  std::byte* data_;
+  StorageBlock block_;
   size_t nbytes_;
 };
 

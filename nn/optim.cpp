@@ -140,6 +140,15 @@ T* state_data(std::map<std::string, Tensor>& state, const char* name) {
   return state.at(name).data_ptr<T>();
 }
 
+// update(begin, end) over [0, n) in chunks, spread over the OpenMP team once n pays for it; each chunk is a plain
+// loop that the compiler vectorises. Element i's arithmetic does not depend on the chunking.
+template <class Update>
+void for_each_chunk(int64_t n, const Update& update) {
+  constexpr int64_t chunk = kParallelGrain / 2;
+  parallel_for((n + chunk - 1) / chunk, n, kParallelGrain,
+               [&](int64_t c) { update(c * chunk, std::min(n, (c + 1) * chunk)); });
+}
+
 }  // namespace
 
 SGD::SGD(std::vector<Tensor> params, SGDOptions options)
@@ -169,15 +178,16 @@ void SGD::update(const Tensor& param, const Tensor& grad, std::map<std::string, 
     const T momentum = static_cast<T>(options_.momentum), keep = static_cast<T>(1.0 - options_.dampening);
     const bool decay = options_.weight_decay != 0, nesterov = options_.nesterov;
     const int64_t n = param.numel();
-#pragma omp parallel for if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      T d = decay ? g[i] + wd * w[i] : g[i];
-      if (use_momentum) {
-        buf[i] = first ? d : momentum * buf[i] + keep * d;
-        d = nesterov ? d + momentum * buf[i] : buf[i];
+    for_each_chunk(n, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        T d = decay ? g[i] + wd * w[i] : g[i];
+        if (use_momentum) {
+          buf[i] = first ? d : momentum * buf[i] + keep * d;
+          d = nesterov ? d + momentum * buf[i] : buf[i];
+        }
+        w[i] -= rate * d;
       }
-      w[i] -= rate * d;
-    }
+    });
   });
 }
 
@@ -220,14 +230,15 @@ void Adam::update(const Tensor& param, const Tensor& grad, std::map<std::string,
     const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
     const bool l2 = !decoupled_ && options_.weight_decay != 0, decay = decoupled_ && options_.weight_decay != 0;
     const int64_t n = param.numel();
-#pragma omp parallel for if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      const T gi = l2 ? g[i] + wd * w[i] : g[i];
-      if (decay) w[i] *= decay_factor;
-      m[i] += one_minus_beta1 * (gi - m[i]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
-      v[i] = beta2 * v[i] + one_minus_beta2 * gi * gi;
-      w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bias_correction2_sqrt + eps);
-    }
+    for_each_chunk(n, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const T gi = l2 ? g[i] + wd * w[i] : g[i];
+        if (decay) w[i] *= decay_factor;
+        m[i] += one_minus_beta1 * (gi - m[i]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
+        v[i] = beta2 * v[i] + one_minus_beta2 * gi * gi;
+        w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bias_correction2_sqrt + eps);
+      }
+    });
   });
 }
 

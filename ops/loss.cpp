@@ -94,11 +94,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
     T* plse = logsumexp.data_ptr<T>();
     std::vector<T> losses(static_cast<size_t>(rows), T(0));
     const T eps = static_cast<T>(smoothing);
-    const bool parallel = rows > 1 && rows * classes >= kParallelGrain;
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(rows, rows * classes, kParallelGrain, [&](int64_t r) {
       plse[r] = 0;
-      if (pt[r] == options.ignore_index) continue;
+      if (pt[r] == options.ignore_index) return;
       const T* xr = px + r * classes;
       T max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : max)
@@ -114,7 +112,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
       // −log p_t = lse − x_t and −Σ_c log p_c / C = lse − mean(x).
       const T nll = lse - xr[pt[r]];
       losses[static_cast<size_t>(r)] = eps == T(0) ? nll : (1 - eps) * nll + eps * (lse - sum_x / T(classes));
-    }
+    });
     return reduce_rows(losses, options.reduction, counted);
   });
   return record(out, Op::cross_entropy, {logits},
@@ -131,20 +129,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
                     const RowGradient<T> upstream = row_gradient<T>(dense_dout, options.reduction, counted);
                     const T eps = static_cast<T>(options.label_smoothing);
                     const T uniform_part = eps / T(classes);
-                    const bool parallel = rows > 1 && rows * classes >= kParallelGrain;
-#pragma omp parallel for if (parallel) schedule(static)
-                    for (int64_t r = 0; r < rows; ++r) {
+                    parallel_for(rows, rows * classes, kParallelGrain, [&](int64_t r) {
                       T* dxr = pdx + r * classes;
                       if (pt[r] == options.ignore_index) {
                         for (int64_t c = 0; c < classes; ++c) dxr[c] = 0;
-                        continue;
+                        return;
                       }
                       const T* xr = px + r * classes;
                       const T w = upstream(r), lse = plse[r];
                       for (int64_t c = 0; c < classes; ++c)
                         dxr[c] = (kernels::exp_nonpositive(xr[c] - lse) - uniform_part) * w;
                       dxr[pt[r]] -= (1 - eps) * w;
-                    }
+                    });
                   });
                   g[0] = dx;
                 });

@@ -48,14 +48,11 @@ AxisLayout axis_layout(const Tensor& x, int64_t axis, std::string_view op) {
 template <class RowFn, class BlockFn>
 void for_each_slice(const AxisLayout& layout, RowFn row_fn, BlockFn block_fn) {
   const int64_t block = layout.n * layout.inner;
-  const bool parallel = layout.outer > 1 && layout.outer * block >= kParallelGrain;
-  if (layout.inner == 1) {
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < layout.outer; ++r) row_fn(r * layout.n);
-  } else {
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t b = 0; b < layout.outer; ++b) block_fn(b * block);
-  }
+  const int64_t work = layout.outer * block;
+  if (layout.inner == 1)
+    parallel_for(layout.outer, work, kParallelGrain, [&](int64_t r) { row_fn(r * layout.n); });
+  else
+    parallel_for(layout.outer, work, kParallelGrain, [&](int64_t b) { block_fn(b * block); });
 }
 
 // One contiguous row of softmax (Log = false) or log_softmax (Log = true). A row that is entirely -inf has
@@ -214,7 +211,7 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
   Tensor dx = need_dx ? empty(s.x.shape(), s.x.dtype()) : Tensor();
   visit_floating(s.x.dtype(), "layer_norm", [&]<class T>(std::type_identity<T>) {
     const int64_t rows = s.rows, width = s.width;
-    const bool parallel = rows > 1 && rows * width >= kParallelGrain;
+    const bool parallel = rows > 1 && rows * width >= kMemoryBoundGrain;
     const int threads = parallel ? omp_get_max_threads() : 1;
     // One row per thread, filled even when dweight/dbias are not needed: the loop stays branch-free.
     std::vector<T> partial_w(static_cast<size_t>(threads * width), T(0));
@@ -309,10 +306,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     const int64_t rows = saved.rows;
     const T inv_width = T(1) / static_cast<T>(width);
     const T epsilon = static_cast<T>(eps);
-    const bool parallel = rows > 1 && x.numel() >= kParallelGrain;
     // Two passes over the row (mean, then squared deviations): no cancellation for rows with a large mean.
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(rows, x.numel(), kMemoryBoundGrain, [&](int64_t r) {
       const T* xr = px + r * width;
       T* yr = py + r * width;
       T total = 0;
@@ -328,7 +323,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
       for (int64_t j = 0; j < width; ++j) {
         yr[j] = (xr[j] - mean) * rstd * pw[j] + pb[j];
       }
-    }
+    });
   });
   return record(out, Op::layer_norm, {x, weight, bias},
                 [saved](const Tensor& dout, InputGrads& g) { layer_norm_backward(saved, dout, g); });

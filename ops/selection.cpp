@@ -53,11 +53,10 @@ void take_rows(const T* src, T* out, const int64_t* index, int64_t outer, int64_
                int64_t inner) {
   const size_t bytes = static_cast<size_t>(inner) * sizeof(T);
   const int64_t tasks = outer * count;
-#pragma omp parallel for schedule(static) if (tasks * inner >= kParallelGrain)
-  for (int64_t t = 0; t < tasks; ++t) {
+  parallel_for(tasks, tasks * inner, kMemoryBoundGrain, [&](int64_t t) {
     const int64_t o = t / count, j = t % count;
     std::memcpy(out + t * inner, src + (o * src_rows + index[j]) * inner, bytes);
-  }
+  });
 }
 
 // dst[o, index[j], :] += grad[o, j, :], skipping rows whose index is `skip`. Repeated indices would make two
