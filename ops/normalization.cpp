@@ -225,8 +225,9 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
     const T* pdy = dy.data_ptr<T>();
     T* pdx = need_dx ? dx.data_ptr<T>() : nullptr;
     const T inv_width = T(1) / static_cast<T>(width);
-#pragma omp parallel num_threads(threads) if (parallel)
-    {
+    // The rows of one thread; the `omp for` inside splits them when called from the team, and runs them all
+    // when called outside it (a branch rather than an `if` clause, which still enters the OpenMP runtime).
+    auto backward_rows = [&] {
       const auto thread = static_cast<size_t>(omp_get_thread_num());
       T* acc_w = partial_w.data() + thread * static_cast<size_t>(width);
       T* acc_b = partial_b.data() + thread * static_cast<size_t>(width);
@@ -254,6 +255,12 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
           }
         }
       }
+    };
+    if (parallel) {
+#pragma omp parallel num_threads(threads)
+      backward_rows();
+    } else {
+      backward_rows();
     }
     auto reduce = [&](const std::vector<T>& partial) {
       Tensor total = zeros(s.normalized_shape, s.x.dtype());
