@@ -199,8 +199,9 @@ case "${1:-}" in
     configure build-sanitize --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined -Db_lundef=false \
       -Dbuild_examples=false -Dnative=false
     loudly "the sanitizer build" ninja -C build-sanitize tests/gradformer-tests
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      LSAN_OPTIONS=suppressions=$PWD/tests/sanitizer.supp \
+    # Caching off: a use after free of tensor storage must reach AddressSanitizer, not a cached block.
+    GRADFORMER_CACHING_ALLOCATOR=0 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LSAN_OPTIONS=suppressions=$PWD/tests/sanitizer.supp \
       run_suite sanitize ./build-sanitize/tests/gradformer-tests --no-version
     run_fuzzers
     run_clean_room

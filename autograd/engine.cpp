@@ -25,27 +25,43 @@ thread_local const GradReadyHook* grad_ready_hook = nullptr;
 thread_local DType autocast_precision = DType::f32;
 std::atomic<int64_t> live_nodes{0};
 
-// a += b, in place, same shape and dtype; gradients are dense, so this is one vectorised run.
-void add_into(const Tensor& a, const Tensor& b) {
-  StridedLayout<2> layout{a.shape(), {a.strides(), b.strides()}};
+// out = a + b elementwise, same shape and dtype; out may be a itself (then it is a += b). Gradients are mostly
+// dense, so this is mostly one vectorised run.
+void add_to(const Tensor& out, const Tensor& a, const Tensor& b) {
+  StridedLayout<3> layout{a.shape(), {out.strides(), a.strides(), b.strides()}};
   visit_floating(a.dtype(), "gradient accumulation", [&]<class T>(std::type_identity<T>) {
-    for_each_run<2>(layout, {a.raw_data(), b.raw_data()}, {sizeof(T), sizeof(T)}, true,
-                    [](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
-                      T* x = reinterpret_cast<T*>(p[0]);
-                      const T* y = reinterpret_cast<const T*>(p[1]);
-                      if (s[0] == 1 && s[1] == 1) {
-                        for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    for_each_run<3>(layout, {out.raw_data(), a.raw_data(), b.raw_data()}, {sizeof(T), sizeof(T), sizeof(T)}, true,
+                    [](std::array<std::byte*, 3> p, int64_t n, const std::array<int64_t, 3>& s) {
+                      T* z = reinterpret_cast<T*>(p[0]);
+                      const T* x = reinterpret_cast<const T*>(p[1]);
+                      const T* y = reinterpret_cast<const T*>(p[2]);
+                      if (s[0] == 1 && s[1] == 1 && s[2] == 1) {
+                        for (int64_t i = 0; i < n; ++i) z[i] = x[i] + y[i];
                       } else {
-                        for (int64_t i = 0; i < n; ++i) x[i * s[0]] += y[i * s[1]];
+                        for (int64_t i = 0; i < n; ++i) z[i * s[0]] = x[i * s[1]] + y[i * s[2]];
                       }
                     });
   });
 }
 
-Tensor dense_copy(const Tensor& t) {
-  Tensor copy = empty(t.shape(), t.dtype());
-  copy.copy_(t);
-  return copy;
+// Whether the engine may write into t and keep it: a dense tensor that no one else can see, its handle held only
+// by the caller and its storage by no other tensor or view (a backward that returns dout itself, or a tensor it
+// also saved, fails this). Then the first gradient to arrive is kept as it is, not copied.
+bool exclusively_owned(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous();
+}
+
+// a + b as a tensor the engine owns: into a or b when one of them is exclusively owned (IEEE addition commutes, so
+// the sum is the same either way), else into a new tensor.
+Tensor accumulated(Tensor a, Tensor b) {
+  if (!exclusively_owned(a)) std::swap(a, b);
+  if (exclusively_owned(a)) {
+    add_to(a, a, b);
+    return a;
+  }
+  Tensor sum = empty(a.shape(), a.dtype());
+  add_to(sum, a, b);
+  return sum;
 }
 
 void check_gradient(const Node& node, size_t input, const Node::Edge& edge, const Tensor& grad) {
@@ -245,11 +261,17 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
   }
   NoGradGuard no_grad;  // backward formulas are not themselves recorded: no higher-order gradients
 
-  auto accumulate_leaf = [](const std::shared_ptr<TensorImpl>& leaf, const Tensor& grad) {
-    if (leaf->grad)
-      add_into(Tensor(leaf->grad), grad);
-    else
-      leaf->grad = dense_copy(grad).impl_ptr();  // a copy: the incoming gradient may alias another's
+  auto accumulate_leaf = [](const std::shared_ptr<TensorImpl>& leaf, Tensor grad) {
+    if (leaf->grad) {
+      const Tensor sum(leaf->grad);
+      add_to(sum, sum, grad);
+    } else if (exclusively_owned(grad)) {
+      leaf->grad = grad.impl_ptr();
+    } else {  // a copy: the incoming gradient may alias another's, or be a broadcast view
+      Tensor copy = empty(grad.shape(), grad.dtype());
+      copy.copy_(grad);
+      leaf->grad = copy.impl_ptr();
+    }
   };
 
   if (!root.grad_fn()) {
@@ -300,17 +322,13 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
       if (edge.node) {
         if (grad.defined()) {
           check_gradient(*node, i, edge, grad);
-          auto [it, inserted] = buffers.try_emplace(edge.node.get(), grad);
-          if (!inserted) {
-            Tensor sum = dense_copy(it->second);
-            add_into(sum, grad);
-            it->second = sum;
-          }
+          auto [it, inserted] = buffers.try_emplace(edge.node.get(), std::move(grad));
+          if (!inserted) it->second = accumulated(std::move(it->second), std::move(grad));
         }
         if (--pending[edge.node.get()] == 0) ready.push_back(edge.node.get());
       } else if (edge.leaf && grad.defined()) {
         check_gradient(*node, i, edge, grad);
-        accumulate_leaf(edge.leaf, grad);
+        accumulate_leaf(edge.leaf, std::move(grad));
       }
       leaves.processed(edge);
     }

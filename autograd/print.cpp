@@ -23,7 +23,7 @@ void print_values(std::string& out, const Tensor& t, size_t axis, int64_t offset
     const int64_t at = offset + i * t.strides()[axis];
     if (last_axis) {
       visit_stored(t.dtype(), [&]<class T>(std::type_identity<T>) {
-        const T v = reinterpret_cast<const T*>(t.storage()->data())[at];
+        const T v = reinterpret_cast<const T*>(t.storage()->read_only_data())[at];
         if constexpr (std::is_same_v<T, bool>)
           out += v ? "true" : "false";
         else if constexpr (std::is_integral_v<T>)
@@ -46,7 +46,7 @@ std::string to_string(const Tensor& t) {
   std::string out = "tensor(";
   if (t.dim() == 0) {
     out += visit_stored(t.dtype(), [&]<class T>(std::type_identity<T>) -> std::string {
-      const T v = reinterpret_cast<const T*>(t.storage()->data())[t.offset()];
+      const T v = reinterpret_cast<const T*>(t.storage()->read_only_data())[t.offset()];
       if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
       else if constexpr (std::is_integral_v<T>) return fmt::format("{}", v);
       else return fmt::format("{:.4f}", static_cast<double>(v));

@@ -15,8 +15,25 @@
 
 namespace gradformer {
 
-// Below this many elements a kernel stays on one thread: waking the OpenMP team costs more than it saves.
+// Below these many elements a kernel stays on one thread: waking the OpenMP team (a fork and a join: microseconds
+// on a quiet machine, far more once the cores are shared and a team member waits for its time slice) costs more
+// than it saves. A loop that computes an exp, a sqrt or a division per element pays for it sooner than one that
+// only moves a few bytes per element (copies, fills, adds, the elementwise maps), which takes kMemoryBoundGrain.
 inline constexpr int64_t kParallelGrain = 1 << 15;
+inline constexpr int64_t kMemoryBoundGrain = 1 << 17;
+
+// f(i) for every i in [0, count): on the OpenMP team when `work` (the elements the loop touches) reaches `grain`
+// and there is more than one thread, else as a plain loop. A branch rather than an `if` clause, which still
+// enters the OpenMP runtime to start a team of one.
+template <class F>
+void parallel_for(int64_t count, int64_t work, int64_t grain, F&& f) {
+  if (count > 1 && work >= grain && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) f(i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) f(i);
+  }
+}
 
 template <size_t N>
 struct StridedLayout {
@@ -75,13 +92,13 @@ void for_each_run(StridedLayout<N> layout, std::array<std::byte*, N> base, std::
     return ptrs;
   };
 
-  const bool parallel = allow_parallel && rows * run >= kParallelGrain && omp_get_max_threads() > 1;
+  const bool parallel = allow_parallel && rows * run >= kMemoryBoundGrain && omp_get_max_threads() > 1;
   if (!parallel) {
     for (int64_t row = 0; row < rows; ++row) body(row_start(row), run, run_strides);
     return;
   }
   if (rows == 1) {  // one long run: cut it into chunks
-    const int64_t chunk = kParallelGrain / 2;
+    const int64_t chunk = kMemoryBoundGrain / 2;
     const int64_t chunks = (run + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < chunks; ++c) {

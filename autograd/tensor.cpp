@@ -66,13 +66,9 @@ int64_t normalize_axis(int64_t axis, int64_t rank, std::string_view op) {
   return axis < 0 ? axis + std::max<int64_t>(rank, 1) : axis;
 }
 
-Storage::Storage(size_t nbytes) : nbytes_(nbytes) {
-  const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
-  data_ = static_cast<std::byte*>(std::aligned_alloc(64, rounded));
-  if (!data_) throw std::bad_alloc();
-}
+Storage::Storage(size_t nbytes) : block_(allocate_storage(nbytes)), nbytes_(nbytes) {}
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { release_storage(block_); }
 
 TensorImpl& Tensor::impl() const {
   if (!impl_) throw Error("tensor: use of an undefined tensor (default-constructed or an absent gradient)");

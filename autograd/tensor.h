@@ -6,6 +6,7 @@
 // computes (a + b, matmul, reshape with a gradient, ...) is declared in ops/, which includes this file.
 #pragma once
 
+#include "autograd/allocator.h"
 #include "autograd/error.h"
 #include "autograd/generator.h"
 
@@ -70,7 +71,8 @@ Shape contiguous_strides(std::span<const int64_t> shape);
 // Maps a possibly negative axis onto [0, rank); `op` names the caller in the error.
 int64_t normalize_axis(int64_t axis, int64_t rank, std::string_view op);
 
-// Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows.
+// Bytes that views share. 64-byte aligned so that vector loads and oneDNN see aligned rows. The bytes come from
+// the caching allocator (autograd/allocator.h) and go back to it.
 //
 // version() changes whenever a writable pointer into the bytes is handed out (data(), Tensor::raw_data(),
 // Tensor::data_ptr<T> with a non-const T, and so every copy_, fill_ and set_at), as PyTorch's version counter
@@ -85,14 +87,14 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   std::byte* data() {
     version_.fetch_add(1, std::memory_order_relaxed);
-    return data_;
+    return block_.data;
   }
-  const std::byte* read_only_data() const { return data_; }
+  const std::byte* read_only_data() const { return block_.data; }
   size_t nbytes() const { return nbytes_; }
   uint64_t version() const { return version_.load(std::memory_order_relaxed); }
 
  private:
-  std::byte* data_;
+  StorageBlock block_;
   size_t nbytes_;
   std::atomic<uint64_t> version_{0};
 };

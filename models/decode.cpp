@@ -61,8 +61,8 @@ std::vector<std::vector<ScoredHypothesis>> greedy(const ModelEnsemble& models, c
     const Tensor next = argmax(logp, -1);  // (B)
     const Tensor logp64 = logp.to(DType::f64).contiguous();
     const int64_t vocab = logp64.size(1);
-    const double* lp = logp64.data_ptr<double>();
-    const int64_t* ids = next.data_ptr<int64_t>();
+    const double* lp = logp64.data_ptr<const double>();
+    const int64_t* ids = next.data_ptr<const int64_t>();
     bool all_done = true;
     for (int64_t b = 0; b < batch; ++b) {
       ScoredHypothesis& h = out[static_cast<size_t>(b)];
@@ -119,7 +119,7 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
   for (int64_t t = 0; t < max_length; ++t) {
     const Tensor logp = state.step(from_vector(last_ids, {batch * beam})).to(DType::f64).contiguous();
     const int64_t vocab = logp.size(1);
-    const double* lp = logp.data_ptr<double>();
+    const double* lp = logp.data_ptr<const double>();
     std::vector<int64_t> rows, next_ids;
     bool all_done = true;
     for (int64_t b = 0; b < batch; ++b) {

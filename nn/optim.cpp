@@ -140,6 +140,15 @@ T* state_data(std::map<std::string, Tensor>& state, const char* name) {
   return state.at(name).data_ptr<T>();
 }
 
+// update(begin, end) over [0, n) in chunks, spread over the OpenMP team once n pays for it; each chunk is a plain
+// loop that the compiler vectorises. Element i's arithmetic does not depend on the chunking.
+template <class Update>
+void for_each_chunk(int64_t n, const Update& update) {
+  constexpr int64_t chunk = kParallelGrain / 2;
+  parallel_for((n + chunk - 1) / chunk, n, kParallelGrain,
+               [&](int64_t c) { update(c * chunk, std::min(n, (c + 1) * chunk)); });
+}
+
 }  // namespace
 
 SGD::SGD(std::vector<Tensor> params, SGDOptions options)
@@ -169,17 +178,41 @@ void SGD::update(const Tensor& param, const Tensor& grad, std::map<std::string, 
     const T momentum = static_cast<T>(options_.momentum), keep = static_cast<T>(1.0 - options_.dampening);
     const bool decay = options_.weight_decay != 0, nesterov = options_.nesterov;
     const int64_t n = param.numel();
-#pragma omp parallel for if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      T d = decay ? g[i] + wd * w[i] : g[i];
-      if (use_momentum) {
-        buf[i] = first ? d : momentum * buf[i] + keep * d;
-        d = nesterov ? d + momentum * buf[i] : buf[i];
+    for_each_chunk(n, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        T d = decay ? g[i] + wd * w[i] : g[i];
+        if (use_momentum) {
+          buf[i] = first ? d : momentum * buf[i] + keep * d;
+          d = nesterov ? d + momentum * buf[i] : buf[i];
+        }
+        w[i] -= rate * d;
       }
-      w[i] -= rate * d;
-    }
+    });
   });
 }
+
+namespace {
+
+template <class T>
+struct AdamScalars {
+  T beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay_factor, step_size, bias_correction2_sqrt;
+};
+
+// Adam's element loop over [begin, end). The scalars arrive by value, so the compiler keeps them in registers
+// (read through a closure, every store to w, m or v could have changed them); the weight-decay variant is a
+// template argument, so the loop has no branch of its own.
+template <class T, bool L2, bool Decay>
+void adam_elements(T* w, const T* g, T* m, T* v, int64_t begin, int64_t end, AdamScalars<T> k) {
+  for (int64_t i = begin; i < end; ++i) {
+    const T gi = L2 ? g[i] + k.wd * w[i] : g[i];
+    if constexpr (Decay) w[i] *= k.decay_factor;
+    m[i] += k.one_minus_beta1 * (gi - m[i]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
+    v[i] = k.beta2 * v[i] + k.one_minus_beta2 * gi * gi;
+    w[i] -= k.step_size * m[i] / (std::sqrt(v[i]) / k.bias_correction2_sqrt + k.eps);
+  }
+}
+
+}  // namespace
 
 Adam::Adam(std::vector<Tensor> params, AdamOptions options) : Adam(std::move(params), options, false) {}
 
@@ -220,14 +253,17 @@ void Adam::update(const Tensor& param, const Tensor& grad, std::map<std::string,
     const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
     const bool l2 = !decoupled_ && options_.weight_decay != 0, decay = decoupled_ && options_.weight_decay != 0;
     const int64_t n = param.numel();
-#pragma omp parallel for if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      const T gi = l2 ? g[i] + wd * w[i] : g[i];
-      if (decay) w[i] *= decay_factor;
-      m[i] += one_minus_beta1 * (gi - m[i]);  // PyTorch's exp_avg.lerp_(grad, 1 - beta1)
-      v[i] = beta2 * v[i] + one_minus_beta2 * gi * gi;
-      w[i] -= step_size * m[i] / (std::sqrt(v[i]) / bias_correction2_sqrt + eps);
-    }
+    const AdamScalars<T> k{beta2, one_minus_beta1, one_minus_beta2, eps, wd, decay_factor, step_size,
+                           bias_correction2_sqrt};
+    auto run = [&]<bool L2, bool Decay>() {
+      for_each_chunk(n, [&](int64_t begin, int64_t end) { adam_elements<T, L2, Decay>(w, g, m, v, begin, end, k); });
+    };
+    if (l2)
+      run.template operator()<true, false>();
+    else if (decay)
+      run.template operator()<false, true>();
+    else
+      run.template operator()<false, false>();
   });
 }
 

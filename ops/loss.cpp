@@ -30,7 +30,7 @@ Tensor checked_targets(const Tensor& scores, const Tensor& targets, int64_t igno
     fail<ShapeError>(op, "targets {} do not match scores {}: expected [{}]", shape_str(targets.shape()),
                      shape_str(scores.shape()), scores.shape()[0]);
   const Tensor dense = targets.detach().contiguous();
-  const int64_t* t = dense.data_ptr<int64_t>();
+  const int64_t* t = dense.data_ptr<const int64_t>();
   const int64_t classes = scores.shape()[1];
   counted = 0;
   for (int64_t i = 0; i < dense.numel(); ++i) {
@@ -89,16 +89,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
   const int64_t rows = x.shape()[0], classes = x.shape()[1];
   Tensor logsumexp = empty({rows}, x.dtype());
   Tensor out = visit_floating(x.dtype(), "cross_entropy", [&]<class T>(std::type_identity<T>) {
-    const T* px = x.data_ptr<T>();
-    const int64_t* pt = target.data_ptr<int64_t>();
+    const T* px = x.data_ptr<const T>();
+    const int64_t* pt = target.data_ptr<const int64_t>();
     T* plse = logsumexp.data_ptr<T>();
     std::vector<T> losses(static_cast<size_t>(rows), T(0));
     const T eps = static_cast<T>(smoothing);
-    const bool parallel = rows > 1 && rows * classes >= kParallelGrain;
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(rows, rows * classes, kParallelGrain, [&](int64_t r) {
       plse[r] = 0;
-      if (pt[r] == options.ignore_index) continue;
+      if (pt[r] == options.ignore_index) return;
       const T* xr = px + r * classes;
       T max = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : max)
@@ -114,7 +112,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
       // −log p_t = lse − x_t and −Σ_c log p_c / C = lse − mean(x).
       const T nll = lse - xr[pt[r]];
       losses[static_cast<size_t>(r)] = eps == T(0) ? nll : (1 - eps) * nll + eps * (lse - sum_x / T(classes));
-    }
+    });
     return reduce_rows(losses, options.reduction, counted);
   });
   return record(out, Op::cross_entropy, {logits},
@@ -124,27 +122,25 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
                   const Tensor dense_dout = dout.contiguous();
                   Tensor dx = empty(x.shape(), x.dtype());
                   visit_floating(x.dtype(), "cross_entropy", [&]<class T>(std::type_identity<T>) {
-                    const T* px = x.data_ptr<T>();
-                    const T* plse = logsumexp.data_ptr<T>();
-                    const int64_t* pt = target.data_ptr<int64_t>();
+                    const T* px = x.data_ptr<const T>();
+                    const T* plse = logsumexp.data_ptr<const T>();
+                    const int64_t* pt = target.data_ptr<const int64_t>();
                     T* pdx = dx.data_ptr<T>();
                     const RowGradient<T> upstream = row_gradient<T>(dense_dout, options.reduction, counted);
                     const T eps = static_cast<T>(options.label_smoothing);
                     const T uniform_part = eps / T(classes);
-                    const bool parallel = rows > 1 && rows * classes >= kParallelGrain;
-#pragma omp parallel for if (parallel) schedule(static)
-                    for (int64_t r = 0; r < rows; ++r) {
+                    parallel_for(rows, rows * classes, kParallelGrain, [&](int64_t r) {
                       T* dxr = pdx + r * classes;
                       if (pt[r] == options.ignore_index) {
                         for (int64_t c = 0; c < classes; ++c) dxr[c] = 0;
-                        continue;
+                        return;
                       }
                       const T* xr = px + r * classes;
                       const T w = upstream(r), lse = plse[r];
                       for (int64_t c = 0; c < classes; ++c)
                         dxr[c] = (kernels::exp_nonpositive(xr[c] - lse) - uniform_part) * w;
                       dxr[pt[r]] -= (1 - eps) * w;
-                    }
+                    });
                   });
                   g[0] = dx;
                 });
@@ -156,8 +152,8 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
   const Tensor x = log_probs.detach().contiguous();
   const int64_t rows = x.shape()[0], classes = x.shape()[1];
   Tensor out = visit_floating(x.dtype(), "nll_loss", [&]<class T>(std::type_identity<T>) {
-    const T* px = x.data_ptr<T>();
-    const int64_t* pt = target.data_ptr<int64_t>();
+    const T* px = x.data_ptr<const T>();
+    const int64_t* pt = target.data_ptr<const int64_t>();
     std::vector<T> losses(static_cast<size_t>(rows), T(0));
     for (int64_t r = 0; r < rows; ++r)
       if (pt[r] != ignore_index) losses[static_cast<size_t>(r)] = -px[r * classes + pt[r]];
@@ -169,7 +165,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
                   const Tensor dense_dout = dout.contiguous();
                   visit_floating(dout.dtype(), "nll_loss", [&]<class T>(std::type_identity<T>) {
                     const RowGradient<T> upstream = row_gradient<T>(dense_dout, reduction, counted);
-                    const int64_t* pt = target.data_ptr<int64_t>();
+                    const int64_t* pt = target.data_ptr<const int64_t>();
                     T* pdx = dx.data_ptr<T>();
                     for (int64_t r = 0; r < shape[0]; ++r)
                       if (pt[r] != ignore_index) pdx[r * shape[1] + pt[r]] = -upstream(r);
@@ -189,8 +185,8 @@ Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
     fail<ShapeError>("mse_loss", "mean over an empty set of elements (shape {})", shape_str(a.shape()));
   const Tensor x = a.detach().contiguous(), y = b.detach().contiguous();
   Tensor out = visit_floating(a.dtype(), "mse_loss", [&]<class T>(std::type_identity<T>) {
-    const T* px = x.data_ptr<T>();
-    const T* py = y.data_ptr<T>();
+    const T* px = x.data_ptr<const T>();
+    const T* py = y.data_ptr<const T>();
     if (reduction == Reduction::none) {
       Tensor squares = empty(a.shape(), a.dtype());
       T* ps = squares.data_ptr<T>();

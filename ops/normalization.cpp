@@ -48,14 +48,11 @@ AxisLayout axis_layout(const Tensor& x, int64_t axis, std::string_view op) {
 template <class RowFn, class BlockFn>
 void for_each_slice(const AxisLayout& layout, RowFn row_fn, BlockFn block_fn) {
   const int64_t block = layout.n * layout.inner;
-  const bool parallel = layout.outer > 1 && layout.outer * block >= kParallelGrain;
-  if (layout.inner == 1) {
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < layout.outer; ++r) row_fn(r * layout.n);
-  } else {
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t b = 0; b < layout.outer; ++b) block_fn(b * block);
-  }
+  const int64_t work = layout.outer * block;
+  if (layout.inner == 1)
+    parallel_for(layout.outer, work, kParallelGrain, [&](int64_t r) { row_fn(r * layout.n); });
+  else
+    parallel_for(layout.outer, work, kParallelGrain, [&](int64_t b) { block_fn(b * block); });
 }
 
 // One contiguous row of softmax (Log = false) or log_softmax (Log = true). A row that is entirely -inf has
@@ -152,8 +149,8 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dout, const AxisLayout& l
   const Tensor dy = dout.contiguous();
   Tensor dx = empty(y.shape(), y.dtype());
   visit_floating(y.dtype(), op, [&]<class T>(std::type_identity<T>) {
-    const T* py = y.data_ptr<T>();
-    const T* pdy = dy.data_ptr<T>();
+    const T* py = y.data_ptr<const T>();
+    const T* pdy = dy.data_ptr<const T>();
     T* pdx = dx.data_ptr<T>();
     for_each_slice(
         layout, [&](int64_t at) { softmax_backward_row<T, Log>(py + at, pdy + at, pdx + at, layout.n); },
@@ -168,7 +165,7 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
   const Tensor input = x.detach().contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), op, [&]<class T>(std::type_identity<T>) {
-    const T* px = input.data_ptr<T>();
+    const T* px = input.data_ptr<const T>();
     T* py = out.data_ptr<T>();
     for_each_slice(
         layout, [&](int64_t at) { softmax_row<T, Log>(px + at, py + at, layout.n); },
@@ -214,22 +211,23 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
   Tensor dx = need_dx ? empty(s.x.shape(), s.x.dtype()) : Tensor();
   visit_floating(s.x.dtype(), "layer_norm", [&]<class T>(std::type_identity<T>) {
     const int64_t rows = s.rows, width = s.width;
-    const bool parallel = rows > 1 && rows * width >= kParallelGrain;
+    const bool parallel = rows > 1 && rows * width >= kMemoryBoundGrain;
     const int threads = parallel ? omp_get_max_threads() : 1;
     // One row per thread, filled even when dweight/dbias are not needed: the loop stays branch-free.
     std::vector<T> partial_w(static_cast<size_t>(threads * width), T(0));
     std::vector<T> partial_b(partial_w.size(), T(0));
     // A missing weight is a weight of ones: one loop for both cases.
     const std::vector<T> unit_weight(s.weight.defined() ? 0 : static_cast<size_t>(width), T(1));
-    const T* pw = s.weight.defined() ? s.weight.data_ptr<T>() : unit_weight.data();
-    const T* px = s.x.data_ptr<T>();
-    const T* pmean = s.mean.data_ptr<T>();
-    const T* prstd = s.rstd.data_ptr<T>();
-    const T* pdy = dy.data_ptr<T>();
+    const T* pw = s.weight.defined() ? s.weight.data_ptr<const T>() : unit_weight.data();
+    const T* px = s.x.data_ptr<const T>();
+    const T* pmean = s.mean.data_ptr<const T>();
+    const T* prstd = s.rstd.data_ptr<const T>();
+    const T* pdy = dy.data_ptr<const T>();
     T* pdx = need_dx ? dx.data_ptr<T>() : nullptr;
     const T inv_width = T(1) / static_cast<T>(width);
-#pragma omp parallel num_threads(threads) if (parallel)
-    {
+    // The rows of one thread; the `omp for` inside splits them when called from the team, and runs them all
+    // when called outside it (a branch rather than an `if` clause, which still enters the OpenMP runtime).
+    auto backward_rows = [&] {
       const auto thread = static_cast<size_t>(omp_get_thread_num());
       T* acc_w = partial_w.data() + thread * static_cast<size_t>(width);
       T* acc_b = partial_b.data() + thread * static_cast<size_t>(width);
@@ -257,6 +255,12 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
           }
         }
       }
+    };
+    if (parallel) {
+#pragma omp parallel num_threads(threads)
+      backward_rows();
+    } else {
+      backward_rows();
     }
     auto reduce = [&](const std::vector<T>& partial) {
       Tensor total = zeros(s.normalized_shape, s.x.dtype());
@@ -297,22 +301,20 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), "layer_norm", [&]<class T>(std::type_identity<T>) {
-    const T* px = saved.x.data_ptr<T>();
+    const T* px = saved.x.data_ptr<const T>();
     // Missing parameters are ones and zeros, so that one branch-free loop serves every case.
     const std::vector<T> unit_weight(saved.weight.defined() ? 0 : static_cast<size_t>(width), T(1));
     const std::vector<T> zero_bias(b.defined() ? 0 : static_cast<size_t>(width), T(0));
-    const T* pw = saved.weight.defined() ? saved.weight.data_ptr<T>() : unit_weight.data();
-    const T* pb = b.defined() ? b.data_ptr<T>() : zero_bias.data();
+    const T* pw = saved.weight.defined() ? saved.weight.data_ptr<const T>() : unit_weight.data();
+    const T* pb = b.defined() ? b.data_ptr<const T>() : zero_bias.data();
     T* py = out.data_ptr<T>();
     T* pmean = saved.mean.data_ptr<T>();
     T* prstd = saved.rstd.data_ptr<T>();
     const int64_t rows = saved.rows;
     const T inv_width = T(1) / static_cast<T>(width);
     const T epsilon = static_cast<T>(eps);
-    const bool parallel = rows > 1 && x.numel() >= kParallelGrain;
     // Two passes over the row (mean, then squared deviations): no cancellation for rows with a large mean.
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(rows, x.numel(), kMemoryBoundGrain, [&](int64_t r) {
       const T* xr = px + r * width;
       T* yr = py + r * width;
       T total = 0;
@@ -328,7 +330,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
       for (int64_t j = 0; j < width; ++j) {
         yr[j] = (xr[j] - mean) * rstd * pw[j] + pb[j];
       }
-    }
+    });
   });
   return record(out, Op::layer_norm, {x, weight, bias},
                 [saved](const Tensor& dout, InputGrads& g) { layer_norm_backward(saved, dout, g); });

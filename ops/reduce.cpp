@@ -62,17 +62,6 @@ RowBlock reduced_last(const Tensor& x, const std::vector<int64_t>& axes) {
   return block;
 }
 
-// f(row) for every row, on all threads when the block is large enough to pay for waking them.
-template <class F>
-void for_each_row(int64_t rows, int64_t cols, F f) {
-  if (rows > 1 && rows * cols >= kParallelGrain && omp_get_max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) f(r);
-  } else {
-    for (int64_t r = 0; r < rows; ++r) f(r);
-  }
-}
-
 // The index of the first largest (Max) or smallest element of x[0..n), n >= 1, or of the first NaN. The first
 // pass is a branch-free running extremum that vectorises; the second finds where it first occurs.
 template <bool Max, class T>
@@ -111,7 +100,7 @@ Tensor extremum_indices(const RowBlock& block, std::string_view op) {
   visit_floating(block.data.dtype(), op, [&]<class T>(std::type_identity<T>) {
     const T* x = block.data.data_ptr<const T>();
     const int64_t cols = block.cols;
-    for_each_row(block.rows, cols, [&](int64_t r) { index[r] = extremum_index<Max>(x + r * cols, cols); });
+    parallel_for(block.rows, block.rows * cols, kParallelGrain, [&](int64_t r) { index[r] = extremum_index<Max>(x + r * cols, cols); });
   });
   return indices;
 }
@@ -273,7 +262,7 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
     T* o = out.data_ptr<T>();
     const int64_t cols = block.cols;
     // Two passes (mean, then squared deviations) rather than sum(x²) - n·mean², which cancels badly.
-    for_each_row(block.rows, cols, [&](int64_t r) {
+    parallel_for(block.rows, block.rows * cols, kParallelGrain, [&](int64_t r) {
       const T* row = values + r * cols;
       T total = 0;
 #pragma omp simd reduction(+ : total)
@@ -302,7 +291,7 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
     const T* values = block.data.data_ptr<const T>();
     T* o = out.data_ptr<T>();
     const int64_t cols = block.cols;
-    for_each_row(block.rows, cols, [&](int64_t r) { o[r] = logsumexp_row(values + r * cols, cols); });
+    parallel_for(block.rows, block.rows * cols, kParallelGrain, [&](int64_t r) { o[r] = logsumexp_row(values + r * cols, cols); });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
   return record(out, Op::logsumexp, {x}, [x = x.detach(), y = out.detach(), keep](const Tensor& dout, InputGrads& g) {

@@ -53,11 +53,10 @@ void take_rows(const T* src, T* out, const int64_t* index, int64_t outer, int64_
                int64_t inner) {
   const size_t bytes = static_cast<size_t>(inner) * sizeof(T);
   const int64_t tasks = outer * count;
-#pragma omp parallel for schedule(static) if (tasks * inner >= kParallelGrain)
-  for (int64_t t = 0; t < tasks; ++t) {
+  parallel_for(tasks, tasks * inner, kMemoryBoundGrain, [&](int64_t t) {
     const int64_t o = t / count, j = t % count;
     std::memcpy(out + t * inner, src + (o * src_rows + index[j]) * inner, bytes);
-  }
+  });
 }
 
 // dst[o, index[j], :] += grad[o, j, :], skipping rows whose index is `skip`. Repeated indices would make two
@@ -197,7 +196,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     const Tensor src = x.detach().contiguous();
     Tensor result = empty(index.shape(), x.dtype());
     if (result.numel() == 0) return result;
-    const T* s = src.data_ptr<T>();
+    const T* s = src.data_ptr<const T>();
     T* o = result.data_ptr<T>();
     for_each_gathered(x.shape(), index.shape(), ax, idx.data_ptr<int64_t>(), true,
                       [s, o](int64_t flat, int64_t offset) { o[flat] = s[offset]; });
@@ -209,7 +208,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     const Tensor d = dout.contiguous();
     visit_floating(dout.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
       T* dx = g[0].data_ptr<T>();
-      const T* dy = d.data_ptr<T>();
+      const T* dy = d.data_ptr<const T>();
       for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<int64_t>(), false,
                         [dx, dy](int64_t flat, int64_t offset) { dx[offset] += dy[flat]; });
     });

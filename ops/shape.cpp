@@ -93,11 +93,17 @@ Tensor drop_axis(const Tensor& x, size_t axis) {
 }
 
 // The differentiable slice behind slice, narrow, split and chunk: its backward writes dout into the matching
-// slice of a zero tensor of the input's shape.
+// slice of a tensor of the input's shape that is zero elsewhere. For a step of 1 only the parts before and after
+// the slice are zero-filled (chunk's backward would otherwise write every element twice).
 Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step, Op op) {
   return record(strided_slice(x, axis, start, length, step), op, {x},
                 [shape = x.shape(), dtype = x.dtype(), axis, start, length, step](const Tensor& dout, InputGrads& g) {
-                  Tensor grad = zeros(shape, dtype);
+                  Tensor grad = step == 1 ? empty(shape, dtype) : zeros(shape, dtype);
+                  if (step == 1) {
+                    const int64_t end = start + length;
+                    if (start > 0) strided_slice(grad, axis, 0, start, 1).fill_(0.0);
+                    if (end < shape[axis]) strided_slice(grad, axis, end, shape[axis] - end, 1).fill_(0.0);
+                  }
                   strided_slice(grad, axis, start, length, step).copy_(dout);
                   g[0] = grad;
                 });

@@ -171,3 +171,18 @@ TEST_CASE("engine: anomaly mode is off by default, and NaN then flows through si
   set_detect_anomaly(false);
   CHECK_NOTHROW(sum(log(x)).backward());
 }
+
+TEST_CASE("engine: a gradient kept without a copy is never shared between two leaves or with the graph") {
+  // add's backward hands the same tensor to both inputs: one leaf may keep it, the other must get its own copy.
+  Tensor a = from_vector<float>({1, 2, 3}, {3}).requires_grad_();
+  Tensor b = from_vector<float>({4, 5, 6}, {3}).requires_grad_();
+  sum((a + b) * 3.0).backward();
+  CHECK(a.grad().storage() != b.grad().storage());
+  a.grad().fill_(0.0);
+  CHECK(b.grad().to_vector<float>() == std::vector<float>{3, 3, 3});
+  // Two contributions to one node: the sum goes into a tensor the engine owns, not into a consumer's gradient.
+  Tensor x = from_vector<float>({1, -2}, {2}).requires_grad_();
+  const Tensor h = x * 2.0;
+  sum(h * h + h).backward();  // d/dh = 2h + 1, dh/dx = 2
+  CHECK(x.grad().to_vector<float>() == std::vector<float>{10, -14});
+}
