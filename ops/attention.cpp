@@ -227,7 +227,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
     if (rate > 0.0) {
       dropout_mask = kernels::DropoutMask::draw(rate, options.generator ? *options.generator : current_generator());
       dropped = empty(scores_shape, dtype);
-      dropout_mask.apply(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel());
+      dropout_mask.apply(probs.data_ptr<const T>(), dropped.data_ptr<T>(), probs.numel());
     }
   });
   Tensor out = empty({batches, heads, queries, value_size}, dtype);  // (B, H, T, Dv)
@@ -244,7 +244,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                  if (rate > 0.0) {
                    dropped = empty(probs.shape(), dtype);
                    visit_floating(dtype, kOp, [&]<class T>(std::type_identity<T>) {
-                     dropout_mask.apply(probs.data_ptr<T>(), dropped.data_ptr<T>(), probs.numel());
+                     dropout_mask.apply(probs.data_ptr<const T>(), dropped.data_ptr<T>(), probs.numel());
                    });
                  }
                  const Tensor dO = gemm::with_dense_matrices(dout);  // (B, H, T, Dv)
@@ -256,7 +256,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                  Tensor dS = empty(probs.shape(), dtype);  // (B, H, T, S): dP' = dO · vᵀ, then dS in place
                  head_gemm(dtype, batches, heads, heads_of(dO), transposed(heads_of(vd)), heads_of(dS), 1.0);
                  visit_floating(dtype, kOp, [&]<class T>(std::type_identity<T>) {
-                   softmax_backward_rows(probs.data_ptr<T>(), dropped.data_ptr<T>(), dS.data_ptr<T>(),
+                   softmax_backward_rows(probs.data_ptr<const T>(), dropped.data_ptr<const T>(), dS.data_ptr<T>(),
                                          batches * heads * queries, keys);
                  });
                  if (g.needs(0)) {  // dQ = scale · dS · k

@@ -343,14 +343,14 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const Tensor input = x.detach().contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-    mask.apply(input.data_ptr<T>(), out.data_ptr<T>(), input.numel());
+    mask.apply(input.data_ptr<const T>(), out.data_ptr<T>(), input.numel());
   });
   // dx = dout · scale: the same mask, recomputed from its key.
   return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) {
     const Tensor dy = dout.contiguous();
     g[0] = empty(dy.shape(), dy.dtype());
     visit_floating(dy.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-      mask.apply(dy.data_ptr<T>(), g[0].data_ptr<T>(), dy.numel());
+      mask.apply(dy.data_ptr<const T>(), g[0].data_ptr<T>(), dy.numel());
     });
   });
 }

@@ -129,7 +129,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   Tensor out = visit_floating(x.dtype(), "index_select", [&]<class T>(std::type_identity<T>) {
     const Tensor src = x.detach().contiguous();
     Tensor result = empty(out_shape, x.dtype());
-    take_rows(src.data_ptr<T>(), result.data_ptr<T>(), idx.data_ptr<int64_t>(), split.outer, size, count,
+    take_rows(src.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), split.outer, size, count,
               split.inner);
     return result;
   });
@@ -138,7 +138,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
                   g[0] = zeros(shape, dout.dtype());
                   const Tensor d = dout.contiguous();
                   visit_floating(dout.dtype(), "index_select", [&]<class T>(std::type_identity<T>) {
-                    add_rows(g[0].data_ptr<T>(), d.data_ptr<T>(), idx.data_ptr<int64_t>(), split.outer, size,
+                    add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), split.outer, size,
                              count, split.inner, int64_t{-1});
                   });
                 });
@@ -232,7 +232,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
   Tensor out = visit_floating(weight.dtype(), "embedding", [&]<class T>(std::type_identity<T>) {
     const Tensor table = weight.detach().contiguous();
     Tensor result = empty(out_shape, weight.dtype());
-    take_rows(table.data_ptr<T>(), result.data_ptr<T>(), idx.data_ptr<int64_t>(), 1, rows, count, width);
+    take_rows(table.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width);
     return result;
   });
   return record(out, Op::embedding, {weight},
@@ -240,7 +240,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
                   g[0] = zeros({rows, width}, dout.dtype());
                   const Tensor d = dout.contiguous();
                   visit_floating(dout.dtype(), "embedding", [&]<class T>(std::type_identity<T>) {
-                    add_rows(g[0].data_ptr<T>(), d.data_ptr<T>(), idx.data_ptr<int64_t>(), 1, rows, count, width,
+                    add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width,
                              padding_idx);
                   });
                 });

@@ -3,6 +3,7 @@
 // the cache of weights' bf16 roundings and its invalidation by in-place writes; linear's input saved in bf16.
 // The per-op tolerances against f32 and the reference are in test_matmul.cpp, beside the other GEMM paths.
 #include "autograd/engine.h"
+#include "nn/flat_parameters.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
 #include "ops/gemm.h"
@@ -225,18 +226,46 @@ TEST_CASE("autocast: linear saves its input's bf16 rounding for dW, and its grad
   CHECK(relative_error(dx, x.grad()) <= 1e-2);
 }
 
+namespace {
+
+// The first matrix-shaped parameter (a linear layer's weight, which products read through the cache), by name.
+std::pair<std::string, Tensor> first_matrix_weight(const nn::Module& model) {
+  const auto parameters = model.named_parameters();
+  return *std::find_if(parameters.begin(), parameters.end(), [](const auto& entry) { return entry.second.dim() == 2; });
+}
+
+}  // namespace
+
 TEST_CASE("autocast: a Transformer's forward passes reuse its weights' roundings until a step changes them") {
   TinyTransformer run(0.0);
   run.model.eval();
   AutocastGuard autocast(DType::bf16);
   const NoGradGuard no_grad;
-  // The weight of the first linear layer, as a product reads it.
-  const auto parameters = run.model.named_parameters();
-  const auto [name, weight] = *std::find_if(parameters.begin(), parameters.end(),
-                                            [](const auto& entry) { return entry.second.dim() == 2; });
+  const auto [name, weight] = first_matrix_weight(run.model);
   CAPTURE(name);
   run.model.forward(run.src, run.tgt);
   const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
   run.model.forward(run.src, run.tgt);
   CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
+}
+
+TEST_CASE("autocast: with the parameters in one flat storage, layer norm's reads leave the roundings valid") {
+  // The trainer's parameters are views of one storage (nn::FlatParameters), so a read that counted as a write
+  // anywhere in the model (layer norm's weight, say) would renew every weight's rounding at every forward.
+  TinyTransformer run(0.0);
+  run.model.eval();
+  const nn::FlatParameters flat(run.model);
+  AutocastGuard autocast(DType::bf16);
+  const NoGradGuard no_grad;
+  const auto [name, weight] = first_matrix_weight(run.model);
+  CAPTURE(name);
+  REQUIRE(weight.storage() == flat.data().storage());
+  const Tensor first = run.model.forward(run.src, run.tgt);
+  const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
+  const Tensor second = run.model.forward(run.src, run.tgt);
+  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
+  CHECK(second.to_vector<float>() == first.to_vector<float>());
+  // An optimizer writes through the flat buffer: every rounding is made again.
+  flat.data().data_ptr<float>()[0] += 1.0f;
+  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() != rounded.storage());
 }
