@@ -2,7 +2,7 @@
 # examples/study.sh: does the Transformer beat the RNN as the data grows? Trains every --models model on nested
 # subsets of one task (the first N training pairs, for each N of --sizes: gradformer-train --max-train-sentences),
 # once per --seeds seed, each run for the same budget (--budget-steps N optimizer steps, or --budget-minutes M of
-# wall time, with --threads T threads per run), then collects each run's final test BLEU and chrF from its
+# time, with --threads T threads per run, --jobs J runs at once), then collects each run's final test BLEU and chrF from its
 # train.log and writes
 #   DIR/results.tsv   one row per run: model, pairs, seed, steps, minutes, threads, bleu, chrf
 #   DIR/results.md    the same as a Markdown table, then mean, min and max over the seeds per model and size
@@ -14,7 +14,9 @@
 #   examples/study.sh --task grammar-long --sizes "2000 8000 32000 128000" \
 #     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --budget-steps 4000 --threads 2 \
 #     --train-args "--max-tokens 2048 --warmup 300 --valid-every 400" --out runs/study-steps
-# and the same with --budget-minutes 20 --out runs/study-minutes for the equal-wall-time view. The test scores
+# and the same with --budget-minutes 20 --out runs/study-minutes for the equal-time view. With --budget-clock cpu
+# a run's minutes are its process's CPU time, so runs that shared the machine with other work (or with each
+# other: --jobs) still get equal budgets; with --threads 1 on otherwise idle cores that is the wall time. The test scores
 # are gradformer-train's (the best checkpoint, beam 4 unless --train-args sets --test-beam).
 #
 # A run whose DIR/runs/.../study.row exists finished earlier and is not trained again, so an interrupted study
@@ -35,7 +37,9 @@ Options:
   --seeds "S ..."       seeds of initialisation, dropout and batch order (default "1 2")
   --budget-steps N      every run stops after N optimizer steps
   --budget-minutes M    every run stops after M minutes (give exactly one of the two budgets)
+  --budget-clock C      what --budget-minutes counts: wall (default) or cpu, the run's CPU time
   --threads T           threads of each run, recorded in the table (default: the cores, nproc)
+  --jobs J              runs trained at once (default 1); J x T should not exceed the cores
   --out DIR             where the runs, tables and plot go (required)
   --programs DIR        the directory holding gradformer-train
   --train-args "ARGS"   more gradformer-train flags for every run, the same for all (e.g. "--valid-every 500")
@@ -54,15 +58,17 @@ models="rnn-attention attention-seq2seq transformer-tiny"
 seeds="1 2"
 budget_steps=""
 budget_minutes=""
+budget_clock=wall
 threads=$(nproc)
+jobs=1
 out=""
 programs="${GRADFORMER_PROGRAMS:-}"
 train_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -h | --help) usage; exit 0 ;;
-    --task | --sizes | --models | --seeds | --budget-steps | --budget-minutes | --threads | --out | --programs | \
-      --train-args)
+    --task | --sizes | --models | --seeds | --budget-steps | --budget-minutes | --budget-clock | --threads | --jobs | \
+      --out | --programs | --train-args)
       [ $# -ge 2 ] || fail "$1 needs a value"
       case "$1" in
         --task) task=$2 ;;
@@ -71,7 +77,9 @@ while [ $# -gt 0 ]; do
         --seeds) seeds=$2 ;;
         --budget-steps) budget_steps=$2 ;;
         --budget-minutes) budget_minutes=$2 ;;
+        --budget-clock) budget_clock=$2 ;;
         --threads) threads=$2 ;;
+        --jobs) jobs=$2 ;;
         --out) out=$2 ;;
         --programs) programs=$2 ;;
         --train-args) train_args=$2 ;;
@@ -90,6 +98,8 @@ positive_integer='^[1-9][0-9]*$'
 [ -z "$budget_minutes" ] || [[ "$budget_minutes" =~ ^[0-9]*\.?[0-9]+$ && ! "$budget_minutes" =~ ^[0.]+$ ]] ||
   fail "--budget-minutes '$budget_minutes' is not a positive number"
 [[ "$threads" =~ $positive_integer ]] || fail "--threads '$threads' is not a positive whole number"
+[[ "$jobs" =~ $positive_integer ]] || fail "--jobs '$jobs' is not a positive whole number"
+[[ "$budget_clock" == wall || "$budget_clock" == cpu ]] || fail "--budget-clock '$budget_clock' is neither wall nor cpu"
 read -ra size_list <<<"$sizes"
 read -ra model_list <<<"$models"
 read -ra seed_list <<<"$seeds"
@@ -111,7 +121,11 @@ train="$programs/gradformer-train"
 [ -x "$train" ] || fail "$train is not an executable (build it: ninja -C build, or give --programs DIR)"
 
 mkdir -p "$out/runs" || fail "cannot create $out/runs"
-if [ -n "$budget_steps" ]; then budget=(--max-steps "$budget_steps"); else budget=(--max-minutes "$budget_minutes"); fi
+if [ -n "$budget_steps" ]; then
+  budget=(--max-steps "$budget_steps")
+else
+  budget=(--max-minutes "$budget_minutes" --budget-clock "$budget_clock")
+fi
 
 # The last "test BLEU = x" and "test chrF2 = y" of a train.log, and the steps of its "stopped: ... after N steps".
 scores_of() {
@@ -128,8 +142,36 @@ replace_file() {
   mv -f "$temporary" "$1" || fail "cannot rename $temporary to $1"
 }
 
+# Trains one run and writes its study.row (exit status 2 on failure, with the reason on stderr).
+train_run() {
+  local model=$1 size=$2 seed=$3 run=$4 started finished scores minutes steps bleu chrf
+  mkdir -p "$run" || fail "cannot create $run"
+  started=$(date +%s.%N)
+  if ! "$train" --task "$task" --model "$model" --max-train-sentences "$size" --seed "$seed" "${budget[@]}" \
+    --threads "$threads" --out "$run" --overwrite "${extra_args[@]}" >"$run/output.txt" 2>&1; then
+    tail -n 5 "$run/output.txt" >&2
+    fail "gradformer-train failed on $model, $size pairs, seed $seed (its output: $run/output.txt)"
+  fi
+  finished=$(date +%s.%N)
+  scores=$(scores_of "$run/train.log") || fail "$run/train.log holds no final test BLEU, chrF and step count"
+  minutes=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.2f", (b - a) / 60 }')
+  IFS=$'\t' read -r steps bleu chrf <<<"$scores"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$model" "$size" "$seed" "$steps" "$minutes" "$threads" "$bleu" \
+    "$chrf" | replace_file "$run/study.row"
+  echo "study.sh: finished $model, $size pairs, seed $seed: test BLEU $bleu, chrF $chrf, $minutes minutes"
+}
+
+# Waits for one background run (any, with --jobs > 1) and stops the study if it failed; the others still
+# running are left to finish, so their work is not lost.
+failed_runs=0
+wait_for_a_run() {
+  if ! wait -n; then failed_runs=$((failed_runs + 1)); fi
+  running=$((running - 1))
+}
+
 total=$((${#model_list[@]} * ${#size_list[@]} * ${#seed_list[@]}))
 done_runs=0
+running=0
 for model in "${model_list[@]}"; do
   for size in "${size_list[@]}"; do
     for seed in "${seed_list[@]}"; do
@@ -139,23 +181,16 @@ for model in "${model_list[@]}"; do
         echo "study.sh: [$done_runs/$total] $model, $size pairs, seed $seed: finished earlier, kept"
         continue
       fi
+      while [ "$running" -ge "$jobs" ]; do wait_for_a_run; done
+      [ "$failed_runs" -eq 0 ] || break 3
       echo "study.sh: [$done_runs/$total] $model, $size pairs, seed $seed -> $run"
-      mkdir -p "$run" || fail "cannot create $run"
-      started=$(date +%s.%N)
-      if ! "$train" --task "$task" --model "$model" --max-train-sentences "$size" --seed "$seed" "${budget[@]}" \
-        --threads "$threads" --out "$run" --overwrite "${extra_args[@]}" >"$run/output.txt" 2>&1; then
-        tail -n 5 "$run/output.txt" >&2
-        fail "gradformer-train failed on $model, $size pairs, seed $seed (its output: $run/output.txt)"
-      fi
-      finished=$(date +%s.%N)
-      scores=$(scores_of "$run/train.log") || fail "$run/train.log holds no final test BLEU, chrF and step count"
-      minutes=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.2f", (b - a) / 60 }')
-      IFS=$'\t' read -r steps bleu chrf <<<"$scores"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$model" "$size" "$seed" "$steps" "$minutes" "$threads" "$bleu" \
-        "$chrf" | replace_file "$run/study.row"
+      train_run "$model" "$size" "$seed" "$run" &
+      running=$((running + 1))
     done
   done
 done
+while [ "$running" -gt 0 ]; do wait_for_a_run; done
+[ "$failed_runs" -eq 0 ] || fail "$failed_runs run(s) failed (above); the finished ones are kept, rerun to resume"
 
 # The rows of this command's runs, in its order of models, sizes and seeds.
 {
@@ -167,7 +202,13 @@ done
   done
 } | replace_file "$out/results.tsv"
 
-if [ -n "$budget_steps" ]; then budget_text="$budget_steps steps"; else budget_text="$budget_minutes minutes"; fi
+if [ -n "$budget_steps" ]; then
+  budget_text="$budget_steps steps"
+elif [ "$budget_clock" = cpu ]; then
+  budget_text="$budget_minutes CPU minutes"
+else
+  budget_text="$budget_minutes minutes"
+fi
 awk -F'\t' -v task="$task" -v budget="$budget_text" '
   NR == 1 { next }
   {

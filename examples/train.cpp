@@ -94,7 +94,8 @@ class TrainLog {
 };
 
 // How far the run is towards its limit (--max-steps or --max-minutes, whichever ends first) and the seconds left
-// at this run's pace; NaN for both without a limit. A resumed run's pace counts only its own steps.
+// at this run's pace (on the budget's clock for --max-minutes); NaN for both without a limit. A resumed run's
+// pace counts only its own steps.
 struct Remaining {
   double fraction = NAN, seconds = NAN;
 };
@@ -107,8 +108,8 @@ Remaining remaining(const models::StepStats& s, const models::TrainConfig& confi
                    static_cast<double>(config.max_steps - s.step);
   }
   const double limit = config.max_minutes * 60;
-  if (limit > 0 && !(left.seconds <= limit - s.elapsed_seconds))
-    left = {s.elapsed_seconds / limit, std::max(0.0, limit - s.elapsed_seconds)};
+  if (limit > 0 && !(left.seconds <= limit - s.budget_seconds))
+    left = {s.budget_seconds / limit, std::max(0.0, limit - s.budget_seconds)};
   return left;
 }
 
@@ -407,6 +408,15 @@ int main(int argc, char** argv) {
   app.add_option("--max-minutes", f.train.max_minutes, "Stop after N minutes (0: no limit)")
       ->check(cli::number_at_least(0))
       ->capture_default_str();
+  app.add_option_function<std::string>(
+         "--budget-clock",
+         [&f](const std::string& name) {
+           f.train.budget_clock = name == "cpu" ? models::BudgetClock::process_cpu : models::BudgetClock::wall;
+         },
+         "What --max-minutes counts: wall, or cpu (this process's CPU time over all its threads, so that equal "
+         "budgets stay equal on a busy machine)")
+      ->check(CLI::IsMember({"wall", "cpu"}))
+      ->default_str("wall");
   app.add_option("--max-tokens", f.train.max_tokens, "Token budget of a batch")
       ->check(cli::integer_at_least(1))
       ->capture_default_str();

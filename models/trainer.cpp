@@ -231,6 +231,7 @@ StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
   const AutocastGuard autocast(config_.precision);
   model_.train();
   started_ = window_start_ = Clock::now();
+  cpu_started_ = std::clock();
   tokens_in_window_ = 0;
   for (;; ++epoch_, batch_in_epoch_ = 0) {
     const std::vector<data::Batch> batches = epoch_batches();
@@ -279,8 +280,7 @@ Trainer::StepWork Trainer::take_step(const std::vector<data::Batch>& batches) co
 std::optional<StopReason> Trainer::vote_stop(int64_t local_tokens, const std::atomic<bool>* interrupt,
                                              int64_t& global_tokens) {
   // Every rank stops when any rank's clock or signal says so: one allreduce carries the votes and the token count.
-  const double minutes = std::chrono::duration<double>(Clock::now() - started_).count() / 60.0;
-  const bool out_of_time = config_.max_minutes > 0 && minutes >= config_.max_minutes;
+  const bool out_of_time = config_.max_minutes > 0 && budget_seconds_used() >= config_.max_minutes * 60;
   const bool interrupted = interrupt != nullptr && interrupt->load();
   std::array<int64_t, 3> totals{local_tokens, out_of_time ? 1 : 0, interrupted ? 1 : 0};
   distributed_.allreduce_sum(totals);
@@ -289,6 +289,12 @@ std::optional<StopReason> Trainer::vote_stop(int64_t local_tokens, const std::at
   if (config_.max_steps > 0 && step_ >= config_.max_steps) return StopReason::max_steps;
   if (totals[1] > 0) return StopReason::max_minutes;
   return std::nullopt;
+}
+
+double Trainer::budget_seconds_used() const {
+  if (config_.budget_clock == BudgetClock::process_cpu)
+    return static_cast<double>(std::clock() - cpu_started_) / CLOCKS_PER_SEC;
+  return std::chrono::duration<double>(Clock::now() - started_).count();
 }
 
 std::string Trainer::checkpoint_note() const {
@@ -344,6 +350,7 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   stats.nll = loss_total[1] / static_cast<double>(std::max<int64_t>(global_tokens, 1));
   stats.tokens_per_second = window > 0 ? static_cast<double>(tokens_in_window_) / window : 0.0;
   stats.elapsed_seconds = std::chrono::duration<double>(now - started_).count();
+  stats.budget_seconds = budget_seconds_used();
   if (window > 5) {
     tokens_in_window_ = 0;
     window_start_ = now;

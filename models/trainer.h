@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -35,6 +36,8 @@
 
 namespace gradformer::models {
 
+enum class BudgetClock { wall, process_cpu };
+
 struct TrainConfig {
   std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg
   // Step checkpoints kept (step-000400.safetensors, written beside `last` at each validation, for averaging with
@@ -42,6 +45,9 @@ struct TrainConfig {
   int64_t keep_last = 0;
   int64_t max_steps = 0;           // 0: no limit
   double max_minutes = 0;          // 0: no limit
+  // What --max-minutes counts. Process CPU time (summed over the process's threads) lets equal-time budgets stay
+  // equal on a shared machine, where a run's wall time depends on what else runs beside it.
+  BudgetClock budget_clock = BudgetClock::wall;
   size_t max_tokens = 4096;        // token budget of a batch (padded, larger side)
   // The learning rate of each step; null: nn::NoamSchedule(the model's width, warmup_steps, lr_factor), where the
   // width is the configuration's d_model (hidden_size for rnn-attention).
@@ -73,7 +79,8 @@ struct StepStats {
   double learning_rate = 0;
   double grad_norm = 0;
   double tokens_per_second = 0;
-  double elapsed_seconds = 0;
+  double elapsed_seconds = 0;  // wall time since run() began
+  double budget_seconds = 0;   // since run() began, on the clock of TrainConfig::budget_clock
 };
 
 struct ValidStats {
@@ -131,6 +138,7 @@ class Trainer {
   StepWork take_step(const std::vector<data::Batch>& batches) const;
   std::optional<StopReason> vote_stop(int64_t local_tokens, const std::atomic<bool>* interrupt, int64_t& global_tokens);
   StepStats train_step(const StepWork& work, int64_t global_tokens);
+  double budget_seconds_used() const;
   bool validation_due() const { return config_.valid_every > 0 && step_ % config_.valid_every == 0; }
   ValidStats validate();
   void checkpoint(const ValidStats& valid);
@@ -161,6 +169,7 @@ class Trainer {
   // ever removed, and a resume in the same directory carries them on.
   std::vector<std::string> step_checkpoints_;
   Clock::time_point started_, window_start_;  // of run(), and of the tokens-per-second window
+  std::clock_t cpu_started_ = 0;               // the process's CPU time when run() began
   int64_t tokens_in_window_ = 0;
 };
 

@@ -21,7 +21,7 @@ std::string study_script() { return std::filesystem::relative(GRADFORMER_STUDY_S
 
 std::vector<std::string> tiny_study(const std::string& out) {
   return {"--task", "copy", "--sizes", "50 200", "--models", "rnn-attention transformer-tiny", "--seeds", "1",
-          "--budget-steps", "2", "--out", out, "--programs", kPrograms, "--train-args",
+          "--budget-steps", "2", "--jobs", "2", "--out", out, "--programs", kPrograms, "--train-args",
           "--max-tokens 256 --valid-every 0"};
 }
 
@@ -104,6 +104,24 @@ TEST_CASE("study.sh: trains every model on every size, writes the tables and a w
   REQUIRE_MESSAGE(again.exit_code == 0, again.err);
   CHECK(count_lines_containing(again.out, "finished earlier, kept") == 4);
   CHECK(read_file(out + "/results.tsv") == table);
+}
+
+TEST_CASE("study.sh: --budget-minutes on the CPU clock stops every run on its time limit") {
+  if (!kProgramsBuilt) return;
+  const TempDir dir("gradformer-test-study-cpu");
+  const std::string out = dir.str("study");
+  const Outcome outcome =
+      run(study_script(), {"--task", "copy", "--sizes", "50", "--models", "transformer-tiny", "--seeds", "1",
+                           "--budget-minutes", "0.005", "--budget-clock", "cpu", "--out", out, "--programs",
+                           kPrograms, "--train-args", "--max-tokens 256 --valid-every 0"});
+  REQUIRE_MESSAGE(outcome.exit_code == 0, outcome.err);
+  CHECK(read_file(out + "/runs/transformer-tiny-p50-s1/train.log").find("time limit") != std::string::npos);
+  CHECK(read_file(out + "/results.md").find("budget 0.005 CPU minutes per run") != std::string::npos);
+
+  const Outcome bad = run(study_script(), {"--out", dir.str("bad"), "--programs", kPrograms, "--budget-minutes", "1",
+                                           "--budget-clock", "sundial"});
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("--budget-clock 'sundial' is neither wall nor cpu") != std::string::npos);
 }
 
 TEST_CASE("study.sh: a command without a budget, or with both, stops before training and says why") {

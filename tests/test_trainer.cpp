@@ -701,3 +701,33 @@ TEST_CASE("trainer: gradformer-train stopped by SIGINT or SIGTERM writes last an
   check_same_weights(*a.model, *b.model);
 }
 #endif  // GRADFORMER_PROGRAMS
+
+TEST_CASE("trainer: max_minutes on the process CPU clock ignores time the process spends idle") {
+  const TempDir dir;
+  const nlohmann::json config = tiny_config(0.0);
+  // Each step sleeps 20 ms after training: wall time runs on, the process's CPU time does not.
+  std::vector<models::StepStats> steps;
+  const auto sleeping_step = [&steps](const models::StepStats& s) {
+    steps.push_back(s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  };
+  const auto run_for_a_tenth_of_a_second = [&](models::BudgetClock clock, const std::string& out) {
+    steps.clear();
+    models::TrainConfig train_config = tiny_train_config(dir.str(out), 0, 0);
+    train_config.max_minutes = 0.1 / 60;
+    train_config.budget_clock = clock;
+    const auto model = fresh_model(config);
+    CHECK(make_trainer(*model, config, train_config)->run(sleeping_step, ignore_valid) ==
+          models::StopReason::max_minutes);
+    REQUIRE(!steps.empty());
+    return steps.back();
+  };
+
+  const models::StepStats wall = run_for_a_tenth_of_a_second(models::BudgetClock::wall, "wall");
+  CHECK(wall.budget_seconds == doctest::Approx(wall.elapsed_seconds).epsilon(0.01));
+  CHECK(wall.step <= 6);  // five sleeps alone take the tenth of a second
+
+  const models::StepStats cpu = run_for_a_tenth_of_a_second(models::BudgetClock::process_cpu, "cpu");
+  CHECK(cpu.step > wall.step);
+  CHECK(cpu.elapsed_seconds > 0.1);  // the wall clock went past the budget that the CPU clock had not used
+}
