@@ -220,11 +220,12 @@ BlasOperand<T> blas_operand(const Matrix& m, int64_t batch) {
 // busy, tens of microseconds on sgemm.
 constexpr int64_t kSmallProduct = 64 * 64 * 64;
 
-// Under autocast, a product goes to bf16 only when its output has at least this many rows and columns. Rounding
-// costs a pass over both operands (about (m·k + k·n) · 0.5 ns here) and saves half the multiply time (m·n·k ·
-// 2.5 ps at the 200 vs 400 GFLOP/s measured by gradformer-bench --peak), which pays when m·n / (m + n) exceeds
-// about 100: a decoding step's products (m = the batch, 64 in the bench) would round the whole weight matrix for
-// a few rows and run slower in bf16 than in f32.
+// Under autocast, rounding an f32 operand pays only when the output's other side is at least this long. Rounding
+// a costs about m·k · 0.5 ns here, b about k·n · 0.5 ns, and bf16 saves half the multiply time (m·n·k · 2.5 ps
+// at the 200 vs 400 GFLOP/s measured by gradformer-bench --peak): rounding a pays for n above about 200 / 2, b for
+// m above the same, both for m·n / (m + n) above about 100. A decoding step's product (m = the batch, 64 in the
+// bench) would round a whole weight matrix for a few rows, so it goes to bf16 only when the weight's rounding is
+// cached (b.bf16: made once, read at every step).
 constexpr int64_t kBf16MinimumSide = 128;
 
 // sgemm and dgemm behind one name, so multiply_blas is written once for both.
@@ -313,7 +314,7 @@ Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matr
   if (dtype == DType::f64) return Backend::blas;
   if (a.rows * b.cols * a.cols <= kSmallProduct && (c.col_stride == 1 || c.cols == 1)) return Backend::blas;
   if (a.cols == 0) return Backend::reference;  // the product is zero (+ bias): nothing for a fast kernel to do
-  const bool bf16_pays = a.rows >= kBf16MinimumSide && b.cols >= kBf16MinimumSide;
+  const bool bf16_pays = (a.bf16 || b.cols >= kBf16MinimumSide) && (b.bf16 || a.rows >= kBf16MinimumSide);
   return autocast_dtype() == DType::bf16 && bf16_pays ? Backend::onednn_bf16 : Backend::onednn;
 }
 

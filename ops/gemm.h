@@ -38,8 +38,10 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
 // multiply-adds per matrix whose output has unit column stride on sgemm (under autocast too: at that size the
 // rounding and the primitive call cost more than bf16 saves); f32 with an empty inner dimension (which oneDNN
 // rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive, the bf16 one while
-// this thread is under AutocastGuard(DType::bf16) and the output has at least 128 rows and 128 columns (below
-// that, rounding the operands costs more than bf16 saves: a decoding step's products stay f32).
+// this thread is under AutocastGuard(DType::bf16) and rounding pays: an operand still in f32 is rounded only
+// when the output's other side is at least 128 long (a, when c has 128 columns; b, when c has 128 rows). So a
+// product of two f32 operands needs 128 rows and columns, while a decoding step's product with a weight whose
+// rounding is cached (b.bf16) runs in bf16 at a few rows.
 Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
 
 // The backend multiply() will run these operands on: the one ForceBackend set on this thread, else

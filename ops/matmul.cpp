@@ -168,8 +168,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     std::swap(m.row_stride, m.col_stride);
     return m;
   };
-  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), transposed(gemm::operand_of(w)),
-                                             gemm::matrix_of(out)) == gemm::Backend::onednn_bf16;
+  // A leaf weight (a parameter) has its rounding cached, made once per optimizer step, so the plan counts it as
+  // bf16 already: only x's rounding is this product's cost.
+  gemm::Matrix w_planned = transposed(gemm::operand_of(w));
+  w_planned.bf16 = weight.is_leaf() && autocast_dtype() == DType::bf16;
+  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), w_planned, gemm::matrix_of(out)) ==
+                       gemm::Backend::onednn_bf16;
   // Under autocast the product reads bf16 operands: a parameter's cached rounding (made once per optimizer
   // step, not once per product) and x's rounding, which backward's dW = dyᵀ · x reads too. So x is saved in
   // bf16: half the bytes, and the same operand the forward used, as PyTorch's autocast saves its casts.

@@ -269,3 +269,21 @@ TEST_CASE("autocast: with the parameters in one flat storage, layer norm's reads
   flat.data().data_ptr<float>()[0] += 1.0f;
   CHECK(gemm::cached_bf16_weight(weight.detach()).storage() != rounded.storage());
 }
+
+TEST_CASE("autocast: a decoding step's linear with a parameter runs in bf16 on the weight's cached rounding") {
+  Generator gen(9);
+  const Tensor x = randn({8, 256}, gen);
+  Tensor w = randn({512, 256}, gen), a = randn({512, 256}, gen);
+  w.requires_grad_();
+  a.requires_grad_();
+  const Tensor activation = a * 1.0;  // not a leaf: its rounding would be made for one product, so it is not cached
+  const Tensor expected = linear(x, w.detach());
+  const NoGradGuard decoding;
+  const AutocastGuard autocast(DType::bf16);
+  const int64_t before = bf16_products();
+  const Tensor out = linear(x, w);
+  CHECK(bf16_products() == before + 1);  // 8 rows: bf16 only because the weight's rounding is cached
+  CHECK(relative_error(out, expected) < 1.0 / 64);
+  (void)linear(x, activation);
+  CHECK(bf16_products() == before + 1);  // rounding a whole matrix for 8 rows does not pay: f32
+}

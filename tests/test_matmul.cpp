@@ -269,6 +269,18 @@ TEST_CASE("gemm: the backend choice follows the size, dtype and output layout ru
   CHECK(gemm::choose_backend(DType::f32, matrix(512, 512), matrix(512, 127), matrix(512, 127)) == Backend::onednn);
   CHECK(gemm::choose_backend(DType::f32, matrix(64, 64), matrix(64, 64), matrix(64, 64)) == Backend::blas);
   CHECK(gemm::choose_backend(DType::f64, matrix(200, 200), matrix(200, 200), matrix(200, 200)) == Backend::blas);
+  // An operand already in bf16 (a weight's cached rounding) costs nothing to round: only the other side's length
+  // counts, so a decoding step's product with a cached weight runs in bf16, one with few columns does not.
+  auto rounded = [&](int64_t rows, int64_t cols) {
+    gemm::Matrix m = matrix(rows, cols);
+    m.bf16 = true;
+    return m;
+  };
+  CHECK(gemm::choose_backend(DType::f32, matrix(64, 512), rounded(512, 512), matrix(64, 512)) == Backend::onednn_bf16);
+  CHECK(gemm::choose_backend(DType::f32, matrix(8, 512), rounded(512, 2048), matrix(8, 2048)) == Backend::onednn_bf16);
+  CHECK(gemm::choose_backend(DType::f32, matrix(512, 512), rounded(512, 127), matrix(512, 127)) == Backend::onednn);
+  CHECK(gemm::choose_backend(DType::f32, rounded(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
+  CHECK(gemm::choose_backend(DType::f32, rounded(64, 512), rounded(512, 100), matrix(64, 100)) == Backend::onednn_bf16);
 }
 
 TEST_CASE("gemm: an empty inner dimension gives bias alone on the path that takes it") {
