@@ -110,6 +110,8 @@ TEST_CASE("programs: gradformer-train names the valid models, tasks and flag val
        "gradformer-train: error: --bucket-mb: expected a number in (0, 4096], got '0' (see --help)"},
       {{"--no-such-flag"}, 2,
        "gradformer-train: error: The following argument was not expected: --no-such-flag (see --help)"},
+      {{"--budget-clock", "sundial"}, 2,
+       "gradformer-train: error: --budget-clock: sundial not in {wall,cpu} (see --help)"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.args[0]);
@@ -117,6 +119,14 @@ TEST_CASE("programs: gradformer-train names the valid models, tasks and flag val
     CHECK(o.exit_code == c.exit_code);
     CHECK(o.err == c.err + "\n");
   }
+  CHECK_FALSE(std::filesystem::exists(dir.str("run/last.safetensors")));
+
+  // The allocator's switch is read at the first allocation: a value other than 0 or 1 stops the program there.
+  setenv("GRADFORMER_CACHING_ALLOCATOR", "2", 1);
+  const Outcome bad_switch = run("gradformer-train", base + task);
+  unsetenv("GRADFORMER_CACHING_ALLOCATOR");
+  CHECK(bad_switch.exit_code == 1);
+  CHECK(bad_switch.err == "gradformer-train: error: GRADFORMER_CACHING_ALLOCATOR: expected 0 (caching off) or 1 (on), got '2'\n");
   CHECK_FALSE(std::filesystem::exists(dir.str("run/last.safetensors")));
 }
 
