@@ -10,14 +10,14 @@
 #                     error bars from the seeds' min to max
 #   DIR/runs/MODEL-pPAIRS-sSEED/   each run's gradformer-train --out (train.log, best.safetensors, loss.svg)
 #
-# The full study of the README ("Does the Transformer beat the RNN?"):
+# The full study of the README ("Does the Transformer beat the RNN?"), as it ran there on two cores:
 #   examples/study.sh --task grammar-long --sizes "2000 8000 32000 128000" \
-#     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --budget-steps 4000 --threads 2 \
-#     --train-args "--max-tokens 2048 --warmup 300 --valid-every 400" --out runs/study-steps
-# and the same with --budget-minutes 20 --out runs/study-minutes for the equal-time view. With --budget-clock cpu
-# a run's minutes are its process's CPU time, so runs that shared the machine with other work (or with each
-# other: --jobs) still get equal budgets; with --threads 1 on otherwise idle cores that is the wall time. The test scores
-# are gradformer-train's (the best checkpoint, beam 4 unless --train-args sets --test-beam).
+#     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --threads 1 --jobs 2 \
+#     --train-args "--max-tokens 2048 --warmup 300 --valid-every 400" --budget-steps 2000 --out runs/study-steps
+# and the same with --budget-minutes 2 --budget-clock cpu --out runs/study-minutes for the equal-time view. With
+# --budget-clock cpu a run's minutes are its process's CPU time, so runs that shared the machine with other work
+# (or with each other: --jobs) still get equal budgets; with --threads 1 on otherwise idle cores that is the wall
+# time. The test scores are gradformer-train's (the best checkpoint, beam 4 unless --train-args sets --test-beam).
 #
 # A run whose DIR/runs/.../study.row exists finished earlier and is not trained again, so an interrupted study
 # resumes where it stopped by running the same command; a run that did not finish is started afresh
