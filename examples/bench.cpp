@@ -7,7 +7,7 @@
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
 // --precision bf16 runs both under AutocastGuard, as the reference's --bf16 runs under torch.autocast.
 // --peak prints instead what our GEMM path (gemm::multiply) reaches in f32 and in bf16 on the products of a
-// training step, the ceiling a step's gflops is read against.
+// training step and of a decoding step, the ceilings a step's gflops and a decoding's speed are read against.
 #include "examples/cli.h"
 // Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
 // (nn/distributed.h: buckets of --bucket-mb, started during backward unless --no-overlap), so tgt_tok_per_s is
@@ -29,6 +29,9 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <string>
+#include <tuple>
+#include <vector>
 
 using namespace gradformer;
 
@@ -67,12 +70,15 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // GFLOP/s of gemm::multiply on [m, k] x [k, n] (b given transposed, as linear's weight is) in `precision`: as
-// many products as fill about half a second after two warm-up ones, in one timed run.
-double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, Generator& gen) {
+// many products as fill about half a second after two warm-up ones, in one timed run. With `cached_weight`, the
+// bf16 product reads the weight already rounded, as linear does with a parameter (gemm::cached_bf16_weight).
+double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, bool cached_weight, Generator& gen) {
   const AutocastGuard autocast(precision);
-  const Tensor a = randn({m, k}, gen), weight = randn({n, k}, gen), c = empty({m, n});
+  const Tensor a = randn({m, k}, gen), c = empty({m, n});
+  Tensor weight = randn({n, k}, gen);
+  if (cached_weight && precision == DType::bf16) weight = gemm::rounded_to_bf16(weight);
   const gemm::Matrix ma = gemm::matrix_of(a), mc = gemm::matrix_of(c);
-  const gemm::Matrix mb{weight.raw_data(), k, n, weight.strides()[1], weight.strides()[0], 0};
+  gemm::Matrix mb = gemm::matrix_of(transpose(weight, 0, 1));
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 2; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
   const int reps = std::max(3, static_cast<int>(0.25 / std::max(seconds_since(start), 1e-6)));
@@ -82,16 +88,23 @@ double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, Generator& ge
 }
 
 // The forward products of a training step of `c` (backward's have the same sizes, transposed): the feed-forward
-// pair, a projection, the output projection.
+// pair, a projection, the output projection. Then a greedy decoding step's, one row per sequence: the fused
+// query/key/value projection, the feed-forward pair, the output projection, on weights whose rounding is cached.
 void print_peak(const std::string& name, const Config& c) {
   const int64_t tokens = c.batch * c.tgt_len;
-  const std::vector<std::array<int64_t, 3>> shapes{
+  const std::vector<std::array<int64_t, 3>> training{
       {tokens, c.ff, c.d}, {tokens, c.d, c.ff}, {tokens, c.d, c.d}, {tokens, c.vocab, c.d}};
+  const std::vector<std::array<int64_t, 3>> decoding{
+      {c.batch, 3 * c.d, c.d}, {c.batch, c.ff, c.d}, {c.batch, c.d, c.ff}, {c.batch, c.vocab, c.d}};
   Generator gen(0);
-  for (const auto& [m, n, k] : shapes) {
-    const double f32 = gemm_rate(m, n, k, DType::f32, gen), bf16 = gemm_rate(m, n, k, DType::bf16, gen);
-    fmt::print("peak {} m={} n={} k={} f32_gflops={:.1f} bf16_gflops={:.1f} ratio={:.2f}\n", name, m, n, k, f32, bf16,
-               bf16 / f32);
+  for (const auto& [label, shapes, cached_weight] :
+       {std::tuple{"peak", training, false}, std::tuple{"peak-decode", decoding, true}}) {
+    for (const auto& [m, n, k] : shapes) {
+      const double f32 = gemm_rate(m, n, k, DType::f32, cached_weight, gen);
+      const double bf16 = gemm_rate(m, n, k, DType::bf16, cached_weight, gen);
+      fmt::print("{} {} m={} n={} k={} f32_gflops={:.1f} bf16_gflops={:.1f} ratio={:.2f}\n", label, name, m, n, k,
+                 f32, bf16, bf16 / f32);
+    }
   }
 }
 

@@ -3,10 +3,34 @@
 #include "nn/init.h"
 #include "ops/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 namespace gradformer::nn {
+namespace {
+
+// A self-attention cache's run of steps `cached` (B, H, S, Dh, or undefined) followed by `fresh` (B, H, T, Dh).
+// With gradients, concat records the graph. Without, the fresh steps are written in place after the cached ones in
+// `buffer`, which `cached` is then a view of; a new buffer (twice the steps, so growing costs O(1) per step) is
+// started when there is none, it is full, or `cached` is no longer its view.
+Tensor appended(const Tensor& cached, const Tensor& fresh, Tensor& buffer) {
+  if (fresh.requires_grad() || (cached.defined() && cached.requires_grad()))
+    return cached.defined() ? concat({cached, fresh}, 2) : fresh;
+  const int64_t past = cached.defined() ? cached.size(2) : 0, steps = past + fresh.size(2);
+  const bool fits = buffer.defined() && cached.defined() && cached.raw_data() == buffer.raw_data() &&
+                    buffer.dtype() == fresh.dtype() && buffer.size(2) >= steps;
+  if (!fits) {
+    Shape shape = fresh.shape();
+    shape[2] = std::max<int64_t>(2 * steps, 16);
+    buffer = empty(shape, fresh.dtype());
+    if (past > 0) narrow(buffer, 2, 0, past).copy_(cached);
+  }
+  narrow(buffer, 2, past, fresh.size(2)).copy_(fresh);
+  return narrow(buffer, 2, 0, steps);
+}
+
+}  // namespace
 
 Attention::Attention(const AttentionLayerOptions& options, Generator& gen)
     : query_dim_(options.query_dim),
@@ -144,10 +168,11 @@ AttentionResult MultiheadAttention::forward(const Tensor& query, const Tensor& k
         fail<ShapeError>(kLayer, "cache keys {} and new keys {}: batch, head or head sizes differ",
                          shape_str(cache->key.shape()), shape_str(kh.shape()));
       past = cache->key.size(2);
-      kh = concat({cache->key, kh}, 2);
-      vh = concat({cache->value, vh}, 2);
     }
-    if (cache) cache->key = kh, cache->value = vh;
+    if (cache) {
+      cache->key = kh = appended(cache->key, kh, cache->key_buffer);
+      cache->value = vh = appended(cache->value, vh, cache->value_buffer);
+    }
   }
 
   AttentionOptions attention;

@@ -76,6 +76,10 @@ class SelfAttention : public Module {
 struct KVCache {
   Tensor key{}, value{};  // (B, H, S, Dh)
   bool static_kv = false;
+  // Without gradients (decoding), self-attention writes new steps in place into these buffers, (B, H, capacity,
+  // Dh) with room to grow, and key and value are views of their first S steps: a step then copies its own keys
+  // instead of the whole cache. Replacing key or value (say, reordering beams) simply starts a new buffer.
+  Tensor key_buffer{}, value_buffer{};
 };
 
 // The arguments of one MultiheadAttention::forward call, as nn.MultiheadAttention.forward's keywords.

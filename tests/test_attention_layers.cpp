@@ -334,6 +334,58 @@ TEST_CASE("MultiheadAttention: decoding step by step through a KVCache equals fu
   CHECK(max_abs_difference(concat(steps, 1), full_padded) < 1e-12);
 }
 
+TEST_CASE("MultiheadAttention: a KVCache grows in place without gradients and by concat with them") {
+  Generator gen(9);
+  auto m = make_mha(4, 2, gen);
+  m->eval();
+  const Tensor x = randn({2, 40, 4}, gen, DType::f64);
+  nn::MultiheadAttentionForwardOptions causal;
+  causal.causal = true;
+  Tensor full;
+  {
+    NoGradGuard no_grad;
+    full = m->forward(x, x, x, causal).output;
+  }
+
+  // With gradients the cache is a concat in the graph, and no buffer is kept.
+  const Tensor y = randn({1, 3, 4}, gen, DType::f64).requires_grad_();
+  nn::KVCache graph_cache;
+  for (int64_t t = 0; t < 3; ++t) {
+    const Tensor step = narrow(y, 1, t, 1);
+    m->forward(step, step, step, {.causal = true, .cache = &graph_cache});
+  }
+  CHECK(!graph_cache.key_buffer.defined());
+  sum(graph_cache.key).backward();
+  CHECK(y.grad().defined());
+
+  // Decoding: every step writes its keys into the buffer, which the cache's key and value view; the buffer is
+  // replaced only when full (16 steps at first, then twice the steps so far) or when a caller replaced the key.
+  NoGradGuard no_grad;
+  nn::KVCache cache;
+  std::vector<Tensor> steps;
+  std::vector<int64_t> capacities;
+  for (int64_t t = 0; t < 40; ++t) {
+    const Tensor step = narrow(x, 1, t, 1);
+    steps.push_back(m->forward(step, step, step, {.causal = true, .cache = &cache}).output);
+    CHECK(cache.key.shape() == Shape{2, 2, t + 1, 2});
+    CHECK(cache.key.raw_data() == cache.key_buffer.raw_data());
+    CHECK(cache.value.raw_data() == cache.value_buffer.raw_data());
+    if (capacities.empty() || capacities.back() != cache.key_buffer.size(2)) capacities.push_back(cache.key_buffer.size(2));
+  }
+  CHECK(capacities == std::vector<int64_t>{16, 34, 70});
+  CHECK(max_abs_difference(concat(steps, 1), full) < 1e-12);
+
+  // Beam search reorders the cache's rows with a copy; the next step starts a new buffer from it.
+  const Tensor reordered = index_select(cache.key, 0, from_vector<int64_t>({1, 0}, {2}));
+  cache.key = reordered;
+  cache.value = index_select(cache.value, 0, from_vector<int64_t>({1, 0}, {2}));
+  const Tensor next = narrow(x, 1, 0, 1);
+  m->forward(next, next, next, {.causal = true, .cache = &cache});
+  CHECK(cache.key.raw_data() == cache.key_buffer.raw_data());
+  CHECK(max_abs_difference(narrow(cache.key, 2, 0, 40), reordered) == 0.0);
+
+}
+
 TEST_CASE("Attention layers: errors name the layer and the shapes") {
   Generator gen(8);
   nn::MultiheadAttention m(16, 4, gen);
