@@ -2,6 +2,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/strided.h"
 #include "ops/onednn.h"
 
 #include <cblas.h>
@@ -21,13 +22,16 @@ namespace {
 
 thread_local std::optional<Backend> forced_backend;
 
-// A weight's bf16 rounding (cached_bf16_weight), valid while its storage lives and keeps `version`. The entry
-// does not own the rounding: it lives as long as a product's saved operand (the graph) or a caller holds it, so
-// the cache costs no memory between training steps.
+// A weight's bf16 rounding (cached_bf16_weight), valid while its storage lives and keeps `version`. Made with
+// gradients (training), the entry does not own the rounding: it lives as long as a product's saved operand (the
+// graph) or a caller holds it, so the cache costs no memory between training steps, whose optimizer renews every
+// weight anyway. Made without (inference), the entry keeps it: nothing else would, and a decoding step would
+// round every weight again.
 struct CachedRounding {
   std::weak_ptr<Storage> storage;
   uint64_t version = 0;
   std::weak_ptr<TensorImpl> rounded;
+  Tensor kept{};
 };
 // By storage address, offset, shape and strides: the view a product reads.
 thread_local std::map<std::vector<int64_t>, CachedRounding> weight_roundings;
@@ -246,7 +250,12 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
   // gemm writes row-major output with contiguous rows; multiply() sends only such outputs here.
   const int64_t ldc = std::max<int64_t>({c.rows > 1 ? c.row_stride : c.cols, c.cols, 1});
   const T* bias_values = reinterpret_cast<const T*>(bias);
-  for (int64_t i = 0; i < batch; ++i) {
+  // A batch of small matrices (attention's per-head products: a decoding step's are 1 x 64 x S, 256 of them)
+  // is split across the team: OpenBLAS runs each on the calling thread, so the batch loop alone would leave the
+  // other cores waiting. Larger ones stay in order, since OpenBLAS threads each of them itself.
+  const int64_t multiply_adds = a.rows * b.cols * a.cols;
+  const bool split = c.batch_stride != 0 && multiply_adds <= kSmallProduct;
+  parallel_for(batch, split ? batch * multiply_adds : 0, kMemoryBoundGrain, [&](int64_t i) {
     T* ci = out + i * c.batch_stride;
     double beta = 0.0;
     if (bias_values) {  // c = bias first, then gemm adds the product onto it (beta = 1)
@@ -257,12 +266,12 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
     if (a.cols == 0) {  // an empty inner dimension: the product is zero, gemm would reject lda
       if (beta == 0.0)
         for (int64_t r = 0; r < c.rows; ++r) std::memset(ci + r * ldc, 0, sizeof(T) * static_cast<size_t>(c.cols));
-      continue;
+      return;
     }
     blas_gemm(pa.transpose, pb.transpose, static_cast<blasint>(a.rows), static_cast<blasint>(b.cols),
               static_cast<blasint>(a.cols), alpha, pa.data + i * pa.batch_stride, static_cast<blasint>(pa.leading),
               pb.data + i * pb.batch_stride, static_cast<blasint>(pb.leading), beta, ci, static_cast<blasint>(ldc));
-  }
+  });
 }
 
 template <class T>
@@ -403,10 +412,11 @@ Tensor cached_bf16_weight(const Tensor& weight) {
   if (it != weight_roundings.end() && it->second.storage.lock() == storage && it->second.version == version)
     if (std::shared_ptr<TensorImpl> rounded = it->second.rounded.lock()) return Tensor(std::move(rounded));
   std::erase_if(weight_roundings, [](const auto& entry) {
-    return entry.second.storage.expired() || entry.second.rounded.expired();
+    const std::shared_ptr<Storage> live = entry.second.storage.lock();
+    return !live || live->version() != entry.second.version || entry.second.rounded.expired();
   });
   Tensor rounded = rounded_to_bf16(weight);
-  weight_roundings[key] = CachedRounding{storage, version, rounded.impl_ptr()};
+  weight_roundings[key] = CachedRounding{storage, version, rounded.impl_ptr(), grad_mode_enabled() ? Tensor{} : rounded};
   return rounded;
 }
 

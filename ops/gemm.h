@@ -90,8 +90,11 @@ Tensor rounded_to_bf16(const Tensor& t);
 // PyTorch's autocast caches the casts of its leaf tensors: a second call returns the same tensor until the
 // weight's storage version changes (Storage::version: any writable access to the bytes, which covers the
 // optimizer's step, a checkpoint load, copy_ and fill_), and then rounds the new values. One cache per thread,
-// keyed by the storage and the view. The cache does not keep a rounding alive: it is reused while something
-// holds it (the graph, whose products saved it for backward, or the caller), then made afresh.
+// keyed by the storage and the view. With gradients (training) the cache does not keep a rounding alive: it is
+// reused while something holds it (the graph, whose products saved it for backward, or the caller), then made
+// afresh, as the next optimizer step would renew it anyway. Without gradients (NoGradGuard: inference,
+// decoding) the cache keeps it until the weight is written or freed, as PyTorch's autocast keeps its casts, so
+// that a decoding step reuses every weight's rounding: a bf16 copy of the weights read, half their f32 size.
 Tensor cached_bf16_weight(const Tensor& weight);
 
 }  // namespace gradformer::gemm

@@ -189,6 +189,36 @@ TEST_CASE("autocast: a weight's bf16 rounding is made once, and made again after
   CHECK(message_of<DTypeError>([] { gemm::cached_bf16_weight(zeros({4})); }) == "gemm: rounds f32 matrices to bf16, got f32 [4]");
 }
 
+TEST_CASE("autocast: without gradients the cache keeps a weight's rounding; with them, only while it is held") {
+  Generator gen(12);
+  const Tensor x = randn({8, 256}, gen);
+  Tensor w = randn({512, 256}, gen);
+  w.requires_grad_();
+  AutocastGuard autocast(DType::bf16);
+  {
+    // Decoding: each step's linear drops the rounding after its product, and the next step finds it again.
+    const NoGradGuard decoding;
+    const std::weak_ptr<TensorImpl> kept = gemm::cached_bf16_weight(w.detach()).impl_ptr();
+    (void)linear(x, w);
+    CHECK(!kept.expired());
+    CHECK(gemm::cached_bf16_weight(w.detach()).impl_ptr() == kept.lock());
+    // Writing the weight renews the rounding, and the old one is let go on the next rounding made.
+    w.detach().fill_(0.5);
+    const Tensor renewed = gemm::cached_bf16_weight(w.detach());
+    CHECK(renewed.to(DType::f32).to_vector<float>() == std::vector<float>(512 * 256, 0.5f));
+  }
+  // Training: the rounding lives only while something holds it, so no bf16 copy outlasts a step.
+  std::weak_ptr<TensorImpl> trained;
+  {
+    const Tensor y = linear(x, w);  // the graph holds the rounding for backward
+    sum(y).backward();
+    w.detach().fill_(0.25);  // the optimizer's step
+    const Tensor rounding = gemm::cached_bf16_weight(w.detach());
+    trained = rounding.impl_ptr();
+  }
+  CHECK(trained.expired());
+}
+
 TEST_CASE("autocast: linear saves its input's bf16 rounding for dW, and its gradients stay within bf16 tolerance") {
   Generator gen(5);
   Tensor x = randn({160, 128}, gen), w = randn({192, 128}, gen);

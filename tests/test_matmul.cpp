@@ -204,47 +204,51 @@ TEST_CASE("gemm: the reference loop by hand, through transposed strides, a repea
 }
 
 TEST_CASE("gemm: every backend equals the reference loop on every operand layout") {
-  const int64_t batch = 3, m = 5, k = 6, n = 7;
+  const int64_t m = 5, k = 6, n = 7;
   Generator gen(5);
-  for (DType dtype : {DType::f32, DType::f64}) {
-    for (int layout = 0; layout < 64; ++layout) {
-      const bool a_transposed = layout & 1, b_transposed = layout & 2, b_repeated = layout & 4;
-      const bool with_bias = layout & 8, c_transposed = layout & 16;
-      const double alpha = layout & 32 ? -0.75 : 1.0;  // oneDNN once scaled the bias with the product
-      CAPTURE(dtype_name(dtype));
-      CAPTURE(a_transposed);
-      CAPTURE(b_transposed);
-      CAPTURE(b_repeated);
-      CAPTURE(with_bias);
-      CAPTURE(c_transposed);
-      CAPTURE(alpha);
-      // The same sizes each time with other strides: a primitive cached under too coarse a key would reuse the
-      // wrong layout and fail here.
-      const Tensor a = operand(gen, batch, m, k, a_transposed, dtype);
-      const Tensor b = operand(gen, b_repeated ? 1 : batch, k, n, b_transposed, dtype);
-      const Tensor bias = randn({n}, gen, dtype);
-      const std::byte* bias_data = with_bias ? bias.raw_data() : nullptr;
-      auto output = [&] {
-        return c_transposed ? transpose(zeros({batch, n, m}, dtype), 1, 2) : zeros({batch, m, n}, dtype);
-      };
-      const Tensor expected = output();
-      gemm::multiply_reference(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(expected), alpha,
-                               bias_data);
-      for (gemm::Backend backend : {gemm::Backend::blas, gemm::Backend::onednn, gemm::Backend::onednn_bf16}) {
-        if (backend != gemm::Backend::blas && dtype == DType::f64) continue;
-        if (backend == gemm::Backend::blas && c_transposed) continue;
-        CAPTURE(gemm::backend_name(backend));
-        const Tensor c = output();
-        const ProductCounts before;
-        {
-          gemm::ForceBackend force(backend);
-          gemm::multiply(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), alpha, bias_data);
+  // 700 small matrices are enough work for sgemm's batch loop to be split across the OpenMP team.
+  for (const int64_t batch : {3, 700}) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      for (int layout = 0; layout < 64; ++layout) {
+        CAPTURE(batch);
+        const bool a_transposed = layout & 1, b_transposed = layout & 2, b_repeated = layout & 4;
+        const bool with_bias = layout & 8, c_transposed = layout & 16;
+        const double alpha = layout & 32 ? -0.75 : 1.0;  // oneDNN once scaled the bias with the product
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(a_transposed);
+        CAPTURE(b_transposed);
+        CAPTURE(b_repeated);
+        CAPTURE(with_bias);
+        CAPTURE(c_transposed);
+        CAPTURE(alpha);
+        // The same sizes each time with other strides: a primitive cached under too coarse a key would reuse the
+        // wrong layout and fail here.
+        const Tensor a = operand(gen, batch, m, k, a_transposed, dtype);
+        const Tensor b = operand(gen, b_repeated ? 1 : batch, k, n, b_transposed, dtype);
+        const Tensor bias = randn({n}, gen, dtype);
+        const std::byte* bias_data = with_bias ? bias.raw_data() : nullptr;
+        auto output = [&] {
+          return c_transposed ? transpose(zeros({batch, n, m}, dtype), 1, 2) : zeros({batch, m, n}, dtype);
+        };
+        const Tensor expected = output();
+        gemm::multiply_reference(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(expected), alpha,
+                                 bias_data);
+        for (gemm::Backend backend : {gemm::Backend::blas, gemm::Backend::onednn, gemm::Backend::onednn_bf16}) {
+          if (backend != gemm::Backend::blas && dtype == DType::f64) continue;
+          if (backend == gemm::Backend::blas && c_transposed) continue;
+          CAPTURE(gemm::backend_name(backend));
+          const Tensor c = output();
+          const ProductCounts before;
+          {
+            gemm::ForceBackend force(backend);
+            gemm::multiply(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), alpha, bias_data);
+          }
+          CHECK(before.since(backend) == 1);
+          const double tolerance = backend == gemm::Backend::onednn_bf16 ? kBf16Tolerance
+                                   : dtype == DType::f32                 ? 1e-5
+                                                                         : 1e-12;
+          CHECK(max_abs_difference(c, expected) <= tolerance * (1 + max_abs(expected)));
         }
-        CHECK(before.since(backend) == 1);
-        const double tolerance = backend == gemm::Backend::onednn_bf16 ? kBf16Tolerance
-                                 : dtype == DType::f32                 ? 1e-5
-                                                                       : 1e-12;
-        CHECK(max_abs_difference(c, expected) <= tolerance * (1 + max_abs(expected)));
       }
     }
   }
