@@ -8,6 +8,7 @@
 // --precision bf16 runs both under AutocastGuard, as the reference's --bf16 runs under torch.autocast.
 // --peak prints instead what our GEMM path (gemm::multiply) reaches in f32 and in bf16 on the products of a
 // training step and of a decoding step, the ceilings a step's gflops and a decoding's speed are read against.
+#include "autograd/allocator.h"
 #include "examples/cli.h"
 // Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
 // (nn/distributed.h: buckets of --bucket-mb, started during backward unless --no-overlap), so tgt_tok_per_s is
@@ -228,6 +229,9 @@ int main(int argc, char** argv) {
              static_cast<double>(c.batch * c.tgt_len) / times[1]);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  fmt::print("memory {} max_rss_mb={:.1f}\n", name, static_cast<double>(usage.ru_maxrss) / 1024.0);
+  // tensors_peak_mb: the most bytes tensors held at once (the caching allocator's peak), the part of the
+  // resident set that the model's parameters, optimizer state and activations make up.
+  fmt::print("memory {} max_rss_mb={:.1f} tensors_peak_mb={:.1f}\n", name, static_cast<double>(usage.ru_maxrss) / 1024.0,
+             static_cast<double>(storage_cache_stats().peak_bytes) / (1024.0 * 1024.0));
   return 0;
 }

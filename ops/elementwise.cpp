@@ -5,6 +5,7 @@
 #include "autograd/engine.h"
 #include "ops/kernels.h"
 #include "ops/onednn.h"
+#include "ops/selection.h"
 
 #include <cmath>
 #include <functional>
@@ -269,8 +270,11 @@ Tensor sigmoid(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   Tensor out = unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
-  return record(out, Op::relu, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(x, "relu", [](auto v) { return v > 0 ? decltype(v)(1) : decltype(v)(0); });
+  // Backward needs only where x was positive: a bool mask, a quarter of an f32 x's bytes. Saving x itself would
+  // keep a feed-forward block's widest activation alive until backward.
+  const Tensor positive = grad_mode_enabled() && x.requires_grad() ? gt(x, 0.0) : Tensor{};
+  return record(out, Op::relu, {x}, [positive](const Tensor& dout, InputGrads& g) {
+    g[0] = where(positive, dout, zeros({}, dout.dtype()));
   });
 }
 

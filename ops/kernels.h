@@ -55,6 +55,9 @@ Tensor map2(const Tensor& a, const Tensor& b, std::string_view op, F f) {
 }
 
 // out[i] = f(a[i], b[i], c[i]) over the broadcast shape of all three.
+// A select on a bool mask (where, masked_fill) is written here, with the mask read as uint8_t (bool storage
+// holds 0 or 1) and the value a scalar third operand: GCC turns it into a vector blend. Read as bool, or through
+// map2 with a captured value, it branched per element (about 2 ns each on a random mask, 40x slower).
 template <class Out, class InA, class InB, class InC, class F>
 Tensor map3(const Tensor& a, const Tensor& b, const Tensor& c, std::string_view op, F f) {
   const Shape shape = broadcast_shapes(broadcast_shapes(a.shape(), b.shape(), op), c.shape(), op);
@@ -68,7 +71,14 @@ Tensor map3(const Tensor& a, const Tensor& b, const Tensor& c, std::string_view 
                     const InA* x = reinterpret_cast<const InA*>(p[1]);
                     const InB* y = reinterpret_cast<const InB*>(p[2]);
                     const InC* z = reinterpret_cast<const InC*>(p[3]);
-                    for (int64_t i = 0; i < n; ++i) o[i] = f(x[i * s[1]], y[i * s[2]], z[i * s[3]]);
+                    if (s[1] == 1 && s[2] == 1 && s[3] == 1) {
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i], z[i]);
+                    } else if (s[1] == 1 && s[2] == 1 && s[3] == 0) {
+                      const InC v = *z;
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i], v);
+                    } else {
+                      for (int64_t i = 0; i < n; ++i) o[i] = f(x[i * s[1]], y[i * s[2]], z[i * s[3]]);
+                    }
                   });
   return out;
 }

@@ -87,7 +87,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
     fail<DTypeError>("where", "a and b have different dtypes: {} {} and {} {}", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
   Tensor out = visit_dtype(a.dtype(), "where", [&]<class T>(std::type_identity<T>) {
-    return kernels::map3<T, bool, T, T>(mask, a, b, "where", [](bool m, T x, T y) { return m ? x : y; });
+    return kernels::map3<T, uint8_t, T, T>(mask, a, b, "where", [](uint8_t m, T x, T y) { return m ? x : y; });
   });
   return record(out, Op::where, {a, b},
                 [mask = mask.detach(), sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
@@ -103,8 +103,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     fail<ShapeError>("masked_fill", "mask {} cannot be broadcast to x {}", shape_str(mask.shape()),
                      shape_str(x.shape()));
   Tensor out = visit_dtype(x.dtype(), "masked_fill", [&]<class T>(std::type_identity<T>) {
-    const T v = static_cast<T>(value);
-    return kernels::map2<T, T, bool>(x, mask, "masked_fill", [v](T a, bool m) { return m ? v : a; });
+    const Tensor filler = full({}, value, x.dtype());
+    return kernels::map3<T, uint8_t, T, T>(mask, x, filler, "masked_fill", [](uint8_t m, T a, T v) { return m ? v : a; });
   });
   return record(
       out, Op::masked_fill, {x},

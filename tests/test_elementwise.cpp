@@ -112,6 +112,35 @@ TEST_CASE("elementwise: relu and abs at negatives, zero and positives") {
   CHECK(grad_of(b, a) == std::vector<double>{-1.0, 0.0, 1.0});
 }
 
+TEST_CASE("elementwise: relu's backward keeps a bool mask, not its input") {
+  // A feed-forward block's widest activation is relu's input; backward needs only where it was positive.
+  const Tensor w = leaf({-2.0, 1.0, 0.5, -0.25});
+  Tensor hidden = w * 3.0;
+  const std::weak_ptr<Storage> hidden_storage = hidden.storage();
+  const Tensor y = relu(hidden);
+  hidden = Tensor{};
+  CHECK(hidden_storage.expired());
+  CHECK(grad_of(y, w) == std::vector<double>{0.0, 3.0, 3.0, 0.0});
+  NoGradGuard no_grad;
+  CHECK(relu(w).to_vector<double>() == std::vector<double>{0.0, 1.0, 0.5, 0.0});
+}
+
+TEST_CASE("elementwise: where and masked_fill over masks, broadcast masks and every dtype they take") {
+  const Tensor mask = from_vector<bool>({1, 0, 0, 1, 1, 0}, {2, 3});
+  const Tensor a = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}), b = from_vector<double>({-1, -2, -3, -4, -5, -6}, {2, 3});
+  CHECK(where(mask, a, b).to_vector<double>() == std::vector<double>{1, -2, -3, 4, 5, -6});
+  CHECK(where(mask, a, zeros({}, DType::f64)).to_vector<double>() == std::vector<double>{1, 0, 0, 4, 5, 0});
+  CHECK(masked_fill(a, mask, -1.5).to_vector<double>() == std::vector<double>{-1.5, 2, 3, -1.5, -1.5, 6});
+  const Tensor row_mask = from_vector<bool>({0, 1, 0}, {3});  // broadcast over rows
+  CHECK(masked_fill(a, row_mask, 0.0).to_vector<double>() == std::vector<double>{1, 0, 3, 4, 0, 6});
+  CHECK(masked_fill(a.to(DType::f32), mask, -INFINITY).to_vector<float>() ==
+        std::vector<float>{-INFINITY, 2, 3, -INFINITY, -INFINITY, 6});
+  CHECK(masked_fill(from_vector<int64_t>({7, 8, 9, 10, 11, 12}, {2, 3}), mask, 0.0).to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 8, 9, 0, 0, 12});
+  CHECK(masked_fill(transpose(a, 0, 1), transpose(mask, 0, 1), 0.0).to_vector<double>() ==
+        std::vector<double>{0, 0, 2, 0, 3, 6});  // strided operands
+}
+
 TEST_CASE("elementwise: pow with negative and zero exponents, sqrt and rsqrt") {
   const Tensor x = leaf({2.0, 4.0});
   const Tensor y = pow(x, -2.0);
