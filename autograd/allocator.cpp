@@ -1,10 +1,8 @@
-// The caching allocator: free lists keyed by size class under one mutex; the system's memory behind them
-// (aligned_alloc and free, or mmap and munmap for large blocks), called outside the lock.
+// The caching allocator: free lists keyed by size class under one mutex; the system's aligned_alloc and free
+// behind them, called outside the lock.
 #include "autograd/allocator.h"
 
 #include "autograd/error.h"
-
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <bit>
@@ -20,31 +18,6 @@ namespace gradformer {
 namespace {
 
 constexpr size_t kAlignment = 64;
-
-// While caching, blocks from this size on are mapped from the kernel (mmap) and unmapped when given back. From
-// malloc, glibc would serve them from its heap once its mmap threshold has risen past them (it rises to the
-// largest block freed, up to 32 MiB), and the holes that blocks given back leave there stay resident: 52 of the
-// 318 MB resident after the small bench config's training steps in bf16. A page-aligned mapping meets
-// kAlignment. Without caching every block comes from malloc, which AddressSanitizer and heap profilers watch.
-constexpr size_t kMappedFrom = size_t{1} << 20;
-
-// The cache's bound is the peak of live bytes plus this share of it. Held to the peak itself, blocks needed again
-// later in a step were given back and mapped afresh: 39 of the 577 requests of every small bf16 training step
-// missed, each a mapping to page in; an eighth more let every request of a step after the second hit.
-constexpr size_t kSlackDivisor = 8;
-
-StorageBlock system_allocate(size_t capacity, bool map) {
-  if (!map) return {static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity)), capacity, false};
-  void* data = mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return {data == MAP_FAILED ? nullptr : static_cast<std::byte*>(data), capacity, true};
-}
-
-void system_free(const StorageBlock& block) {
-  if (block.mapped)
-    munmap(block.data, block.capacity);
-  else
-    std::free(block.data);
-}
 
 bool caching_from_environment() {
   const char* value = std::getenv("GRADFORMER_CACHING_ALLOCATOR");
@@ -63,24 +36,22 @@ class StorageCache {
 
   StorageBlock allocate(size_t nbytes) {
     const size_t capacity = storage_size_class(nbytes);
-    std::vector<StorageBlock> evicted;
-    bool map = false;
+    std::vector<std::byte*> evicted;
     {
       const std::lock_guard lock(mutex_);
-      map = enabled_ && capacity >= kMappedFrom;
       stats_.live_bytes += capacity;
       stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.live_bytes);
       if (auto it = free_lists_.find(capacity); it != free_lists_.end()) {
-        const StorageBlock block = it->second.back();
+        std::byte* data = it->second.back();
         it->second.pop_back();
         if (it->second.empty()) free_lists_.erase(it);
         stats_.cached_bytes -= capacity;
         ++stats_.hits;
-        return block;
+        return {data, capacity};
       }
       ++stats_.misses;
-      // Keep live + cached within the bound: give back the largest cached blocks first.
-      while (stats_.live_bytes + stats_.cached_bytes > stats_.peak_bytes + stats_.peak_bytes / kSlackDivisor) {
+      // Keep live + cached within the peak: give back the largest cached blocks first.
+      while (stats_.live_bytes + stats_.cached_bytes > stats_.peak_bytes) {
         auto largest = std::prev(free_lists_.end());
         evicted.push_back(largest->second.back());
         largest->second.pop_back();
@@ -88,14 +59,14 @@ class StorageCache {
         if (largest->second.empty()) free_lists_.erase(largest);
       }
     }
-    for (const StorageBlock& block : evicted) system_free(block);
-    const StorageBlock block = system_allocate(capacity, map);
-    if (block.data == nullptr) {
+    for (std::byte* block : evicted) std::free(block);
+    auto* data = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity));
+    if (data == nullptr) {
       const std::lock_guard lock(mutex_);
       stats_.live_bytes -= capacity;
       throw std::bad_alloc();
     }
-    return block;
+    return {data, capacity};
   }
 
   void release(StorageBlock block) {
@@ -103,23 +74,23 @@ class StorageCache {
       const std::lock_guard lock(mutex_);
       stats_.live_bytes -= block.capacity;
       if (enabled_) {
-        free_lists_[block.capacity].push_back(block);
+        free_lists_[block.capacity].push_back(block.data);
         stats_.cached_bytes += block.capacity;
         return;
       }
     }
-    system_free(block);
+    std::free(block.data);
   }
 
   void empty() {
-    std::map<size_t, std::vector<StorageBlock>> lists;
+    std::map<size_t, std::vector<std::byte*>> lists;
     {
       const std::lock_guard lock(mutex_);
       lists.swap(free_lists_);
       stats_.cached_bytes = 0;
     }
     for (auto& [capacity, blocks] : lists)
-      for (const StorageBlock& block : blocks) system_free(block);
+      for (std::byte* block : blocks) std::free(block);
   }
 
   void set_enabled(bool enabled) {
@@ -145,7 +116,7 @@ class StorageCache {
 
   std::mutex mutex_;
   bool enabled_;
-  std::map<size_t, std::vector<StorageBlock>> free_lists_;  // ordered, so the largest blocks are evicted first
+  std::map<size_t, std::vector<std::byte*>> free_lists_;  // ordered, so the largest blocks are evicted first
   StorageCacheStats stats_;
 };
 

@@ -7,10 +7,8 @@
 // Freed blocks are kept in free lists, one per size class (a multiple of 64 bytes up to 4 KiB, then four classes
 // per power of two, so a block is at most 25% larger than asked for), and a request takes a block of exactly its
 // class. The cache is bounded: live plus cached bytes never exceed the highest live total seen so far (the
-// training step's own peak) plus an eighth of it, so caching raises the peak footprint by at most that; blocks
-// that would break the bound go back to the system, largest first. Blocks of 1 MiB and more come from mmap
-// while caching (so one given back leaves the resident set), the rest from aligned_alloc. Thread-safe (one
-// mutex).
+// training step's own peak), so caching never raises the peak footprint; blocks that would break the bound go
+// back to the system, largest first. Thread-safe (one mutex).
 //
 // Like torch.cuda.empty_cache(), empty_storage_cache() gives every cached block back. The environment variable
 // GRADFORMER_CACHING_ALLOCATOR=0 (read once, at the first allocation) turns caching off, so that every free is a
@@ -25,7 +23,7 @@ namespace gradformer {
 struct StorageCacheStats {
   size_t live_bytes = 0;    // in blocks handed out and not yet freed, counted by their class size
   size_t cached_bytes = 0;  // in freed blocks kept for reuse
-  size_t peak_bytes = 0;    // the highest live_bytes so far: live + cached stay within 9/8 of it
+  size_t peak_bytes = 0;    // the highest live_bytes so far: the bound on live + cached
   int64_t hits = 0;         // requests served from the cache
   int64_t misses = 0;       // requests that went to the system
 };
@@ -35,7 +33,6 @@ struct StorageCacheStats {
 struct StorageBlock {
   std::byte* data = nullptr;
   size_t capacity = 0;
-  bool mapped = false;  // from mmap rather than aligned_alloc: how to give it back
 };
 StorageBlock allocate_storage(size_t nbytes);
 void release_storage(StorageBlock block);
