@@ -4,7 +4,8 @@
 # once per --seeds seed, each run for the same budget (--budget-steps N optimizer steps, or --budget-minutes M of
 # time, with --threads T threads per run, --jobs J runs at once), then collects each run's final test BLEU and chrF from its
 # train.log and writes
-#   DIR/results.tsv   one row per run: model, pairs, seed, steps, minutes, threads, bleu, chrf
+#   DIR/results.tsv   one row per run: model, pairs, seed, steps, minutes, threads, bleu, chrf (pairs: those
+#                     the run trained on, the whole training split where N exceeds it)
 #   DIR/results.md    the same as a Markdown table, then mean, min and max over the seeds per model and size
 #   DIR/study.svg     test BLEU against training pairs (log x axis), one line per model through the seed means,
 #                     error bars from the seeds' min to max
@@ -128,6 +129,13 @@ else
 fi
 
 # The last "test BLEU = x" and "test chrF2 = y" of a train.log, and the steps of its "stopped: ... after N steps".
+# The training pairs a run used, from its log's task line ("task NAME: N train, ..."): --max-train-sentences
+# above the task's training split trains on the whole split, and the table says how many that was.
+pairs_of() {
+  awk '/^task / && match($0, /: [0-9]+ train,/) { print substr($0, RSTART + 2, RLENGTH - 9); found = 1; exit }
+       END { if (!found) exit 1 }' "$1"
+}
+
 scores_of() {
   awk '/test BLEU = / { for (i = 1; i < NF; ++i) if ($i == "BLEU" && $(i + 1) == "=") bleu = $(i + 2) }
        /test chrF2 = / { for (i = 1; i < NF; ++i) if ($i == "chrF2" && $(i + 1) == "=") chrf = $(i + 2) }
@@ -144,7 +152,7 @@ replace_file() {
 
 # Trains one run and writes its study.row (exit status 2 on failure, with the reason on stderr).
 train_run() {
-  local model=$1 size=$2 seed=$3 run=$4 started finished scores minutes steps bleu chrf
+  local model=$1 size=$2 seed=$3 run=$4 started finished scores minutes steps bleu chrf pairs
   mkdir -p "$run" || fail "cannot create $run"
   started=$(date +%s.%N)
   if ! "$train" --task "$task" --model "$model" --max-train-sentences "$size" --seed "$seed" "${budget[@]}" \
@@ -154,11 +162,13 @@ train_run() {
   fi
   finished=$(date +%s.%N)
   scores=$(scores_of "$run/train.log") || fail "$run/train.log holds no final test BLEU, chrF and step count"
+  pairs=$(pairs_of "$run/train.log") || fail "$run/train.log does not say how many training pairs the run used"
   minutes=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.2f", (b - a) / 60 }')
   IFS=$'\t' read -r steps bleu chrf <<<"$scores"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$model" "$size" "$seed" "$steps" "$minutes" "$threads" "$bleu" \
+  [ "$pairs" = "$size" ] || echo "study.sh: $task has $pairs training pairs, so the $size-pair subset is all of them"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$model" "$pairs" "$seed" "$steps" "$minutes" "$threads" "$bleu" \
     "$chrf" | replace_file "$run/study.row"
-  echo "study.sh: finished $model, $size pairs, seed $seed: test BLEU $bleu, chrF $chrf, $minutes minutes"
+  echo "study.sh: finished $model, $pairs pairs, seed $seed: test BLEU $bleu, chrF $chrf, $minutes minutes"
 }
 
 # Waits for one background run (any, with --jobs > 1) and stops the study if it failed; the others still

@@ -124,6 +124,19 @@ TEST_CASE("study.sh: --budget-minutes on the CPU clock stops every run on its ti
   CHECK(bad.err.find("--budget-clock 'sundial' is neither wall nor cpu") != std::string::npos);
 }
 
+TEST_CASE("study.sh: a size above the task's training split trains on all of it, and the table says how many") {
+  if (!kProgramsBuilt) return;
+  const TempDir dir("gradformer-test-study-all");
+  const std::string out = dir.str("study");
+  const Outcome outcome =
+      run(study_script(), {"--task", "copy", "--sizes", "30000", "--models", "transformer-tiny", "--seeds", "1",
+                           "--budget-steps", "1", "--out", out, "--programs", kPrograms, "--train-args",
+                           "--max-tokens 256 --valid-every 0"});
+  REQUIRE_MESSAGE(outcome.exit_code == 0, outcome.err);
+  CHECK(outcome.out.find("copy has 20000 training pairs, so the 30000-pair subset is all of them") != std::string::npos);
+  CHECK(read_file(out + "/runs/transformer-tiny-p30000-s1/study.row").rfind("transformer-tiny\t20000\t1\t1\t", 0) == 0);
+}
+
 TEST_CASE("study.sh: a command without a budget, or with both, stops before training and says why") {
   if (!kProgramsBuilt) return;
   const TempDir dir("gradformer-test-study-flags");
