@@ -79,7 +79,7 @@ double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, bool cached_w
   Tensor weight = randn({n, k}, gen);
   if (cached_weight && precision == DType::bf16) weight = gemm::rounded_to_bf16(weight);
   const gemm::Matrix ma = gemm::matrix_of(a), mc = gemm::matrix_of(c);
-  gemm::Matrix mb = gemm::matrix_of(transpose(weight, 0, 1));
+  const gemm::Matrix mb = gemm::matrix_of(transpose(weight, 0, 1));
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 2; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
   const int reps = std::max(3, static_cast<int>(0.25 / std::max(seconds_since(start), 1e-6)));

@@ -128,7 +128,6 @@ else
   budget=(--max-minutes "$budget_minutes" --budget-clock "$budget_clock")
 fi
 
-# The last "test BLEU = x" and "test chrF2 = y" of a train.log, and the steps of its "stopped: ... after N steps".
 # The training pairs a run used, from its log's task line ("task NAME: N train, ..."): --max-train-sentences
 # above the task's training split trains on the whole split, and the table says how many that was.
 pairs_of() {
@@ -136,6 +135,7 @@ pairs_of() {
        END { if (!found) exit 1 }' "$1"
 }
 
+# The last "test BLEU = x" and "test chrF2 = y" of a train.log, and the steps of its "stopped: ... after N steps".
 scores_of() {
   awk '/test BLEU = / { for (i = 1; i < NF; ++i) if ($i == "BLEU" && $(i + 1) == "=") bleu = $(i + 2) }
        /test chrF2 = / { for (i = 1; i < NF; ++i) if ($i == "chrF2" && $(i + 1) == "=") chrf = $(i + 2) }
