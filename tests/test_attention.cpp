@@ -1,6 +1,7 @@
 // The fused scaled_dot_product_attention against hand-computed numbers and against the same formula built from
 // basic ops (matmul, transpose, exp, sum), in value and gradient; masks, fully masked rows, dropout and the
 // errors with their messages. Its GEMM paths against the reference kernel are in test_matmul.cpp.
+#include "ops/gemm.h"
 #include "ops/ops.h"
 #include "tests/op_helpers.h"
 
@@ -105,6 +106,30 @@ TEST_CASE("attention: split heads (a transposed [B, T, H, D] view) give the same
   check_close(strided, dense, 1e-5);
   const auto in64 = value_and_grads(attend, {q.to(DType::f64), k.to(DType::f64), v.to(DType::f64)}, r.to(DType::f64));
   check_close(strided, in64, 1e-4);
+}
+
+TEST_CASE("attention: heads split from one projection take one product call per GEMM, not one per batch") {
+  // As MultiheadAttention splits them: q, k and v are views into one [B, T, 3·H·D] projection, whose heads do
+  // not nest into a single batch stride. Forward runs two products (scores, then values), backward four.
+  Generator gen(7);
+  const int64_t batches = 5, steps = 3, heads = 2, size = 4;
+  const Tensor projection = randn({batches, steps, 3 * heads * size}, gen), r = randn({batches, heads, steps, size}, gen);
+  auto heads_of = [&](int64_t part) {  // (B, H, T, D)
+    const Tensor columns = narrow(projection, 2, part * heads * size, heads * size);
+    return transpose(reshape(columns, {batches, steps, heads, size}), 1, 2);
+  };
+  auto products = [] {
+    int64_t total = 0;
+    for (auto backend : {gemm::Backend::reference, gemm::Backend::blas, gemm::Backend::onednn, gemm::Backend::onednn_bf16})
+      total += gemm::products_run_on(backend);
+    return total;
+  };
+  auto attend = [](const auto& in) { return scaled_dot_product_attention(in[0], in[1], in[2]).output; };
+  const int64_t before = products();
+  const auto split = value_and_grads(attend, {heads_of(0), heads_of(1), heads_of(2)}, r);
+  CHECK(products() - before == 6);
+  const auto dense = value_and_grads(attend, {heads_of(0).contiguous(), heads_of(1).contiguous(), heads_of(2).contiguous()}, r);
+  check_close(split, dense, 1e-6);
 }
 
 TEST_CASE("attention: k and v expanded over the heads (stride 0) equal their dense copies") {
