@@ -2,6 +2,8 @@
 // same way and printed in the same lines, so ../shared/bench/compare.sh can put the two side by side:
 //   train CONFIG step_ms=... tgt_tok_per_s=... gflops=...
 //   decode CONFIG ms=... tok_per_s=...
+// then its own: `memory` (peak RSS, the tensors' peak) and `kernels` (the OpenBLAS kernels in use, which
+// use_openblas_kernels_for_this_cpu in ops/threads.h sees to).
 // The model is the reference's: source and target embeddings scaled by √d, nn::Transformer (post-norm,
 // dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
@@ -112,6 +114,7 @@ void print_peak(const std::string& name, const Config& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_openblas_kernels_for_this_cpu(argv);
   CLI::App app{"Time the reference Transformer training step and greedy decoding"};
   std::string name = "toy";
   int threads = 2, steps = 0;
@@ -233,5 +236,6 @@ int main(int argc, char** argv) {
   // resident set that the model's parameters, optimizer state and activations make up.
   fmt::print("memory {} max_rss_mb={:.1f} tensors_peak_mb={:.1f}\n", name, static_cast<double>(usage.ru_maxrss) / 1024.0,
              static_cast<double>(storage_cache_stats().peak_bytes) / (1024.0 * 1024.0));
+  fmt::print("kernels openblas={}\n", openblas_kernels_in_use());
   return 0;
 }

@@ -7,6 +7,7 @@
 #include "examples/cli.h"
 #include "nn/layer_table.h"
 #include "ops/op_table.h"
+#include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -38,6 +39,7 @@ std::string op_listing(Op op) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_openblas_kernels_for_this_cpu(argv);
   CLI::App app{"Gradient-check every op of gradformer in f64 with central differences"};
   bool list = false;
   std::vector<std::string> only;

@@ -356,6 +356,7 @@ int run(Flags flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_openblas_kernels_for_this_cpu(argv);
   CLI::App app{"Train a translation model of the gradformer zoo"};
   Flags f;
   const std::string mpi = nn::mpi_compiled() ? "MPI compiled in" : "built without MPI";

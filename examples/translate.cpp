@@ -240,6 +240,7 @@ int run(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_openblas_kernels_for_this_cpu(argv);
   CLI::App app{"Translate with a gradformer checkpoint"};
   Flags f;
   app.add_option("--checkpoint", f.checkpoints,

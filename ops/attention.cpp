@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 namespace gradformer {
@@ -43,27 +44,38 @@ HeadMatrices transposed(HeadMatrices m) {
   return m;
 }
 
-// t (detached) as head_gemm reads it: its matrices dense (gemm::with_dense_matrices) and its [B, H]
-// dimensions nested into one batch stride, so that one product call covers all B·H matrices. Heads split out
-// of a [B, T, H·D] projection do not nest (batch stride T·H·D, head stride D): they are copied, which costs
-// less than the B calls of H small products each that they would otherwise take (a decoding step of small:
-// 64 calls of 4 products of 1 x 64 x S, in each attention of each layer, one after another).
-Tensor heads_operand(const Tensor& t) {
-  const Tensor dense = gemm::with_dense_matrices(t.detach());
-  const int64_t batches = dense.size(0), heads = dense.size(1);
-  const bool nested = batches == 1 || heads == 1 || dense.strides()[0] == dense.strides()[1] * heads;
-  return nested ? dense : dense.contiguous();
-}
-
-// c = alpha · a · b for each of the batches × heads matrices, in one GEMM call: every operand is a
-// heads_operand or a new contiguous tensor, so its (B, H) strides nest into one batch stride.
+// c = alpha · a · b for each of the batches × heads matrices. One GEMM call over all B·H matrices when every
+// operand's (B, H) strides nest into one batch stride (contiguous heads, a single batch or a single head);
+// else, as for heads split out of a [B, T, H·D] projection (batch stride T·H·D, head stride D), one call per
+// head over the B matrices at the batch stride, or one per batch element over its H heads when there are
+// fewer of those: a decoding step of small then makes 4 calls of 64 products of 1 x 64 x S, not 64 of 4.
 void head_gemm(DType dtype, int64_t batches, int64_t heads, const HeadMatrices& a, const HeadMatrices& b,
                const HeadMatrices& c, double alpha) {
-  auto matrix = [&](const HeadMatrices& m) {
-    const int64_t batch_stride = batches == 1 ? m.head_stride : heads == 1 ? m.batch_stride : m.head_stride;
-    return gemm::Matrix{m.data, m.rows, m.cols, m.row_stride, m.col_stride, batch_stride};
+  auto merged_stride = [&](const HeadMatrices& m) -> std::optional<int64_t> {
+    if (batches == 1) return m.head_stride;
+    if (heads == 1) return m.batch_stride;
+    if (m.batch_stride == m.head_stride * heads) return m.head_stride;
+    return std::nullopt;
   };
-  gemm::multiply(dtype, batches * heads, matrix(a), matrix(b), matrix(c), alpha);
+  const auto element = static_cast<int64_t>(dtype_size(dtype));
+  // The matrices of batch element `batch` and head `head` onwards, stepping by `stride`.
+  auto matrices = [element](const HeadMatrices& m, int64_t batch, int64_t head, int64_t stride) {
+    return gemm::Matrix{m.data + (batch * m.batch_stride + head * m.head_stride) * element,
+                        m.rows, m.cols, m.row_stride, m.col_stride, stride};
+  };
+  const auto sa = merged_stride(a), sb = merged_stride(b), sc = merged_stride(c);
+  if (sa && sb && sc) {
+    gemm::multiply(dtype, batches * heads, matrices(a, 0, 0, *sa), matrices(b, 0, 0, *sb), matrices(c, 0, 0, *sc),
+                   alpha);
+  } else if (heads <= batches) {
+    for (int64_t h = 0; h < heads; ++h)
+      gemm::multiply(dtype, batches, matrices(a, 0, h, a.batch_stride), matrices(b, 0, h, b.batch_stride),
+                     matrices(c, 0, h, c.batch_stride), alpha);
+  } else {
+    for (int64_t i = 0; i < batches; ++i)
+      gemm::multiply(dtype, heads, matrices(a, i, 0, a.head_stride), matrices(b, i, 0, b.head_stride),
+                     matrices(c, i, 0, c.head_stride), alpha);
+  }
 }
 
 // The masks of one call: attn_mask read as [B, H, T, S] through broadcast strides, key_padding_mask as [B, S].
@@ -194,7 +206,9 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   const int64_t value_size = v.size(3);
   const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const double rate = options.dropout;
-  const Tensor qd = heads_operand(q), kd = heads_operand(k), vd = heads_operand(v);
+  const Tensor qd = gemm::with_dense_matrices(q.detach());
+  const Tensor kd = gemm::with_dense_matrices(k.detach());
+  const Tensor vd = gemm::with_dense_matrices(v.detach());
 
   Masks masks;
   masks.causal = options.causal;
@@ -241,7 +255,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                      dropout_mask.apply(probs.data_ptr<const T>(), dropped.data_ptr<T>(), probs.numel());
                    });
                  }
-                 const Tensor dO = heads_operand(dout);  // (B, H, T, Dv)
+                 const Tensor dO = gemm::with_dense_matrices(dout);  // (B, H, T, Dv)
                  if (g.needs(2)) {                    // dV = P'ᵀ · dO
                    g[2] = empty(vd.shape(), dtype);
                    head_gemm(dtype, batches, heads, transposed(heads_of(dropped)), heads_of(dO), heads_of(g[2]), 1.0);

@@ -370,3 +370,12 @@ TEST_CASE("autocast: every op's bf16 value and gradients are within bf16 toleran
     CHECK(largest_difference > 1e-4 * scale);  // the bf16 path really ran: f32 would agree to ~1e-6
   }
 }
+
+TEST_CASE("gemm: OpenBLAS runs the kernels this CPU's instructions allow, not its generic Prescott fallback") {
+  // tests/main.cpp calls use_openblas_kernels_for_this_cpu first, as every program's main does; without it,
+  // OpenBLAS 0.3.21 runs Prescott kernels on CPU models newer than itself.
+  const std::string wanted = openblas_kernels_for_this_cpu();
+  CAPTURE(wanted);
+  CAPTURE(openblas_kernels_in_use());
+  if (!wanted.empty()) CHECK(openblas_kernels_in_use() != "Prescott");
+}

@@ -443,6 +443,7 @@ TEST_CASE("gradformer-train: --version says MPI is compiled in") {
 }  // TEST_SUITE("launch")
 
 int main(int argc, char** argv) {
+  use_openblas_kernels_for_this_cpu(argv);
   doctest::Context context;
   const bool launched = nn::launcher_process_count() > 1;
   try {
