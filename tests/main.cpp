@@ -1,5 +1,6 @@
-// The unit suite's main: doctest's own, after making sure OpenBLAS runs kernels for this CPU (ops/threads.h),
-// since the f64 gradient checks spend much of their time in dgemm.
+// The unit suite's main: doctest's own, after making sure OpenBLAS runs kernels for this CPU (ops/threads.h), as
+// every program's main does, so that the suite's products take the paths users' products take (test_matmul.cpp
+// checks that it did).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include "ops/threads.h"
 
