@@ -13,8 +13,8 @@ namespace gradformer {
 
 enum class Op : uint8_t {
   // ops/elementwise.cpp
-  add, sub, mul, div, neg, exp, log, rsub, rdiv, abs, sqrt, rsqrt, pow, tanh, sigmoid, relu, gelu, softplus, maximum,
-  minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_not,
+  add, sub, mul, div, neg, exp, log, rsub, rdiv, abs, sqrt, rsqrt, pow, tanh, sigmoid, relu, gelu, softplus, silu,
+  sin, cos, erf, log1p, expm1, maximum, minimum, eq, ne, lt, le, gt, ge, logical_and, logical_or, logical_not,
   // ops/selection.cpp
   where, masked_fill, index_select, gather, embedding,
   // ops/reduce.cpp
@@ -33,8 +33,8 @@ enum class Op : uint8_t {
 
 inline constexpr std::array<std::string_view, static_cast<size_t>(Op::count)> kOpNames{
     "add", "sub", "mul", "div", "neg", "exp", "log", "rsub", "rdiv", "abs", "sqrt", "rsqrt", "pow", "tanh", "sigmoid",
-    "relu", "gelu", "softplus", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
-    "logical_not",
+    "relu", "gelu", "softplus", "silu", "sin", "cos", "erf", "log1p", "expm1", "maximum", "minimum", "eq", "ne", "lt",
+    "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
     "where", "masked_fill", "index_select", "gather", "embedding",
     "sum", "mean", "max", "min", "var", "logsumexp", "argmax", "argmin",
     "reshape", "view", "transpose", "permute", "squeeze", "unsqueeze", "expand", "slice", "narrow", "concat", "stack",

@@ -34,7 +34,9 @@ TransformerSeq2Seq::TransformerSeq2Seq(const TransformerSizes& sizes, nlohmann::
                                                      .nhead = sizes.heads,
                                                      .dim_feedforward = sizes.d_ff,
                                                      .dropout = sizes.dropout,
-                                                     .norm_first = sizes.pre_norm},
+                                                     .norm_first = sizes.pre_norm,
+                                                     .feed_forward = sizes.feed_forward,
+                                                     .norm = sizes.norm},
                                            .num_encoder_layers = sizes.layers,
                                            .num_decoder_layers = sizes.layers};
   transformer_ = register_module("transformer", std::make_shared<nn::Transformer>(transformer, gen));

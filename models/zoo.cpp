@@ -58,8 +58,11 @@ nlohmann::json model_config(const std::string& name, const ModelOptions& options
                    {"layers", p->layers},
                    {"pre_norm", options.pre_norm},
                    {"share_embeddings", options.share_embeddings}});
+    if (!options.sublayers.empty()) config["sublayers"] = options.sublayers;
     return config;
   }
+  if (!options.sublayers.empty())
+    fail<ValueError>("model " + name, "sublayers '{}' are for the transformer-* models only", options.sublayers);
   if (name == "attention-seq2seq") {
     config.update({{"d_model", 64}, {"d_ff", 256}, {"blocks", 2}});
     return config;
@@ -74,6 +77,19 @@ nlohmann::json model_config(const std::string& name, const ModelOptions& options
 }
 
 std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen) {
+  return make_model(config, Sublayers{}, gen);
+}
+
+std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, const Sublayers& sublayers, Generator& gen) {
+  const std::string wanted = config.contains("sublayers") ? required<std::string>(config, "sublayers") : "";
+  if (wanted != sublayers.name) {
+    if (sublayers.name.empty())
+      fail<ValueError>("model config", "the model was built with the sublayers '{}' of the program that trained it; "
+                                       "build it with make_model(config, sublayers) from a program that defines them",
+                       wanted);
+    fail<ValueError>("model config", "sublayers '{}' were given for a configuration that names {}", sublayers.name,
+                     wanted.empty() ? std::string("none") : fmt::format("'{}'", wanted));
+  }
   const auto name = required<std::string>(config, "model");
   const auto vocab_size = required<int64_t>(config, "vocab_size");
   const auto dropout = required<double>(config, "dropout");
@@ -87,7 +103,9 @@ std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator
                                  dropout,
                                  required<bool>(config, "pre_norm"),
                                  required<bool>(config, "share_embeddings"),
-                                 max_length};
+                                 max_length,
+                                 sublayers.feed_forward,
+                                 sublayers.norm};
     return std::make_shared<TransformerSeq2Seq>(sizes, config, gen);
   }
   if (name == "rnn-attention") {

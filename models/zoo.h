@@ -9,6 +9,7 @@
 #pragma once
 
 #include "models/seq2seq.h"
+#include "nn/transformer.h"
 
 #include <memory>
 #include <string>
@@ -23,6 +24,17 @@ struct ModelOptions {
   bool share_embeddings = false;  // Transformer: one table for source, target and the output projection
   std::string rnn_cell = "gru";   // rnn-attention: gru or lstm
   int64_t max_length = 512;       // longest sequence the positional encodings cover
+  std::string sublayers;          // Transformer: the name of the program's own Sublayers (below); "" for none
+};
+
+// A program's own feed-forward block and norm for the transformer-* models, through nn::TransformerLayerOptions'
+// factories (either may be null: the library's then). `name` is what the configuration stores (as "sublayers",
+// from ModelOptions::sublayers), so that a checkpoint says what it needs: make_model refuses a configuration that
+// names sublayers unless given ones of that name, and sublayers for a configuration without them.
+struct Sublayers {
+  std::string name;
+  nn::FeedForwardFactory feed_forward{};
+  nn::NormFactory norm{};
 };
 
 std::vector<std::string> model_names();
@@ -31,5 +43,8 @@ nlohmann::json model_config(const std::string& name, const ModelOptions& options
 // Builds the model a configuration describes, its parameters drawn from gen (the thread's current generator when
 // none is given). The model keeps no generator: its dropout draws from the current one at every forward.
 std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen = current_generator());
+// The same with the program's own sublayers, for a transformer-* configuration that names them.
+std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, const Sublayers& sublayers,
+                                         Generator& gen = current_generator());
 
 }  // namespace gradformer::models

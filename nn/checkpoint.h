@@ -6,6 +6,10 @@
 // the generator state as the I64 tensor "training.generator", and "__metadata__" entries:
 //   format = "gradformer-checkpoint", version = "1", config = the caller's model configuration (JSON text),
 //   training = {"step": ..., "extra": ...} (JSON text), optimizer = the optimizer's type name (when saved).
+// A checkpoint of several optimizers (one per part of a model, say) holds each under its name instead:
+// "optimizer.<name>.<key>", with the metadata entry optimizers = {"<name>": "<type name>", ...} (JSON text).
+// Parameter groups are part of an optimizer's state dict (optim::Optimizer::state_dict), so they are saved and
+// restored either way; files written before groups existed load as one group.
 // In PyTorch, dropping the keys that start with "optimizer." or "training." leaves the model's state dict.
 // Every save goes through safetensors::save_atomic, so a failed save leaves the previous file intact.
 //
@@ -76,10 +80,22 @@ void save_checkpoint(const std::string& path, const Module& model, const optim::
                      const TrainingState& state, const nlohmann::json& config,
                      const CheckpointWriteOptions& options = {});
 
+// Optimizers of a checkpoint that holds several, each under a name: non-empty, without '.', distinct.
+using NamedOptimizers = std::vector<std::pair<std::string, const optim::Optimizer*>>;
+using NamedMutableOptimizers = std::vector<std::pair<std::string, optim::Optimizer*>>;
+
+// The same checkpoint with each optimizer's state under "optimizer.<name>." (see above). Throws ValueError for a
+// bad or repeated name, or a null optimizer.
+void save_checkpoint(const std::string& path, const Module& model, const NamedOptimizers& optimizers,
+                     const TrainingState& state, const nlohmann::json& config,
+                     const CheckpointWriteOptions& options = {});
+
 struct LoadedCheckpoint {
   nlohmann::json config;
   TrainingState state;
   bool has_optimizer = false;  // whether the file holds optimizer state
+  // The names of a checkpoint with several optimizers, with their type names; empty for one (or none).
+  std::map<std::string, std::string> optimizer_types;
 };
 
 // Reads and checks a checkpoint's metadata and training state without any model, so that the caller can
@@ -94,6 +110,9 @@ LoadedCheckpoint read_checkpoint_config(const std::string& path);
 // applied: the caller decides which generator it belongs to. With a null optimizer, saved optimizer state
 // is ignored (fine-tuning from a checkpoint with a fresh optimizer).
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer);
+// The same for a checkpoint of several optimizers: every name saved must be given and no other, each with an
+// optimizer of the saved type that fits; nothing is loaded unless everything fits.
+LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const NamedMutableOptimizers& optimizers);
 
 // fairseq's average_checkpoints.py: writes to `output` a checkpoint whose model tensors are the element-wise
 // mean of the `inputs`' (accumulated in f64, written in the first input's dtype: F64 and BF16 stay, the other

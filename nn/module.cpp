@@ -226,6 +226,56 @@ void Module::zero_grad() {
   for (Tensor& p : parameters()) p.zero_grad();
 }
 
+Module& Module::requires_grad_(bool requires_grad) {
+  for (Tensor& p : parameters()) p.requires_grad_(requires_grad);
+  return *this;
+}
+
+void RemovableHandle::remove() {
+  const std::shared_ptr<ForwardHooks> hooks = hooks_.lock();
+  if (!hooks) return;
+  std::erase_if(hooks->pre, [this](const auto& entry) { return entry.first == id_; });
+  std::erase_if(hooks->post, [this](const auto& entry) { return entry.first == id_; });
+  hooks_.reset();
+}
+
+RemovableHandle Module::register_forward_pre_hook(ForwardPreHook hook) {
+  if (!hook) fail<ValueError>(fmt::format("{}.register_forward_pre_hook", type_name()), "the hook is empty");
+  if (!forward_hooks_) forward_hooks_ = std::make_shared<ForwardHooks>();
+  const uint64_t id = forward_hooks_->next_id++;
+  forward_hooks_->pre.emplace_back(id, std::move(hook));
+  return RemovableHandle(forward_hooks_, id);
+}
+
+RemovableHandle Module::register_forward_hook(ForwardHook hook) {
+  if (!hook) fail<ValueError>(fmt::format("{}.register_forward_hook", type_name()), "the hook is empty");
+  if (!forward_hooks_) forward_hooks_ = std::make_shared<ForwardHooks>();
+  const uint64_t id = forward_hooks_->next_id++;
+  forward_hooks_->post.emplace_back(id, std::move(hook));
+  return RemovableHandle(forward_hooks_, id);
+}
+
+void Module::run_forward_pre_hooks(std::vector<Tensor>& inputs) const {
+  // A copy of the list: a hook may remove itself (or another) while it runs.
+  const auto hooks = forward_hooks_->pre;
+  for (const auto& entry : hooks) {
+    std::optional<std::vector<Tensor>> replaced = entry.second(*this, inputs);
+    if (!replaced) continue;
+    if (replaced->size() != inputs.size())
+      fail<ValueError>(fmt::format("{}{} forward pre-hook", type_name(), path_.empty() ? "" : " " + path_),
+                       "returned {} tensors for a forward that takes {}", replaced->size(), inputs.size());
+    inputs = std::move(*replaced);
+  }
+}
+
+void Module::run_forward_hooks(const std::vector<Tensor>& inputs, Tensor& output) const {
+  const auto hooks = forward_hooks_->post;
+  for (const auto& entry : hooks) {
+    std::optional<Tensor> replaced = entry.second(*this, inputs, output);
+    if (replaced) output = std::move(*replaced);
+  }
+}
+
 int64_t Module::parameter_count() const {
   int64_t n = 0;
   for (const Tensor& p : parameters()) n += p.numel();

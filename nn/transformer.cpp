@@ -9,7 +9,12 @@ namespace gradformer::nn {
 namespace {
 
 Tensor activate(const Tensor& x, Activation activation) {
-  return activation == Activation::relu ? relu(x) : gelu(x);
+  switch (activation) {
+    case Activation::relu: return relu(x);
+    case Activation::gelu: return gelu(x);
+    case Activation::silu: return silu(x);
+  }
+  fail<ValueError>("activation", "unknown Activation {}", static_cast<int>(activation));
 }
 
 // (B, L, D) with D = d_model, else a ShapeError naming the layer and the tensor.
@@ -22,6 +27,22 @@ void check_options(std::string_view layer, const TransformerLayerOptions& option
   if (options.d_model <= 0 || options.nhead <= 0 || options.dim_feedforward <= 0)
     fail<ValueError>(layer, "d_model {}, nhead {} and dim_feedforward {} must be positive", options.d_model,
                      options.nhead, options.dim_feedforward);
+}
+
+// A layer's or stack's norm: the options' factory's, else LayerNorm(d_model). A factory that returns nothing is a
+// ValueError naming the layer.
+std::shared_ptr<UnaryModule> make_norm(std::string_view layer, const TransformerLayerOptions& options) {
+  if (!options.norm) return std::make_shared<LayerNorm>(Shape{options.d_model});
+  std::shared_ptr<UnaryModule> norm = options.norm(options.d_model);
+  if (!norm) fail<ValueError>(layer, "the norm factory returned a null module");
+  return norm;
+}
+
+std::shared_ptr<UnaryModule> make_feed_forward(std::string_view layer, const TransformerLayerOptions& options,
+                                               Generator& gen) {
+  std::shared_ptr<UnaryModule> block = options.feed_forward(options, gen);
+  if (!block) fail<ValueError>(layer, "the feed_forward factory returned a null module");
+  return block;
 }
 
 // The self- and cross-attention of a layer: options.nhead heads, dropout on the weights, biases.
@@ -53,7 +74,11 @@ FeedForward::FeedForward(const FeedForwardOptions& options, Generator& gen) : ac
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-  return linear2_->forward(dropout_->forward(activate(linear1_->forward(x), activation_)));
+  return with_forward_hooks(
+      [this](const Tensor& input) {
+        return linear2_->forward(dropout_->forward(activate(linear1_->forward(input), activation_)));
+      },
+      x);
 }
 
 SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d_model, int64_t max_len) {
@@ -72,7 +97,8 @@ SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d_model, int6
 }
 
 Tensor SinusoidalPositionalEncoding::forward(const Tensor& x, int64_t start) const {
-  return add_positions("SinusoidalPositionalEncoding", x, pe_, start);
+  return with_forward_hooks(
+      [&](const Tensor& input) { return add_positions("SinusoidalPositionalEncoding", input, pe_, start); }, x);
 }
 
 LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t max_len, Generator& gen) {
@@ -82,7 +108,8 @@ LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t ma
 }
 
 Tensor LearnedPositionalEncoding::forward(const Tensor& x, int64_t start) const {
-  return add_positions("LearnedPositionalEncoding", x, weight_, start);
+  return with_forward_hooks(
+      [&](const Tensor& input) { return add_positions("LearnedPositionalEncoding", input, weight_, start); }, x);
 }
 
 TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
@@ -93,11 +120,15 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   check_options("TransformerEncoderLayer", options);
   const int64_t d = options.d_model;
   self_attn_ = register_module("self_attn", layer_attention(options, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
-  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
-  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
+  if (options.feed_forward) {
+    feed_forward_ = register_module("feed_forward", make_feed_forward("TransformerEncoderLayer", options, gen));
+  } else {
+    linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+    dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+    linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
+  }
+  norm1_ = register_module("norm1", make_norm("TransformerEncoderLayer", options));
+  norm2_ = register_module("norm2", make_norm("TransformerEncoderLayer", options));
   dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
   dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
 }
@@ -112,20 +143,25 @@ Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tens
 }
 
 Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
+  if (feed_forward_) return dropout2_->forward(feed_forward_->forward(x));
   return dropout2_->forward(
       linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& src_mask,
                                         bool causal) const {
-  check_sequence("TransformerEncoderLayer", "src", src, options_.d_model);
-  Tensor x = src;  // (B, S, D)
-  if (options_.norm_first) {
-    x = x + self_attention_block(norm1_->forward(x), src_key_padding_mask, src_mask, causal);
-    return x + feed_forward_block(norm2_->forward(x));
-  }
-  x = norm1_->forward(x + self_attention_block(x, src_key_padding_mask, src_mask, causal));
-  return norm2_->forward(x + feed_forward_block(x));
+  return with_forward_hooks(
+      [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& mask) {
+        check_sequence("TransformerEncoderLayer", "src", source, options_.d_model);
+        Tensor x = source;  // (B, S, D)
+        if (options_.norm_first) {
+          x = x + self_attention_block(norm1_->forward(x), key_padding_mask, mask, causal);
+          return x + feed_forward_block(norm2_->forward(x));
+        }
+        x = norm1_->forward(x + self_attention_block(x, key_padding_mask, mask, causal));
+        return norm2_->forward(x + feed_forward_block(x));
+      },
+      src, src_key_padding_mask, src_mask);
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
@@ -137,18 +173,23 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   const int64_t d = options.d_model;
   self_attn_ = register_module("self_attn", layer_attention(options, gen));
   multihead_attn_ = register_module("multihead_attn", layer_attention(options, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
-  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
-  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
-  norm3_ = register_module("norm3", std::make_shared<LayerNorm>(Shape{d}));
+  if (options.feed_forward) {
+    feed_forward_ = register_module("feed_forward", make_feed_forward("TransformerDecoderLayer", options, gen));
+  } else {
+    linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+    dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+    linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
+  }
+  norm1_ = register_module("norm1", make_norm("TransformerDecoderLayer", options));
+  norm2_ = register_module("norm2", make_norm("TransformerDecoderLayer", options));
+  norm3_ = register_module("norm3", make_norm("TransformerDecoderLayer", options));
   dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
   dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
   dropout3_ = register_module("dropout3", std::make_shared<Dropout>(options.dropout));
 }
 
 Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
+  if (feed_forward_) return dropout3_->forward(feed_forward_->forward(x));
   return dropout3_->forward(
       linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
@@ -156,6 +197,18 @@ Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                         const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
                                         DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+  return with_forward_hooks(
+      [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
+          const Tensor& memory_padding) {
+        return decode(target, source_memory, tgt_causal, target_padding, memory_padding, cache,
+                      cross_attention_weights);
+      },
+      tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
+}
+
+Tensor TransformerDecoderLayer::decode(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
+                                       const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
+                                       DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
   check_sequence("TransformerDecoderLayer", "tgt", tgt, options_.d_model);
   check_sequence("TransformerDecoderLayer", "memory", memory, options_.d_model);
   MultiheadAttentionForwardOptions self_options;
@@ -191,15 +244,19 @@ TransformerEncoder::TransformerEncoder(const TransformerLayerOptions& layer, int
   if (num_layers <= 0) fail<ValueError>("TransformerEncoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
+  if (final_norm) norm_ = register_module("norm", make_norm("TransformerEncoder", layer));
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& mask,
                                    bool causal) const {
-  Tensor x = src;  // (B, S, D)
-  for (size_t i = 0; i < layers_->size(); ++i)
-    x = layers_->at<TransformerEncoderLayer>(i)->forward(x, src_key_padding_mask, mask, causal);
-  return norm_ ? norm_->forward(x) : x;
+  return with_forward_hooks(
+      [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& attn_mask) {
+        Tensor x = source;  // (B, S, D)
+        for (size_t i = 0; i < layers_->size(); ++i)
+          x = layers_->at<TransformerEncoderLayer>(i)->forward(x, key_padding_mask, attn_mask, causal);
+        return norm_ ? norm_->forward(x) : x;
+      },
+      src, src_key_padding_mask, mask);
 }
 
 TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm,
@@ -207,19 +264,24 @@ TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int
   if (num_layers <= 0) fail<ValueError>("TransformerDecoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerDecoderLayer>(layer, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
+  if (final_norm) norm_ = register_module("norm", make_norm("TransformerDecoder", layer));
 }
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                    const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
                                    DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
   if (cache) cache->layers.resize(layers_->size());
-  Tensor x = tgt;  // (B, T, D)
-  for (size_t i = 0; i < layers_->size(); ++i)
-    x = layers_->at<TransformerDecoderLayer>(i)->forward(x, memory, tgt_causal, tgt_key_padding_mask,
-                                                         memory_key_padding_mask, cache ? &cache->layers[i] : nullptr,
-                                                         cross_attention_weights);
-  return norm_ ? norm_->forward(x) : x;
+  return with_forward_hooks(
+      [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
+          const Tensor& memory_padding) {
+        Tensor x = target;  // (B, T, D)
+        for (size_t i = 0; i < layers_->size(); ++i)
+          x = layers_->at<TransformerDecoderLayer>(i)->forward(x, source_memory, tgt_causal, target_padding,
+                                                               memory_padding, cache ? &cache->layers[i] : nullptr,
+                                                               cross_attention_weights);
+        return norm_ ? norm_->forward(x) : x;
+      },
+      tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
 }
 
 Transformer::Transformer(int64_t d_model, int64_t nhead, Generator& gen)

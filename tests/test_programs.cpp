@@ -279,7 +279,9 @@ TEST_CASE("programs: gradformer-gradcheck lists ops with their variants and chec
 TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown names and bad flag values") {
   Outcome o = run("gradformer-gradcheck", {"--only", "no-such-op"});
   CHECK(o.exit_code == 2);
-  CHECK(o.err == "gradformer-gradcheck: error: --only: unknown name 'no-such-op' (see --list)\n");
+  CHECK(o.err == "gradformer-gradcheck: error: --only: unknown name 'no-such-op' (see --list); a layer of your own is "
+                 "checked from your program with nn::gradcheck_module(module, fn, inputs), see "
+                 "docs/writing-a-layer.md\n");
   o = run("gradformer-bench", {"--config", "huge"});
   CHECK(o.exit_code == 2);
   CHECK(o.err == "gradformer-bench: error: --config: huge not in {toy,small,base} (see --help)\n");

@@ -30,6 +30,7 @@
 #include "nn/checkpoint.h"
 #include "nn/distributed.h"
 #include "nn/flat_parameters.h"
+#include "nn/gradcheck.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/module.h"

@@ -75,11 +75,15 @@ translate() {
            test "$(wc -l </root/translations.txt)" -eq 3'
 }
 
-# meson install, then a program of the user's built with nothing but pkg-config's flags.
+# meson install, then programs of the user's built with nothing but pkg-config's flags: the consumer, and the
+# programs docs/writing-a-layer.md prints (a unit test keeps the page and these files identical).
 installed_library() {
   in_root 'meson install -C build --quiet && ldconfig &&
-           mkdir -p /root/user && cp tests/consumer/consumer.cpp /root/user/ && cd /root/user &&
-           g++ -std=c++20 consumer.cpp -o consumer $(pkg-config --cflags --libs gradformer) && ./consumer'
+           mkdir -p /root/user && cp tests/consumer/consumer.cpp examples/custom_layer.cpp examples/module_api.cpp /root/user/ &&
+           cd /root/user &&
+           g++ -std=c++20 consumer.cpp -o consumer $(pkg-config --cflags --libs gradformer) && ./consumer &&
+           g++ -std=c++20 custom_layer.cpp -o custom_layer $(pkg-config --cflags --libs gradformer) && ./custom_layer &&
+           g++ -std=c++20 module_api.cpp -o module_api $(pkg-config --cflags --libs gradformer) && ./module_api'
 }
 
 # A user's meson project with gradformer as a subproject (a copy of the tree in subprojects/gradformer).
