@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <ranges>
 #include <filesystem>
 #include <set>
 #include <span>
@@ -311,6 +310,12 @@ LoadedCheckpoint read_checkpoint_config(const std::string& path) {
 
 namespace {
 
+std::vector<std::string> optimizer_names(const LoadedCheckpoint& loaded) {
+  std::vector<std::string> names;
+  for (const auto& entry : loaded.optimizer_types) names.push_back(entry.first);
+  return names;
+}
+
 // An optimizer to load and where its tensors are: "optimizer." for a checkpoint's only one, "optimizer.<name>."
 // for one of several.
 struct OptimizerSlot {
@@ -370,7 +375,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
     if (!loaded.optimizer_types.empty())
       fail<CheckpointError>(path, "checkpoint holds {} optimizers by name ({}); load them with load_checkpoint(path, "
                                   "model, {{{{name, optimizer}}, ...}})", loaded.optimizer_types.size(),
-                            fmt::join(std::views::keys(loaded.optimizer_types), ", "));
+                            fmt::join(optimizer_names(loaded), ", "));
     slots.push_back({fmt::format("the {}", optimizer->type_name()), std::string(kOptimizerPrefix),
                      file.metadata.at("optimizer"), optimizer});
   }
@@ -391,8 +396,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const N
                                                : std::string("no optimizer state"));
   std::vector<std::string> given;
   for (const auto& entry : optimizers) given.push_back(entry.first);
-  std::vector<std::string> saved(std::views::keys(loaded.optimizer_types).begin(),
-                                 std::views::keys(loaded.optimizer_types).end());
+  const std::vector<std::string> saved = optimizer_names(loaded);  // sorted, as the map is
   std::sort(given.begin(), given.end());
   if (given != saved)
     fail<CheckpointError>(path, "checkpoint holds the optimizers {}, but {} were given", fmt::join(saved, ", "),
