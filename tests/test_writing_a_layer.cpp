@@ -1,6 +1,7 @@
 // docs/writing-a-layer.md prints complete programs: each must be, byte for byte, the example file it names, and
-// each example must build (tests/meson.build makes the test binary depend on them) and run to success. The
-// clean-room suite builds the same files outside the tree against the installed library.
+// each example must build (tests/meson.build makes the test binary depend on them) and run to success
+// (custom-layer is run by test_docs.cpp as the README's quickstart). The clean-room suite builds the same files
+// outside the tree against the installed library.
 #include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
@@ -36,8 +37,8 @@ std::map<std::string, std::string> printed_programs(const std::string& page) {
 TEST_CASE("writing a layer: the programs docs/writing-a-layer.md prints are the example files") {
   const std::map<std::string, std::string> programs =
       printed_programs(read_file(kSourceRoot + "/docs/writing-a-layer.md"));
-  CHECK(programs.size() == 2);
-  for (const char* path : {"examples/custom_layer.cpp", "examples/module_api.cpp"}) {
+  CHECK(programs.size() == 3);
+  for (const char* path : {"examples/custom_layer.cpp", "examples/custom_transformer.cpp", "examples/module_api.cpp"}) {
     CAPTURE(path);
     REQUIRE(programs.contains(path));
     const std::string file = read_file(kSourceRoot + "/" + path);
@@ -49,12 +50,12 @@ TEST_CASE("writing a layer: the programs docs/writing-a-layer.md prints are the 
   }
 }
 
-TEST_CASE("writing a layer: custom-layer checks its op and layers, trains transformer-tiny with them and reloads") {
+TEST_CASE("writing a layer: custom-transformer checks its blocks, trains transformer-tiny with them and reloads") {
   if (!kProgramsBuilt) return;
-  const Outcome o = run("custom-layer", {});
+  const Outcome o = run("custom-transformer", {});
   INFO(o.out << o.err);
   CHECK(o.exit_code == 0);
-  CHECK(count_lines_containing(o.out, " ok") == 5);
+  CHECK(count_lines_containing(o.out, " ok") == 4);
   CHECK(o.out.find("FAILED") == std::string::npos);
 }
 

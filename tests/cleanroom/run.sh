@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The clean-room suite: what a new user gets on a brand-new Debian 12 machine. It makes a fresh bookworm root with
-# mmdebstrap (this machine's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
+# mmdebstrap (the host's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
 # in a chroot runs each case below as that user would. A case that fails prints its last lines; the suite ends
 # with "clean-room: N passed, N failed". The root (and the /proc mounted in it) is removed on every exit.
 # Run as root: tests/cleanroom/run.sh. CLEAN_ROOM_KEEP=1 keeps the root for a look (still unmounted).
@@ -76,13 +76,17 @@ translate() {
 }
 
 # meson install, then programs of the user's built with nothing but pkg-config's flags: the consumer, and the
-# programs docs/writing-a-layer.md prints (a unit test keeps the page and these files identical).
+# programs the README's second quickstart and docs/writing-a-layer.md print (unit tests keep those and these files
+# identical).
 installed_library() {
   in_root 'meson install -C build --quiet && ldconfig &&
-           mkdir -p /root/user && cp tests/consumer/consumer.cpp examples/custom_layer.cpp examples/module_api.cpp /root/user/ &&
+           mkdir -p /root/user && cp tests/consumer/consumer.cpp examples/custom_layer.cpp examples/custom_transformer.cpp examples/module_api.cpp \
+              /root/user/ &&
            cd /root/user &&
            g++ -std=c++20 consumer.cpp -o consumer $(pkg-config --cflags --libs gradformer) && ./consumer &&
            g++ -std=c++20 custom_layer.cpp -o custom_layer $(pkg-config --cflags --libs gradformer) && ./custom_layer &&
+           g++ -std=c++20 custom_transformer.cpp -o custom_transformer $(pkg-config --cflags --libs gradformer) &&
+           ./custom_transformer &&
            g++ -std=c++20 module_api.cpp -o module_api $(pkg-config --cflags --libs gradformer) && ./module_api'
 }
 
