@@ -24,7 +24,7 @@ std::vector<std::string> project_includes(const std::string& header) {
   std::ifstream in(std::string(GRADFORMER_SOURCE_ROOT) + "/" + header);
   REQUIRE_MESSAGE(in.good(), header);
   std::vector<std::string> included;
-  const std::regex quoted(R"(^\s*#\s*include\s+"([^"]+)")");
+  const std::regex quoted(R"re(^\s*#\s*include\s+"([^"]+)")re");
   std::smatch match;
   for (std::string line; std::getline(in, line);)
     if (std::regex_search(line, match, quoted)) included.push_back(match[1].str());
