@@ -12,12 +12,15 @@
 
 using namespace gradformer;
 
-// A new op: softsign(x) = x / (1 + |x|). The forward computes with a kernel; record() attaches the backward,
-// which receives dL/dy and writes dL/dx = dL/dy / (1 + |x|)², capturing x detached (never the output).
+// A new op: softsign(x) = x / (1 + |x|). The forward computes, here from existing ops with recording off (a
+// kernel of one's own would do too); record() attaches the backward, which receives dL/dy and writes
+// dL/dx = dL/dy / (1 + |x|)², capturing x detached (never the output).
 Tensor softsign(const Tensor& x) {
-  Tensor out = visit_floating(x.dtype(), "softsign", [&]<class T>(std::type_identity<T>) {
-    return kernels::map<T, T>(x, [](T v) { return v / (T{1} + std::abs(v)); });
-  });
+  Tensor out;
+  {
+    NoGradGuard forward_only;
+    out = x / (abs(x) + 1.0);
+  }
   return record(out, "softsign", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor denominator = abs(x) + 1.0;
     g[0] = dout / (denominator * denominator);
