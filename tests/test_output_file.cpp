@@ -24,20 +24,13 @@
 using namespace gradformer;
 using testing::message_of;
 using testing::TempDir;
+using testing::temporaries_in;
 
 namespace {
 
 std::string contents(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The names in dir that hold ".tmp." (a temporary file left behind).
-size_t temporaries_in(const std::string& dir) {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  return count;
 }
 
 bool is_character_device(const std::string& path) {
@@ -167,6 +160,53 @@ TEST_CASE("output file: standard output is written in place and its errors name 
   ::close(saved);
   ::close(full);
   CHECK(message == "stdout: write failed: No space left on device");
+}
+
+TEST_CASE("output file: Replace::never creates exclusively: of two writers of one new path the second fails") {
+  const TempDir dir;
+  const std::string path = dir.str("out.txt");
+  nn::OutputFile first(path, nn::Replace::never), second(path, nn::Replace::never);
+  first.write("first");
+  second.write("second");
+  first.commit();
+  CHECK(message_of<IOError>([&] { second.commit(); }) ==
+        path + ": was created by another process while this one wrote it; it is left as that process wrote it");
+  CHECK(contents(path) == "first");
+  CHECK(message_of<IOError>([&] { nn::OutputFile third(path, nn::Replace::never); }) == path + ": already exists");
+}
+
+TEST_CASE("output file: remove_live_temporaries unlinks the open ones; a dead writer's goes at the next open") {
+  const TempDir dir;
+  const std::string path = dir.str("out.txt");
+  {
+    nn::OutputFile out(path);
+    out.write("half");
+    CHECK(temporaries_in(dir.str()) == 1);
+    nn::remove_live_temporaries();  // what a program's signal handler does before it ends the process
+    CHECK(temporaries_in(dir.str()) == 0);
+  }
+  nn::OutputFile committed(path);
+  committed.write("whole");
+  committed.commit();
+  nn::remove_live_temporaries();  // a committed file is no temporary
+  CHECK(contents(path) == "whole");
+
+  // A process that died mid-write (no process has pid 999999999) left its temporary: the next writer removes it.
+  std::ofstream(path + ".tmp.999999999") << "half";
+  nn::write_text_file(path, "again");
+  CHECK(temporaries_in(dir.str()) == 0);
+}
+
+TEST_CASE("output file: same_file_as compares regular files by identity, through links and '..'") {
+  const TempDir dir;
+  const std::string file = dir.str("a.txt");
+  std::ofstream(file) << "a";
+  std::filesystem::create_directories(dir.str("sub"));
+  std::filesystem::create_symlink(file, dir.str("link.txt"));
+  CHECK(nn::same_file_as(dir.str("sub/../a.txt"), {dir.str("other"), file}) == file);
+  CHECK(nn::same_file_as(dir.str("link.txt"), {file}) == file);
+  CHECK_FALSE(nn::same_file_as(dir.str("missing.txt"), {file}));
+  CHECK_FALSE(nn::same_file_as("/dev/null", {"/dev/null"}));  // written in place, never replaced
 }
 
 TEST_CASE("output file: checkpoints, TSV files and vocabularies follow the rule") {
