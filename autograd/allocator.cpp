@@ -137,7 +137,9 @@ size_t storage_size_class(size_t nbytes) {
 }
 
 StorageBlock allocate_storage(size_t nbytes) { return StorageCache::instance().allocate(nbytes); }
-void release_storage(StorageBlock block) noexcept { StorageCache::instance().release(block); }
+// Never throws (StorageCache::release is noexcept): it runs in Storage's destructor, also while a std::bad_alloc
+// unwinds through a model's constructor.
+void release_storage(StorageBlock block) { StorageCache::instance().release(block); }
 void empty_storage_cache() { StorageCache::instance().empty(); }
 void set_storage_caching(bool enabled) { StorageCache::instance().set_enabled(enabled); }
 bool storage_caching_enabled() { return StorageCache::instance().enabled(); }

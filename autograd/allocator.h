@@ -29,14 +29,13 @@ struct StorageCacheStats {
 };
 
 // A block of at least `nbytes` bytes (never null: throws std::bad_alloc) and its class size, which
-// release_storage must be given back. release_storage never throws (it runs in destructors, also while an
-// exception unwinds): a block the cache cannot take goes back to the system.
+// release_storage must be given back.
 struct StorageBlock {
   std::byte* data = nullptr;
   size_t capacity = 0;
 };
 StorageBlock allocate_storage(size_t nbytes);
-void release_storage(StorageBlock block) noexcept;
+void release_storage(StorageBlock block);
 
 // The class a request of `nbytes` bytes is served from.
 size_t storage_size_class(size_t nbytes);

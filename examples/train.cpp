@@ -195,13 +195,16 @@ void check_out_dir(const Flags& flags) {
     fail<IOError>("--out " + flags.out, "already holds {}; continue it with --resume {}, or start afresh there "
                   "with --overwrite", name, flags.out + "/last.safetensors");
   }
+  std::vector<std::string> step_files;
   std::error_code no_directory;  // a rank other than 0 may find none yet
-  for (const auto& entry : fs::directory_iterator(flags.out, no_directory)) {
-    const std::string name = entry.path().filename().string();
-    if (!name.starts_with("step-") || !name.ends_with(".safetensors")) continue;
+  for (const auto& entry : fs::directory_iterator(flags.out, no_directory))
+    if (const std::string name = entry.path().filename().string();
+        name.starts_with("step-") && name.ends_with(".safetensors"))
+      step_files.push_back(name);
+  if (!step_files.empty())
     fail<IOError>("--out " + flags.out, "already holds step checkpoints of a run ({}, ...); resume one with --resume, "
-                  "or start afresh there with --overwrite (which removes them)", name);
-  }
+                  "or start afresh there with --overwrite (which removes them)",
+                  *std::min_element(step_files.begin(), step_files.end()));
 }
 
 // --write-data DIR: the three splits, none replaced without --overwrite.
@@ -394,8 +397,8 @@ int run(Flags flags) {
       &interrupted);
   // Every checkpoint is written: from here on a signal ends the program at once, saying so.
   static const std::string after_training =
-      fmt::format("\ngradformer-train: interrupted after training; its checkpoints in {} are complete (score "
-                  "best.safetensors with gradformer-translate --reference)\n", flags.out);
+      fmt::format("\ngradformer-train: interrupted after training; its checkpoints in {} are complete (score them "
+                  "with gradformer-translate --reference)\n", flags.out);
   last_words.store(&after_training);
   if (terminal) console.print("\n");
   if (reason == models::StopReason::interrupted) {

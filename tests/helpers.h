@@ -54,14 +54,6 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// The names in `dir` that hold ".tmp." (a temporary file left behind by a writer).
-inline size_t temporaries_in(const std::string& dir) {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  return count;
-}
-
 inline double max_abs(const Tensor& t) {
   double m = 0;
   for (double v : t.to_vector<double>()) m = std::max(m, std::abs(v));

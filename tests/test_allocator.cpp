@@ -42,9 +42,6 @@ TEST_CASE("allocator: size classes are 64-byte multiples at most 25% above the r
   }
 }
 
-// It runs in Storage's destructor, also while a std::bad_alloc unwinds through a constructor.
-static_assert(noexcept(release_storage(StorageBlock{})), "release_storage must never throw");
-
 TEST_CASE("allocator: a freed block is handed out again to a request of its class") {
   const CachingSwitch caching(true);
   std::byte* first = nullptr;

@@ -7,7 +7,7 @@
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/output_file.h"
-#include "tests/helpers.h"
+#include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
