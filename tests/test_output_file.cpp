@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -165,14 +166,46 @@ TEST_CASE("output file: standard output is written in place and its errors name 
 TEST_CASE("output file: Replace::never creates exclusively: of two writers of one new path the second fails") {
   const TempDir dir;
   const std::string path = dir.str("out.txt");
-  nn::OutputFile first(path, nn::Replace::never), second(path, nn::Replace::never);
+  const std::string expected =
+      path + ": was created by another process while this one wrote it; it is left as that process wrote it";
+  // Two processes (each names its temporary by its pid): the child opens first and commits last.
+  int opened[2], committed[2];
+  REQUIRE(::pipe(opened) == 0);
+  REQUIRE(::pipe(committed) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int code = 3;
+    try {
+      nn::OutputFile second(path, nn::Replace::never);
+      second.write("second");
+      char byte = 0;
+      if (::write(opened[1], &byte, 1) != 1 || ::read(committed[0], &byte, 1) != 1) ::_exit(4);
+      try {
+        second.commit();
+        code = 1;
+      } catch (const IOError& error) {
+        code = error.what() == expected ? 0 : 2;
+      }
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  char byte = 0;
+  REQUIRE(::read(opened[0], &byte, 1) == 1);
+  nn::OutputFile first(path, nn::Replace::never);
   first.write("first");
-  second.write("second");
   first.commit();
-  CHECK(message_of<IOError>([&] { second.commit(); }) ==
-        path + ": was created by another process while this one wrote it; it is left as that process wrote it");
+  REQUIRE(::write(committed[1], &byte, 1) == 1);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
   CHECK(contents(path) == "first");
+  CHECK(temporaries_in(dir.str()) == 0);
   CHECK(message_of<IOError>([&] { nn::OutputFile third(path, nn::Replace::never); }) == path + ": already exists");
+  for (int fd : {opened[0], opened[1], committed[0], committed[1]}) ::close(fd);
 }
 
 TEST_CASE("output file: remove_live_temporaries unlinks the open ones; a dead writer's goes at the next open") {

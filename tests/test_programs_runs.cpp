@@ -320,7 +320,7 @@ TEST_CASE("programs: two gradformer-average runs on one new --output: one writes
   Running first("gradformer-average", {"--output", output, t.checkpoint, t.checkpoint, t.checkpoint});
   Running second("gradformer-average", {"--output", output, t.checkpoint, t.checkpoint, t.checkpoint});
   const int a = first.wait(), b = second.wait();
-  INFO(first.err() + second.err());
+  INFO(std::string(first.err() + second.err()));
   CHECK(((a == 0 && b == 1) || (a == 1 && b == 0)));
   const std::string failure = a == 1 ? first.err() : second.err();
   CHECK((failure.ends_with(output + ": already exists; pass --overwrite to replace it\n") ||
@@ -347,7 +347,7 @@ TEST_CASE("programs: a diverged run stops with exit 1 and says so; a capped perp
   const TempDir dir;
   Outcome o = run("gradformer-train", {"--task", "copy", "--out", dir.str("diverged"), "--max-steps", "40",
                                        "--valid-every", "2", "--valid-bleu-sentences", "0", "--max-tokens", "256",
-                                       "--lr-factor", "1e10", "--warmup", "1"});
+                                       "--lr-factor", "1e10"});
   INFO(o.out);
   INFO(o.err);
   CHECK(o.exit_code == 1);
