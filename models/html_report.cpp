@@ -12,20 +12,6 @@
 namespace gradformer::models {
 namespace {
 
-std::string escape_html(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 // JSON inside <script type="application/json">: only "</script" could end the element early, and '<' occurs only
 // inside JSON strings, where \u003c means the same character. Invalid UTF-8 (a corpus can hold it) is replaced.
 std::string embeddable_json(const nlohmann::json& data) {
@@ -49,7 +35,7 @@ std::string page(const std::string& title, const std::string& style, const std::
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n"
       "<style>\n{}{}</style>\n</head>\n<body>\n{}\n"
       "<script type=\"application/json\" id=\"gradformer-data\">{}</script>\n<script>\n{}</script>\n</body>\n</html>\n",
-      escape_html(title), html_pages::common_style, style, body, embeddable_json(data), script);
+      escape_markup(title), html_pages::common_style, style, body, embeddable_json(data), script);
 }
 
 double rounded(double value) { return std::round(value * 1e5) / 1e5; }

@@ -4,9 +4,7 @@
 #include <cmath>
 
 namespace gradformer::models {
-namespace {
-
-std::string escape(const std::string& text) {
+std::string escape_markup(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
@@ -19,6 +17,8 @@ std::string escape(const std::string& text) {
   }
   return out;
 }
+
+namespace {
 
 // Ticks of a log axis from the largest tick at or below `low` to the smallest at or above `high` (low > 0), so
 // that the axis ends on a tick at both ends: the densest of 1-2-...-9, 1-2-5 and powers of ten per decade that
@@ -95,7 +95,7 @@ std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu) {
       if (keep(y)) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
     svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n", path, colour);
     svg += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>\n", width - right - 240, legend_y, colour,
-                       escape(c.label));
+                       escape_markup(c.label));
   };
 
   const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
@@ -132,17 +132,17 @@ std::string attention_svg(const std::vector<AttentionMap>& all_maps, const std::
   for (size_t m = 0; m < maps.size(); ++m) {
     const double ox = panel_w * static_cast<double>(m % columns), oy = panel_h * static_cast<double>(m / columns);
     svg += fmt::format("<text x=\"{:.0f}\" y=\"{:.0f}\" font-size=\"13\">{}</text>\n", ox + 4, oy + 16,
-                       escape(maps[m]->label));
+                       escape_markup(maps[m]->label));
     const Tensor w = maps[m]->weights.to(DType::f64).contiguous();
     const int64_t t_len = std::min<int64_t>(w.size(0), static_cast<int64_t>(target_tokens.size()));
     const int64_t s_len = std::min<int64_t>(w.size(1), static_cast<int64_t>(source_tokens.size()));
     for (int64_t s = 0; s < s_len; ++s)
       svg += fmt::format(
           "<text transform=\"translate({:.1f},{:.1f}) rotate(-60)\">{}</text>\n", ox + label + cell * s + cell / 2,
-          oy + label - 4, escape(source_tokens[static_cast<size_t>(s)]));
+          oy + label - 4, escape_markup(source_tokens[static_cast<size_t>(s)]));
     for (int64_t t = 0; t < t_len; ++t) {
       svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ox + label - 4,
-                         oy + label + cell * t + cell * 0.7, escape(target_tokens[static_cast<size_t>(t)]));
+                         oy + label + cell * t + cell * 0.7, escape_markup(target_tokens[static_cast<size_t>(t)]));
       for (int64_t s = 0; s < s_len; ++s) {
         const int shade = shade_of(w.at({t, s}));
         svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"{}\" fill=\"rgb({},{},255)\"/>\n",

@@ -24,6 +24,8 @@ std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu);
 // layer and head, and a colour scale with its values under them.
 std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vector<std::string>& source_tokens,
                           const std::vector<std::string>& target_tokens);
+// text with & < > " as entities, for SVG and HTML.
+std::string escape_markup(const std::string& text);
 // The pictures are written as every program file is (nn/output_file.h); the trainer's loss.svg goes through here.
 using nn::write_text_file;
 

@@ -204,8 +204,10 @@ void Browser::note(const nlohmann::json& event) {
     const std::string type = p.value("type", "");
     if (type != "error" && type != "assert") return;
     std::string text = "console." + type + ":";
-    for (const nlohmann::json& arg : p.value("args", nlohmann::json::array()))
-      text += " " + (arg.contains("value") ? arg["value"].dump() : arg.value("description", "?"));
+    for (const nlohmann::json& arg : p.value("args", nlohmann::json::array())) {
+      text += ' ';
+      text += arg.contains("value") ? arg["value"].dump() : arg.value("description", "?");
+    }
     problems_.push_back(text);
   } else if (method == "Runtime.exceptionThrown") {
     const nlohmann::json& details = p["exceptionDetails"];
