@@ -71,7 +71,7 @@ struct TrainingReport {
 // precision products run in, and the number of processes of a data-parallel run.
 nlohmann::json machine_description(DType precision, int64_t processes);
 
-// Curves longer than max_points points are thinned to every k-th point (the last one kept), so that a long run's
+// Curves longer than max_points points are thinned to every k-th point (and the last), so that a long run's
 // report stays a few hundred kilobytes.
 std::string training_html(const TrainingReport& report, size_t max_points = 2000);
 

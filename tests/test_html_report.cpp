@@ -302,7 +302,7 @@ TEST_CASE("training report in chromium: five charts, hover values, the log-scale
   const std::string path = dir.str("report.html");
   nn::write_text_file(path, models::training_html(sample_report(), 100));
   const nlohmann::json data = nlohmann::json::parse(embedded_json_text(file_text(path)));
-  CHECK(data["train_nll"]["points"].size() == 100);  // 200 steps thinned to every second one
+  CHECK(data["train_nll"]["points"].size() == 101);  // 200 steps thinned to every second one, and the last
   CHECK(data["valid_nll"]["points"].size() == 4);
 
   Browser browser;
