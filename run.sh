@@ -113,19 +113,21 @@ run_suite() {
   rm -f "$log"
 }
 
-# libFuzzer targets (tests/fuzz/), built with clang, each run for a bounded number of inputs from a scratch copy
-# of its committed seeds; each target counts as one test case. FUZZ_RUNS sets the count (default 20000).
+# libFuzzer targets (tests/fuzz/), built with clang, each run for FUZZ_SECONDS (default 30) from a scratch copy
+# of its committed seeds, under a memory limit (an input that makes a target allocate past it is a finding); each
+# target counts as one test case.
 run_fuzzers() {
   CXX=clang++ CC=clang configure build-fuzz --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined \
     -Db_lundef=false -Dfuzzing=true -Dbuild_tests=false -Dbuild_examples=false -Dnative=false
-  loudly "the fuzz build" ninja -C build-fuzz tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_vocabulary tests/fuzz/fuzz_bpe tests/fuzz/fuzz_tsv
+  local targets=(safetensors vocabulary bpe tsv checkpoint_config)
+  loudly "the fuzz build" ninja -C build-fuzz "${targets[@]/#/tests/fuzz/fuzz_}"
   local target scratch
-  for target in safetensors vocabulary bpe tsv; do
+  for target in "${targets[@]}"; do
     echo "== fuzz: $target"
     scratch=$(mktemp -d)
     cp tests/fuzz/corpus/"$target"/* "$scratch"/
-    if ./build-fuzz/tests/fuzz/fuzz_"$target" -runs="${FUZZ_RUNS:-20000}" -max_len=4096 -timeout=10 \
-        -print_final_stats=1 "$scratch" 2>&1 | tail -n 12; then
+    if ./build-fuzz/tests/fuzz/fuzz_"$target" -max_total_time="${FUZZ_SECONDS:-30}" -max_len=4096 -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 "$scratch" 2>&1 | tail -n 12; then
       passed=$((passed + 1))
     else
       failed=$((failed + 1))

@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
   uint64_t seed = 0;
   app.add_flag("--list", list, "List the names that can be checked and exit");
   app.add_option("--only", only, "Check only these ops, rows or layers (repeatable)");
-  app.add_option("--seed", seed, "Seed for the inputs and the random projection")->capture_default_str();
+  app.add_option("--seed", seed, "Seed for the inputs and the random projection")
+      ->check(cli::unsigned_64())
+      ->capture_default_str();
   if (const int code = cli::parse(app, "gradformer-gradcheck", argc, argv); code >= 0) return code;
 
   if (list) {

@@ -8,8 +8,10 @@
 // input line gives an empty output line, as in Marian and fairseq, so that line n of the output always translates
 // line n of the input. Translation is a stream: each batch of --batch lines is written (and reaches a pipe) before
 // the next is read. --output follows nn/output_file.h's rule (a regular file is replaced only once complete).
-// Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated (exit 130, 143); a second one
-// stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed write included), 2 on bad flags.
+// Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops after the batch in hand and keeps what was translated
+// (exit 130, 143, 129); a second one stops at once, leaving no temporary file. --output and --attention-svg are
+// never one of the files read (checkpoints, --input, --reference). Exit 0 on success, 1 with a one-line reason on
+// any error (a failed write included, stdout a closed pipe among them), 2 on bad flags.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
@@ -21,6 +23,7 @@
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/output_file.h"
+#include "ops/autocast.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
@@ -31,6 +34,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -56,6 +60,7 @@ extern "C" void request_stop(int signal) {
     return;
   }
   if (stop_signal != 0) {  // the second one stops at once
+    nn::remove_live_temporaries();
     std::signal(signal, SIG_DFL);
     std::raise(signal);
   }
@@ -68,7 +73,10 @@ void stop_on_interrupt() {
   action.sa_handler = request_stop;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: a read of stdin returns, so the main thread can stop
-  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal, &action, nullptr);
+  // A reader that closed stdout makes the next write fail with EPIPE, reported like any failed write, instead of
+  // ending the process without a word.
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 struct Flags {
@@ -80,6 +88,23 @@ struct Flags {
   int threads = 0;
   DType precision = DType::f32;
 };
+
+// A file this run writes must not be one it reads: checked by identity (device and inode), so a symbolic link
+// or a path through `..` is caught as well as the same spelling.
+void check_outputs_are_not_inputs(const Flags& flags) {
+  std::vector<std::string> inputs = flags.checkpoints;
+  for (const std::string* path : {&flags.input, &flags.reference})
+    if (!path->empty()) inputs.push_back(*path);
+  const std::array<std::pair<const char*, const std::string*>, 2> outputs{
+      {{"--output", &flags.output}, {"--attention-svg", &flags.attention_svg}}};
+  for (const auto& [flag, path] : outputs)
+    if (!path->empty())
+      if (const std::optional<std::string> input = nn::same_file_as(*path, inputs))
+        fail<IOError>(fmt::format("{} {}", flag, *path), "is the same file as the input {}; gradformer-translate "
+                      "never writes over what it reads", *input);
+  if (!flags.output.empty() && !flags.attention_svg.empty() && nn::same_file_as(flags.output, {flags.attention_svg}))
+    fail<IOError>("--attention-svg " + flags.attention_svg, "is the same file as --output");
+}
 
 // Lines from a FILE*, with the line end (LF or CRLF) removed. A read error (stdin being a directory, an I/O
 // error) throws instead of passing for the end of the input.
@@ -159,6 +184,7 @@ int run(const Flags& flags) {
   if (flags.n_best > flags.corpus.decode.beam_size)
     fail<ValueError>("--n-best", "{} exceeds --beam {}: a beam holds at most as many hypotheses as its size",
                      flags.n_best, flags.corpus.decode.beam_size);
+  check_outputs_are_not_inputs(flags);
   // Before any work, so that a path that cannot be written is reported at once; a replaced file keeps its old
   // contents until the translation is complete.
   nn::OutputFile out = flags.output.empty() ? nn::OutputFile::standard_output() : nn::OutputFile(flags.output);
@@ -178,13 +204,15 @@ int run(const Flags& flags) {
   std::vector<std::shared_ptr<models::Seq2SeqModel>> members;
   models::ModelEnsemble ensemble;
   for (const std::string& path : flags.checkpoints) {
-    nlohmann::json config = nn::read_checkpoint_config(path).config;
+    const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(path);
+    nlohmann::json config = saved.config;
     models::TextCodec member_codec = models::TextCodec::take_from_config(config, path);
     // Averaged log-probabilities mean something only when every model numbers the same tokens alike.
     if (codec && member_codec.to_json() != codec->to_json())
       fail<ValueError>(path, "its vocabulary or tokenizer differs from {}'s; the models of an ensemble must share both",
                        flags.checkpoints.front());
     if (!codec) codec.emplace(std::move(member_codec));
+    models::check_config_fits(config, saved.model_shapes, path);
     members.push_back(models::make_model(config));
     nn::load_checkpoint(path, *members.back(), nullptr);
     members.back()->eval();
@@ -319,7 +347,7 @@ int main(int argc, char** argv) {
   try {
     return run(f);
   } catch (const std::exception& e) {
-    cli::print_error("gradformer-translate", e.what());
+    cli::print_error("gradformer-translate", cli::describe(e));
     return 1;
   }
 }

@@ -10,6 +10,7 @@
 
 #include "models/seq2seq.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +29,17 @@ struct ModelOptions {
 std::vector<std::string> model_names();
 // The full configuration of a named model: its preset sizes plus the options.
 nlohmann::json model_config(const std::string& name, const ModelOptions& options);
-// Builds the model a configuration describes, its parameters drawn from gen (the thread's current generator when
+// The largest size make_model accepts in any field (vocab_size, d_model, layers, max_length, ...): past it a
+// configuration is corrupt, not a model, and building it would only exhaust memory.
+inline constexpr int64_t max_model_size = int64_t{1} << 20;
+// Checks a checkpoint's configuration against its model tensors' shapes (nn::LoadedCheckpoint::model_shapes)
+// before anything is built: each size must equal the dimension of the tensor it makes (vocab_size the
+// embedding's rows, d_model its columns, layers the count of encoder layers, max_length the positional table's
+// rows, ...). Throws nn::CheckpointError naming `path`, the field, its value and the tensor that disagrees.
+void check_config_fits(const nlohmann::json& config, const std::map<std::string, std::vector<int64_t>>& shapes,
+                       const std::string& path);
+// Builds the model a configuration describes (every size checked to lie in 1..max_model_size, FormatError
+// naming the field otherwise), its parameters drawn from gen (the thread's current generator when
 // none is given). The model keeps no generator: its dropout draws from the current one at every forward.
 std::shared_ptr<Seq2SeqModel> make_model(const nlohmann::json& config, Generator& gen = current_generator());
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <span>
 #include <string_view>
@@ -133,6 +134,7 @@ LoadedCheckpoint read_metadata(const std::string& path, const safetensors::File&
   loaded.state.generator = generator_state(path, file);
 
   for (const auto& entry : file.tensors) {
+    if (is_model_key(entry.first)) loaded.model_shapes.emplace(entry.first, entry.second.shape);
     if (entry.first.starts_with(kOptimizerPrefix)) loaded.has_optimizer = true;
     if (entry.first.starts_with(kTrainingPrefix) && entry.first != kGeneratorKey)
       fail<CheckpointError>(path, "unknown training tensor '{}'", entry.first);
@@ -253,6 +255,16 @@ void save_checkpoint(const std::string& path, const Module& model, const optim::
   safetensors::save_atomic(path, file);
 }
 
+std::string run_id_of(const std::string& path) {
+  const std::map<std::string, std::string> metadata = safetensors::load_metadata(path);
+  const auto training = metadata.find("training");
+  if (training == metadata.end()) return "";
+  const nlohmann::json parsed = nlohmann::json::parse(training->second, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed.contains("extra") || !parsed["extra"].is_object()) return "";
+  const nlohmann::json& extra = parsed["extra"];
+  return extra.contains("run_id") && extra["run_id"].is_string() ? extra["run_id"].get<std::string>() : "";
+}
+
 LoadedCheckpoint read_checkpoint_config(const std::string& path) {
   return read_metadata(path, safetensors::load(path));
 }
@@ -307,11 +319,28 @@ void check_average_output(const std::vector<std::string>& inputs, const std::str
   std::error_code error;
   const fs::file_status status = fs::status(output, error);
   if (!fs::exists(status)) return;
-  for (const std::string& input : inputs)
-    if (fs::equivalent(input, output, error))
-      fail<IOError>(output, "is also an input ({}); averaging never writes over an input", input);
+  if (const std::optional<std::string> input = same_file_as(output, inputs))
+    fail<IOError>(output, "is also an input ({}); averaging never writes over an input", *input);
   if (!fs::is_regular_file(status)) fail<IOError>(output, "exists and is not a regular file");
   if (!overwrite) fail<IOError>(output, "already exists; pass --overwrite to replace it");
+}
+
+// What the caller should hear about the inputs: checkpoints of several runs (averaging is meant for the last
+// few of one), and files given more than once (they weigh more than the others).
+std::vector<std::string> average_input_warnings(const std::vector<std::string>& inputs) {
+  std::vector<std::string> warnings;
+  std::set<std::string> runs;
+  for (const std::string& input : inputs) runs.insert(run_id_of(input));
+  if (runs.size() > 1)
+    warnings.push_back(fmt::format("the inputs come from {} different training runs (run ids {}); averaging is "
+                                   "meant for checkpoints of one run", runs.size(), fmt::join(runs, ", ")));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (same_file_as(inputs[i], {inputs[j]})) {
+        warnings.push_back(fmt::format("{} is the same file as {}: it counts twice in the mean", inputs[i], inputs[j]));
+        break;
+      }
+  return warnings;
 }
 
 // The first top-level config key (in key order) whose value differs between the two configs, or "" if none.
@@ -370,7 +399,7 @@ safetensors::TensorRecord mean_record(const std::vector<double>& sum, size_t cou
 
 }  // namespace
 
-size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
+AverageReport average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
   if (inputs.empty()) fail<ValueError>("average_checkpoints", "no input checkpoints");
   check_average_output(inputs, output, overwrite);
 
@@ -395,6 +424,8 @@ size_t average_checkpoints(const std::vector<std::string>& inputs, const std::st
     }
   }
 
+  AverageReport report;
+  report.warnings = average_input_warnings(inputs);
   safetensors::File averaged;
   for (const std::string& key : model_keys(first)) {
     const auto sum = sums.find(key);
@@ -408,8 +439,9 @@ size_t average_checkpoints(const std::vector<std::string>& inputs, const std::st
                        {"training", dump_json({{"step", first_loaded.state.step},
                                                {"extra", {{"averaged_from", inputs}}}},
                                               "training state")}};
-  safetensors::save_atomic(output, averaged);
-  return sums.size();
+  safetensors::save_atomic(output, averaged, overwrite ? Replace::existing : Replace::never);
+  report.tensors = sums.size();
+  return report;
 }
 
 }  // namespace gradformer::nn

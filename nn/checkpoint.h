@@ -80,7 +80,15 @@ struct LoadedCheckpoint {
   nlohmann::json config;
   TrainingState state;
   bool has_optimizer = false;  // whether the file holds optimizer state
+  // The shape of every model tensor (not optimizer or training ones), so that the sizes in `config` can be
+  // checked against the file before a model of those sizes is built (models::check_config_fits).
+  std::map<std::string, std::vector<int64_t>> model_shapes;
 };
+
+// The id gradformer-train gives a run (training.extra.run_id: random, written into each of its checkpoints), read
+// from the header alone; "" for a checkpoint without one (written before runs had ids, or by the API).
+// Throws as safetensors::load_metadata does.
+std::string run_id_of(const std::string& path);
 
 // Reads and checks a checkpoint's metadata and training state without any model, so that the caller can
 // build the model the config describes. A file without our metadata (a plain weights file) is a
@@ -95,15 +103,23 @@ LoadedCheckpoint read_checkpoint_config(const std::string& path);
 // is ignored (fine-tuning from a checkpoint with a fresh optimizer).
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer);
 
+// What average_checkpoints did: the number of tensors averaged, and what the caller should tell its user (inputs
+// from different runs, the same file given twice), one sentence each.
+struct AverageReport {
+  size_t tensors = 0;
+  std::vector<std::string> warnings;
+};
+
 // fairseq's average_checkpoints.py: writes to `output` a checkpoint whose model tensors are the element-wise
 // mean of the `inputs`' (accumulated in f64, written in the first input's dtype: F64 and BF16 stay, the other
 // floating dtypes become F32), with the first input's config (model, vocabulary, tokenizer), step and generator,
 // "averaged_from" listing the inputs in its training extra, and no optimizer state. Every input must be a
 // gradformer checkpoint of the same model: the same config and the same model keys, shapes and floating or
 // integer kind; integer and bool tensors (buffers) must be equal and are copied. Otherwise CheckpointError names
-// the first mismatched key and the two files. Written with save_atomic; refuses (IOError, before reading an
-// input) an output that is one of the inputs, is not a regular file, or exists while `overwrite` is false.
-// Returns the number of tensors averaged.
-size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite);
+// the first mismatched key and the two files. Inputs of different runs (run_id_of) or one file given twice are
+// averaged, with a warning each. Written with save_atomic; refuses (IOError, before reading an input) an output
+// that is one of the inputs (same_file_as), is not a regular file, or exists while `overwrite` is false; without
+// `overwrite` the output is created exclusively, so that of two runs writing one new output the second fails.
+AverageReport average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite);
 
 }  // namespace gradformer::nn

@@ -20,7 +20,14 @@ std::string with_thousands(int64_t n) {
   return out;
 }
 
-std::string join_names(const std::vector<std::string>& names) { return fmt::format("{}", fmt::join(names, ", ")); }
+// The first few names and how many more: a checkpoint of another model can miss tens of thousands of keys, and
+// a message of megabytes helps no one.
+std::string join_names(const std::vector<std::string>& names, std::string_view separator = ", ") {
+  constexpr size_t shown = 8;
+  if (names.size() <= shown) return fmt::format("{}", fmt::join(names, separator));
+  return fmt::format("{}{}... and {} more", fmt::join(names.begin(), names.begin() + shown, separator), separator,
+                     names.size() - shown);
+}
 
 // Gives t's TensorImpl new contiguous storage holding its values converted to dtype.
 void convert_in_place(const Tensor& t, DType dtype) {
@@ -44,7 +51,7 @@ std::vector<std::string> describe_key_problems(const std::vector<std::string>& m
   if (strict && !unexpected.empty())
     problems.push_back(fmt::format("{} unexpected key(s): {}", unexpected.size(), join_names(unexpected)));
   if (!mismatched.empty())
-    problems.push_back(fmt::format("{} {}: {}", mismatched.size(), mismatch_label, fmt::join(mismatched, "; ")));
+    problems.push_back(fmt::format("{} {}: {}", mismatched.size(), mismatch_label, join_names(mismatched, "; ")));
   return problems;
 }
 

@@ -513,7 +513,7 @@ TEST_CASE("checkpoint: averaging takes the element-wise mean in f64 and keeps co
                                            dir.file("c.safetensors")};
   for (size_t i = 0; i < inputs.size(); ++i) save_tiny(inputs[i], i + 1);
   const std::string output = dir.file("avg.safetensors");
-  CHECK(nn::average_checkpoints(inputs, output, false) == 4);  // two weights, two biases; the mask is copied
+  CHECK(nn::average_checkpoints(inputs, output, false).tensors == 4);  // two weights, two biases; the mask is copied
 
   const st::File averaged = st::load(output);
   std::vector<st::File> files;

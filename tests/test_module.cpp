@@ -197,6 +197,15 @@ TEST_CASE("module: a strict load lists every problem in one message and changes 
   for (const auto& [name, tensor] : b.state_dict()) CHECK(tensor.to_vector<double>() == values[i++]);
 }
 
+TEST_CASE("module: a key problem lists the first eight names and counts the rest") {
+  std::vector<std::string> missing;
+  for (int i = 0; i < 89940; ++i) missing.push_back(fmt::format("layers.{}.weight", i));
+  const std::vector<std::string> problems = nn::describe_key_problems(missing, {}, {}, true, "mismatch(es)");
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0] == "89940 missing key(s): layers.0.weight, layers.1.weight, layers.2.weight, layers.3.weight, "
+                       "layers.4.weight, layers.5.weight, layers.6.weight, layers.7.weight, ... and 89932 more");
+}
+
 TEST_CASE("module: a non-strict load skips missing and unexpected keys but not shape mismatches") {
   Net a, b;
   nn::StateDict dict{{"head.weight", a.head().weight().detach()}, {"unknown", zeros({5})}};

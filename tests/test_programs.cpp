@@ -199,7 +199,9 @@ TEST_CASE("programs: gradformer-translate refuses missing, directory, foreign an
   nn::save_checkpoint(mismatched, *other, nullptr, state, config);
   o = run("gradformer-translate", {"--checkpoint", mismatched}, "a b c\n");
   CHECK(o.exit_code == 1);
-  CHECK(o.err.starts_with("gradformer-translate: error: " + mismatched + ": does not fit the TransformerSeq2Seq model: "));
+  // Found in the header, before a model is built (models::check_config_fits).
+  CHECK(o.err.starts_with("gradformer-translate: error: " + mismatched + ": the configuration's 'd_model' is 64, but "
+                          "tensor 'source_embedding.weight' has shape ["));
   CHECK(lines_of(o.err).size() == 1);
 
   // A gradformer checkpoint written by the API without gradformer-train's vocabulary.

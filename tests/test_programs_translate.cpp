@@ -115,13 +115,6 @@ class Conversation {
   std::string pending_;
 };
 
-size_t temporaries_in(const std::string& dir) {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  return count;
-}
-
 }  // namespace
 
 TEST_SUITE("programs" * doctest::skip(!kProgramsBuilt)) {
