@@ -13,7 +13,8 @@ cd "$(dirname "$0")"
 # library and gradformer.pc in /usr/local/lib64, where neither the loader nor pkg-config looks.
 build_packages=(g++ dpkg-dev meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
                 nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en libsentencepiece-dev)
-test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece)
+# chromium: the unit suite opens the HTML pages in it, headless (tests/browser.h).
+test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece chromium)
 
 # quietly STEP COMMAND...: runs COMMAND with its output kept aside; if it fails, says which step failed, shows
 # the output's last lines (and meson's log, for a failed meson call), and exits with its status.
@@ -178,9 +179,10 @@ case "${1:-}" in
     head -n 5 "$out/data/test.tsv" | cut -f 1 >"$out/sources.txt"
     head -n 5 "$out/data/test.tsv" | cut -f 2 >"$out/references.txt"
     ./build/examples/gradformer-translate --checkpoint "$out/best.safetensors" --input "$out/sources.txt" \
-      --beam 4 --attention-svg "$out/attention.svg" >"$out/translations.txt"
+      --beam 4 --attention-svg "$out/attention.svg" --attention-html "$out/attention.html" >"$out/translations.txt"
     paste -d '\n' "$out/sources.txt" "$out/translations.txt" | sed 'n;s/^/  -> /'
-    echo "attention of the first sentence: $out/attention.svg; loss curve: $out/loss.svg"
+    echo "attention of the first sentence: $out/attention.svg; of all five, to explore: $out/attention.html"
+    echo "loss curve: $out/loss.svg; training report: $out/report.html"
     ;;
   test)
     build_release

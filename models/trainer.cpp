@@ -2,6 +2,7 @@
 
 #include "autograd/generator.h"
 
+#include "models/html_report.h"
 #include "models/svg.h"
 #include "models/translation.h"
 #include "nn/checkpoint.h"
@@ -189,6 +190,9 @@ void Trainer::save(const std::string& name) {
                  {"train_nll", train_nll_},
                  {"valid_losses", valid_losses_},
                  {"valid_bleu", valid_bleu_},
+                 {"valid_chrf", valid_chrf_},
+                 {"learning_rates", learning_rates_},
+                 {"tokens_per_second", tokens_per_second_},
                  {"run_id", run_id_},
                  {"keep_last", config_.keep_last},
                  {"world_size", distributed_.size()},
@@ -228,6 +232,9 @@ void Trainer::resume(const std::string& checkpoint_path) {
   train_nll_ = extra.value("train_nll", train_nll_);
   valid_losses_ = extra.value("valid_losses", valid_losses_);
   valid_bleu_ = extra.value("valid_bleu", valid_bleu_);
+  valid_chrf_ = extra.value("valid_chrf", valid_chrf_);
+  learning_rates_ = extra.value("learning_rates", learning_rates_);
+  tokens_per_second_ = extra.value("tokens_per_second", tokens_per_second_);
   if (const auto id = extra.find("run_id"); id != extra.end() && id->is_string() && !id->get<std::string>().empty())
     run_id_ = id->get<std::string>();
   // This run's step checkpoints are the step files in out_dir that carry its id, whatever the checkpoint lists.
@@ -284,8 +291,10 @@ ValidStats Trainer::validate() {
   stats.loss = results[0];
   stats.bleu = results[1];
   stats.chrf = results[2];
-  if (config_.valid_bleu_sentences > 0 && !valid_text_.empty())
+  if (config_.valid_bleu_sentences > 0 && !valid_text_.empty()) {
     valid_bleu_.emplace_back(static_cast<double>(step_), stats.bleu);
+    valid_chrf_.emplace_back(static_cast<double>(step_), stats.chrf);
+  }
   stats.best = stats.loss < best_valid_loss_;
   if (stats.best) {
     best_valid_loss_ = stats.loss;
@@ -440,6 +449,8 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   }
   train_losses_.emplace_back(static_cast<double>(step_), stats.loss);
   train_nll_.emplace_back(static_cast<double>(step_), stats.nll);
+  learning_rates_.emplace_back(static_cast<double>(step_), stats.learning_rate);
+  tokens_per_second_.emplace_back(static_cast<double>(step_), stats.tokens_per_second);
   return stats;
 }
 
@@ -473,10 +484,48 @@ void Trainer::checkpoint(const ValidStats& valid) {
     if (error) fail<IOError>(config_.out_dir + "/" + name, "cannot remove the expired step checkpoint: {}",
                              error.message());
   }
+  write_pictures();
+}
+
+void Trainer::write_pictures() const {
   const std::string smoothed = fmt::format("train, label-smoothed {} (optimised)", config_.label_smoothing);
   std::vector<Curve> losses{{"train NLL", train_nll_}, {"valid NLL", valid_losses_}};
   if (config_.label_smoothing != 0) losses.push_back({smoothed, train_losses_});
   write_text_file(config_.out_dir + "/loss.svg", training_svg(losses, {"valid BLEU", valid_bleu_}));
+
+  TrainingReport report{.title = config_.out_dir,
+                        .train_nll = losses[0],
+                        .valid_nll = losses[1],
+                        .smoothed_loss = config_.label_smoothing != 0 ? losses[2] : Curve{smoothed, {}},
+                        .bleu = {"valid BLEU", valid_bleu_},
+                        .chrf = {"valid chrF", valid_chrf_},
+                        .learning_rate = {"learning rate", learning_rates_},
+                        .tokens_per_second = {"tokens/s", tokens_per_second_},
+                        .config = nlohmann::json::object(),
+                        .machine = machine_description(config_.precision, distributed_.size()),
+                        .best = std::nullopt,
+                        .step = step_};
+  nlohmann::json training{{"max_tokens", config_.max_tokens},
+                          {"update_freq", config_.update_freq},
+                          {"warmup_steps", config_.warmup_steps},
+                          {"lr_factor", config_.lr_factor},
+                          {"label_smoothing", config_.label_smoothing},
+                          {"clip_norm", config_.clip_norm},
+                          {"valid_every", config_.valid_every},
+                          {"patience", config_.patience},
+                          {"max_steps", config_.max_steps},
+                          {"max_minutes", config_.max_minutes},
+                          {"seed", config_.seed},
+                          {"train_examples", train_.size()},
+                          {"valid_examples", valid_.size()}};
+  report.config = {{"model", model_config_}, {"training", training}};
+  if (config_.data) report.config["data"] = to_json(*config_.data);
+  // best.safetensors holds the first validation with the lowest loss.
+  const auto best = std::min_element(valid_losses_.begin(), valid_losses_.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (best != valid_losses_.end() && std::isfinite(best->second))
+    report.best = BestCheckpoint{config_.out_dir + "/best.safetensors", static_cast<int64_t>(best->first), best->second};
+  write_text_file(config_.out_dir + "/report.html", training_html(report));
 }
 
 OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {

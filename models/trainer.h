@@ -1,7 +1,7 @@
 // The training loop of gradformer-train: Adam with the Transformer paper's warmup schedule (both TrainConfig's
 // to change), label-smoothed cross entropy over non-padding target tokens, global-norm gradient clipping,
 // length-bucketed batches, validation loss and BLEU every N steps, `last` and `best` checkpoints (and the last N
-// step checkpoints, for averaging) written atomically, loss.svg, exact resumption (same batches, same random
+// step checkpoints, for averaging) written atomically, loss.svg and report.html, exact resumption (same batches, same random
 // numbers), a stop on request (a signal) that finishes the step and writes `last`, and a stop on a non-finite loss
 // that leaves the last checkpoint intact.
 // Trainer::run is the loop to read first; each thing a step does is one private function below it.
@@ -39,7 +39,7 @@ namespace gradformer::models {
 enum class BudgetClock { wall, process_cpu };
 
 struct TrainConfig {
-  std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg
+  std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg, report.html
   // Step checkpoints kept (step-000400.safetensors, written beside `last` at each validation, for averaging with
   // gradformer-average); the oldest this run wrote beyond the count is removed (only a step-*.safetensors in
   // out_dir that carries this run's id). 0: none are written.
@@ -161,6 +161,7 @@ class Trainer {
   std::string checkpoint_note() const;
   double divergence_threshold() const;
   std::string step_checkpoint_path(int64_t step) const;
+  void write_pictures() const;
 
   Seq2SeqModel& model_;
   const TextCodec& codec_;
@@ -183,6 +184,8 @@ class Trainer {
   int64_t diverged_validations_ = 0;  // in a row, see TrainConfig::divergence_validations
   std::string run_id_;
   std::vector<std::pair<double, double>> train_losses_, train_nll_, valid_losses_, valid_bleu_;
+  // What report.html plots besides: per step, and per validation.
+  std::vector<std::pair<double, double>> learning_rates_, tokens_per_second_, valid_chrf_;
   // The step checkpoints this run wrote and still keeps, oldest first (file names in out_dir); only these are
   // ever removed, each only if it still carries run_id_. A resume finds them again in out_dir by their run id,
   // never by names read from a checkpoint.

@@ -134,12 +134,16 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
 }
 
 Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tensor& key_padding_mask,
-                                                     const Tensor& mask, bool causal) const {
+                                                     const Tensor& mask, bool causal, AttentionWeights* weights) const {
   MultiheadAttentionForwardOptions options;
   options.attn_mask = mask;
   options.key_padding_mask = key_padding_mask;
   options.causal = causal;
-  return dropout1_->forward(self_attn_->forward(x, x, x, options).output);
+  options.need_weights = weights != nullptr;
+  options.average_attn_weights = false;
+  AttentionResult attended = self_attn_->forward(x, x, x, options);
+  if (weights) weights->encoder_self.push_back(attended.weights);  // (B, H, S, S)
+  return dropout1_->forward(attended.output);
 }
 
 Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
@@ -149,16 +153,16 @@ Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& src_mask,
-                                        bool causal) const {
+                                        bool causal, AttentionWeights* weights) const {
   return with_forward_hooks(
       [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& mask) {
         check_sequence("TransformerEncoderLayer", "src", source, options_.d_model);
         Tensor x = source;  // (B, S, D)
         if (options_.norm_first) {
-          x = x + self_attention_block(norm1_->forward(x), key_padding_mask, mask, causal);
+          x = x + self_attention_block(norm1_->forward(x), key_padding_mask, mask, causal, weights);
           return x + feed_forward_block(norm2_->forward(x));
         }
-        x = norm1_->forward(x + self_attention_block(x, key_padding_mask, mask, causal));
+        x = norm1_->forward(x + self_attention_block(x, key_padding_mask, mask, causal, weights));
         return norm2_->forward(x + feed_forward_block(x));
       },
       src, src_key_padding_mask, src_mask);
@@ -196,36 +200,39 @@ Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
 
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                         const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                        DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                                        DecoderLayerCache* cache, AttentionWeights* weights) const {
   return with_forward_hooks(
       [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
           const Tensor& memory_padding) {
-        return decode(target, source_memory, tgt_causal, target_padding, memory_padding, cache,
-                      cross_attention_weights);
+        return decode(target, source_memory, tgt_causal, target_padding, memory_padding, cache, weights);
       },
       tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
 }
 
 Tensor TransformerDecoderLayer::decode(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                        const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                       DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                                       DecoderLayerCache* cache, AttentionWeights* weights) const {
   check_sequence("TransformerDecoderLayer", "tgt", tgt, options_.d_model);
   check_sequence("TransformerDecoderLayer", "memory", memory, options_.d_model);
   MultiheadAttentionForwardOptions self_options;
   self_options.key_padding_mask = tgt_key_padding_mask;
   self_options.causal = tgt_causal;
   self_options.cache = cache ? &cache->self_attn : nullptr;
+  self_options.need_weights = weights != nullptr;
+  self_options.average_attn_weights = false;
   MultiheadAttentionForwardOptions cross_options;
   cross_options.key_padding_mask = memory_key_padding_mask;
   cross_options.cache = cache ? &cache->cross_attn : nullptr;
-  cross_options.need_weights = cross_attention_weights != nullptr;
+  cross_options.need_weights = weights != nullptr;
   cross_options.average_attn_weights = false;
   const auto self_block = [&](const Tensor& x) {
-    return dropout1_->forward(self_attn_->forward(x, x, x, self_options).output);
+    AttentionResult attended = self_attn_->forward(x, x, x, self_options);
+    if (weights) weights->decoder_self.push_back(attended.weights);  // (B, H, T, T')
+    return dropout1_->forward(attended.output);
   };
   const auto cross_block = [&](const Tensor& x) {
     AttentionResult attended = multihead_attn_->forward(x, memory, memory, cross_options);
-    if (cross_attention_weights) cross_attention_weights->push_back(attended.weights);  // (B, H, T, S)
+    if (weights) weights->cross.push_back(attended.weights);  // (B, H, T, S)
     return dropout2_->forward(attended.output);
   };
   Tensor x = tgt;  // (B, T, D)
@@ -248,12 +255,12 @@ TransformerEncoder::TransformerEncoder(const TransformerLayerOptions& layer, int
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& mask,
-                                   bool causal) const {
+                                   bool causal, AttentionWeights* weights) const {
   return with_forward_hooks(
       [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& attn_mask) {
         Tensor x = source;  // (B, S, D)
         for (size_t i = 0; i < layers_->size(); ++i)
-          x = layers_->at<TransformerEncoderLayer>(i)->forward(x, key_padding_mask, attn_mask, causal);
+          x = layers_->at<TransformerEncoderLayer>(i)->forward(x, key_padding_mask, attn_mask, causal, weights);
         return norm_ ? norm_->forward(x) : x;
       },
       src, src_key_padding_mask, mask);
@@ -269,7 +276,7 @@ TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                    const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                   DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                                   DecoderCache* cache, AttentionWeights* weights) const {
   if (cache) cache->layers.resize(layers_->size());
   return with_forward_hooks(
       [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
@@ -278,7 +285,7 @@ Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool
         for (size_t i = 0; i < layers_->size(); ++i)
           x = layers_->at<TransformerDecoderLayer>(i)->forward(x, source_memory, tgt_causal, target_padding,
                                                                memory_padding, cache ? &cache->layers[i] : nullptr,
-                                                               cross_attention_weights);
+                                                               weights);
         return norm_ ? norm_->forward(x) : x;
       },
       tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
@@ -296,14 +303,14 @@ Transformer::Transformer(const TransformerOptions& options, Generator& gen) {
     if (p.dim() > 1) init::xavier_uniform_(p, 1.0, gen);
 }
 
-Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask) const {
-  return encoder_->forward(src, src_key_padding_mask);
+Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask, AttentionWeights* weights) const {
+  return encoder_->forward(src, src_key_padding_mask, {}, false, weights);
 }
 
 Tensor Transformer::decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks,
-                           DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                           DecoderCache* cache, AttentionWeights* weights) const {
   return decoder_->forward(tgt, memory, masks.tgt_causal, masks.tgt_key_padding_mask, masks.memory_key_padding_mask,
-                           cache, cross_attention_weights);
+                           cache, weights);
 }
 
 Tensor Transformer::forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask,

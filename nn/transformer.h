@@ -113,6 +113,14 @@ struct TransformerLayerOptions {
   NormFactory norm{};                 // null: LayerNorm(d_model)
 };
 
+// Attention weights per head, collected for pictures (gradformer-translate's --attention-html): one tensor per
+// layer in order, before dropout. Asking for them costs the weights' memory and nothing else.
+struct AttentionWeights {
+  std::vector<Tensor> encoder_self;  // (B, H, S, S)
+  std::vector<Tensor> decoder_self;  // (B, H, T, T'), T' = every step so far with a cache
+  std::vector<Tensor> cross;         // (B, H, T, S)
+};
+
 // nn.TransformerEncoderLayer: post-norm x = norm1(x + dropout1(sa(x))); x = norm2(x + dropout2(ff(x))), or
 // pre-norm (norm_first) x = x + dropout1(sa(norm1(x))); x = x + dropout2(ff(norm2(x))).
 class TransformerEncoderLayer : public Module {
@@ -121,12 +129,13 @@ class TransformerEncoderLayer : public Module {
   explicit TransformerEncoderLayer(const TransformerLayerOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoderLayer"; }
   // src (B, S, D); src_key_padding_mask bool (B, S), true = padding; src_mask as
-  // MultiheadAttentionForwardOptions::attn_mask.
+  // MultiheadAttentionForwardOptions::attn_mask. With weights, appends this layer's to weights->encoder_self.
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& src_mask = {},
-                 bool causal = false) const;
+                 bool causal = false, AttentionWeights* weights = nullptr) const;
 
  private:
-  Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal) const;
+  Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal,
+                              AttentionWeights* weights) const;
   Tensor feed_forward_block(const Tensor& x) const;
 
   TransformerLayerOptions options_;
@@ -153,15 +162,15 @@ class TransformerDecoderLayer : public Module {
   std::string type_name() const override { return "TransformerDecoderLayer"; }
   // tgt (B, T, D), memory (B, S, D). With a cache, tgt holds only the new steps and tgt_key_padding_mask covers
   // every step so far; the cost is that of the new steps alone.
-  // With cross_attention_weights, appends this layer's cross-attention weights per head, (B, H, T, S).
+  // With weights, appends this layer's self- and cross-attention weights per head.
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderLayerCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                 DecoderLayerCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
 
  private:
   Tensor decode(const Tensor& tgt, const Tensor& memory, bool tgt_causal, const Tensor& tgt_key_padding_mask,
                 const Tensor& memory_key_padding_mask, DecoderLayerCache* cache,
-                std::vector<Tensor>* cross_attention_weights) const;
+                AttentionWeights* weights) const;
   Tensor feed_forward_block(const Tensor& x) const;
 
   TransformerLayerOptions options_;
@@ -180,7 +189,7 @@ class TransformerEncoder : public Module {
                      Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoder"; }
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& mask = {},
-                 bool causal = false) const;
+                 bool causal = false, AttentionWeights* weights = nullptr) const;
   const ModuleList& layers() const { return *layers_; }
 
  private:
@@ -198,10 +207,10 @@ class TransformerDecoder : public Module {
   TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm = true,
                      Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerDecoder"; }
-  // With cross_attention_weights, appends every layer's cross-attention weights per head, (B, H, T, S).
+  // With weights, appends every layer's self- and cross-attention weights per head.
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                 DecoderCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
   const ModuleList& layers() const { return *layers_; }
 
  private:
@@ -230,10 +239,10 @@ class Transformer : public Module {
   explicit Transformer(const TransformerOptions& options = {}, Generator& gen = current_generator());
   std::string type_name() const override { return "Transformer"; }
   // src (B, S, D) -> memory (B, S, D)
-  Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}) const;
+  Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}, AttentionWeights* weights = nullptr) const;
   // tgt (B, T, D) over memory (B, S, D) -> (B, T, D); with a cache, tgt holds only the new steps.
   Tensor decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks = {},
-                DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                DecoderCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
   // decode(tgt, encode(src)) with a causal target, as nn.Transformer(src, tgt, tgt_is_causal=True).
   Tensor forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask = {},
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {}) const;

@@ -65,7 +65,8 @@ setup() { in_root './run.sh build'; }
 # A short training run and a translation with its checkpoint, through the installed-by-setup programs.
 train() {
   in_root './build/examples/gradformer-train --task copy --model transformer-tiny --max-steps 40 --valid-every 20 \
-            --max-tokens 512 --out /root/run --test-beam 1'
+            --max-tokens 512 --out /root/run --test-beam 1 &&
+           grep -q "gradformer-data" /root/run/report.html'
 }
 translate() {
   in_root './build/examples/gradformer-train --task copy --write-data /root/data &&
