@@ -27,6 +27,10 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
 void multiply_onednn(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha,
                      const std::byte* bias, Precision precision);
 
+// Whether oneDNN runs bf16 matmuls on this CPU at all: oneDNN 2.6 has none below AVX-512 (an AVX2-only CPU such as
+// AMD Zen 3). Tried once, on a 4x4 primitive.
+bool onednn_multiplies_bf16();
+
 // How many elements the operand's matrices hold: one matrix for a repeated one (batch_stride 0), else `batch`.
 size_t elements_stored(const Matrix& m, int64_t batch);
 // An f32 operand rounded to bf16 into dst (elements_stored(m, batch) of them), dense in m's orientation.

@@ -97,4 +97,18 @@ void multiply_onednn(int64_t batch, const Matrix& given_a, const Matrix& given_b
   stream.wait();
 }
 
+bool onednn_multiplies_bf16() {
+  static const bool available = [] {
+    const dnnl::memory::desc a({1, 4, 4}, dnnl::memory::data_type::bf16, dnnl::memory::format_tag::abc);
+    const dnnl::memory::desc c({1, 4, 4}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::abc);
+    try {
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, a, c), onednn::engine());
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    return true;
+  }();
+  return available;
+}
+
 }  // namespace gradformer::gemm
