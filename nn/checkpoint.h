@@ -64,7 +64,9 @@ void load_weights(const std::string& path, Module& model, bool strict = true);
 // What a training loop needs to continue where it stopped, beyond the model and optimizer tensors.
 struct TrainingState {
   int64_t step = 0;            // training steps taken
-  Generator::State generator;  // the generator driving dropout and shuffling
+  // The generator driving dropout and shuffling; by default a seeded one's state, since the all-zero state is
+  // one no generator reaches and a loader refuses it.
+  Generator::State generator = Generator(0).state();
   nlohmann::json extra;        // anything else: data position, epoch, best validation loss, losses so far
 };
 

@@ -189,6 +189,11 @@ void Optimizer::load_state_dict(const nn::StateDict& dict) {
     if (bad.empty())
       for (auto& [name, value] : loaded[g]) value = saved[g].at(name);
   }
+  // "lr" is group 0's rate, kept for state dicts written before groups existed: the two must agree.
+  if (has_groups && dict.contains("lr") && saved.front().contains("lr") &&
+      dict.at("lr").item() != saved.front().at("lr"))
+    problems.push_back(fmt::format("'lr' is {} but 'param_groups.0.lr' is {}; they must agree",
+                                   dict.at("lr").item(), saved.front().at("lr")));
   if (!has_groups && groups_.size() > 1)
     problems.push_back(fmt::format("the state dict holds no param_groups keys (one group, as saved before groups "
                                    "existed), but this optimizer has {} groups", groups_.size()));

@@ -65,21 +65,6 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
   if (batch == 0 || c.rows == 0 || c.cols == 0) return;
   if (forced_backend) check_forced(*forced_backend, dtype, c);
   const Backend backend = forced_backend.value_or(choose_backend(dtype, a, b, c, options.precision));
-  if (backend == Backend::onednn_bf16 && !forced_backend && !onednn_multiplies_bf16()) {
-    // The same arithmetic on f32 kernels: operands rounded to bf16 as oneDNN would round them (a product of two
-    // bf16 values is exact in f32), accumulated in f32; only the order of the sums differs. Slower than a plain
-    // f32 product, which is why --precision auto picks f32 on such a CPU.
-    Tensor a_buffer, b_buffer;
-    auto rounded = [&](const Matrix& m, Tensor& buffer) {
-      if (m.bf16) return m;
-      buffer = empty({static_cast<int64_t>(elements_stored(m, batch))}, DType::bf16);
-      return rounded_operand(m, batch, buffer.data_ptr<bfloat16>());
-    };
-    ProductOptions in_f32 = options;
-    in_f32.precision = Precision::native;
-    multiply(dtype, batch, rounded(a, a_buffer), rounded(b, b_buffer), c, in_f32);
-    return;
-  }
   if (backend != Backend::onednn_bf16 && (a.bf16 || b.bf16)) {
     Tensor a_buffer, b_buffer;
     multiply(dtype, batch, a.bf16 ? widened_operand(a, batch, a_buffer) : a,

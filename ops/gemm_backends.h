@@ -23,7 +23,8 @@ void multiply_blas(int64_t batch, const Matrix& a, const Matrix& b, const Matrix
                    const std::byte* bias);
 
 // c = alpha · a · b (+ bias) on a oneDNN matmul primitive: in f32, or with a and b in bf16 (rounded here unless
-// they come rounded; f32 accumulation, f32 bias and output).
+// they come rounded; f32 accumulation, f32 bias and output). Where oneDNN has no bf16 matmul, the bf16 product
+// runs on the f32 primitive with the operands rounded to bf16 first: the same values, more slowly.
 void multiply_onednn(int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, float alpha,
                      const std::byte* bias, Precision precision);
 

@@ -38,6 +38,23 @@ dnnl::memory::desc describe(const Matrix& m, int64_t batch,
 
 void multiply_onednn(int64_t batch, const Matrix& given_a, const Matrix& given_b, const Matrix& c, float alpha,
                      const std::byte* bias, Precision precision) {
+  if (precision == Precision::bf16 && !onednn_multiplies_bf16()) {
+    // The same arithmetic on the f32 matmul: operands rounded to bf16 as the bf16 matmul would round them (a
+    // product of two bf16 values is exact in f32), accumulated in f32; only the order of the sums differs. Two
+    // copies per operand make it slower than a plain f32 product, so --precision auto picks f32 on such a CPU.
+    Tensor a_rounded, b_rounded, a_widened, b_widened;
+    auto emulated = [&](const Matrix& given, Tensor& rounded, Tensor& widened) {
+      Matrix m = given;
+      if (!given.bf16) {
+        rounded = empty({static_cast<int64_t>(elements_stored(given, batch))}, DType::bf16);
+        m = rounded_operand(given, batch, rounded.data_ptr<bfloat16>());
+      }
+      return widened_operand(m, batch, widened);
+    };
+    multiply_onednn(batch, emulated(given_a, a_rounded, a_widened), emulated(given_b, b_rounded, b_widened), c,
+                    alpha, bias, Precision::native);
+    return;
+  }
   const bool bf16_operands = precision == Precision::bf16;
   // Tensors rather than std::vector: a vector zero-fills what the copy then overwrites (a memset pass as long
   // as the rounding itself in perf's profile of small).

@@ -38,7 +38,7 @@ TEST_CASE("zoo: a configuration with a missing or mistyped key is a FormatError 
   config = models::model_config("transformer-tiny", options);
   config["layers"] = "two";
   CHECK(message_of<FormatError>([&] { models::make_model(config); })
-            .starts_with("model config: 'layers' has the wrong type: "));
+            .starts_with("model config: the configuration's 'layers' is \"two\"; a size must be an integer in 1.."));
   config["model"] = "transformer-huge";
   CHECK(message_of<ValueError>([&] { models::make_model(config); }).starts_with("model: unknown model 'transformer-huge'"));
 }
