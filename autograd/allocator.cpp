@@ -2,6 +2,8 @@
 // behind them, called outside the lock.
 #include "autograd/allocator.h"
 
+#include "autograd/profiler.h"
+
 #include "autograd/error.h"
 
 #include <algorithm>
@@ -131,8 +133,15 @@ size_t storage_size_class(size_t nbytes) {
   return (n + step - 1) / step * step;
 }
 
-StorageBlock allocate_storage(size_t nbytes) { return StorageCache::instance().allocate(nbytes); }
-void release_storage(StorageBlock block) { StorageCache::instance().release(block); }
+StorageBlock allocate_storage(size_t nbytes) {
+  const ProfiledStorage profiled(false);
+  return StorageCache::instance().allocate(nbytes);
+}
+
+void release_storage(StorageBlock block) {
+  const ProfiledStorage profiled(true);
+  StorageCache::instance().release(block);
+}
 void empty_storage_cache() { StorageCache::instance().empty(); }
 void set_storage_caching(bool enabled) { StorageCache::instance().set_enabled(enabled); }
 bool storage_caching_enabled() { return StorageCache::instance().enabled(); }

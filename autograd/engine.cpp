@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 
 #include "autograd/dispatch.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 
 #include <fmt/format.h>
@@ -246,6 +247,7 @@ Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs
 }
 
 void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  const RecordFunction profiled("backward", ProfiledKind::backward);
   if (!root.requires_grad())
     fail<AutogradError>("backward", "the tensor of shape {} does not require grad and has no grad_fn",
                         shape_str(root.shape()));
@@ -312,7 +314,12 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
     std::vector<bool> needed(node->inputs_.size());
     for (size_t i = 0; i < needed.size(); ++i) needed[i] = node->inputs_[i].needs_grad();
     InputGrads grads(std::move(needed));
-    if (grad_output.defined()) node->backward_(grad_output, grads);  // else no consumer sent it a gradient
+    if (grad_output.defined()) {  // else no consumer sent it a gradient
+      const ProfiledRange profiled(ProfiledKind::backward, node->library_op(), [node] {
+        return ProfiledName{node->op() + " backward", input_shapes(node->inputs())};
+      });
+      node->backward_(grad_output, grads);
+    }
     grad_output = Tensor();
     if (!retain_graph) node->backward_ = nullptr;
     for (size_t i = 0; i < node->inputs_.size(); ++i) {

@@ -34,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 using namespace gradformer;
@@ -51,6 +52,8 @@ struct Flags {
   bool detect_anomaly = false;
   bool overwrite = false;
   std::string save_dtype = "f32";
+  std::string precision = "f32";  // --precision: f32, bf16 or auto, resolved into train.precision by run()
+  cli::ProfileFlags profile;
   std::vector<std::string> given;  // which of --model and the data flags the command line set (not defaults)
   bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
 };
@@ -190,6 +193,8 @@ int run(Flags flags) {
   const nn::Distributed& distributed = nn::Distributed::world();
   job = &distributed;
   const int threads = set_num_threads(distributed.threads_per_rank(flags.threads));
+  const PrecisionChoice precision = cli::resolve_precision(flags.precision);
+  flags.train.precision = precision.precision;
   set_detect_anomaly(flags.detect_anomaly);
   std::optional<models::OutDirLock> lock;
   nlohmann::json config;  // the model's, and for a resume the checkpoint's codec and data
@@ -245,6 +250,7 @@ int run(Flags flags) {
     std::fflush(stdout);
     log->write(line);
   };
+  if (!precision.reason.empty()) say(cli::describe_precision(precision));
   default_generator().manual_seed(flags.train.seed);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
 
@@ -286,8 +292,20 @@ int run(Flags flags) {
   }
   const bool terminal = isatty(fileno(stdout));
   const int64_t first_step = trainer.step();
+  // --profile: the steps after the first (which makes oneDNN's primitives and the optimizer's state).
+  std::optional<Profiler> profiler;
+  const int64_t profile_end = first_step + 1 + flags.profile.steps;
+  auto finish_profile = [&] {
+    if (!profiler || !profiler->recording()) return;
+    if (terminal) fmt::print("\n");
+    cli::report_profile(*profiler, flags.profile);
+  };
   const models::StopReason reason = trainer.run(
       [&](const models::StepStats& s) {
+        if (flags.profile.wanted() && distributed.is_root()) {
+          if (s.step == first_step + 1) profiler.emplace();
+          if (s.step == profile_end) finish_profile();
+        }
         const std::string line = progress_line(s, flags.train, first_step);
         if (terminal) {
           fmt::print("{}", terminal_line(s, flags.train, first_step));
@@ -307,6 +325,7 @@ int run(Flags flags) {
       &interrupted);
   // Every checkpoint is written: from here on a signal ends the program as it would any other.
   handle_interrupts(false);
+  finish_profile();
   if (terminal) fmt::print("\n");
   if (reason == models::StopReason::interrupted) {
     const int code = 128 + (interrupting_signal != 0 ? static_cast<int>(interrupting_signal) : SIGINT);
@@ -448,7 +467,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")
       ->check(cli::unsigned_64())
       ->capture_default_str();
-  cli::add_precision_option(app, f.train.precision);
+  cli::add_precision_option(app, f.precision);
+  cli::add_profile_options(app, f.profile, "training steps", true);
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
       ->check(cli::number_between(0, 1, cli::Bounds::open_high))
       ->capture_default_str();

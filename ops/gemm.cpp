@@ -2,6 +2,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/onednn.h"
 
@@ -339,6 +340,11 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
     return;
   }
   ++products_run[static_cast<size_t>(backend)];
+  if (profiling::active.load(std::memory_order_relaxed)) [[unlikely]]
+    profiling::note_product(2.0 * static_cast<double>(batch * a.rows * a.cols * b.cols),
+                            backend == Backend::onednn_bf16 ? kProductsBf16
+                            : dtype == DType::f64           ? kProductsF64
+                                                            : kProductsF32);
   switch (backend) {
     case Backend::reference: multiply_reference(dtype, batch, a, b, c, alpha, bias); return;
     case Backend::blas:
