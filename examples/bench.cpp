@@ -234,11 +234,12 @@ int main(int argc, char** argv) {
   for (int i = 0; i < steps; ++i) train_step();
   const double step_seconds = seconds_since(start) / steps;
   const double timed_allreduce_seconds = allreduce_seconds;
+  if (distributed.is_root())
+    fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
+               static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
   // Every rank takes the profiled steps (they hold collectives); rank 0 prints.
   print_breakdown(name, precision, profile, std::max(2, std::min(steps, 5)), train_step, distributed.is_root());
   if (!distributed.is_root()) return 0;
-  fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
-             static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
   if (distributed.size() > 1)
     fmt::print("allreduce {} ranks={} threads={} ms_per_step={:.1f} mbytes={:.1f} buckets={} overlap={} "
                "started_in_backward={}\n", name, distributed.size(), threads, timed_allreduce_seconds / steps * 1e3,
