@@ -16,8 +16,8 @@
 #define GRADFORMER_OPS(X)                                                                                           \
   /* ops/elementwise.cpp */                                                                                          \
   X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log) X(rsub) X(rdiv) X(abs) X(sqrt) X(rsqrt) X(pow) X(tanh)           \
-  X(sigmoid) X(relu) X(gelu) X(softplus) X(maximum) X(minimum) X(eq) X(ne) X(lt) X(le) X(gt) X(ge)                  \
-  X(logical_and) X(logical_or) X(logical_not)                                                                        \
+  X(sigmoid) X(relu) X(gelu) X(softplus) X(silu) X(sin) X(cos) X(erf) X(log1p) X(expm1) X(maximum) X(minimum)      \
+  X(eq) X(ne) X(lt) X(le) X(gt) X(ge) X(logical_and) X(logical_or) X(logical_not)                                    \
   /* ops/selection.cpp */                                                                                            \
   X(where) X(masked_fill) X(index_select) X(gather) X(embedding)                                                     \
   /* ops/reduce.cpp */                                                                                               \

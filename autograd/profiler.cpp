@@ -5,6 +5,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/error.h"
+#include "ops/autocast.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -106,7 +107,8 @@ std::string_view category_of(const ProfiledEvent& event) {
     case Op::cross_entropy: case Op::nll_loss: case Op::mse_loss: return "loss";
     case Op::add: case Op::sub: case Op::mul: case Op::div: case Op::neg: case Op::exp: case Op::log: case Op::rsub:
     case Op::rdiv: case Op::abs: case Op::sqrt: case Op::rsqrt: case Op::pow: case Op::tanh: case Op::sigmoid:
-    case Op::relu: case Op::gelu: case Op::softplus: case Op::maximum: case Op::minimum: case Op::where:
+    case Op::relu: case Op::gelu: case Op::softplus: case Op::silu: case Op::sin: case Op::cos: case Op::erf:
+    case Op::log1p: case Op::expm1: case Op::maximum: case Op::minimum: case Op::where:
     case Op::masked_fill: case Op::dropout:
       return "elementwise";
     default: return "rest";
@@ -130,7 +132,10 @@ std::string_view profiled_kind_name(ProfiledKind kind) {
 
 std::string product_precision_name(uint8_t precisions) {
   std::string name;
-  for (auto [bit, label] : {std::pair{kProductsBf16, "bf16"}, {kProductsF32, "f32"}, {kProductsF64, "f64"}}) {
+  for (auto [bit, label] : {std::pair{kProductsBf16, "bf16"},
+                             {kProductsBf16Emulated, "bf16 (emulated on f32)"},
+                             {kProductsF32, "f32"},
+                             {kProductsF64, "f64"}}) {
     if (!(precisions & bit)) continue;
     if (!name.empty()) name += "+";
     name += label;

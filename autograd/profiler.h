@@ -33,9 +33,11 @@ namespace gradformer {
 enum class ProfiledKind : uint8_t { forward, backward, optimizer, user };
 std::string_view profiled_kind_name(ProfiledKind kind);
 
-// Which precisions the products inside an event ran in: a bit set.
-enum ProductPrecision : uint8_t { kProductsF32 = 1, kProductsBf16 = 2, kProductsF64 = 4 };
-std::string product_precision_name(uint8_t precisions);  // "", "f32", "bf16", "bf16+f32", ...
+// Which precisions the products inside an event ran in: a bit set. kProductsBf16Emulated is a bf16 product on a
+// CPU where oneDNN has no bf16 matmul: its operands rounded to bf16, multiplied and accumulated on f32 kernels.
+enum ProductPrecision : uint8_t { kProductsF32 = 1, kProductsBf16 = 2, kProductsF64 = 4, kProductsBf16Emulated = 8 };
+// "", "f32", "bf16", "bf16+f32", "bf16 (emulated on f32)", ...
+std::string product_precision_name(uint8_t precisions);
 
 struct ProfiledEvent {
   std::string name;          // "matmul", "matmul backward" (a node's), "backward" (the engine's), "Adam.step", a

@@ -2,7 +2,8 @@
 // contiguous and strided inputs; layers with their parameters) and prints one line per check: name, input
 // shapes, worst absolute and relative error, pass/fail. --list shows each op with its variants
 // (`sum: all, axes, keepdim`), then the layers; --only takes an op or a layer (all its rows), or one row.
-// Exits 1 if any row fails, 2 on bad flags.
+// Exits 1 if any row fails, 2 on bad flags. A user's own layer is not in these tables: nn::gradcheck_module
+// (nn/gradcheck.h) checks it from the user's program, with the same machinery.
 #include "autograd/gradcheck.h"
 #include "examples/cli.h"
 #include "nn/layer_table.h"
@@ -40,13 +41,17 @@ std::string op_listing(Op op) {
 
 int main(int argc, char** argv) {
   use_openblas_kernels_for_this_cpu(argv);
-  CLI::App app{"Gradient-check every op of gradformer in f64 with central differences"};
+  CLI::App app{"Gradient-check every op and layer of gradformer in f64 with central differences. A layer of your "
+               "own is checked from your program with nn::gradcheck_module(module, fn, inputs) (see "
+               "docs/writing-a-layer.md); this program knows the library's ops and layers only"};
   bool list = false;
   std::vector<std::string> only;
   uint64_t seed = 0;
   app.add_flag("--list", list, "List the names that can be checked and exit");
   app.add_option("--only", only, "Check only these ops, rows or layers (repeatable)");
-  app.add_option("--seed", seed, "Seed for the inputs and the random projection")->capture_default_str();
+  app.add_option("--seed", seed, "Seed for the inputs and the random projection")
+      ->check(cli::unsigned_64())
+      ->capture_default_str();
   if (const int code = cli::parse(app, "gradformer-gradcheck", argc, argv); code >= 0) return code;
 
   if (list) {
@@ -62,7 +67,10 @@ int main(int argc, char** argv) {
   };
   for (const std::string& name : only) {
     if (!is_op(name) && !find_op(name) && !is_layer(name) && !nn::find_layer(name)) {
-      cli::print_error("gradformer-gradcheck", fmt::format("--only: unknown name '{}' (see --list)", name));
+      cli::print_error("gradformer-gradcheck",
+                       fmt::format("--only: unknown name '{}' (see --list); a layer of your own is checked from your "
+                                   "program with nn::gradcheck_module(module, fn, inputs), see docs/writing-a-layer.md",
+                                   name));
       return 2;
     }
   }

@@ -59,7 +59,7 @@ CorpusReport translate_corpus(const ModelEnsemble& models, const TextCodec& code
         auto& n_best = translations[rows[k]];
         n_best.clear();
         for (const ScoredHypothesis& h : outputs[k - first])
-          n_best.push_back({codec.decode(h.tokens), h.log_prob, h.score});
+          n_best.push_back({codec.decode(h.tokens), h.tokens, h.log_prob, h.score});
       }
     }
     sink(report.sentences, translations);

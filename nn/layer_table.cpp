@@ -2,6 +2,7 @@
 #include "nn/layer_table.h"
 
 #include "nn/attention.h"
+#include "nn/gradcheck.h"
 #include "nn/layers.h"
 #include "nn/transformer.h"
 #include "nn/rnn.h"
@@ -14,8 +15,6 @@
 
 namespace gradformer::nn {
 namespace {
-
-Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
 
 // Moves a freshly built module to f64 and wraps it with its inputs and its forward.
 template <class M, class F>
@@ -381,29 +380,26 @@ const LayerRow* find_layer(std::string_view name) {
 std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed) {
   std::vector<OpCheck> checks;
   for (int which = 0; which < row.cases; ++which) {
-    for (bool strided : {false, true}) {
-      Generator gen(seed * 1000 + static_cast<uint64_t>(which));
-      LayerCase layer = row.make(which, gen);
-      OpCheck check{which, strided, layer.inputs, {}};
-      if (strided)
-        for (Tensor& t : check.inputs) t = noncontiguous_copy(t);
-      std::vector<Tensor> probes = check.inputs;
-      for (const Tensor& p : layer.module->parameters()) probes.push_back(p);
-      const size_t input_count = check.inputs.size();
-      auto forward = [&layer, input_count](const std::vector<Tensor>& x) {
-        return layer.forward(std::vector<Tensor>(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(input_count)));
-      };
-      GradcheckOptions options;
-      options.atol = row.atol;
-      options.rtol = row.rtol;
-      options.seed = seed;
-      try {
-        check.report = gradcheck(forward, probes, options);
-      } catch (const Error& e) {
-        check.report.passed = false;
-        check.report.failure = e.what();
+    Generator gen(seed * 1000 + static_cast<uint64_t>(which));
+    LayerCase layer = row.make(which, gen);
+    OpCheck contiguous{which, false, layer.inputs, {}};
+    OpCheck strided{which, true, layer.inputs, {}};
+    ModuleGradcheckOptions options;
+    options.gradcheck.atol = row.atol;
+    options.gradcheck.rtol = row.rtol;
+    options.gradcheck.seed = seed;
+    try {
+      const ModuleGradcheckReport report = gradcheck_module(*layer.module, layer.forward, layer.inputs, options);
+      contiguous.report = report.contiguous;
+      checks.push_back(std::move(contiguous));
+      if (report.noncontiguous) {
+        strided.report = *report.noncontiguous;
+        checks.push_back(std::move(strided));
       }
-      checks.push_back(std::move(check));
+    } catch (const Error& e) {
+      contiguous.report.passed = false;
+      contiguous.report.failure = e.what();
+      checks.push_back(std::move(contiguous));
     }
   }
   return checks;

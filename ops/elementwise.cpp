@@ -328,6 +328,60 @@ Tensor softplus(const Tensor& x) {
   });
 }
 
+Tensor silu(const Tensor& x) {
+  const ProfiledOp profiled(Op::silu, x);
+  Tensor out = unary(x, op_name(Op::silu), [](auto v) { return v / (1 + std::exp(-v)); });
+  return record(out, Op::silu, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * slope(x, op_name(Op::silu), [](auto v) {
+      const auto s = 1 / (1 + std::exp(-v));
+      return s * (1 + v * (1 - s));  // d(x s(x)) = s + x s (1 - s)
+    });
+  });
+}
+
+Tensor sin(const Tensor& x) {
+  const ProfiledOp profiled(Op::sin, x);
+  Tensor out = unary(x, op_name(Op::sin), [](auto v) { return std::sin(v); });
+  return record(out, Op::sin, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * slope(x, op_name(Op::sin), [](auto v) { return std::cos(v); });
+  });
+}
+
+Tensor cos(const Tensor& x) {
+  const ProfiledOp profiled(Op::cos, x);
+  Tensor out = unary(x, op_name(Op::cos), [](auto v) { return std::cos(v); });
+  return record(out, Op::cos, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * slope(x, op_name(Op::cos), [](auto v) { return -std::sin(v); });
+  });
+}
+
+Tensor erf(const Tensor& x) {
+  const ProfiledOp profiled(Op::erf, x);
+  Tensor out = unary(x, op_name(Op::erf), [](auto v) { return std::erf(v); });
+  return record(out, Op::erf, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * slope(x, op_name(Op::erf), [](auto v) {
+      using T = decltype(v);
+      return T(2 * std::numbers::inv_sqrtpi) * std::exp(-v * v);  // 2 / sqrt(pi) e^(-x²)
+    });
+  });
+}
+
+Tensor log1p(const Tensor& x) {
+  const ProfiledOp profiled(Op::log1p, x);
+  Tensor out = unary(x, op_name(Op::log1p), [](auto v) { return std::log1p(v); });
+  return record(out, Op::log1p, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout / (x + 1.0);
+  });
+}
+
+Tensor expm1(const Tensor& x) {
+  const ProfiledOp profiled(Op::expm1, x);
+  Tensor out = unary(x, op_name(Op::expm1), [](auto v) { return std::expm1(v); });
+  return record(out, Op::expm1, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * (y + 1.0);  // d(e^x - 1) = e^x
+  });
+}
+
 Tensor maximum(const Tensor& a, const Tensor& b) {
   const ProfiledOp profiled(Op::maximum, a, b);
   Tensor out = binary(a, b, op_name(Op::maximum), [](auto x, auto y) { return max_nan(x, y); });

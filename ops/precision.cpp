@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 #include "autograd/generator.h"
 #include "ops/gemm.h"
+#include "ops/gemm_backends.h"
 #include "ops/shape.h"
 
 #include <dnnl.hpp>
@@ -19,32 +20,22 @@ namespace {
 // The median of five runs of a linear-shaped product ([256, 256] x [256, 1024], the weight's rounding cached as
 // linear's is) in `precision`, after one warm-up run that also makes the primitive.
 double product_seconds(DType precision) {
-  const AutocastGuard autocast(precision);
   Generator gen(0);
   const Tensor x = randn({256, 256}, gen), out = empty({256, 1024});
   Tensor weight = randn({1024, 256}, gen);
   if (precision == DType::bf16) weight = gemm::rounded_to_bf16(weight);
   const gemm::Matrix a = gemm::operand_of(x), b = gemm::operand_of(transpose(weight, 0, 1)), c = gemm::matrix_of(out);
-  gemm::multiply(DType::f32, 1, a, b, c);
+  gemm::ProductOptions options;
+  options.precision = precision == DType::bf16 ? gemm::Precision::bf16 : gemm::Precision::native;
+  gemm::multiply(DType::f32, 1, a, b, c, options);
   std::array<double, 5> seconds{};
   for (double& s : seconds) {
     const auto start = std::chrono::steady_clock::now();
-    gemm::multiply(DType::f32, 1, a, b, c);
+    gemm::multiply(DType::f32, 1, a, b, c, options);
     s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   std::sort(seconds.begin(), seconds.end());
   return seconds[2];
-}
-
-bool try_bf16_product() {
-  const Tensor a = ones({4, 4}), c = empty({4, 4});
-  const gemm::ForceBackend bf16(gemm::Backend::onednn_bf16);
-  try {
-    gemm::multiply(DType::f32, 1, gemm::operand_of(a), gemm::operand_of(a), gemm::matrix_of(c));
-  } catch (const ValueError&) {
-    return false;
-  }
-  return true;
 }
 
 PrecisionChoice decide() {
@@ -52,7 +43,7 @@ PrecisionChoice decide() {
   const std::string name = onednn_isa_name();
   if (!bf16_products_supported())
     return {DType::f32, fmt::format("oneDNN's ISA here is {}: no AVX512-BF16 or AMX, and oneDNN has no bf16 matmul "
-                                    "for it",
+                                    "for it (bf16 products would be emulated on f32 kernels, slower than f32)",
                                     name)};
   if (isa == dnnl::cpu_isa::avx512_core_amx)
     return {DType::bf16, fmt::format("oneDNN's ISA here is {}: AMX tiles multiply bf16 several times faster than f32",
@@ -88,10 +79,7 @@ std::string onednn_isa_name() {
   }
 }
 
-bool bf16_products_supported() {
-  static const bool supported = try_bf16_product();
-  return supported;
-}
+bool bf16_products_supported() { return gemm::onednn_multiplies_bf16(); }
 
 PrecisionChoice choose_precision() {
   static const PrecisionChoice choice = decide();

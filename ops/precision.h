@@ -22,7 +22,8 @@ struct PrecisionChoice {
 PrecisionChoice choose_precision();
 
 // Whether oneDNN runs bf16 matmuls on this CPU at all (natively, or emulated on AVX512 without BF16): oneDNN
-// 2.6 has none below AVX512. Tried once, on a small product.
+// 2.6 has none below AVX512. gemm::onednn_multiplies_bf16's answer: without it, a bf16 product is emulated on
+// f32 kernels (ops/gemm.cpp).
 bool bf16_products_supported();
 
 // "oneDNN's ISA" as oneDNN names it: avx2, avx512_core, avx512_core_bf16, avx512_core_amx, ...
