@@ -2,6 +2,8 @@
 // behind them, called outside the lock.
 #include "autograd/allocator.h"
 
+#include "autograd/profiler.h"
+
 #include "autograd/error.h"
 
 #include <algorithm>
@@ -136,10 +138,17 @@ size_t storage_size_class(size_t nbytes) {
   return (n + step - 1) / step * step;
 }
 
-StorageBlock allocate_storage(size_t nbytes) { return StorageCache::instance().allocate(nbytes); }
-// Never throws (StorageCache::release is noexcept): it runs in Storage's destructor, also while a std::bad_alloc
-// unwinds through a model's constructor.
-void release_storage(StorageBlock block) { StorageCache::instance().release(block); }
+StorageBlock allocate_storage(size_t nbytes) {
+  const ProfiledStorage profiled(false);
+  return StorageCache::instance().allocate(nbytes);
+}
+
+// Never throws (StorageCache::release is noexcept, and so is the profiler's bookkeeping here): it runs in Storage's
+// destructor, also while a std::bad_alloc unwinds through a model's constructor.
+void release_storage(StorageBlock block) {
+  const ProfiledStorage profiled(true);
+  StorageCache::instance().release(block);
+}
 void empty_storage_cache() { StorageCache::instance().empty(); }
 void set_storage_caching(bool enabled) { StorageCache::instance().set_enabled(enabled); }
 bool storage_caching_enabled() { return StorageCache::instance().enabled(); }

@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 
 #include "autograd/dispatch.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 
 #include <fmt/format.h>
@@ -242,6 +243,7 @@ Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs
 }
 
 void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) {
+  const RecordFunction profiled("backward", ProfiledKind::backward);
   if (!root.requires_grad())
     fail<AutogradError>("backward", "the tensor of shape {} does not require grad and has no grad_fn",
                         shape_str(root.shape()));
@@ -310,6 +312,9 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
     InputGrads grads(std::move(needed));
     if (grad_output.defined()) {  // else no consumer sent it a gradient
       const ForwardModesGuard as_in_forward(node->forward_modes_);
+      const ProfiledRange profiled(ProfiledKind::backward, node->library_op(), [node] {
+        return ProfiledName{node->op() + " backward", input_shapes(node->inputs())};
+      });
       node->backward_(grad_output, grads);
     }
     grad_output = Tensor();

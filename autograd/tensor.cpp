@@ -4,6 +4,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 
 #include <cmath>
@@ -242,12 +243,14 @@ void Tensor::fill_(double value) const {
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
+  const ProfiledOp profiled(Op::contiguous, *this);
   Tensor out = empty(shape(), dtype());
   convert_copy(out, *this);
   return record(out, Op::contiguous, {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
 }
 
 Tensor Tensor::clone() const {
+  const ProfiledOp profiled(Op::clone, *this);
   Tensor out = empty(shape(), dtype());
   convert_copy(out, *this);
   return record(out, Op::clone, {*this}, [](const Tensor& dout, InputGrads& grads) { grads[0] = dout; });
@@ -255,6 +258,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
+  const ProfiledOp profiled(Op::to, *this);
   Tensor out = empty(shape(), target);
   convert_copy(out, *this);
   // integers, masks and bf16 storage carry no gradient

@@ -2,8 +2,11 @@
 // same way and printed in the same lines, so ../shared/bench/compare.sh can put the two side by side:
 //   train CONFIG step_ms=... tgt_tok_per_s=... gflops=...
 //   decode CONFIG ms=... tok_per_s=...
-// then its own: `memory` (peak RSS, the tensors' peak) and `kernels` (the OpenBLAS kernels in use, which
-// use_openblas_kernels_for_this_cpu in ops/threads.h sees to).
+// then its own: `breakdown` (a training step's time by kind of work, from the profiler, on a few more steps
+// profiled apart from the timed ones; --profile FILE also writes their trace and prints the table), `memory`
+// (peak RSS, the tensors' peak) and `kernels` (the OpenBLAS kernels in use, which
+// use_openblas_kernels_for_this_cpu in ops/threads.h sees to). --precision auto picks bf16 or f32 for this CPU
+// (ops/precision.h) and says why.
 // The model is the reference's: source and target embeddings scaled by √d, nn::Transformer (post-norm,
 // dropout 0.1), an output Linear; Adam (lr 1e-4, betas 0.9/0.98, eps 1e-9); label smoothing 0.1; random tokens.
 // Decoding uses the decoder's key/value cache, so each step costs one token's work (the reference recomputes).
@@ -11,6 +14,7 @@
 // --peak prints instead what our GEMM path (gemm::multiply) reaches in f32 and in bf16 on the products of a
 // training step and of a decoding step, the ceilings a step's gflops and a decoding's speed are read against.
 #include "autograd/allocator.h"
+#include "autograd/profiler.h"
 #include "examples/cli.h"
 // Under `mpirun -np N` each rank trains on its share of the same batch rows and the flat gradient is allreduced
 // (nn/distributed.h: buckets of --bucket-mb, started during backward unless --no-overlap), so tgt_tok_per_s is
@@ -113,6 +117,35 @@ void print_peak(const std::string& name, const Config& c) {
   }
 }
 
+// A training step's time by kind of work, from the profiler, over `steps` more steps (profiled apart from the
+// timed ones, which run without it): one line, `breakdown CONFIG PRECISION step_ms=... products_ms=... ...`, each
+// share in ms per step and its percentage; then the page faults and system CPU time per step. With --profile,
+// profile.steps steps instead, and the trace and the table.
+template <class Step>
+void print_breakdown(const std::string& name, DType precision, const cli::ProfileFlags& profile, int steps,
+                     const Step& train_step, bool print) {
+  if (profile.wanted()) steps = static_cast<int>(profile.steps);
+  Profiler profiler;
+  for (int i = 0; i < steps; ++i) train_step();
+  profiler.stop();
+  if (!print) return;
+  const double per_step = 1e6 * steps;  // ns to ms per step
+  int64_t total_ns = 0;
+  std::string shares;
+  const std::vector<ProfiledShare> breakdown = profiler.breakdown();
+  for (const ProfiledShare& share : breakdown) total_ns += share.self_ns;
+  for (const ProfiledShare& share : breakdown)
+    shares += fmt::format(" {}_ms={:.2f} ({:.1f}%)", share.category, static_cast<double>(share.self_ns) / per_step,
+                          100.0 * static_cast<double>(share.self_ns) / static_cast<double>(std::max<int64_t>(total_ns, 1)));
+  const ProfiledMemory memory = profiler.memory();
+  fmt::print("breakdown {} {} step_ms={:.1f}{} page_faults_per_step={:.0f} system_cpu_ms_per_step={:.1f} "
+             "allocations_per_step={:.0f}\n",
+             name, dtype_name(precision), static_cast<double>(total_ns) / per_step, shares,
+             static_cast<double>(memory.minor_faults + memory.major_faults) / steps, memory.system_seconds * 1e3 / steps,
+             static_cast<double>(memory.allocations) / steps);
+  if (profile.wanted()) cli::report_profile(profiler, profile);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,7 +153,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Time the reference Transformer training step and greedy decoding"};
   std::string name = "toy";
   int threads = 2, steps = 0;
-  DType precision = DType::f32;
+  std::string precision_name = "f32";
   bool peak = false;
   app.add_option("--config", name, "toy, small or base")->check(CLI::IsMember({"toy", "small", "base"}))->capture_default_str();
   app.add_option("--threads", threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
@@ -131,7 +164,9 @@ int main(int argc, char** argv) {
       ->check(cli::number_between(0, 4096, cli::Bounds::open_low))
       ->capture_default_str();
   app.add_flag("--no-overlap", no_overlap, "mpirun: allreduce after backward instead of during it");
-  cli::add_precision_option(app, precision);
+  cli::add_precision_option(app, precision_name);
+  cli::ProfileFlags profile;
+  cli::add_profile_options(app, profile, "training steps", true);
   app.add_flag("--peak", peak, "Print the f32 and bf16 GEMM rates on this config's products instead");
   if (const int code = cli::parse(app, "gradformer-bench", argc, argv); code >= 0) return code;
   const nn::Distributed& distributed = nn::Distributed::world();
@@ -142,6 +177,9 @@ int main(int argc, char** argv) {
     print_peak(name, c);
     return 0;
   }
+  const PrecisionChoice chosen = cli::resolve_precision(precision_name);
+  if (!chosen.reason.empty() && distributed.is_root()) fmt::print("{}\n", cli::describe_precision(chosen));
+  const DType precision = chosen.precision;
   const AutocastGuard autocast(precision);
   steps = steps > 0 ? steps : c.steps;
 
@@ -181,6 +219,7 @@ int main(int argc, char** argv) {
   double allreduce_seconds = 0;
 
   auto train_step = [&] {
+    const RecordFunction profiled("train_step");
     optimizer.zero_grad();
     const Tensor y = transformer.forward(source_embedding.forward(my_src) * scale, target_embedding.forward(my_tgt_in) * scale);
     const Tensor loss = cross_entropy(reshape(output.forward(y), {-1, c.vocab}), reshape(my_tgt_out, {-1}), loss_options);
@@ -196,12 +235,16 @@ int main(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) train_step();
   const double step_seconds = seconds_since(start) / steps;
+  const double timed_allreduce_seconds = allreduce_seconds;
+  if (distributed.is_root())
+    fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
+               static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
+  // Every rank takes the profiled steps (they hold collectives); rank 0 prints.
+  print_breakdown(name, precision, profile, std::max(2, std::min(steps, 5)), train_step, distributed.is_root());
   if (!distributed.is_root()) return 0;
-  fmt::print("train {} step_ms={:.1f} tgt_tok_per_s={:.0f} gflops={:.1f}\n", name, step_seconds * 1e3,
-             static_cast<double>(c.batch * c.tgt_len) / step_seconds, train_flops(c) / step_seconds / 1e9);
   if (distributed.size() > 1)
     fmt::print("allreduce {} ranks={} threads={} ms_per_step={:.1f} mbytes={:.1f} buckets={} overlap={} "
-               "started_in_backward={}\n", name, distributed.size(), threads, allreduce_seconds / steps * 1e3,
+               "started_in_backward={}\n", name, distributed.size(), threads, timed_allreduce_seconds / steps * 1e3,
                static_cast<double>(flat.numel() * static_cast<int64_t>(dtype_size(flat.dtype()))) / 1e6,
                reducer.buckets().size(), allreduce.overlap ? "yes" : "no", reducer.started_during_backward());
 

@@ -4,7 +4,9 @@
 // library throws (autograd/error.h), the programs report.
 #pragma once
 
+#include "autograd/profiler.h"
 #include "autograd/tensor.h"
+#include "ops/precision.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -128,15 +130,64 @@ inline CLI::Validator thread_count() {
       fmt::format("INT in [0, {}]", most));
 }
 
-// --precision f32|bf16: what the program runs its products in under AutocastGuard (ops/autocast.h).
-inline CLI::Option* add_precision_option(CLI::App& app, DType& precision) {
+// --precision f32|bf16|auto: what the program runs its products in under AutocastGuard (ops/autocast.h); the
+// flag's text goes to `precision_name`, which resolve_precision turns into a dtype once the threads are set.
+inline CLI::Option* add_precision_option(CLI::App& app, std::string& precision_name) {
   return app
-      .add_option_function<std::string>(
-          "--precision", [&precision](const std::string& name) { precision = name == "bf16" ? DType::bf16 : DType::f32; },
-          "f32, or bf16: mixed precision, matrix products in bf16 with f32 accumulation, weights and the rest in f32 "
-          "(PyTorch's CPU autocast)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->default_str("f32");
+      .add_option("--precision", precision_name,
+                  "f32; bf16: mixed precision, matrix products in bf16 with f32 accumulation, weights and the rest in "
+                  "f32 (PyTorch's CPU autocast); auto: bf16 where this CPU multiplies bf16 faster than f32 (AMX, or "
+                  "AVX512-BF16 measured faster), else f32, and the program says which and why")
+      ->check(CLI::IsMember({"f32", "bf16", "auto"}))
+      ->capture_default_str();
+}
+
+// The dtype of --precision; for auto, choose_precision's (ops/precision.h), whose reason the program prints
+// (explicit choices come with an empty reason).
+inline PrecisionChoice resolve_precision(const std::string& precision_name) {
+  if (precision_name == "auto") return choose_precision();
+  return {precision_name == "bf16" ? DType::bf16 : DType::f32, ""};
+}
+
+// "precision auto: f32 (why)", the line a program prints for --precision auto.
+inline std::string describe_precision(const PrecisionChoice& choice) {
+  return fmt::format("precision auto: {} ({})", dtype_name(choice.precision), choice.reason);
+}
+
+// --profile FILE, --profile-sort and (for programs that profile some steps of many) --profile-steps.
+struct ProfileFlags {
+  std::string path;        // the Chrome trace-event JSON; empty: no profile
+  std::string sort = "self";
+  int64_t steps = 10;      // training steps recorded, after a first one left out as warm-up
+  bool wanted() const { return !path.empty(); }
+};
+
+// `what` names what is profiled ("training steps", "the translation"); `steps` adds --profile-steps.
+inline void add_profile_options(CLI::App& app, ProfileFlags& flags, std::string_view what, bool steps) {
+  app.add_option("--profile", flags.path,
+                 fmt::format("Profile {}: write a Chrome trace-event JSON file (Perfetto, chrome://tracing) and print "
+                             "a table of the time by op",
+                             what));
+  app.add_option("--profile-sort", flags.sort, "Sort the --profile table by self, total, calls, flops or name")
+      ->check(CLI::IsMember({"self", "total", "calls", "flops", "name"}))
+      ->capture_default_str();
+  if (steps)
+    app.add_option("--profile-steps", flags.steps, fmt::format("How many {} --profile records, after the first", what))
+        ->check(integer_at_least(1))
+        ->capture_default_str();
+}
+
+// Stops the profiler, writes the trace and returns the table, with a line saying where the trace went.
+inline std::string finish_profile(Profiler& profiler, const ProfileFlags& flags) {
+  profiler.stop();
+  profiler.write_chrome_trace(flags.path);
+  return profiler.table(profile_sort_from_name(flags.sort)) +
+         fmt::format("profile: {} events written to {}\n", profiler.events().size(), flags.path);
+}
+
+// finish_profile, its table printed on `stream`.
+inline void report_profile(Profiler& profiler, const ProfileFlags& flags, std::FILE* stream = stdout) {
+  fmt::print(stream, "{}", finish_profile(profiler, flags));
 }
 
 // Whether the whole of input is a finite number; strtod alone would take "1x" as 1 and "nan" as a number.

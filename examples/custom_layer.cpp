@@ -14,8 +14,10 @@ using namespace gradformer;
 
 // A new op: softsign(x) = x / (1 + |x|). The forward computes, here from existing ops with recording off (a
 // kernel of one's own would do too); record() attaches the backward, which receives dL/dy and writes
-// dL/dx = dL/dy / (1 + |x|)², capturing x detached (never the output).
+// dL/dx = dL/dy / (1 + |x|)², capturing x detached (never the output). The RecordFunction names its forward in
+// a profile (docs/profiling.md), as the library's ops are named; its backward is named after record()'s name.
 Tensor softsign(const Tensor& x) {
+  const RecordFunction profiled("softsign", ProfiledKind::forward);
   Tensor out;
   {
     NoGradGuard forward_only;

@@ -39,6 +39,7 @@
 #include <cstring>
 #include <filesystem>
 #include <new>
+#include <optional>
 #include <thread>
 
 using namespace gradformer;
@@ -56,6 +57,8 @@ struct Flags {
   bool detect_anomaly = false;
   bool overwrite = false;
   std::string save_dtype = "f32";
+  std::string precision = "f32";  // --precision: f32, bf16 or auto, resolved into train.precision by run()
+  cli::ProfileFlags profile;
   std::vector<std::string> given;  // which of --model and the data flags the command line set (not defaults)
   bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
 };
@@ -268,6 +271,8 @@ int run(Flags flags) {
   const nn::Distributed& distributed = nn::Distributed::world();
   job = &distributed;
   const int threads = set_num_threads(distributed.threads_per_rank(flags.threads));
+  const PrecisionChoice precision = cli::resolve_precision(flags.precision);
+  flags.train.precision = precision.precision;
   set_detect_anomaly(flags.detect_anomaly);
   std::optional<models::OutDirLock> lock;
   nlohmann::json config;  // the model's, and for a resume the checkpoint's codec and data
@@ -362,6 +367,7 @@ int run(Flags flags) {
     console.print(line + "\n");
     log->write(line);
   };
+  if (!precision.reason.empty()) say(cli::describe_precision(precision));
   say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.data.task,
                   train_text.size(), splits.valid.size(), splits.test.size(), codec->tokenizer().kind(),
                   codec->vocabulary().size()));
@@ -376,8 +382,20 @@ int run(Flags flags) {
   if (!flags.resume.empty()) say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
   const bool terminal = isatty(fileno(stdout));
   const int64_t first_step = trainer.step();
+  // --profile: the steps after the first (which makes oneDNN's primitives and the optimizer's state).
+  std::optional<Profiler> profiler;
+  const int64_t profile_end = first_step + 1 + flags.profile.steps;
+  auto finish_profile = [&] {
+    if (!profiler || !profiler->recording()) return;
+    if (terminal) console.print("\n");
+    console.print(cli::finish_profile(*profiler, flags.profile));
+  };
   const models::StopReason reason = trainer.run(
       [&](const models::StepStats& s) {
+        if (flags.profile.wanted() && distributed.is_root()) {
+          if (s.step == first_step + 1) profiler.emplace();
+          if (s.step == profile_end) finish_profile();
+        }
         const std::string line = progress_line(s, flags.train, first_step);
         if (terminal)
           console.print(terminal_line(s, flags.train, first_step));
@@ -400,6 +418,7 @@ int run(Flags flags) {
       fmt::format("\ngradformer-train: interrupted after training; its checkpoints in {} are complete (score them "
                   "with gradformer-translate --reference)\n", flags.out);
   last_words.store(&after_training);
+  finish_profile();
   if (terminal) console.print("\n");
   if (reason == models::StopReason::interrupted) {
     const int code = 128 + (interrupting_signal != 0 ? static_cast<int>(interrupting_signal) : SIGINT);
@@ -541,7 +560,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", f.train.seed, "Seed of initialisation, dropout and batch order")
       ->check(cli::unsigned_64())
       ->capture_default_str();
-  cli::add_precision_option(app, f.train.precision);
+  cli::add_precision_option(app, f.precision);
+  cli::add_profile_options(app, f.profile, "training steps", true);
   app.add_option("--dropout", f.model_options.dropout, "Dropout")
       ->check(cli::number_between(0, 1, cli::Bounds::open_high))
       ->capture_default_str();

@@ -6,12 +6,13 @@
 // --attention-html writes an explorer of every kind of its attention over the first --attention-sentences
 // sentences (models/html_report.h). An empty (or blank)
 // input line gives an empty output line, as in Marian and fairseq, so that line n of the output always translates
-// line n of the input. Translation is a stream: each batch of --batch lines is written (and reaches a pipe) before
-// the next is read. --output follows nn/output_file.h's rule (a regular file is replaced only once complete).
-// Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops after the batch in hand and keeps what was translated
-// (exit 130, 143, 129); a second one stops at once, leaving no temporary file. --output and --attention-svg are
-// never one of the files read (checkpoints, --input, --reference). Exit 0 on success, 1 with a one-line reason on
-// any error (a failed write included, stdout a closed pipe among them), 2 on bad flags.
+// line n of the input. Translation is a stream: each window of --batch x --sort-batches lines is written (and
+// reaches a pipe) before the next is read. --output follows nn/output_file.h's rule (a regular file is replaced
+// only once complete). Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops after the batch in hand and keeps
+// what was translated (exit 130, 143, 129); a second one stops at once, leaving no temporary file. --output,
+// --attention-svg and --profile are never one of the files read (checkpoints, --input, --reference). Exit 0 on
+// success, 1 with a one-line reason on any error (a failed write included, stdout a closed pipe among them), 2 on
+// bad flags.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
@@ -86,7 +87,8 @@ struct Flags {
   models::CorpusOptions corpus;
   int64_t n_best = 0;  // 0: plain translations; else the n-best format
   int threads = 0;
-  DType precision = DType::f32;
+  std::string precision = "f32";  // f32, bf16 or auto
+  cli::ProfileFlags profile;
 };
 
 // A file this run writes must not be one it reads: checked by identity (device and inode), so a symbolic link
@@ -95,8 +97,8 @@ void check_outputs_are_not_inputs(const Flags& flags) {
   std::vector<std::string> inputs = flags.checkpoints;
   for (const std::string* path : {&flags.input, &flags.reference})
     if (!path->empty()) inputs.push_back(*path);
-  const std::array<std::pair<const char*, const std::string*>, 2> outputs{
-      {{"--output", &flags.output}, {"--attention-svg", &flags.attention_svg}}};
+  const std::array<std::pair<const char*, const std::string*>, 3> outputs{
+      {{"--output", &flags.output}, {"--attention-svg", &flags.attention_svg}, {"--profile", &flags.profile.path}}};
   for (const auto& [flag, path] : outputs)
     if (!path->empty())
       if (const std::optional<std::string> input = nn::same_file_as(*path, inputs))
@@ -180,7 +182,7 @@ void draw_attention_svg(const Flags& flags, const std::vector<models::SentenceAt
   fmt::print(stderr, "wrote the attention of sentence 1 to {}\n", flags.attention_svg);
 }
 
-int run(const Flags& flags) {
+int run(Flags flags) {
   if (flags.n_best > flags.corpus.decode.beam_size)
     fail<ValueError>("--n-best", "{} exceeds --beam {}: a beam holds at most as many hypotheses as its size",
                      flags.n_best, flags.corpus.decode.beam_size);
@@ -198,8 +200,11 @@ int run(const Flags& flags) {
   LineReader input_file_or_stdin = flags.input.empty() ? LineReader() : LineReader(flags.input);
 
   stop_on_interrupt();
+  if (flags.corpus.length_sorted_batches == 0) flags.corpus.length_sorted_batches = flags.input.empty() ? 1 : 16;
   set_num_threads(flags.threads);
-  const AutocastGuard autocast(flags.precision);
+  const PrecisionChoice precision = cli::resolve_precision(flags.precision);
+  if (!precision.reason.empty()) fmt::print(stderr, "gradformer-translate: {}\n", cli::describe_precision(precision));
+  const AutocastGuard autocast(precision.precision);
   std::optional<models::TextCodec> codec;
   std::vector<std::shared_ptr<models::Seq2SeqModel>> members;
   models::ModelEnsemble ensemble;
@@ -237,6 +242,8 @@ int run(const Flags& flags) {
   models::StreamProgress progress(terminal ? stderr : nullptr,
                                   terminal && !flags.input.empty() ? models::count_lines(flags.input) : std::nullopt,
                                   "sentences");
+  std::optional<Profiler> profiler;
+  if (flags.profile.wanted()) profiler.emplace();
   const models::CorpusReport report = models::translate_corpus(
       ensemble, *codec,
       [&](std::string& line) {
@@ -265,6 +272,7 @@ int run(const Flags& flags) {
       },
       flags.corpus);
   progress.end();
+  if (profiler) cli::report_profile(*profiler, flags.profile, stderr);
   out.commit();
   if (stop_signal != 0) {
     fmt::print(stderr, "gradformer-translate: interrupted after {} sentences; {} holds their translations\n",
@@ -340,8 +348,14 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(1))
       ->capture_default_str();
   app.add_option("--batch", f.corpus.batch_size, "Sentences read, decoded and written together (1: answer line by line)")->check(cli::integer_at_least(1))->capture_default_str();
+  app.add_option("--sort-batches", f.corpus.length_sorted_batches,
+                 "Read this many batches at once and decode sentences of similar length together, written in input "
+                 "order (0: 16 with --input, 1 from stdin, so that each line is answered as it comes)")
+      ->check(cli::integer_at_least(0))
+      ->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   cli::add_precision_option(app, f.precision);
+  cli::add_profile_options(app, f.profile, "the translation", false);
   if (const int code = cli::parse(app, "gradformer-translate", argc, argv); code >= 0) return code;
   f.corpus.decode.n_best = std::max<int64_t>(f.n_best, 1);
   try {

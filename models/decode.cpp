@@ -1,16 +1,19 @@
 // Greedy search keeps one hypothesis per sentence; beam search keeps beam_size per sentence in one batch of
-// B * beam_size rows and reorders the decoder state with DecoderState::select after every step. A finished
+// beam_size rows per sentence still searching, and reorders the decoder state with DecoderState::select after
+// every step; a sentence that is done (greedy: its <eos>) leaves the batch. A finished
 // hypothesis (it produced <eos>) is set aside with its normalised score; a sentence stops when its n_best-th
 // finished hypothesis beats every live one or the length limit is reached. An ensemble steps every member and
 // averages their log-probabilities; one model's are used as they are, so a single model decodes as it always did.
 #include "models/decode.h"
 
+#include "autograd/profiler.h"
 #include "models/data/tokenizer.h"
 #include "ops/ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 namespace gradformer::models {
 namespace {
@@ -49,33 +52,60 @@ double normalised(double log_prob, size_t length, double length_penalty) {
   return log_prob / std::pow(static_cast<double>(std::max<size_t>(length, 1)), length_penalty);
 }
 
+// The log-probabilities of one step as a dense (rows, V) table of T (f32 or f64, as the model computes), read
+// in place: no copy of the whole table to f64 per step.
+template <class Visit>
+auto with_table(const Tensor& logp, Visit visit) {
+  const Tensor dense = logp.contiguous();
+  if (dense.dtype() == DType::f64) return visit(dense, dense.data_ptr<const double>());
+  const Tensor table = dense.dtype() == DType::f32 ? dense : dense.to(DType::f32);
+  return visit(table, table.data_ptr<const float>());
+}
+
+// Rows (sentences) still being decoded, as positions in the original batch: finished ones leave the decoder's
+// batch (its state keeps only the rows still live), so the steps after cost only what is left.
 std::vector<std::vector<ScoredHypothesis>> greedy(const ModelEnsemble& models, const Tensor& src,
                                                   const DecodeOptions& options, int64_t max_length) {
   const int64_t batch = src.size(0);
   EnsembleState state(models, src);
   std::vector<ScoredHypothesis> out(static_cast<size_t>(batch));
   std::vector<bool> done(static_cast<size_t>(batch), false);
+  std::vector<int64_t> live(static_cast<size_t>(batch));  // row r of the state decodes sentence live[r]
+  for (int64_t b = 0; b < batch; ++b) live[static_cast<size_t>(b)] = b;
   Tensor last = full({batch}, static_cast<double>(data::bos_id), DType::i64);
-  for (int64_t t = 0; t < max_length; ++t) {
-    const Tensor logp = state.step(last);  // (B, V)
-    const Tensor next = argmax(logp, -1);  // (B)
-    const Tensor logp64 = logp.to(DType::f64).contiguous();
-    const int64_t vocab = logp64.size(1);
-    const double* lp = logp64.data_ptr<const double>();
+  for (int64_t t = 0; t < max_length && !live.empty(); ++t) {
+    const RecordFunction profiled("decode_step");
+    const Tensor logp = state.step(last);  // (rows, V)
+    const Tensor next = argmax(logp, -1);  // (rows)
     const int64_t* ids = next.data_ptr<const int64_t>();
-    bool all_done = true;
-    for (int64_t b = 0; b < batch; ++b) {
-      ScoredHypothesis& h = out[static_cast<size_t>(b)];
-      if (done[static_cast<size_t>(b)]) continue;
-      h.log_prob += lp[b * vocab + ids[b]];
-      if (ids[b] == data::eos_id)
-        done[static_cast<size_t>(b)] = true;
-      else
-        h.tokens.push_back(ids[b]);
-      all_done = all_done && done[static_cast<size_t>(b)];
+    std::vector<int64_t> keep, kept_ids;  // the rows still live after this step, and their tokens
+    with_table(logp, [&](const Tensor& table, const auto* lp) {
+      const int64_t vocab = table.size(1);
+      for (size_t r = 0; r < live.size(); ++r) {
+        const auto b = static_cast<size_t>(live[r]);
+        const int64_t id = ids[r];
+        out[b].log_prob += static_cast<double>(lp[static_cast<int64_t>(r) * vocab + id]);
+        if (id == data::eos_id) {
+          done[b] = true;
+          continue;
+        }
+        out[b].tokens.push_back(id);
+        keep.push_back(static_cast<int64_t>(r));
+        kept_ids.push_back(id);
+      }
+      return 0;
+    });
+    if (keep.size() == live.size()) {
+      last = next;
+      continue;
     }
-    if (all_done) break;
-    last = next;
+    if (keep.empty()) break;
+    std::vector<int64_t> still_live;
+    for (int64_t r : keep) still_live.push_back(live[static_cast<size_t>(r)]);
+    live = std::move(still_live);
+    const auto rows = static_cast<int64_t>(keep.size());
+    state.select(from_vector(keep, {rows}));
+    last = from_vector(kept_ids, {rows});
   }
   std::vector<std::vector<ScoredHypothesis>> result;
   for (int64_t b = 0; b < batch; ++b) {
@@ -93,6 +123,33 @@ struct Hypothesis {
   double log_prob = 0.0;
 };
 
+// A candidate extension: the hypothesis's score with the token, which hypothesis (0..beam), which token.
+struct Candidate {
+  double score;
+  int64_t hypothesis, token;
+};
+
+// The `count` largest entries of row (n values), largest first, into `best` (reused between calls): one pass with
+// a small min-heap, so the vocabulary is read once and never sorted.
+template <class T>
+void top_entries(const T* row, int64_t n, size_t count, std::vector<std::pair<T, int64_t>>& best) {
+  best.clear();
+  auto greater = [](const std::pair<T, int64_t>& x, const std::pair<T, int64_t>& y) { return x.first > y.first; };
+  for (int64_t v = 0; v < n; ++v) {
+    if (best.size() < count) {
+      best.emplace_back(row[v], v);
+      std::push_heap(best.begin(), best.end(), greater);
+    } else if (row[v] > best.front().first) {
+      std::pop_heap(best.begin(), best.end(), greater);
+      best.back() = {row[v], v};
+      std::push_heap(best.begin(), best.end(), greater);
+    }
+  }
+  std::sort_heap(best.begin(), best.end(), greater);
+}
+
+// The decoder's batch holds beam rows for each sentence still searching (rows i*beam .. i*beam+beam-1 for the
+// i-th of them); a sentence that is done leaves it, so later steps cost only the sentences left.
 std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& models, const Tensor& src,
                                                        const DecodeOptions& options, int64_t max_length) {
   const int64_t batch = src.size(0), beam = options.beam_size;
@@ -113,65 +170,83 @@ std::vector<std::vector<ScoredHypothesis>> beam_search(const ModelEnsemble& mode
     for (size_t k = 1; k < hyps.size(); ++k) hyps[k].log_prob = -std::numeric_limits<double>::infinity();
   // Per sentence, its finished hypotheses best first; a stable order keeps the first found of equal scores first.
   std::vector<std::vector<ScoredHypothesis>> finished(static_cast<size_t>(batch));
-  std::vector<bool> done(static_cast<size_t>(batch), false);
+  std::vector<int64_t> searching(static_cast<size_t>(batch));  // the sentence of each beam of rows in the state
+  for (int64_t b = 0; b < batch; ++b) searching[static_cast<size_t>(b)] = b;
   std::vector<int64_t> last_ids(static_cast<size_t>(batch * beam), data::bos_id);
+  const size_t keep = static_cast<size_t>(2 * beam);  // enough to refill the beam even if beam of them end
+  std::vector<Candidate> candidates;
+  std::vector<std::pair<float, int64_t>> best_f32;
+  std::vector<std::pair<double, int64_t>> best_f64;
 
-  for (int64_t t = 0; t < max_length; ++t) {
-    const Tensor logp = state.step(from_vector(last_ids, {batch * beam})).to(DType::f64).contiguous();
-    const int64_t vocab = logp.size(1);
-    const double* lp = logp.data_ptr<const double>();
-    std::vector<int64_t> rows, next_ids;
-    bool all_done = true;
-    for (int64_t b = 0; b < batch; ++b) {
-      auto& hyps = live[static_cast<size_t>(b)];
-      // Candidates: every live hypothesis extended by every token; keep the 2·beam best (enough to refill the
-      // beam even if beam of them end with <eos>).
-      std::vector<std::tuple<double, int64_t, int64_t>> candidates;  // score, hypothesis, token
-      for (int64_t k = 0; k < beam; ++k) {
-        const double base = hyps[static_cast<size_t>(k)].log_prob;
-        if (!std::isfinite(base) || done[static_cast<size_t>(b)]) continue;
-        const double* row = lp + (b * beam + k) * vocab;
-        for (int64_t v = 0; v < vocab; ++v) candidates.emplace_back(base + row[v], k, v);
-      }
-      const size_t keep = std::min<size_t>(candidates.size(), static_cast<size_t>(2 * beam));
-      std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(keep), candidates.end(),
-                        [](const auto& x, const auto& y) { return std::get<0>(x) > std::get<0>(y); });
-      std::vector<Hypothesis> next;
-      for (size_t c = 0; c < keep && static_cast<int64_t>(next.size()) < beam; ++c) {
-        const auto [score, k, v] = candidates[c];
-        Hypothesis h{hyps[static_cast<size_t>(k)].tokens, score};
-        if (v == data::eos_id) {
-          auto& done_hyps = finished[static_cast<size_t>(b)];
-          ScoredHypothesis f{h.tokens, h.log_prob, length_normalised(h, h.tokens.size() + 1)};
-          const auto place = std::upper_bound(done_hyps.begin(), done_hyps.end(), f.score,
-                                              [](double s, const ScoredHypothesis& x) { return s > x.score; });
-          done_hyps.insert(place, std::move(f));
-          continue;
+  for (int64_t t = 0; t < max_length && !searching.empty(); ++t) {
+    const RecordFunction profiled("decode_step");
+    const Tensor logp = state.step(from_vector(last_ids, {static_cast<int64_t>(last_ids.size())}));
+    std::vector<int64_t> rows, next_ids, still_searching;
+    with_table(logp, [&](const Tensor& table, const auto* lp) {
+      using T = std::remove_cv_t<std::remove_pointer_t<decltype(lp)>>;
+      auto& best = [&]() -> auto& {
+        if constexpr (std::is_same_v<T, float>) return best_f32; else return best_f64;
+      }();
+      const int64_t vocab = table.size(1);
+      for (size_t i = 0; i < searching.size(); ++i) {
+        const auto b = static_cast<size_t>(searching[i]);
+        auto& hyps = live[b];
+        const auto first_row = static_cast<int64_t>(i) * beam;
+        // Candidates: each live hypothesis's 2·beam best tokens, which hold the best 2·beam extensions overall.
+        candidates.clear();
+        for (int64_t k = 0; k < beam; ++k) {
+          const double base = hyps[static_cast<size_t>(k)].log_prob;
+          if (!std::isfinite(base)) continue;
+          top_entries(lp + (first_row + k) * vocab, vocab, keep, best);
+          for (const auto& [value, v] : best) candidates.push_back({base + static_cast<double>(value), k, v});
         }
-        h.tokens.push_back(v);
-        next.push_back(std::move(h));
-        rows.push_back(b * beam + k);
-        next_ids.push_back(v);
+        const size_t kept = std::min(candidates.size(), keep);
+        std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(kept), candidates.end(),
+                          [](const Candidate& x, const Candidate& y) { return x.score > y.score; });
+        std::vector<Hypothesis> next;
+        std::vector<int64_t> next_rows, next_tokens;
+        for (size_t c = 0; c < kept && static_cast<int64_t>(next.size()) < beam; ++c) {
+          const auto [score, k, v] = candidates[c];
+          Hypothesis h{hyps[static_cast<size_t>(k)].tokens, score};
+          if (v == data::eos_id) {
+            auto& done_hyps = finished[b];
+            ScoredHypothesis f{h.tokens, h.log_prob, length_normalised(h, h.tokens.size() + 1)};
+            const auto place = std::upper_bound(done_hyps.begin(), done_hyps.end(), f.score,
+                                                [](double s, const ScoredHypothesis& x) { return s > x.score; });
+            done_hyps.insert(place, std::move(f));
+            continue;
+          }
+          h.tokens.push_back(v);
+          next.push_back(std::move(h));
+          next_rows.push_back(first_row + k);
+          next_tokens.push_back(v);
+        }
+        // A sentence is done when no live hypothesis can still beat its n_best-th finished one: with scores that
+        // only fall, the best live score normalised at the most favourable length bounds them all.
+        double best_live = -std::numeric_limits<double>::infinity();
+        for (const Hypothesis& h : next)
+          best_live = std::max(best_live, length_normalised(h, static_cast<size_t>(max_length)));
+        const auto& done_hyps = finished[b];
+        const double last_kept =
+            done_hyps.size() >= n_best ? done_hyps[n_best - 1].score : -std::numeric_limits<double>::infinity();
+        const bool sentence_done = next.empty() || last_kept >= best_live;
+        // Keep the beam rectangular: pad it with dead copies of its first row.
+        while (static_cast<int64_t>(next.size()) < beam) {
+          next.push_back(Hypothesis{{}, -std::numeric_limits<double>::infinity()});
+          next_rows.push_back(first_row);
+          next_tokens.push_back(data::pad_id);
+        }
+        hyps = std::move(next);
+        if (sentence_done) continue;  // its rows leave the batch
+        still_searching.push_back(static_cast<int64_t>(b));
+        rows.insert(rows.end(), next_rows.begin(), next_rows.end());
+        next_ids.insert(next_ids.end(), next_tokens.begin(), next_tokens.end());
       }
-      // A sentence is done when no live hypothesis can still beat its n_best-th finished one: with scores that
-      // only fall, the best live score normalised at the most favourable length bounds them all.
-      double best_live = -std::numeric_limits<double>::infinity();
-      for (const Hypothesis& h : next) best_live = std::max(best_live, length_normalised(h, static_cast<size_t>(max_length)));
-      const auto& done_hyps = finished[static_cast<size_t>(b)];
-      const double last_kept =
-          done_hyps.size() >= n_best ? done_hyps[n_best - 1].score : -std::numeric_limits<double>::infinity();
-      if (next.empty() || last_kept >= best_live) done[static_cast<size_t>(b)] = true;
-      // Keep the batch rectangular: pad the beam with dead copies of row b*beam.
-      while (static_cast<int64_t>(next.size()) < beam) {
-        next.push_back(Hypothesis{{}, -std::numeric_limits<double>::infinity()});
-        rows.push_back(b * beam);
-        next_ids.push_back(data::pad_id);
-      }
-      hyps = std::move(next);
-      all_done = all_done && done[static_cast<size_t>(b)];
-    }
-    if (all_done) break;
-    state.select(from_vector(rows, {batch * beam}));
+      return 0;
+    });
+    searching = std::move(still_searching);
+    if (searching.empty()) break;
+    state.select(from_vector(rows, {static_cast<int64_t>(rows.size())}));
     last_ids = std::move(next_ids);
   }
   for (int64_t b = 0; b < batch; ++b) {

@@ -1,6 +1,7 @@
 #include "models/trainer.h"
 
 #include "autograd/generator.h"
+#include "autograd/profiler.h"
 
 #include "models/html_report.h"
 #include "models/svg.h"
@@ -265,6 +266,7 @@ double Trainer::evaluate_loss(const std::vector<Example>& examples) {
 }
 
 ValidStats Trainer::validate() {
+  const RecordFunction profiled("validate");
   ValidStats stats;
   stats.step = step_;
   stats.sentences = valid_.size();
@@ -396,6 +398,7 @@ std::string Trainer::checkpoint_note() const {
 }
 
 StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
+  const RecordFunction profiled("train_step");
   optimizer_->zero_grad();
   double loss_sum = 0, nll_sum = 0;  // this rank's losses summed over its target tokens
   for (const TensorBatch& batch : work.shares) {

@@ -2,6 +2,7 @@
 
 #include "autograd/error.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace gradformer::models {
@@ -27,33 +28,43 @@ CorpusReport translate_corpus(const ModelEnsemble& models, const TextCodec& code
   if (options.batch_size == 0) fail<ValueError>("translate_corpus", "batch size must be at least 1");
   CorpusReport report;
   report.max_source_tokens = source_token_limit(models, options.max_source_tokens);
-  std::vector<std::string> batch;
+  if (options.length_sorted_batches == 0)
+    fail<ValueError>("translate_corpus", "length_sorted_batches must be at least 1");
+  const size_t window = options.batch_size * options.length_sorted_batches;
+  std::vector<std::string> lines;
   for (bool more = true; more;) {
-    batch.clear();
-    // No read past a full batch: an interactive user gets the answer before typing the next line.
-    for (std::string line; batch.size() < options.batch_size && (more = next(line));) batch.push_back(std::move(line));
-    if (batch.empty()) break;
-    std::vector<std::vector<int64_t>> sources;
-    std::vector<size_t> rows;  // the batch position of each of sources
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (blank(batch[i])) continue;
+    lines.clear();
+    // No read past the window: with one batch, an interactive user gets the answer before typing the next line.
+    for (std::string line; lines.size() < window && (more = next(line));) lines.push_back(std::move(line));
+    if (lines.empty()) break;
+    std::vector<std::vector<int64_t>> sources(lines.size());
+    std::vector<size_t> rows;  // the lines that are not blank, shortest source first (ties in input order)
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (blank(lines[i])) continue;
       bool cut = false;
-      sources.push_back(codec.encode_source(batch[i], report.max_source_tokens, &cut));
+      sources[i] = codec.encode_source(lines[i], report.max_source_tokens, &cut);
       report.truncated += cut;
       rows.push_back(i);
     }
-    std::vector<std::vector<ScoredTranslation>> translations(batch.size(), std::vector<ScoredTranslation>(1));
-    if (!sources.empty()) {
-      const auto outputs = decode(models, make_source_batch(sources), options.decode);
-      for (size_t k = 0; k < rows.size(); ++k) {
+    if (options.length_sorted_batches > 1)
+      std::stable_sort(rows.begin(), rows.end(),
+                       [&sources](size_t a, size_t b) { return sources[a].size() < sources[b].size(); });
+    std::vector<std::vector<ScoredTranslation>> translations(lines.size(), std::vector<ScoredTranslation>(1));
+    for (size_t first = 0; first < rows.size(); first += options.batch_size) {
+      const size_t last = std::min(rows.size(), first + options.batch_size);
+      std::vector<std::vector<int64_t>> batch;
+      for (size_t k = first; k < last; ++k) batch.push_back(std::move(sources[rows[k]]));
+      const auto outputs = decode(models, make_source_batch(batch), options.decode);
+      for (size_t k = first; k < last; ++k) {
         auto& n_best = translations[rows[k]];
         n_best.clear();
-        for (const ScoredHypothesis& h : outputs[k]) n_best.push_back({codec.decode(h.tokens), h.tokens, h.log_prob, h.score});
+        for (const ScoredHypothesis& h : outputs[k - first])
+          n_best.push_back({codec.decode(h.tokens), h.tokens, h.log_prob, h.score});
       }
     }
     sink(report.sentences, translations);
-    report.sentences += batch.size();
-    report.translated += sources.size();
+    report.sentences += lines.size();
+    report.translated += rows.size();
   }
   return report;
 }

@@ -17,7 +17,11 @@ namespace gradformer::models {
 
 struct CorpusOptions {
   DecodeOptions decode;
-  size_t batch_size = 64;         // sentences read and decoded together
+  size_t batch_size = 64;         // sentences decoded together
+  // Batches read at once: their sentences are decoded in batches of similar source length (sorted by length,
+  // as CTranslate2 does, so that short sentences do not wait on long ones' padding and steps) and handed to the
+  // sink in input order. 1 reads no further than one batch, so an interactive user gets each answer at once.
+  size_t length_sorted_batches = 1;
   size_t max_source_tokens = 0;   // longer sources are cut to their first tokens; 0: as many as the model's positions hold
 };
 

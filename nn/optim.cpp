@@ -5,6 +5,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 
 #include <algorithm>
@@ -77,10 +78,16 @@ void Optimizer::set_lr(size_t group, double lr) {
 }
 
 void Optimizer::zero_grad() {
+  const ProfiledRange profiled(ProfiledKind::optimizer, std::nullopt, [this] {
+    return ProfiledName{fmt::format("{}.zero_grad", type_name()), ""};
+  });
   for (Tensor& p : params_) p.zero_grad();
 }
 
 void Optimizer::step() {
+  const ProfiledRange profiled(ProfiledKind::optimizer, std::nullopt, [this] {
+    return ProfiledName{fmt::format("{}.step", type_name()), fmt::format("{} parameters", params_.size())};
+  });
   NoGradGuard no_grad;
   ++step_count_;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -487,6 +494,7 @@ size_t AdamW::add_param_group(std::vector<Tensor> params, AdamWOptions options) 
 }
 
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  const RecordFunction profiled("clip_grad_norm_", ProfiledKind::optimizer);
   if (!(max_norm >= 0)) fail<ValueError>("clip_grad_norm_", "max_norm {} must be non-negative", max_norm);
   std::vector<Tensor> grads;
   std::set<const TensorImpl*> seen;

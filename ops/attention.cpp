@@ -5,6 +5,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
@@ -206,6 +207,7 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
 
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                              const AttentionOptions& options) {
+  const ProfiledOp profiled(Op::scaled_dot_product_attention, q, k, v);
   check_inputs(q, k, v, options);
   const DType dtype = q.dtype();
   const int64_t batches = q.size(0), heads = q.size(1), queries = q.size(2), keys = k.size(2);

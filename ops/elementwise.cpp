@@ -3,6 +3,7 @@
 #include "ops/elementwise.h"
 
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "ops/kernels.h"
 #include "ops/onednn.h"
 #include "ops/selection.h"
@@ -153,6 +154,7 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::add, a, b);
   Tensor out = binary(a, b, op_name(Op::add), [](auto x, auto y) { return x + y; });
   return record(out, Op::add, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
@@ -161,6 +163,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::sub, a, b);
   Tensor out = binary(a, b, op_name(Op::sub), [](auto x, auto y) { return x - y; });
   return record(out, Op::sub, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
@@ -169,6 +172,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::mul, a, b);
   Tensor out = binary(a, b, op_name(Op::mul), [](auto x, auto y) { return x * y; });
   return record(out, Op::mul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout * b, a.shape());
@@ -177,6 +181,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::div, a, b);
   Tensor out = binary(a, b, op_name(Op::div), [](auto x, auto y) { return x / y; });
   return record(out, Op::div, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
@@ -186,36 +191,43 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor neg(const Tensor& x) {
+  const ProfiledOp profiled(Op::neg, x);
   Tensor out = unary(x, op_name(Op::neg), [](auto v) { return -v; });
   return record(out, Op::neg, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor exp(const Tensor& x) {
+  const ProfiledOp profiled(Op::exp, x);
   Tensor out = unary(x, op_name(Op::exp), [](auto v) { return std::exp(v); });
   return record(out, Op::exp, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout * y; });
 }
 
 Tensor log(const Tensor& x) {
+  const ProfiledOp profiled(Op::log, x);
   Tensor out = unary(x, op_name(Op::log), [](auto v) { return std::log(v); });
   return record(out, Op::log, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout / x; });
 }
 
 Tensor add(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::add, a);
   Tensor out = unary(a, op_name(Op::add), [b](auto v) { return v + static_cast<decltype(v)>(b); });
   return record(out, Op::add, {a}, [](const Tensor& dout, InputGrads& g) { g[0] = dout; });
 }
 
 Tensor mul(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::mul, a);
   Tensor out = unary(a, op_name(Op::mul), [b](auto v) { return v * static_cast<decltype(v)>(b); });
   return record(out, Op::mul, {a}, [b](const Tensor& dout, InputGrads& g) { g[0] = mul(dout, b); });
 }
 
 Tensor rsub(double a, const Tensor& b) {
+  const ProfiledOp profiled(Op::rsub, b);
   Tensor out = unary(b, op_name(Op::rsub), [a](auto v) { return static_cast<decltype(v)>(a) - v; });
   return record(out, Op::rsub, {b}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor rdiv(double a, const Tensor& b) {
+  const ProfiledOp profiled(Op::rdiv, b);
   Tensor out = unary(b, op_name(Op::rdiv), [a](auto v) { return static_cast<decltype(v)>(a) / v; });
   return record(out, Op::rdiv, {b}, [y = out.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = neg(dout * y / b);  // d(a/b)/db = -a/b² = -(a/b)/b
@@ -223,6 +235,7 @@ Tensor rdiv(double a, const Tensor& b) {
 }
 
 Tensor abs(const Tensor& x) {
+  const ProfiledOp profiled(Op::abs, x);
   Tensor out = unary(x, op_name(Op::abs), [](auto v) { return std::abs(v); });
   return record(out, Op::abs, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, op_name(Op::abs), [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
@@ -230,6 +243,7 @@ Tensor abs(const Tensor& x) {
 }
 
 Tensor sqrt(const Tensor& x) {
+  const ProfiledOp profiled(Op::sqrt, x);
   Tensor out = unary(x, op_name(Op::sqrt), [](auto v) { return std::sqrt(v); });
   return record(out, Op::sqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout / (y * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
@@ -237,6 +251,7 @@ Tensor sqrt(const Tensor& x) {
 }
 
 Tensor rsqrt(const Tensor& x) {
+  const ProfiledOp profiled(Op::rsqrt, x);
   Tensor out = unary(x, op_name(Op::rsqrt), [](auto v) { return 1 / std::sqrt(v); });
   return record(out, Op::rsqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * (y * y * y) * -0.5;  // d x^(-1/2) = -x^(-3/2) / 2
@@ -244,6 +259,7 @@ Tensor rsqrt(const Tensor& x) {
 }
 
 Tensor pow(const Tensor& x, double exponent) {
+  const ProfiledOp profiled(Op::pow, x);
   Tensor out =
       unary(x, op_name(Op::pow), [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
   return record(out, Op::pow, {x}, [x = x.detach(), exponent](const Tensor& dout, InputGrads& g) {
@@ -253,6 +269,7 @@ Tensor pow(const Tensor& x, double exponent) {
 }
 
 Tensor tanh(const Tensor& x) {
+  const ProfiledOp profiled(Op::tanh, x);
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_tanh)
                            : unary(x, op_name(Op::tanh), [](auto v) { return std::tanh(v); });
   return record(out, Op::tanh, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
@@ -261,6 +278,7 @@ Tensor tanh(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
+  const ProfiledOp profiled(Op::sigmoid, x);
   // exp(-v) overflows to inf for v < -88 (f32), and 1 / inf = 0 is the right limit.
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_logistic)
                            : unary(x, op_name(Op::sigmoid), [](auto v) { return 1 / (1 + std::exp(-v)); });
@@ -270,6 +288,7 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor relu(const Tensor& x) {
+  const ProfiledOp profiled(Op::relu, x);
   Tensor out = unary(x, op_name(Op::relu), [](auto v) { return v > 0 ? v : decltype(v)(0); });
   // Backward needs only where x was positive: a bool mask, a quarter of an f32 x's bytes. Saving x itself would
   // keep a feed-forward block's widest activation alive until backward.
@@ -280,6 +299,7 @@ Tensor relu(const Tensor& x) {
 }
 
 Tensor gelu(const Tensor& x, GeluApproximation approximate) {
+  const ProfiledOp profiled(Op::gelu, x);
   const bool use_tanh = approximate == GeluApproximation::tanh;
   const dnnl::algorithm algorithm = use_tanh ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
   Tensor out = use_dnnl(x) ? dnnl_forward(x, algorithm)
@@ -296,6 +316,7 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
 }
 
 Tensor softplus(const Tensor& x) {
+  const ProfiledOp profiled(Op::softplus, x);
   Tensor out = unary(x, op_name(Op::softplus), [](auto v) {
     return v > decltype(v)(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
   });
@@ -308,6 +329,7 @@ Tensor softplus(const Tensor& x) {
 }
 
 Tensor silu(const Tensor& x) {
+  const ProfiledOp profiled(Op::silu, x);
   Tensor out = unary(x, op_name(Op::silu), [](auto v) { return v / (1 + std::exp(-v)); });
   return record(out, Op::silu, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, op_name(Op::silu), [](auto v) {
@@ -318,6 +340,7 @@ Tensor silu(const Tensor& x) {
 }
 
 Tensor sin(const Tensor& x) {
+  const ProfiledOp profiled(Op::sin, x);
   Tensor out = unary(x, op_name(Op::sin), [](auto v) { return std::sin(v); });
   return record(out, Op::sin, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, op_name(Op::sin), [](auto v) { return std::cos(v); });
@@ -325,6 +348,7 @@ Tensor sin(const Tensor& x) {
 }
 
 Tensor cos(const Tensor& x) {
+  const ProfiledOp profiled(Op::cos, x);
   Tensor out = unary(x, op_name(Op::cos), [](auto v) { return std::cos(v); });
   return record(out, Op::cos, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, op_name(Op::cos), [](auto v) { return -std::sin(v); });
@@ -332,6 +356,7 @@ Tensor cos(const Tensor& x) {
 }
 
 Tensor erf(const Tensor& x) {
+  const ProfiledOp profiled(Op::erf, x);
   Tensor out = unary(x, op_name(Op::erf), [](auto v) { return std::erf(v); });
   return record(out, Op::erf, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * slope(x, op_name(Op::erf), [](auto v) {
@@ -342,6 +367,7 @@ Tensor erf(const Tensor& x) {
 }
 
 Tensor log1p(const Tensor& x) {
+  const ProfiledOp profiled(Op::log1p, x);
   Tensor out = unary(x, op_name(Op::log1p), [](auto v) { return std::log1p(v); });
   return record(out, Op::log1p, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout / (x + 1.0);
@@ -349,6 +375,7 @@ Tensor log1p(const Tensor& x) {
 }
 
 Tensor expm1(const Tensor& x) {
+  const ProfiledOp profiled(Op::expm1, x);
   Tensor out = unary(x, op_name(Op::expm1), [](auto v) { return std::expm1(v); });
   return record(out, Op::expm1, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * (y + 1.0);  // d(e^x - 1) = e^x
@@ -356,6 +383,7 @@ Tensor expm1(const Tensor& x) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::maximum, a, b);
   Tensor out = binary(a, b, op_name(Op::maximum), [](auto x, auto y) { return max_nan(x, y); });
   return record(out, Op::maximum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor share = winner_share<true>(a, b, op_name(Op::maximum));
@@ -365,6 +393,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::minimum, a, b);
   Tensor out = binary(a, b, op_name(Op::minimum), [](auto x, auto y) { return min_nan(x, y); });
   return record(out, Op::minimum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor share = winner_share<false>(a, b, op_name(Op::minimum));
@@ -373,32 +402,71 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
-Tensor eq(const Tensor& a, double b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
-Tensor ne(const Tensor& a, double b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
-Tensor le(const Tensor& a, double b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
-Tensor ge(const Tensor& a, double b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::eq, a, b);
+  return compare(a, b, op_name(Op::eq), std::equal_to<>{});
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::ne, a, b);
+  return compare(a, b, op_name(Op::ne), std::not_equal_to<>{});
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::lt, a, b);
+  return compare(a, b, op_name(Op::lt), std::less<>{});
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::le, a, b);
+  return compare(a, b, op_name(Op::le), std::less_equal<>{});
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::gt, a, b);
+  return compare(a, b, op_name(Op::gt), std::greater<>{});
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::ge, a, b);
+  return compare(a, b, op_name(Op::ge), std::greater_equal<>{});
+}
+Tensor eq(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::eq, a);
+  return compare(a, b, op_name(Op::eq), std::equal_to<>{});
+}
+Tensor ne(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::ne, a);
+  return compare(a, b, op_name(Op::ne), std::not_equal_to<>{});
+}
+Tensor lt(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::lt, a);
+  return compare(a, b, op_name(Op::lt), std::less<>{});
+}
+Tensor le(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::le, a);
+  return compare(a, b, op_name(Op::le), std::less_equal<>{});
+}
+Tensor gt(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::gt, a);
+  return compare(a, b, op_name(Op::gt), std::greater<>{});
+}
+Tensor ge(const Tensor& a, double b) {
+  const ProfiledOp profiled(Op::ge, a);
+  return compare(a, b, op_name(Op::ge), std::greater_equal<>{});
+}
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::logical_and, a, b);
   check_mask(a, op_name(Op::logical_and));
   check_mask(b, op_name(Op::logical_and));
   return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_and), [](bool x, bool y) { return x && y; });
 }
 
 Tensor logical_or(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::logical_or, a, b);
   check_mask(a, op_name(Op::logical_or));
   check_mask(b, op_name(Op::logical_or));
   return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_or), [](bool x, bool y) { return x || y; });
 }
 
 Tensor logical_not(const Tensor& x) {
+  const ProfiledOp profiled(Op::logical_not, x);
   check_mask(x, op_name(Op::logical_not));
   return kernels::map<bool, bool>(x, [](bool v) { return !v; });
 }

@@ -3,6 +3,7 @@
 // argument, decided by autocast (ops/autocast.cpp), never read here from a mode.
 #include "ops/gemm.h"
 
+#include "autograd/profiler.h"
 #include "ops/gemm_backends.h"
 
 #include <algorithm>
@@ -72,6 +73,12 @@ void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, cons
     return;
   }
   ++products_run[static_cast<size_t>(backend)];
+  if (profiling::active.load(std::memory_order_relaxed)) [[unlikely]]
+    profiling::note_product(2.0 * static_cast<double>(batch * a.rows * a.cols * b.cols),
+                            backend == Backend::onednn_bf16
+                                ? (onednn_multiplies_bf16() ? kProductsBf16 : kProductsBf16Emulated)
+                            : dtype == DType::f64 ? kProductsF64
+                                                  : kProductsF32);
   const auto alpha = options.alpha;
   switch (backend) {
     case Backend::reference: multiply_reference(dtype, batch, a, b, c, options); return;

@@ -5,6 +5,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
@@ -80,6 +81,7 @@ RowGradient<T> row_gradient(const Tensor& dense_dout, Reduction reduction, int64
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options) {
+  const ProfiledOp profiled(Op::cross_entropy, logits, targets);
   const double smoothing = options.label_smoothing;
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
     fail<ValueError>(Op::cross_entropy, "label_smoothing must be in [0, 1], got {}", smoothing);
@@ -147,6 +149,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_index, Reduction reduction) {
+  const ProfiledOp profiled(Op::nll_loss, log_probs, targets);
   int64_t counted = 0;
   const Tensor target = checked_targets(log_probs, targets, ignore_index, op_name(Op::nll_loss), counted);
   const Tensor x = log_probs.detach().contiguous();
@@ -175,6 +178,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
 }
 
 Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
+  const ProfiledOp profiled(Op::mse_loss, a, b);
   if (a.shape() != b.shape())
     fail<ShapeError>(Op::mse_loss, "input {} and target {} must have the same shape", shape_str(a.shape()),
                      shape_str(b.shape()));

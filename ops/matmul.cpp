@@ -4,6 +4,7 @@
 #include "ops/matmul.h"
 
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
@@ -90,6 +91,7 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::matmul, a, b);
   if (a.dtype() != b.dtype())
     fail<DTypeError>(Op::matmul, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
@@ -124,6 +126,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::bmm, a, b);
   if (a.dtype() != b.dtype())
     fail<DTypeError>(Op::bmm, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
@@ -140,6 +143,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const ProfiledOp profiled(Op::linear, x, weight, bias);
   const bool bias_dtype_differs = bias.defined() && bias.dtype() != x.dtype();
   if (x.dtype() != weight.dtype() || bias_dtype_differs)
     fail<DTypeError>(Op::linear, "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),

@@ -11,6 +11,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/dropout_mask.h"
 #include "ops/elementwise.h"
@@ -178,9 +179,15 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl<false>(x, axis, op_name(Op::softmax)); }
+Tensor softmax(const Tensor& x, int64_t axis) {
+  const ProfiledOp profiled(Op::softmax, x);
+  return softmax_impl<false>(x, axis, op_name(Op::softmax));
+}
 
-Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl<true>(x, axis, op_name(Op::log_softmax)); }
+Tensor log_softmax(const Tensor& x, int64_t axis) {
+  const ProfiledOp profiled(Op::log_softmax, x);
+  return softmax_impl<true>(x, axis, op_name(Op::log_softmax));
+}
 
 namespace {
 
@@ -279,6 +286,7 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  const ProfiledOp profiled(Op::layer_norm, x, weight, bias);
   const size_t k = normalized_shape.size();
   if (k == 0 || k > x.shape().size() ||
       !std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - static_cast<ptrdiff_t>(k)))
@@ -337,6 +345,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  const ProfiledOp profiled(Op::dropout, x);
   if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>(Op::dropout, "p must be in [0, 1], got {}", p);
   if (!training || p == 0.0) return x;
   const auto mask = kernels::DropoutMask::draw(p, gen);

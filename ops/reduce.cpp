@@ -9,6 +9,7 @@
 
 #include "autograd/dispatch.h"
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
@@ -221,6 +222,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& axes, bool k
 }
 
 Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const ProfiledOp profiled(Op::sum, x);
   axes = reduction_axes(x, std::move(axes), op_name(Op::sum));
   const Tensor summed = kernels::sum_keepdim(x, axes);
   const Shape shape = reduced_shape(x.shape(), axes, keepdim);
@@ -231,6 +233,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const ProfiledOp profiled(Op::mean, x);
   axes = reduction_axes(x, std::move(axes), op_name(Op::mean));
   int64_t count = 1;
   for (int64_t axis : axes) count *= x.shape()[static_cast<size_t>(axis)];
@@ -240,23 +243,34 @@ Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
 }
 
 Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const ProfiledOp profiled(Op::max, x);
   return extremum<true>(x, std::move(axes), keepdim, op_name(Op::max));
 }
 
 Tensor min(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const ProfiledOp profiled(Op::min, x);
   return extremum<false>(x, std::move(axes), keepdim, op_name(Op::min));
 }
 
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdim) {
+  const ProfiledOp profiled(Op::argmax, x);
   return arg_extremum<true>(x, {axis}, keepdim, op_name(Op::argmax));
 }
 Tensor argmin(const Tensor& x, int64_t axis, bool keepdim) {
+  const ProfiledOp profiled(Op::argmin, x);
   return arg_extremum<false>(x, {axis}, keepdim, op_name(Op::argmin));
 }
-Tensor argmax(const Tensor& x) { return arg_extremum<true>(x, {}, false, op_name(Op::argmax)); }
-Tensor argmin(const Tensor& x) { return arg_extremum<false>(x, {}, false, op_name(Op::argmin)); }
+Tensor argmax(const Tensor& x) {
+  const ProfiledOp profiled(Op::argmax, x);
+  return arg_extremum<true>(x, {}, false, op_name(Op::argmax));
+}
+Tensor argmin(const Tensor& x) {
+  const ProfiledOp profiled(Op::argmin, x);
+  return arg_extremum<false>(x, {}, false, op_name(Op::argmin));
+}
 
 Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool keepdim) {
+  const ProfiledOp profiled(Op::var, x);
   axes = reduction_axes(x, std::move(axes), op_name(Op::var));
   const RowBlock block = reduced_last(x, axes);
   Tensor out = empty(reduced_shape(x.shape(), axes, keepdim), x.dtype());
@@ -288,6 +302,7 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
 }
 
 Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
+  const ProfiledOp profiled(Op::logsumexp, x);
   axes = reduction_axes(x, std::move(axes), op_name(Op::logsumexp));
   const RowBlock block = reduced_last(x, axes);
   Tensor out = empty(reduced_shape(x.shape(), axes, keepdim), x.dtype());

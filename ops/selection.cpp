@@ -3,6 +3,7 @@
 #include "ops/selection.h"
 
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "autograd/strided.h"
 #include "ops/kernels.h"
 
@@ -82,6 +83,7 @@ void add_rows(T* dst, const T* grad, const int64_t* index, int64_t outer, int64_
 }  // namespace
 
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
+  const ProfiledOp profiled(Op::where, mask, a, b);
   check_mask_dtype(mask, op_name(Op::where));
   if (a.dtype() != b.dtype())
     fail<DTypeError>(Op::where, "a and b have different dtypes: {} {} and {} {}", dtype_name(a.dtype()),
@@ -99,6 +101,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  const ProfiledOp profiled(Op::masked_fill, x, mask);
   check_mask_dtype(mask, op_name(Op::masked_fill));
   if (kernels::broadcast_shapes(x.shape(), mask.shape(), op_name(Op::masked_fill)) != x.shape())
     fail<ShapeError>(Op::masked_fill, "mask {} cannot be broadcast to x {}", shape_str(mask.shape()),
@@ -115,6 +118,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
+  const ProfiledOp profiled(Op::index_select, x, index);
   check_index_dtype(index, op_name(Op::index_select), "index");
   if (index.dim() != 1)
     fail<ShapeError>(Op::index_select, "index must be 1-D, got shape {}", shape_str(index.shape()));
@@ -180,6 +184,7 @@ void for_each_gathered(const Shape& x_shape, const Shape& index_shape, int64_t a
 }  // namespace
 
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
+  const ProfiledOp profiled(Op::gather, x, index);
   check_index_dtype(index, op_name(Op::gather), "index");
   if (index.dim() != x.dim())
     fail<ShapeError>(Op::gather, "index has rank {} but x has rank {} (index shape {}, x shape {})", index.dim(),
@@ -219,6 +224,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
+  const ProfiledOp profiled(Op::embedding, weight, ids);
   if (weight.dim() != 2)
     fail<ShapeError>(Op::embedding, "weight must be 2-D [V, D], got shape {}", shape_str(weight.shape()));
   check_index_dtype(ids, op_name(Op::embedding), "ids");

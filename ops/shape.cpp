@@ -4,6 +4,7 @@
 #include "ops/shape.h"
 
 #include "autograd/engine.h"
+#include "autograd/profiler.h"
 #include "ops/kernels.h"
 
 #include <algorithm>
@@ -139,6 +140,7 @@ void check_joinable(const std::vector<Tensor>& tensors, std::string_view op) {
 }  // namespace
 
 Tensor view(const Tensor& x, Shape shape) {
+  const ProfiledOp profiled(Op::view, x);
   shape = infer_shape(x, std::move(shape), op_name(Op::view));
   const std::optional<Shape> strides = view_strides(x, shape);
   if (!strides)
@@ -148,6 +150,7 @@ Tensor view(const Tensor& x, Shape shape) {
 }
 
 Tensor reshape(const Tensor& x, Shape shape) {
+  const ProfiledOp profiled(Op::reshape, x);
   shape = infer_shape(x, std::move(shape), op_name(Op::reshape));
   if (const std::optional<Shape> strides = view_strides(x, shape))
     return record_view(x, x.as_strided(shape, *strides, x.offset()), Op::reshape);
@@ -156,6 +159,7 @@ Tensor reshape(const Tensor& x, Shape shape) {
 }
 
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
+  const ProfiledOp profiled(Op::transpose, x);
   if (x.dim() == 0) return x;  // a scalar has nothing to swap (axes 0 and -1 both name it)
   const auto a = static_cast<size_t>(normalize_axis(axis0, x.dim(), op_name(Op::transpose)));
   const auto b = static_cast<size_t>(normalize_axis(axis1, x.dim(), op_name(Op::transpose)));
@@ -167,6 +171,7 @@ Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
 }
 
 Tensor permute(const Tensor& x, std::vector<int64_t> dims) {
+  const ProfiledOp profiled(Op::permute, x);
   if (static_cast<int64_t>(dims.size()) != x.dim())
     fail<ShapeError>(Op::permute, "dims {} has {} entries for a tensor of shape {} (rank {})", shape_str(dims),
                      dims.size(), shape_str(x.shape()), x.dim());
@@ -188,6 +193,7 @@ Tensor permute(const Tensor& x, std::vector<int64_t> dims) {
 }
 
 Tensor squeeze(const Tensor& x) {
+  const ProfiledOp profiled(Op::squeeze, x);
   Shape shape, strides;
   for (size_t d = 0; d < x.shape().size(); ++d) {
     if (x.shape()[d] == 1) continue;
@@ -198,12 +204,14 @@ Tensor squeeze(const Tensor& x) {
 }
 
 Tensor squeeze(const Tensor& x, int64_t axis) {
+  const ProfiledOp profiled(Op::squeeze, x);
   const auto a = static_cast<size_t>(normalize_axis(axis, x.dim(), op_name(Op::squeeze)));
   if (x.dim() == 0 || x.shape()[a] != 1) return x;  // as PyTorch: squeezing a dimension that is not 1 does nothing
   return record_view(x, drop_axis(x, a), Op::squeeze);
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t axis) {
+  const ProfiledOp profiled(Op::unsqueeze, x);
   const auto a = static_cast<size_t>(normalize_axis(axis, x.dim() + 1, op_name(Op::unsqueeze)));
   Shape shape = x.shape(), strides = x.strides();
   // Any stride works for a size-1 dimension; this one keeps a contiguous tensor contiguous.
@@ -215,6 +223,7 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
 }
 
 Tensor expand(const Tensor& x, Shape shape) {
+  const ProfiledOp profiled(Op::expand, x);
   const Shape requested = shape;
   if (static_cast<int64_t>(shape.size()) < x.dim())
     fail<ShapeError>(Op::expand, "cannot expand {} to {} (the target has fewer dimensions)", shape_str(x.shape()),
@@ -244,6 +253,7 @@ Tensor expand(const Tensor& x, Shape shape) {
 }
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
+  const ProfiledOp profiled(Op::slice, x);
   const size_t a = sliced_axis(x, axis, op_name(Op::slice));
   if (step <= 0) fail<ValueError>(Op::slice, "step must be positive, got {} (shape {})", step, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
@@ -255,6 +265,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
 }
 
 Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
+  const ProfiledOp profiled(Op::narrow, x);
   const size_t a = sliced_axis(x, axis, op_name(Op::narrow));
   const int64_t size = x.shape()[a];
   const int64_t first = start < 0 ? start + size : start;
@@ -268,6 +279,7 @@ Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
 }
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
+  const ProfiledOp profiled(Op::concat, tensors);
   check_joinable(tensors, op_name(Op::concat));
   const Tensor& first = tensors[0];
   if (first.dim() == 0) fail<ShapeError>(Op::concat, "tensor 0 is 0-dimensional (shape []); concat needs dimensions");
@@ -297,6 +309,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
+  const ProfiledOp profiled(Op::stack, tensors);
   check_joinable(tensors, op_name(Op::stack));
   const Tensor& first = tensors[0];
   const auto a = static_cast<size_t>(normalize_axis(axis, first.dim() + 1, op_name(Op::stack)));
@@ -317,6 +330,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
+  const ProfiledOp profiled(Op::split, x);
   const size_t a = sliced_axis(x, axis, op_name(Op::split));
   if (split_size <= 0)
     fail<ValueError>(Op::split, "split_size must be positive, got {} (shape {})", split_size, shape_str(x.shape()));
@@ -329,6 +343,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
+  const ProfiledOp profiled(Op::chunk, x);
   const size_t a = sliced_axis(x, axis, op_name(Op::chunk));
   if (chunks <= 0)
     fail<ValueError>(Op::chunk, "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));

@@ -78,6 +78,29 @@ TEST_CASE("translate_corpus: hands on each batch before reading the next, in inp
   CHECK(models::translate_corpus(*f.model, f.task.codec, sources, options) == streamed);
   options.batch_size = 64;
   CHECK(models::translate_corpus(*f.model, f.task.codec, sources, options) == streamed);
+
+  // Length-sorted batches: three batches of two read at once, decoded shortest first, handed on in input order.
+  options.batch_size = 2;
+  options.length_sorted_batches = 3;
+  std::vector<size_t> firsts;
+  std::vector<std::string> sorted;
+  read = 0;
+  models::translate_corpus(
+      {*f.model}, f.task.codec,
+      [&](std::string& line) {
+        if (read == sources.size()) return false;
+        line = sources[read++];
+        return true;
+      },
+      [&](size_t first, const std::vector<std::vector<models::ScoredTranslation>>& batch) {
+        firsts.push_back(first);
+        for (const auto& n_best : batch) sorted.push_back(n_best.front().text);
+      },
+      options);
+  CHECK(firsts == std::vector<size_t>{0, 6});
+  CHECK(sorted == streamed);
+  options.length_sorted_batches = 0;
+  CHECK_THROWS_AS(models::translate_corpus(*f.model, f.task.codec, sources, options), ValueError);
 }
 
 TEST_CASE("translate_corpus: n-best lists in input order, the best first and equal to the 1-best translation") {

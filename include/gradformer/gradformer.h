@@ -11,6 +11,7 @@
 #include "autograd/error.h"
 #include "autograd/generator.h"
 #include "autograd/gradcheck.h"
+#include "autograd/profiler.h"
 #include "autograd/tensor.h"
 #include "models/attention_seq2seq.h"
 #include "models/data/batching.h"
