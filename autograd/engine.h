@@ -15,20 +15,58 @@
 
 namespace gradformer {
 
-// The gradients an op's backward writes: one slot per input, filled only where needs(i) is true.
+class Node;
+
+// The gradients an op's backward writes: one slot per input, filled only where needs(i) is true; and the tensors
+// the op saved for its backward (record()'s saved()), handed out by saved(i) and saved_output(). Every needed slot
+// must be written: a backward that leaves one empty throws AutogradError naming the op and the input, unless it
+// declares that gradient zero on purpose with declare_zero(i) (then the input gets none from this node).
 class InputGrads {
  public:
-  explicit InputGrads(std::vector<bool> needed) : needed_(std::move(needed)), grads_(needed_.size()) {}
+  InputGrads(std::vector<bool> needed, const Node& node, bool create_graph)
+      : needed_(std::move(needed)), grads_(needed_.size()), zero_(needed_.size()), node_(node),
+        create_graph_(create_graph) {}
   bool needs(size_t input) const { return needed_[input]; }
   Tensor& operator[](size_t input) { return grads_[input]; }
   std::vector<Tensor>& all() { return grads_; }
+  void declare_zero(size_t input) { zero_[input] = true; }
+  bool declared_zero(size_t input) const { return zero_[input]; }
+
+  // The values of input `input` (or of the output) as the op saw them. Throws AutogradError if an in-place write
+  // has changed them since (their storage's version moved), or if the op did not save them. In a backward that
+  // records its own graph (create_graph), the tensor is connected: an input to its producer or leaf, the output
+  // to this very node, so that what the formula computes from them can be differentiated again.
+  Tensor saved(size_t input) const;
+  Tensor saved_output() const;
+  // For the engine's checks after the backward ran.
+  const Tensor& peek(size_t input) const { return grads_[input]; }
+  bool read_saved() const { return read_saved_; }
 
  private:
   std::vector<bool> needed_;
   std::vector<Tensor> grads_;
+  std::vector<bool> zero_;
+  const Node& node_;
+  bool create_graph_;
+  mutable bool read_saved_ = false;
 };
 
 using BackwardFn = std::function<void(const Tensor& grad_output, InputGrads& grad_inputs)>;
+
+// What record() is given for the output and each input: the tensor, and whether the backward reads its values.
+// A tensor converts to one the backward does not read; saved(t) marks one it does. The node keeps a saved tensor
+// with the storage version it had when recorded (PyTorch's SavedVariable), so an in-place write between forward
+// and backward is caught rather than silently giving a wrong gradient.
+struct RecordedTensor {
+  RecordedTensor(Tensor t) : tensor(std::move(t)) {}  // NOLINT: implicit, so that `{a, b}` lists convert
+  Tensor tensor;
+  bool saved = false;
+};
+inline RecordedTensor saved(Tensor t) {
+  RecordedTensor marked(std::move(t));
+  marked.saved = true;
+  return marked;
+}
 
 // What record() tags a node with: one of the library's ops, or the name of an op written outside the library
 // (examples/custom_layer.cpp's swish), which its author gradient-checks by hand; it converts implicitly from
@@ -37,24 +75,37 @@ using BackwardFn = std::function<void(const Tensor& grad_output, InputGrads& gra
 struct RecordedOp {
   RecordedOp(Op library_op) : op(library_op), name(op_name(library_op)) {}
   RecordedOp(std::string_view custom_name) : name(custom_name) {}
-  RecordedOp(const char* custom_name) : name(custom_name) {}     
+  RecordedOp(const char* custom_name) : name(custom_name) {}
   std::optional<Op> op;
   std::string_view name;
 };
 
-class Node {
+// A tensor a node saved for its backward: a detached handle on its values and its storage's version then.
+struct SavedTensor {
+  Tensor data;
+  uint64_t version = 0;
+  bool defined() const { return data.defined(); }
+};
+
+class Node : public std::enable_shared_from_this<Node> {
  public:
   struct Edge {
     std::shared_ptr<Node> node;        // the input's own node, for inputs produced by ops
-    std::shared_ptr<TensorImpl> leaf;  // the input itself, for leaves that require grad
+    // The input itself, for leaves that require grad. Not owned: a graph never keeps a leaf alive, so a leaf's
+    // gradient that carries a graph (create_graph) referring to the leaf forms no ownership cycle. A leaf no one
+    // holds any more gets no gradient (no one could read it).
+    std::weak_ptr<TensorImpl> leaf;
+    bool from_leaf = false;
     Shape shape;                       // the input's shape, to check what backward returns (in anomaly mode
                                        // kept for every input, to name them all in a message)
     DType dtype = DType::f32;
-    bool needs_grad() const { return node != nullptr || leaf != nullptr; }
+    bool needs_grad() const { return node != nullptr || (from_leaf && !leaf.expired()); }
   };
 
-  Node(RecordedOp op, std::vector<Edge> inputs, BackwardFn backward)
-      : op_(op.name), library_op_(op.op), inputs_(std::move(inputs)), backward_(std::move(backward)) {}
+  Node(RecordedOp op, std::vector<Edge> inputs, BackwardFn backward, std::vector<SavedTensor> saved_inputs,
+       SavedTensor saved_output)
+      : op_(op.name), library_op_(op.op), inputs_(std::move(inputs)), backward_(std::move(backward)),
+        saved_inputs_(std::move(saved_inputs)), saved_output_(std::move(saved_output)) {}
   ~Node();  // iterative, so that dropping a 5,000-step graph does not recurse 5,000 frames deep
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -64,6 +115,15 @@ class Node {
   std::optional<Op> library_op() const { return library_op_; }
   const std::vector<Edge>& inputs() const { return inputs_; }
   bool released() const { return !backward_; }
+  // What the backward reads (record()'s saved()): by input position (empty when it reads no input; an
+  // undefined entry for an input it does not read), and the output (undefined unless it reads it).
+  const std::vector<SavedTensor>& saved_inputs() const { return saved_inputs_; }
+  const SavedTensor& saved_output() const { return saved_output_; }
+  bool saved_input(size_t input) const { return input < saved_inputs_.size() && saved_inputs_[input].defined(); }
+
+  // Gradient hooks of the tensor this node produced (Tensor::register_hook), run in order of registration on
+  // the gradient arriving for it, before the node's backward; a hook may return a replacement gradient.
+  std::shared_ptr<GradHooks>& hooks() { return hooks_; }
 
  private:
   friend class Engine;
@@ -71,6 +131,9 @@ class Node {
   std::optional<Op> library_op_;
   std::vector<Edge> inputs_;
   BackwardFn backward_;  // reset after backward (unless retained) to free what it captured
+  std::vector<SavedTensor> saved_inputs_;  // by input position; empty when the backward reads no input
+  SavedTensor saved_output_;
+  std::shared_ptr<GradHooks> hooks_;
 };
 
 // Whether an op's output may hold infinities its inputs did not, for anomaly mode: masked_fill with -inf is how
@@ -78,10 +141,15 @@ class Node {
 enum class Infinities { unexpected, intended };
 
 // Records `output = op(inputs)` when grad mode is on and some input requires grad; returns output.
-// `backward` must capture only what it reads, and never `output` itself (capture output.detach()).
-Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs, BackwardFn backward,
+// An input or output whose values the backward reads is passed as saved(t) and read back in the backward with
+// InputGrads::saved(i) / saved_output(), never captured: only then are in-place writes to it caught, and only
+// then can a backward that records (create_graph) be differentiated through it. `backward` captures only what it
+// reads besides (shapes, options, tensors the op made itself such as masks and indices).
+Tensor record(RecordedTensor output, RecordedOp op, std::initializer_list<Tensor> inputs, BackwardFn backward,
               Infinities infinities = Infinities::unexpected);
-Tensor record(Tensor output, RecordedOp op, const std::vector<Tensor>& inputs, BackwardFn backward,
+Tensor record(RecordedTensor output, RecordedOp op, std::initializer_list<RecordedTensor> inputs,
+              BackwardFn backward, Infinities infinities = Infinities::unexpected);
+Tensor record(RecordedTensor output, RecordedOp op, const std::vector<Tensor>& inputs, BackwardFn backward,
               Infinities infinities = Infinities::unexpected);
 
 // Whether ops record the graph on this thread (PyTorch's torch.is_grad_enabled()).
@@ -94,6 +162,18 @@ class NoGradGuard {
   ~NoGradGuard();
   NoGradGuard(const NoGradGuard&) = delete;
   NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Sets grad mode to `enabled` for its lifetime on this thread, as torch::AutoGradMode.
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool enabled);
+  ~GradModeGuard();
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
 
  private:
   bool previous_;
@@ -163,10 +243,33 @@ class GradReadyHookGuard {
   const GradReadyHook* previous_;
 };
 
+// How grad() runs, as torch.autograd.grad: allow_unused lets an input the outputs do not depend on get an
+// undefined gradient instead of an AutogradError.
+struct GradOptions {
+  std::optional<bool> retain_graph = std::nullopt;
+  bool create_graph = false;
+  bool allow_unused = false;
+};
+
+// The gradients of sum_k <outputs[k], grad_outputs[k]> with respect to each of `inputs`, returned and written
+// nowhere else: no tensor's grad() changes. grad_outputs may be empty (then every output must be a scalar, and
+// its gradient is 1) or give one tensor per output (an undefined one reads as ones for a scalar output). Only the
+// part of the graph between the outputs and the inputs runs.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, const GradOptions& options = {});
+
 class Engine {
  public:
-  // Runs backward from root with dL/droot = gradient; see Tensor::backward.
-  static void run(const Tensor& root, const Tensor& gradient, bool retain_graph);
+  struct Pass {
+    std::vector<Tensor> roots;
+    std::vector<Tensor> gradients;  // one per root; undefined for a scalar root reads as ones
+    bool retain_graph = false;
+    bool create_graph = false;
+    // When set, the gradients of these tensors are returned (in this order) instead of accumulated into leaves.
+    const std::vector<Tensor>* capture = nullptr;
+  };
+  // Runs backward from the roots; see Tensor::backward and grad(). Returns the captured gradients, if any.
+  static std::vector<Tensor> run(const Pass& pass);
 };
 
 // How many Nodes are alive in this process: a test's way to prove that graphs are freed.

@@ -29,39 +29,60 @@ Shape unravel(const Shape& shape, int64_t flat) {
   return index;
 }
 
-double dot(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+// A function of several outputs, reduced as sum_k <out_k, R_k>: how gradgradcheck checks every first-order
+// gradient at once. gradcheck's function is the one-output case.
+using TensorsFunction = std::function<std::vector<Tensor>(const std::vector<Tensor>&)>;
+
+double dot(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   double sum = 0;
-  for (size_t i = 0; i < x.size(); ++i) sum += x[i] * y[i];
+  for (size_t k = 0; k < a.size(); ++k) {
+    const std::vector<double> x = a[k].to_vector<double>(), y = b[k].to_vector<double>();
+    for (size_t i = 0; i < x.size(); ++i) sum += x[i] * y[i];
+  }
   return sum;
 }
 
-Tensor evaluate(const TensorFunction& fn, const std::vector<Tensor>& inputs, std::string_view when) {
-  Tensor out = fn(inputs);
-  if (!out.defined() || !is_floating(out.dtype()))
-    fail<DTypeError>("gradcheck", "{}: the function must return an f32 or f64 tensor", when);
-  return out;
+std::vector<Tensor> evaluate(const TensorsFunction& fn, const std::vector<Tensor>& inputs, std::string_view when) {
+  std::vector<Tensor> outs = fn(inputs);
+  for (const Tensor& out : outs)
+    if (!out.defined() || !is_floating(out.dtype()))
+      fail<DTypeError>("gradcheck", "{}: the function must return an f32 or f64 tensor", when);
+  return outs;
 }
 
-std::vector<Tensor> backward_grads(const TensorFunction& fn, const std::vector<Tensor>& inputs, const Tensor& r,
-                                   bool twice, std::vector<Tensor>* second) {
+// Backward of sum_k <out_k, R_k> from outputs that require grad (the others are constants).
+void backward_from(const std::vector<Tensor>& outs, const std::vector<Tensor>& seeds, bool retain_graph) {
+  Engine::Pass pass;
+  pass.retain_graph = retain_graph;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    if (!outs[k].requires_grad()) continue;
+    pass.roots.push_back(outs[k]);
+    pass.gradients.push_back(seeds[k]);
+  }
+  if (!pass.roots.empty()) Engine::run(pass);
+}
+
+std::vector<Tensor> backward_grads(const TensorsFunction& fn, const std::vector<Tensor>& inputs,
+                                   const std::vector<Tensor>& r, bool twice, std::vector<Tensor>* second) {
   for (const Tensor& x : inputs)
     if (x.defined() && x.requires_grad()) x.zero_grad();
-  Tensor out = evaluate(fn, inputs, "forward");
-  if (out.shape() != r.shape())
-    fail<ShapeError>("gradcheck", "the function returned shape {} on one call and {} on another",
-                     shape_str(out.shape()), shape_str(r.shape()));
+  const std::vector<Tensor> outs = evaluate(fn, inputs, "forward");
+  std::vector<Tensor> seeds;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    if (k >= r.size() || outs[k].shape() != r[k].shape())
+      fail<ShapeError>("gradcheck", "the function returned shape {} on one call and {} on another",
+                       shape_str(outs[k].shape()), k < r.size() ? shape_str(r[k].shape()) : "none");
+    seeds.push_back(r[k].to(outs[k].dtype()));
+  }
   std::vector<Tensor> grads(inputs.size());
-  if (!out.requires_grad()) return grads;  // no input reaches the output: every gradient is zero
-  const Tensor seed = r.to(out.dtype());
-  out.backward(seed, twice);
+  backward_from(outs, seeds, twice);  // an output no input reaches contributes no gradient
   for (size_t i = 0; i < inputs.size(); ++i)
     if (inputs[i].defined() && inputs[i].requires_grad() && inputs[i].grad().defined())
       grads[i] = inputs[i].grad().to(DType::f64).contiguous();
   if (twice) {
     for (const Tensor& x : inputs)
       if (x.defined() && x.requires_grad()) x.zero_grad();
-    out.backward(seed, false);
+    backward_from(outs, seeds, false);
     second->assign(inputs.size(), Tensor());
     for (size_t i = 0; i < inputs.size(); ++i)
       if (inputs[i].defined() && inputs[i].requires_grad() && inputs[i].grad().defined())
@@ -81,9 +102,8 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.to_vector<double>() == b.to_vector<double>();
 }
 
-}  // namespace
-
-GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs, const GradcheckOptions& options) {
+// The inputs as gradcheck differentiates them: f64 leaves that require grad (see gradcheck.h).
+std::vector<Tensor> checked_inputs(const std::vector<Tensor>& inputs) {
   std::vector<Tensor> x(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].defined() || !is_floating(inputs[i].dtype())) {
@@ -97,15 +117,19 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
     x[i] = inputs[i].dtype() == DType::f64 ? inputs[i].detach() : inputs[i].detach().to(DType::f64);
     x[i].requires_grad_(true);
   }
+  return x;
+}
 
+GradcheckReport check_gradients(const TensorsFunction& fn, std::vector<Tensor> x, const GradcheckOptions& options) {
   GradcheckReport report;
-  Tensor out;
+  std::vector<Tensor> outs;
   {
     NoGradGuard no_grad;
-    out = evaluate(fn, x, "forward");
+    outs = evaluate(fn, x, "forward");
   }
   Generator gen(options.seed);
-  const Tensor r = randn(out.shape(), gen, DType::f64);
+  std::vector<Tensor> r;
+  for (const Tensor& out : outs) r.push_back(randn(out.shape(), gen, DType::f64));
   std::vector<Tensor> second;
   const std::vector<Tensor> analytic = backward_grads(fn, x, r, options.check_repeatability, &second);
 
@@ -115,6 +139,7 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
     const Tensor& xi = x[i];
     const std::vector<double> grad =
         analytic[i].defined() ? analytic[i].to_vector<double>() : std::vector<double>(xi.numel(), 0.0);
+    // Written through the storage itself: the inputs are leaves that require grad, which copy_ would refuse.
     double* storage = reinterpret_cast<double*>(xi.storage()->data());
     for (int64_t e = 0; e < xi.numel(); ++e) {
       double& value = storage[strided_offset(xi, e)];
@@ -201,6 +226,56 @@ GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& i
     }
   }
   return report;
+}
+
+}  // namespace
+
+GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs, const GradcheckOptions& options) {
+  return check_gradients([&fn](const std::vector<Tensor>& x) { return std::vector<Tensor>{fn(x)}; },
+                         checked_inputs(inputs), options);
+}
+
+GradcheckReport gradgradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs,
+                              const GradcheckOptions& options) {
+  std::vector<Tensor> x = checked_inputs(inputs);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = evaluate([&fn](const std::vector<Tensor>& in) { return std::vector<Tensor>{fn(in)}; }, x, "forward")[0];
+  }
+  // The grad_outputs v of the first-order gradients are inputs of the check: d/dv of the gradients is the
+  // Jacobian itself, so both halves of the second-order graph are checked.
+  Generator gen(options.seed + 1);
+  const size_t first_order_inputs = x.size();
+  x.push_back(randn(out.shape(), gen, DType::f64).requires_grad_());
+  auto first_order = [&fn, first_order_inputs](const std::vector<Tensor>& all) {
+    const std::vector<Tensor> in(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(first_order_inputs));
+    const Tensor& v = all.back();
+    // The analytic pass differentiates these gradients (create_graph); the numeric one only evaluates them.
+    const bool differentiated = grad_mode_enabled();
+    const GradModeGuard grad_mode(true);
+    const Tensor y = fn(in);
+    std::vector<Tensor> wrt;
+    for (const Tensor& t : in)
+      if (t.defined() && t.requires_grad()) wrt.push_back(t);
+    std::vector<Tensor> grads;
+    if (y.requires_grad() && !wrt.empty())
+      grads = grad({y}, wrt, {v.dtype() == y.dtype() ? v : v.to(y.dtype())},
+                   GradOptions{.create_graph = differentiated, .allow_unused = true});
+    std::vector<Tensor> outs;
+    size_t next = 0;
+    for (const Tensor& t : in) {
+      if (!t.defined() || !t.requires_grad()) continue;
+      const Tensor& g = next < grads.size() ? grads[next] : Tensor();
+      ++next;
+      outs.push_back(!g.defined() ? zeros(t.shape(), t.dtype()) : differentiated ? g : g.detach());
+    }
+    return outs;
+  };
+  GradcheckOptions second_order = options;
+  // gradcheck's own repeatability checks drop an input from the graph, which here would change what is checked.
+  second_order.check_repeatability = false;
+  return check_gradients(first_order, std::move(x), second_order);
 }
 
 Tensor noncontiguous_copy(const Tensor& t) {

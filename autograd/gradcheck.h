@@ -49,6 +49,14 @@ using TensorFunction = std::function<Tensor(const std::vector<Tensor>&)>;
 GradcheckReport gradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
+// Second-order check, as torch.autograd.gradgradcheck: draws random grad_outputs v of fn's output shape (f64,
+// themselves inputs of the check) and gradient-checks the first-order gradients g_i = d<fn(x), v>/dx_i, computed
+// with create_graph, as functions of x and v: central differences of the gradients against their own backward.
+// It passes only if every backward fn's graph records is itself recorded and right. A failure names the input or
+// parameter and the index as gradcheck's do; input number len(inputs) is v.
+GradcheckReport gradgradcheck(const TensorFunction& fn, const std::vector<Tensor>& inputs,
+                              const GradcheckOptions& options = {});
+
 // The same values laid out in a storage twice as wide along the last dimension, every other element used:
 // a non-contiguous input for checking that an op honours strides. Rank-0 and empty tensors come back as they are.
 Tensor noncontiguous_copy(const Tensor& t);

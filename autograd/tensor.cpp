@@ -113,6 +113,19 @@ int64_t element_offset(const Tensor& t, std::initializer_list<int64_t> index, st
 
 }  // namespace
 
+namespace {
+
+// In-place writes to a leaf that requires grad are refused outside no-grad mode, as in PyTorch: the graph would
+// not see them, so a gradient computed after would silently belong to other values.
+void check_not_leaf_requiring_grad(const Tensor& t, std::string_view op) {
+  if (t.impl().requires_grad && grad_mode_enabled())
+    fail<AutogradError>(op, "a leaf tensor of shape {} that requires grad is being used in an in-place operation "
+                        "(write it under NoGradGuard, as optimizers and initializers do, or write a detach()ed handle)",
+                        shape_str(t.shape()));
+}
+
+}  // namespace
+
 double Tensor::at(std::initializer_list<int64_t> index) const {
   const int64_t offset = element_offset(*this, index, "at");
   return visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
@@ -121,6 +134,7 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
 }
 
 void Tensor::set_at(std::initializer_list<int64_t> index, double value) const {
+  check_not_leaf_requiring_grad(*this, "set_at");
   const int64_t offset = element_offset(*this, index, "set_at");
   visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     reinterpret_cast<T*>(raw_data())[offset] = static_cast<T>(value);
@@ -176,7 +190,27 @@ void Tensor::zero_grad() const {
     impl().grad.reset();
 }
 
-void Tensor::backward(const Tensor& gradient, bool retain_graph) const { Engine::run(*this, gradient, retain_graph); }
+void Tensor::backward(const Tensor& gradient, const BackwardOptions& options) const {
+  Engine::run(Engine::Pass{{*this}, {gradient}, options.retain_graph.value_or(options.create_graph),
+                           options.create_graph});
+}
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  backward(gradient, BackwardOptions{.retain_graph = retain_graph});
+}
+
+RemovableHandle Tensor::register_hook(GradHook hook) const {
+  if (!requires_grad())
+    fail<AutogradError>("register_hook", "the tensor of shape {} does not require grad: no gradient would reach the "
+                        "hook", shape_str(shape()));
+  std::shared_ptr<GradHooks>& hooks = is_leaf() ? impl().hooks : grad_fn()->hooks();
+  if (!hooks) hooks = std::make_shared<GradHooks>();
+  const uint64_t id = hooks->next_id++;
+  hooks->entries.emplace_back(id, std::move(hook));
+  return RemovableHandle(hooks, id);
+}
+
+// Tensor::retain_grad is defined with the engine's gradient accumulation (autograd/engine.cpp).
 
 Tensor Tensor::detach() const {
   auto view = std::make_shared<TensorImpl>();
@@ -205,7 +239,8 @@ void convert_copy(const Tensor& dst, const Tensor& src) {
   StridedLayout<2> layout{dst.shape(), {dst.strides(), src.strides()}};
   visit_stored(dst.dtype(), [&]<class D>(std::type_identity<D>) {
     visit_stored(src.dtype(), [&]<class S>(std::type_identity<S>) {
-      for_each_run<2>(layout, {dst.raw_data(), src.raw_data()}, {sizeof(D), sizeof(S)}, true,
+      for_each_run<2>(layout, {dst.raw_data(), const_cast<std::byte*>(src.read_only_raw_data())}, {sizeof(D), sizeof(S)},
+                      true,
                       [](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
                         D* out = reinterpret_cast<D*>(p[0]);
                         const S* in = reinterpret_cast<const S*>(p[1]);
@@ -222,6 +257,7 @@ void convert_copy(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 void Tensor::copy_(const Tensor& source) const {
+  check_not_leaf_requiring_grad(*this, "copy_");
   if (source.shape() != shape())
     fail<ShapeError>("copy_", "source shape {} differs from destination shape {}", shape_str(source.shape()),
                      shape_str(shape()));
@@ -229,6 +265,7 @@ void Tensor::copy_(const Tensor& source) const {
 }
 
 void Tensor::fill_(double value) const {
+  check_not_leaf_requiring_grad(*this, "fill_");
   StridedLayout<1> layout{shape(), {strides()}};
   visit_stored(dtype(), [&]<class T>(std::type_identity<T>) {
     const T v = static_cast<T>(value);

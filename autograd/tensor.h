@@ -14,6 +14,8 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -101,6 +103,35 @@ class Storage {
 
 class Node;
 class Tensor;
+// How Tensor::backward (autograd/engine.h) runs, as PyTorch's backward(gradient, retain_graph, create_graph). With create_graph the
+// backward formulas run with grad mode on, so what they compute is recorded: the gradients left in grad() have a
+// graph of their own and can be differentiated again, to any order. retain_graph defaults to create_graph.
+struct BackwardOptions {
+  std::optional<bool> retain_graph = std::nullopt;
+  bool create_graph = false;
+};
+
+
+// Gradient hooks (Tensor::register_hook): each is called with the gradient arriving for its tensor and returns
+// either an undefined tensor (keep the gradient) or a replacement of the same shape and dtype.
+using GradHook = std::function<Tensor(const Tensor& grad)>;
+struct GradHooks {
+  std::vector<std::pair<uint64_t, GradHook>> entries;  // in order of registration
+  uint64_t next_id = 0;
+};
+
+// Removes the hook it was returned for (PyTorch's RemovableHandle); removing twice, or after the tensor is
+// gone, does nothing.
+class RemovableHandle {
+ public:
+  RemovableHandle() = default;
+  RemovableHandle(std::weak_ptr<GradHooks> hooks, uint64_t id) : hooks_(std::move(hooks)), id_(id) {}
+  void remove();
+
+ private:
+  std::weak_ptr<GradHooks> hooks_;
+  uint64_t id_ = 0;
+};
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -114,6 +145,8 @@ struct TensorImpl {
   // The grad is a view into a flat gradient buffer (nn::FlatParameters) that others read in one piece: it is
   // kept, so zero_grad fills it with zeros and set_grad copies into it, and the engine accumulates into it.
   bool grad_is_view = false;
+  bool retains_grad = false;           // a non-leaf whose grad() backward fills (Tensor::retain_grad)
+  std::shared_ptr<GradHooks> hooks;    // a leaf's gradient hooks; a non-leaf keeps them on its grad_fn
   std::string name;                // a parameter's dotted name, used in gradient-check and anomaly messages
 };
 
@@ -143,6 +176,10 @@ class Tensor {
       return reinterpret_cast<T*>(impl().storage->data()) + impl().offset;
   }
   std::byte* raw_data() const { return impl().storage->data() + impl().offset * dtype_size(dtype()); }
+  // The first element for reading: does not move the storage's version (kernels read their inputs through it).
+  const std::byte* read_only_raw_data() const {
+    return impl().storage->read_only_data() + impl().offset * dtype_size(dtype());
+  }
 
   // The single value of a one-element tensor, converted to double (or T).
   double item() const;
@@ -165,8 +202,18 @@ class Tensor {
   void set_grad(const Tensor& grad) const;
   void zero_grad() const;
   // Gradient of this tensor with respect to every leaf that requires grad, accumulated into their grad().
-  // A scalar may omit `gradient` (ones); any other tensor must pass one of its shape.
-  void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
+  // A scalar may omit `gradient` (ones); any other tensor must pass one of its shape. With create_graph the
+  // accumulated gradients carry a graph (autograd/engine.h, BackwardOptions); prefer grad() for that, which
+  // leaves grad() alone.
+  void backward(const Tensor& gradient = {}, const BackwardOptions& options = {}) const;
+  void backward(const Tensor& gradient, bool retain_graph) const;
+  // Calls hook with the gradient computed for this tensor during every later backward, before it is accumulated
+  // (leaf) or passed on (non-leaf); the hook may return a replacement gradient. Runs in grad mode only with
+  // create_graph. Removed by the handle's remove().
+  RemovableHandle register_hook(GradHook hook) const;
+  // On a non-leaf: backward fills its grad() too, as on a leaf (accumulating). A leaf does already.
+  void retain_grad() const;
+  bool retains_grad() const { return impl().retains_grad; }
   Tensor detach() const;  // shares storage, leaves the graph
   const std::string& name() const { return impl().name; }
   void set_name(std::string name) { impl().name = std::move(name); }

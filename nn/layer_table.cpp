@@ -85,8 +85,8 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      [](int which, Generator& gen) {
        auto norm = std::make_shared<LayerNorm>(which == 0 ? Shape{4} : Shape{2, 3});
        // Non-trivial affine parameters, so their gradients are checked away from ones and zeros.
-       norm->weight().copy_(randn(norm->weight().shape(), gen));
-       norm->bias().copy_(randn(norm->bias().shape(), gen));
+       norm->weight().detach().copy_(randn(norm->weight().shape(), gen));
+       norm->bias().detach().copy_(randn(norm->bias().shape(), gen));
        return make_case(norm, {normal(gen, which == 0 ? Shape{3, 4} : Shape{2, 2, 3})},
                         [](const LayerNorm& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
@@ -359,7 +359,11 @@ const LayerRow* find_layer(std::string_view name) {
   return nullptr;
 }
 
-std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed) {
+namespace {
+
+using Checker = GradcheckReport (*)(const TensorFunction&, const std::vector<Tensor>&, const GradcheckOptions&);
+
+std::vector<OpCheck> check_layer(const LayerRow& row, uint64_t seed, Checker checker) {
   std::vector<OpCheck> checks;
   for (int which = 0; which < row.cases; ++which) {
     for (bool strided : {false, true}) {
@@ -379,7 +383,7 @@ std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed) {
       options.rtol = row.rtol;
       options.seed = seed;
       try {
-        check.report = gradcheck(forward, probes, options);
+        check.report = checker(forward, probes, options);
       } catch (const Error& e) {
         check.report.passed = false;
         check.report.failure = e.what();
@@ -388,6 +392,14 @@ std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed) {
     }
   }
   return checks;
+}
+
+}  // namespace
+
+std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed) { return check_layer(row, seed, gradcheck); }
+
+std::vector<OpCheck> gradgradcheck_layer(const LayerRow& row, uint64_t seed) {
+  return check_layer(row, seed, gradgradcheck);
 }
 
 }  // namespace gradformer::nn

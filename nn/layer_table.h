@@ -53,5 +53,7 @@ std::span<const LayerRow> layer_table();
 const LayerRow* find_layer(std::string_view name);
 // Gradient-checks every case of a row, with its inputs as drawn and as non-contiguous copies.
 std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed = 0);
+// The same with gradgradcheck (second order).
+std::vector<OpCheck> gradgradcheck_layer(const LayerRow& row, uint64_t seed = 0);
 
 }  // namespace gradformer::nn

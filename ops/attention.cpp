@@ -31,10 +31,12 @@ struct HeadMatrices {
   int64_t batch_stride = 0, head_stride = 0;  // in elements
 };
 
+// The pointer does not move the storage's version: operands are read, and the products written through it are
+// fresh tensors that no graph has saved yet.
 HeadMatrices heads_of(const Tensor& t) {
   const Shape& n = t.shape();
   const Shape& s = t.strides();
-  return HeadMatrices{t.raw_data(), n[2], n[3], s[2], s[3], s[0], s[1]};
+  return HeadMatrices{const_cast<std::byte*>(t.read_only_raw_data()), n[2], n[3], s[2], s[3], s[0], s[1]};
 }
 
 // The transposed matrices, as strides: no copy.
@@ -215,12 +217,12 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   const Shape scores_shape{batches, heads, queries, keys};
   if (const Tensor& mask = options.attn_mask; mask.defined()) {
     const Shape strides = kernels::broadcast_strides(mask, scores_shape);
-    masks.attn = mask.raw_data();
+    masks.attn = mask.read_only_raw_data();
     masks.attn_is_bool = mask.dtype() == DType::boolean;
     std::copy(strides.begin(), strides.end(), masks.attn_strides.begin());
   }
   if (const Tensor& mask = options.key_padding_mask; mask.defined()) {
-    masks.padding = mask.data_ptr<bool>();
+    masks.padding = mask.data_ptr<const bool>();
     masks.padding_strides = {mask.strides()[0], mask.strides()[1]};
   }
 
@@ -241,7 +243,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   Tensor out = empty({batches, heads, queries, value_size}, dtype);  // (B, H, T, Dv)
   head_gemm(dtype, batches, heads, heads_of(dropped), heads_of(vd), heads_of(out), 1.0);
 
-  out = record(out, Op::scaled_dot_product_attention, {q, k, v},
+  out = record(out, Op::scaled_dot_product_attention, {saved(q), saved(k), saved(v)},
                [qd, kd, vd, probs, scale, rate, dropout_mask,
                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                  const AutocastGuard as_in_forward(precision);

@@ -1,10 +1,13 @@
-// Elementwise ops: each forward kernel with its backward right below it. Backward formulas run with
-// recording off, so they are written with the ops themselves; broadcasting is undone by kernels::sum_to.
+// Elementwise ops: each forward kernel with its backward right below it. Backward formulas are written with the
+// ops themselves, so that a backward run with recording on (create_graph) records them and can be differentiated
+// again; where a formula uses a fast kernel (a local slope f'(x)), the kernel runs only with recording off, and
+// the recorded path spells the slope out with ops. Broadcasting is undone by sum_to_size.
 #include "ops/elementwise.h"
 
 #include "autograd/engine.h"
 #include "ops/kernels.h"
 #include "ops/onednn.h"
+#include "ops/reduce.h"
 #include "ops/selection.h"
 
 #include <cmath>
@@ -14,7 +17,7 @@
 namespace gradformer {
 namespace {
 
-using kernels::sum_to;
+Tensor sum_to(const Tensor& t, const Shape& shape) { return sum_to_size(t, shape); }
 
 void check_same_dtype(const Tensor& a, const Tensor& b, std::string_view op) {
   if (a.dtype() != b.dtype())
@@ -104,6 +107,27 @@ template <class T> T gelu_tanh_slope(T x) {
 
 constexpr double kSoftplusThreshold = 20.0;
 
+// The slopes of gelu written with ops, for a backward that records (create_graph). The erf form's slope is
+// Phi(x) + x phi(x); Phi is a node of its own whose derivative is phi(x) = exp(-x²/2) / sqrt(2 pi), so every
+// further derivative is ops again.
+Tensor normal_pdf(const Tensor& x) { return exp(x * x * -0.5) * (std::numbers::inv_sqrtpi / std::numbers::sqrt2); }
+
+Tensor normal_cdf(const Tensor& x) {
+  Tensor cdf = unary(x, "gelu", [](auto v) {
+    using T = decltype(v);
+    return T(0.5) * (1 + std::erf(v * T(std::numbers::sqrt2 / 2)));
+  });
+  return record(cdf, Op::gelu, {saved(x)}, [](const Tensor& dout, InputGrads& g) { g[0] = dout * normal_pdf(g.saved(0)); });
+}
+
+Tensor gelu_erf_slope_recorded(const Tensor& x) { return normal_cdf(x) + x * normal_pdf(x); }
+
+// d/dx [x (1 + t) / 2] with t = tanh(k (x + c x³)): (1 + t) / 2 + x (1 - t²) k (1 + 3 c x²) / 2.
+Tensor gelu_tanh_slope_recorded(const Tensor& x) {
+  const Tensor t = tanh((x + x * x * x * kGeluC) * kGeluK);
+  return (t + 1.0) * 0.5 + x * (1.0 - t * t) * (x * x * (3 * kGeluC) + 1.0) * (0.5 * kGeluK);
+}
+
 // oneDNN's JIT eltwise kernels for large f32 tensors: they vectorise erf, tanh and exp, which the loops above
 // call from libm one element at a time. Measured forward on 4096 x 1024 f32, 2 cores shared with other builds,
 // loop -> oneDNN: gelu 188 -> 26 ms, gelu-tanh 397 -> 57 ms, tanh 378 -> 40 ms, sigmoid 90 -> 19 ms.
@@ -128,7 +152,7 @@ Tensor dnnl_forward(const Tensor& x, dnnl::algorithm algorithm) {
   const int64_t n = x.numel();
   dnnl::stream& stream = onednn::stream();
   dnnl::eltwise_forward(eltwise_forward_pd(algorithm, n))
-      .execute(stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), src.raw_data())},
+      .execute(stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), const_cast<std::byte*>(src.read_only_raw_data()))},
                         {DNNL_ARG_DST, dnnl::memory(flat_f32(n), onednn::engine(), out.raw_data())}});
   stream.wait();
   return out;
@@ -143,8 +167,8 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
   const dnnl::eltwise_backward::primitive_desc pd(desc, onednn::engine(), eltwise_forward_pd(algorithm, n));
   dnnl::stream& stream = onednn::stream();
   dnnl::eltwise_backward(pd).execute(
-      stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), src.raw_data())},
-               {DNNL_ARG_DIFF_DST, dnnl::memory(flat_f32(n), onednn::engine(), diff_dst.raw_data())},
+      stream, {{DNNL_ARG_SRC, dnnl::memory(flat_f32(n), onednn::engine(), const_cast<std::byte*>(src.read_only_raw_data()))},
+               {DNNL_ARG_DIFF_DST, dnnl::memory(flat_f32(n), onednn::engine(), const_cast<std::byte*>(diff_dst.read_only_raw_data()))},
                {DNNL_ARG_DIFF_SRC, dnnl::memory(flat_f32(n), onednn::engine(), diff_src.raw_data())}});
   stream.wait();
   return diff_src;
@@ -170,16 +194,17 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "mul", [](auto x, auto y) { return x * y; });
-  return record(out, Op::mul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    if (g.needs(0)) g[0] = sum_to(dout * b, a.shape());
-    if (g.needs(1)) g[1] = sum_to(dout * a, b.shape());
+  return record(out, Op::mul, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+    if (g.needs(0)) g[0] = sum_to(dout * g.saved(1), sa);
+    if (g.needs(1)) g[1] = sum_to(dout * g.saved(0), sb);
   });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "div", [](auto x, auto y) { return x / y; });
-  return record(out, Op::div, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::div, {saved(a), saved(b)}, [](const Tensor& dout, InputGrads& g) {
     // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
+    const Tensor a = g.saved(0), b = g.saved(1);
     if (g.needs(0)) g[0] = sum_to(dout / b, a.shape());
     if (g.needs(1)) g[1] = sum_to(neg(dout * a / (b * b)), b.shape());
   });
@@ -192,12 +217,12 @@ Tensor neg(const Tensor& x) {
 
 Tensor exp(const Tensor& x) {
   Tensor out = unary(x, "exp", [](auto v) { return std::exp(v); });
-  return record(out, Op::exp, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout * y; });
+  return record(saved(out), Op::exp, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = dout * g.saved_output(); });
 }
 
 Tensor log(const Tensor& x) {
   Tensor out = unary(x, "log", [](auto v) { return std::log(v); });
-  return record(out, Op::log, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout / x; });
+  return record(out, Op::log, {saved(x)}, [](const Tensor& dout, InputGrads& g) { g[0] = dout / g.saved(0); });
 }
 
 Tensor add(const Tensor& a, double b) {
@@ -217,45 +242,52 @@ Tensor rsub(double a, const Tensor& b) {
 
 Tensor rdiv(double a, const Tensor& b) {
   Tensor out = unary(b, "rdiv", [a](auto v) { return static_cast<decltype(v)>(a) / v; });
-  return record(out, Op::rdiv, {b}, [y = out.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = neg(dout * y / b);  // d(a/b)/db = -a/b² = -(a/b)/b
+  return record(saved(out), Op::rdiv, {saved(b)}, [](const Tensor& dout, InputGrads& g) {
+    g[0] = neg(dout * g.saved_output() / g.saved(0));  // d(a/b)/db = -a/b² = -(a/b)/b
   });
 }
 
 Tensor abs(const Tensor& x) {
   Tensor out = unary(x, "abs", [](auto v) { return std::abs(v); });
-  return record(out, Op::abs, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(x, "abs", [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+  return record(out, Op::abs, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    // sign(x) is constant wherever it is differentiable: a kernel serves the recorded path too.
+    g[0] = dout * slope(g.saved(0), "abs", [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
   });
 }
 
 Tensor sqrt(const Tensor& x) {
   Tensor out = unary(x, "sqrt", [](auto v) { return std::sqrt(v); });
-  return record(out, Op::sqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout / (y * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
+  return record(saved(out), Op::sqrt, {x}, [](const Tensor& dout, InputGrads& g) {
+    g[0] = dout / (g.saved_output() * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
   });
 }
 
 Tensor rsqrt(const Tensor& x) {
   Tensor out = unary(x, "rsqrt", [](auto v) { return 1 / std::sqrt(v); });
-  return record(out, Op::rsqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
+  return record(saved(out), Op::rsqrt, {x}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor y = g.saved_output();
     g[0] = dout * (y * y * y) * -0.5;  // d x^(-1/2) = -x^(-3/2) / 2
   });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
   Tensor out = unary(x, "pow", [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
-  return record(out, Op::pow, {x}, [x = x.detach(), exponent](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::pow, {saved(x)}, [exponent](const Tensor& dout, InputGrads& g) {
     // x^0 is constant; the general formula would give 0 * x^-1, which is NaN at x = 0.
-    g[0] = exponent == 0.0 ? zeros(x.shape(), x.dtype()) : dout * pow(x, exponent - 1.0) * exponent;
+    if (exponent == 0.0) {
+      g.declare_zero(0);
+      return;
+    }
+    g[0] = dout * pow(g.saved(0), exponent - 1.0) * exponent;
   });
 }
 
 Tensor tanh(const Tensor& x) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_tanh)
                            : unary(x, "tanh", [](auto v) { return std::tanh(v); });
-  return record(out, Op::tanh, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(y, "tanh", [](auto v) { return 1 - v * v; });
+  return record(saved(out), Op::tanh, {x}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor y = g.saved_output();
+    g[0] = grad_mode_enabled() ? dout * (1.0 - y * y) : dout * slope(y, "tanh", [](auto v) { return 1 - v * v; });
   });
 }
 
@@ -263,8 +295,9 @@ Tensor sigmoid(const Tensor& x) {
   // exp(-v) overflows to inf for v < -88 (f32), and 1 / inf = 0 is the right limit.
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_logistic)
                            : unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); });
-  return record(out, Op::sigmoid, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(y, "sigmoid", [](auto v) { return v * (1 - v); });
+  return record(saved(out), Op::sigmoid, {x}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor y = g.saved_output();
+    g[0] = grad_mode_enabled() ? dout * (y * (1.0 - y)) : dout * slope(y, "sigmoid", [](auto v) { return v * (1 - v); });
   });
 }
 
@@ -284,7 +317,12 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, algorithm)
                : use_tanh  ? unary(x, "gelu", [](auto v) { return gelu_tanh(v); })
                            : unary(x, "gelu", [](auto v) { return gelu_erf(v); });
-  return record(out, Op::gelu, {x}, [x = x.detach(), use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::gelu, {saved(x)}, [use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);
+    if (grad_mode_enabled()) {
+      g[0] = dout * (use_tanh ? gelu_tanh_slope_recorded(x) : gelu_erf_slope_recorded(x));
+      return;
+    }
     if (use_dnnl(x) && dout.dtype() == DType::f32) {
       g[0] = dnnl_backward(x, dout, algorithm);
       return;
@@ -298,7 +336,12 @@ Tensor softplus(const Tensor& x) {
   Tensor out = unary(x, "softplus", [](auto v) {
     return v > decltype(v)(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
   });
-  return record(out, Op::softplus, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::softplus, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);
+    if (grad_mode_enabled()) {  // beyond the threshold sigmoid(x) is 1 to within 2e-9
+      g[0] = dout * sigmoid(x);
+      return;
+    }
     g[0] = dout * slope(x, "softplus", [](auto v) {
       using T = decltype(v);
       return v > T(kSoftplusThreshold) ? T(1) : 1 / (1 + std::exp(-v));  // the sigmoid
@@ -308,19 +351,19 @@ Tensor softplus(const Tensor& x) {
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "maximum", [](auto x, auto y) { return max_nan(x, y); });
-  return record(out, Op::maximum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<true>(a, b, "maximum");
-    if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
-    if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());
+  return record(out, Op::maximum, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+    const Tensor share = winner_share<true>(g.saved(0), g.saved(1), "maximum");  // constant where differentiable
+    if (g.needs(0)) g[0] = sum_to(dout * share, sa);
+    if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), sb);
   });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = binary(a, b, "minimum", [](auto x, auto y) { return min_nan(x, y); });
-  return record(out, Op::minimum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<false>(a, b, "minimum");
-    if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
-    if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());
+  return record(out, Op::minimum, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+    const Tensor share = winner_share<false>(g.saved(0), g.saved(1), "minimum");  // constant where differentiable
+    if (g.needs(0)) g[0] = sum_to(dout * share, sa);
+    if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), sb);
   });
 }
 

@@ -34,7 +34,7 @@ Tensor sum_keepdim(const Tensor& t, const std::vector<int64_t>& axes) {
   visit_floating(t.dtype(), "sum", [&]<class T>(std::type_identity<T>) {
     StridedLayout<2> layout{t.shape(), {out_strides, t.strides()}};
     // Output strides are 0 along reduced axes, so runs may share an output element: no parallel split.
-    for_each_run<2>(layout, {out.raw_data(), t.raw_data()}, {sizeof(T), sizeof(T)}, false,
+    for_each_run<2>(layout, {out.raw_data(), const_cast<std::byte*>(t.read_only_raw_data())}, {sizeof(T), sizeof(T)}, false,
                     [](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
                       T* o = reinterpret_cast<T*>(p[0]);
                       const T* x = reinterpret_cast<const T*>(p[1]);

@@ -18,7 +18,7 @@ template <class Out, class In, class F>
 Tensor map(const Tensor& x, F f) {
   Tensor out = empty(x.shape(), dtype_of<Out>());
   StridedLayout<2> layout{x.shape(), {out.strides(), x.strides()}};
-  for_each_run<2>(layout, {out.raw_data(), x.raw_data()}, {sizeof(Out), sizeof(In)}, true,
+  for_each_run<2>(layout, {out.raw_data(), const_cast<std::byte*>(x.read_only_raw_data())}, {sizeof(Out), sizeof(In)}, true,
                   [&f](std::array<std::byte*, 2> p, int64_t n, const std::array<int64_t, 2>& s) {
                     Out* o = reinterpret_cast<Out*>(p[0]);
                     const In* a = reinterpret_cast<const In*>(p[1]);
@@ -37,7 +37,7 @@ Tensor map2(const Tensor& a, const Tensor& b, std::string_view op, F f) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = empty(shape, dtype_of<Out>());
   StridedLayout<3> layout{shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape)}};
-  for_each_run<3>(layout, {out.raw_data(), a.raw_data(), b.raw_data()}, {sizeof(Out), sizeof(InA), sizeof(InB)}, true,
+  for_each_run<3>(layout, {out.raw_data(), const_cast<std::byte*>(a.read_only_raw_data()), const_cast<std::byte*>(b.read_only_raw_data())}, {sizeof(Out), sizeof(InA), sizeof(InB)}, true,
                   [&f](std::array<std::byte*, 3> p, int64_t n, const std::array<int64_t, 3>& s) {
                     Out* o = reinterpret_cast<Out*>(p[0]);
                     const InA* x = reinterpret_cast<const InA*>(p[1]);
@@ -64,7 +64,7 @@ Tensor map3(const Tensor& a, const Tensor& b, const Tensor& c, std::string_view 
   Tensor out = empty(shape, dtype_of<Out>());
   StridedLayout<4> layout{
       shape, {out.strides(), broadcast_strides(a, shape), broadcast_strides(b, shape), broadcast_strides(c, shape)}};
-  for_each_run<4>(layout, {out.raw_data(), a.raw_data(), b.raw_data(), c.raw_data()},
+  for_each_run<4>(layout, {out.raw_data(), const_cast<std::byte*>(a.read_only_raw_data()), const_cast<std::byte*>(b.read_only_raw_data()), const_cast<std::byte*>(c.read_only_raw_data())},
                   {sizeof(Out), sizeof(InA), sizeof(InB), sizeof(InC)}, true,
                   [&f](std::array<std::byte*, 4> p, int64_t n, const std::array<int64_t, 4>& s) {
                     Out* o = reinterpret_cast<Out*>(p[0]);

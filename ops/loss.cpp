@@ -115,7 +115,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
     });
     return reduce_rows(losses, options.reduction, counted);
   });
-  return record(out, Op::cross_entropy, {logits},
+  return record(out, Op::cross_entropy, {saved(logits), saved(targets)},
                 [x, target, logsumexp, options, counted](const Tensor& dout, InputGrads& g) {
                   // dlogits = (softmax − (1 − ε)·onehot(t) − ε/C)·dout_r for counted rows, 0 for ignored rows.
                   const int64_t rows = x.shape()[0], classes = x.shape()[1];
@@ -159,7 +159,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
       if (pt[r] != ignore_index) losses[static_cast<size_t>(r)] = -px[r * classes + pt[r]];
     return reduce_rows(losses, reduction, counted);
   });
-  return record(out, Op::nll_loss, {log_probs},
+  return record(out, Op::nll_loss, {log_probs, saved(targets)},
                 [shape = x.shape(), target, ignore_index, reduction, counted](const Tensor& dout, InputGrads& g) {
                   Tensor dx = zeros(shape, dout.dtype());
                   const Tensor dense_dout = dout.contiguous();
@@ -198,7 +198,7 @@ Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
     const double scale = reduction == Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0;
     return scalar_tensor(static_cast<double>(total) * scale, a.dtype());
   });
-  return record(out, Op::mse_loss, {a, b}, [x, y, reduction, n](const Tensor& dout, InputGrads& g) {
+  return record(out, Op::mse_loss, {saved(a), saved(b)}, [x, y, reduction, n](const Tensor& dout, InputGrads& g) {
     // d/da (a − b)² = 2(a − b); the mean divides by the element count.
     const double scale = reduction == Reduction::mean ? 2.0 / static_cast<double>(n) : 2.0;
     const Tensor grad = (x - y) * dout * scale;

@@ -53,7 +53,7 @@ gemm::Matrix batched_operand(const Tensor& t, const Shape& batch_shape, Tensor& 
     expanded = owner;
     batch_stride = expanded.shape()[lead] * expanded.shape()[lead + 1];
   }
-  return gemm::Matrix{expanded.raw_data(), shape[lead], shape[lead + 1], expanded.strides()[lead],
+  return gemm::Matrix{const_cast<std::byte*>(expanded.read_only_raw_data()), shape[lead], shape[lead + 1], expanded.strides()[lead],
                       expanded.strides()[lead + 1], batch_stride};
 }
 
@@ -76,7 +76,7 @@ Tensor product(const Tensor& a, const Tensor& b) {
 
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
-  return record(out, Op::matmul, {a, b},
+  return record(out, Op::matmul, {saved(a), saved(b)},
                 [a = a.detach(), b = b.detach(), precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                   const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
                   // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast
@@ -184,7 +184,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
-  return record(out, Op::linear, {x, weight, bias},
+  return record(out, Op::linear, {saved(x), saved(weight), bias},
                 [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features,
                  precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                   const AutocastGuard as_in_forward(precision);

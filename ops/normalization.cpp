@@ -171,7 +171,7 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
         layout, [&](int64_t at) { softmax_row<T, Log>(px + at, py + at, layout.n); },
         [&](int64_t at) { softmax_block<T, Log>(px + at, py + at, layout.n, layout.inner); });
   });
-  return record(out, Log ? Op::log_softmax : Op::softmax, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
+  return record(saved(out), Log ? Op::log_softmax : Op::softmax, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
     g[0] = softmax_backward<Log>(y, dout, layout, op);
   });
 }
@@ -332,7 +332,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
       }
     });
   });
-  return record(out, Op::layer_norm, {x, weight, bias},
+  return record(out, Op::layer_norm, {gradformer::saved(x), gradformer::saved(weight), bias},
                 [saved](const Tensor& dout, InputGrads& g) { layer_norm_backward(saved, dout, g); });
 }
 

@@ -32,6 +32,10 @@ struct OpRow {
 };
 
 std::span<const OpRow> op_table();
+// Why a row is checked at first order only (its backward cannot be differentiated again, create_graph refuses
+// it); empty for the rows gradgradcheck checks too. The higher-order test fails for a row marked so that passes
+// gradgradcheck, and for an unmarked row that fails it.
+std::string_view first_order_only(const OpRow& row);
 // "sum_axes" for the row of sum with variant "axes", "exp" for a row without a variant.
 std::string row_name(const OpRow& row);
 // The row called `name` (as row_name gives it), or nullptr.
@@ -47,5 +51,7 @@ struct OpCheck {
 
 // Gradient-checks every case of a differentiable row, contiguous and strided; empty for other rows.
 std::vector<OpCheck> gradcheck_row(const OpRow& row, uint64_t seed = 0);
+// The same with gradgradcheck (second order); empty for rows marked first_order_only.
+std::vector<OpCheck> gradgradcheck_row(const OpRow& row, uint64_t seed = 0);
 
 }  // namespace gradformer

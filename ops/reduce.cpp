@@ -13,6 +13,7 @@
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
 #include "ops/kernels.h"
+#include "ops/selection.h"
 #include "ops/shape.h"
 
 #include <algorithm>
@@ -24,9 +25,11 @@
 namespace gradformer {
 namespace {
 
-// dout (reduced shape) seen as the input's shape: keepdim view, then stride 0 along the reduced axes.
+// dout (reduced shape) seen as the input's shape: keepdim view, then stride 0 along the reduced axes. In a
+// backward that records (create_graph) the same is spelled with reshape and expand, which record themselves.
 Tensor broadcast_back(const Tensor& dout, const Shape& input_shape, const std::vector<int64_t>& axes) {
   const Shape keep = reduced_shape(input_shape, axes, true);
+  if (grad_mode_enabled()) return expand(reshape(dout, keep), input_shape);
   const Tensor dense = dout.contiguous();
   const Tensor kept = dense.as_strided(keep, contiguous_strides(keep), dense.offset());
   return kept.as_strided(input_shape, kernels::broadcast_strides(kept, input_shape), kept.offset());
@@ -178,7 +181,13 @@ Tensor extremum(const Tensor& x, std::vector<int64_t> axes, bool keepdim, std::s
     for (int64_t r = 0; r < block.rows; ++r) o[r] = values[r * block.cols + index[r]];
   });
   return record(out, Max ? Op::max : Op::min, {x}, [indices, input_shape = x.shape(), axes, op](const Tensor& dout, InputGrads& g) {
-    g[0] = scatter_to_extrema(dout, indices, input_shape, axes, op);
+    if (!grad_mode_enabled()) {
+      g[0] = scatter_to_extrema(dout, indices, input_shape, axes, op);
+      return;
+    }
+    // Recorded: dout broadcast back, kept only at the extrema (a constant mask made by the same scatter).
+    const Tensor at_extrema = ne(scatter_to_extrema(ones(dout.shape(), dout.dtype()), indices, input_shape, axes, op), 0.0);
+    g[0] = where(at_extrema, broadcast_back(dout, input_shape, axes), zeros({}, dout.dtype()));
   });
 }
 
@@ -230,6 +239,20 @@ Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   });
 }
 
+Tensor sum_to_size(const Tensor& x, const Shape& shape) {
+  if (x.shape() == shape) return x;
+  if (shape.size() > x.shape().size())
+    fail<ShapeError>("sum_to_size", "cannot sum {} to the larger rank of {}", shape_str(x.shape()), shape_str(shape));
+  const size_t lead = x.shape().size() - shape.size();
+  std::vector<int64_t> axes;
+  for (size_t d = 0; d < x.shape().size(); ++d) {
+    if (d >= lead && shape[d - lead] != 1 && shape[d - lead] != x.shape()[d])
+      fail<ShapeError>("sum_to_size", "{} does not broadcast to {}", shape_str(shape), shape_str(x.shape()));
+    if (d < lead || (shape[d - lead] == 1 && x.shape()[d] != 1)) axes.push_back(static_cast<int64_t>(d));
+  }
+  return reshape(sum(x, axes, true), shape);
+}
+
 Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
   axes = reduction_axes(x, std::move(axes), "mean");
   int64_t count = 1;
@@ -275,9 +298,9 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
     });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
-  return record(out, Op::var, {x}, [x = x.detach(), axes, keep, cols = block.cols, divisor](const Tensor& dout,
-                                                                                         InputGrads& g) {
+  return record(out, Op::var, {saved(x)}, [axes, keep, cols = block.cols, divisor](const Tensor& dout, InputGrads& g) {
     // d var / dx_i = 2 (x_i - mean) / (N - correction)
+    const Tensor x = g.saved(0);
     const Tensor centred = x - sum(x, axes, true) * (1.0 / static_cast<double>(cols));
     g[0] = centred * reshape(dout, keep) * (2.0 / divisor);
   });
@@ -294,9 +317,9 @@ Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
     parallel_for(block.rows, block.rows * cols, kParallelGrain, [&](int64_t r) { o[r] = logsumexp_row(values + r * cols, cols); });
   });
   const Shape keep = reduced_shape(x.shape(), axes, true);
-  return record(out, Op::logsumexp, {x}, [x = x.detach(), y = out.detach(), keep](const Tensor& dout, InputGrads& g) {
+  return record(saved(out), Op::logsumexp, {saved(x)}, [keep](const Tensor& dout, InputGrads& g) {
     // d logsumexp / dx_i = exp(x_i - logsumexp): the softmax
-    g[0] = exp(x - reshape(y, keep)) * reshape(dout, keep);
+    g[0] = exp(g.saved(0) - reshape(g.saved_output(), keep)) * reshape(dout, keep);
   });
 }
 

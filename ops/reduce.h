@@ -11,6 +11,9 @@ namespace gradformer {
 
 Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+// x summed over the dimensions along which `shape` broadcasts to x's shape (PyTorch's Tensor.sum_to_size): the
+// gradient of broadcasting.
+Tensor sum_to_size(const Tensor& x, const Shape& shape);
 
 // The largest (smallest) element over axes; NaN wins if present. The gradient goes to ONE element per output:
 // the first extremum in row-major order among ties (PyTorch's max(dim) does the same; its full max() splits

@@ -4,7 +4,10 @@
 
 #include "autograd/engine.h"
 #include "autograd/strided.h"
+#include "ops/elementwise.h"
 #include "ops/kernels.h"
+#include "ops/reduce.h"
+#include "ops/shape.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,7 +16,7 @@
 namespace gradformer {
 namespace {
 
-using kernels::sum_to;
+Tensor sum_to(const Tensor& t, const Shape& shape) { return sum_to_size(t, shape); }
 
 void check_mask_dtype(const Tensor& mask, std::string_view op) {
   if (mask.dtype() != DType::boolean)
@@ -89,9 +92,8 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   Tensor out = visit_dtype(a.dtype(), "where", [&]<class T>(std::type_identity<T>) {
     return kernels::map3<T, uint8_t, T, T>(mask, a, b, "where", [](uint8_t m, T x, T y) { return m ? x : y; });
   });
-  return record(out, Op::where, {a, b},
-                [mask = mask.detach(), sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
-                  const Tensor zero = zeros({}, dout.dtype());
+  return record(out, Op::where, {a, b, saved(mask)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
+                  const Tensor mask = g.saved(2), zero = zeros({}, dout.dtype());
                   if (g.needs(0)) g[0] = sum_to(where(mask, dout, zero), sa);
                   if (g.needs(1)) g[1] = sum_to(where(mask, zero, dout), sb);
                 });
@@ -107,8 +109,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     return kernels::map3<T, uint8_t, T, T>(mask, x, filler, "masked_fill", [](uint8_t m, T a, T v) { return m ? v : a; });
   });
   return record(
-      out, Op::masked_fill, {x},
-      [mask = mask.detach()](const Tensor& dout, InputGrads& g) { g[0] = masked_fill(dout, mask, 0.0); },
+      out, Op::masked_fill, {x, saved(mask)},
+      [](const Tensor& dout, InputGrads& g) { g[0] = masked_fill(dout, g.saved(1), 0.0); },
       std::isinf(value) ? Infinities::intended : Infinities::unexpected);
 }
 
@@ -120,7 +122,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   const int64_t ax = normalize_axis(axis, x.dim(), "index_select");
   const int64_t size = x.size(ax), count = index.numel();
   const Tensor idx = index.contiguous();
-  if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), count, size))
+  if (const int64_t* bad = find_out_of_range(idx.data_ptr<const int64_t>(), count, size))
     fail<IndexError>("index_select", "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
                      shape_str(x.shape()));
   const AxisSplit split = split_at(x.shape(), ax);
@@ -133,13 +135,18 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
               split.inner);
     return result;
   });
-  return record(out, Op::index_select, {x},
-                [idx, shape = x.shape(), split, size, count](const Tensor& dout, InputGrads& g) {
-                  g[0] = zeros(shape, dout.dtype());
+  return record(out, Op::index_select, {x, saved(index)},
+                [shape = x.shape(), ax, split, size, count](const Tensor& dout, InputGrads& g) {
+                  const Tensor index = g.saved(1), idx = index.contiguous();
+                  Tensor dx = zeros(shape, dout.dtype());
                   const Tensor d = dout.contiguous();
                   visit_floating(dout.dtype(), "index_select", [&]<class T>(std::type_identity<T>) {
-                    add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), split.outer, size,
+                    add_rows(dx.data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), split.outer, size,
                              count, split.inner, int64_t{-1});
+                  });
+                  // Recorded (create_graph): the scatter is linear in dout, and its backward selects again.
+                  g[0] = record(dx, Op::index_select, {dout, saved(index)}, [ax](const Tensor& ddx, InputGrads& gg) {
+                    gg[0] = index_select(ddx, ax, gg.saved(1));
                   });
                 });
 }
@@ -189,7 +196,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
                        shape_str(index.shape()), shape_str(x.shape()), d, index.size(d), x.size(d));
   const Tensor idx = index.contiguous();
   const int64_t size = x.size(ax);
-  if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), idx.numel(), size))
+  if (const int64_t* bad = find_out_of_range(idx.data_ptr<const int64_t>(), idx.numel(), size))
     fail<IndexError>("gather", "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
                      shape_str(x.shape()));
   Tensor out = visit_floating(x.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
@@ -198,19 +205,25 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     if (result.numel() == 0) return result;
     const T* s = src.data_ptr<const T>();
     T* o = result.data_ptr<T>();
-    for_each_gathered(x.shape(), index.shape(), ax, idx.data_ptr<int64_t>(), true,
+    for_each_gathered(x.shape(), index.shape(), ax, idx.data_ptr<const int64_t>(), true,
                       [s, o](int64_t flat, int64_t offset) { o[flat] = s[offset]; });
     return result;
   });
-  return record(out, Op::gather, {x}, [idx, shape = x.shape(), ax](const Tensor& dout, InputGrads& g) {
-    g[0] = zeros(shape, dout.dtype());
-    if (idx.numel() == 0) return;
-    const Tensor d = dout.contiguous();
-    visit_floating(dout.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
-      T* dx = g[0].data_ptr<T>();
-      const T* dy = d.data_ptr<const T>();
-      for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<int64_t>(), false,
-                        [dx, dy](int64_t flat, int64_t offset) { dx[offset] += dy[flat]; });
+  return record(out, Op::gather, {x, saved(index)}, [shape = x.shape(), ax](const Tensor& dout, InputGrads& g) {
+    const Tensor index = g.saved(1), idx = index.contiguous();
+    Tensor grad = zeros(shape, dout.dtype());
+    if (idx.numel() > 0) {
+      const Tensor d = dout.contiguous();
+      visit_floating(dout.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
+        T* dx = grad.data_ptr<T>();
+        const T* dy = d.data_ptr<const T>();
+        for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<const int64_t>(), false,
+                          [dx, dy](int64_t flat, int64_t offset) { dx[offset] += dy[flat]; });
+      });
+    }
+    // Recorded (create_graph): the scatter-add is linear in dout, and its backward gathers again.
+    g[0] = record(grad, Op::gather, {dout, saved(index)}, [ax](const Tensor& ddx, InputGrads& gg) {
+      gg[0] = gather(ddx, ax, gg.saved(1));
     });
   });
 }
@@ -224,7 +237,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
     fail<IndexError>("embedding", "padding_idx {} is out of range for a table of {} rows (-1 for none)", padding_idx,
                      rows);
   const Tensor idx = ids.contiguous();
-  if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), count, rows))
+  if (const int64_t* bad = find_out_of_range(idx.data_ptr<const int64_t>(), count, rows))
     fail<IndexError>("embedding", "index {} is out of range for a table of {} rows (ids shape {})", *bad, rows,
                      shape_str(ids.shape()));
   Shape out_shape = ids.shape();
@@ -235,13 +248,21 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
     take_rows(table.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width);
     return result;
   });
-  return record(out, Op::embedding, {weight},
-                [idx, rows, width, count, padding_idx](const Tensor& dout, InputGrads& g) {
-                  g[0] = zeros({rows, width}, dout.dtype());
+  return record(out, Op::embedding, {weight, saved(ids)},
+                [rows, width, count, padding_idx](const Tensor& dout, InputGrads& g) {
+                  const Tensor ids = g.saved(1), idx = ids.contiguous();
+                  Tensor dw = zeros({rows, width}, dout.dtype());
                   const Tensor d = dout.contiguous();
                   visit_floating(dout.dtype(), "embedding", [&]<class T>(std::type_identity<T>) {
-                    add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width,
+                    add_rows(dw.data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width,
                              padding_idx);
+                  });
+                  // Recorded (create_graph): linear in dout; its backward looks the rows up again, with the padding
+                  // positions, which received nothing, getting nothing back.
+                  g[0] = record(dw, Op::embedding, {dout, saved(ids)}, [padding_idx](const Tensor& ddw, InputGrads& gg) {
+                    const Tensor rows_again = embedding(ddw, gg.saved(1));
+                    gg[0] = padding_idx < 0 ? rows_again
+                                            : masked_fill(rows_again, unsqueeze(eq(gg.saved(1), static_cast<double>(padding_idx)), -1), 0.0);
                   });
                 });
 }

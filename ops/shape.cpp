@@ -5,6 +5,7 @@
 
 #include "autograd/engine.h"
 #include "ops/kernels.h"
+#include "ops/reduce.h"
 
 #include <algorithm>
 #include <optional>
@@ -97,7 +98,7 @@ Tensor drop_axis(const Tensor& x, size_t axis) {
 // the slice are zero-filled (chunk's backward would otherwise write every element twice).
 Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length, int64_t step, Op op) {
   return record(strided_slice(x, axis, start, length, step), op, {x},
-                [shape = x.shape(), dtype = x.dtype(), axis, start, length, step](const Tensor& dout, InputGrads& g) {
+                [shape = x.shape(), dtype = x.dtype(), axis, start, length, step, op](const Tensor& dout, InputGrads& g) {
                   Tensor grad = step == 1 ? empty(shape, dtype) : zeros(shape, dtype);
                   if (step == 1) {
                     const int64_t end = start + length;
@@ -105,7 +106,10 @@ Tensor record_slice(const Tensor& x, size_t axis, int64_t start, int64_t length,
                     if (end < shape[axis]) strided_slice(grad, axis, end, shape[axis] - end, 1).fill_(0.0);
                   }
                   strided_slice(grad, axis, start, length, step).copy_(dout);
-                  g[0] = grad;
+                  // Recorded (create_graph): the padding is linear in dout, and its backward slices again.
+                  g[0] = record(grad, op, {dout}, [axis, start, length, step, op](const Tensor& ddx, InputGrads& gg) {
+                    gg[0] = record_slice(ddx, axis, start, length, step, op);
+                  });
                 });
 }
 
@@ -239,7 +243,7 @@ Tensor expand(const Tensor& x, Shape shape) {
   }
   return record(x.as_strided(shape, strides, x.offset()), Op::expand, {x},
                 [input_shape = x.shape()](const Tensor& dout, InputGrads& g) {
-                  g[0] = kernels::sum_to(dout, input_shape);
+                  g[0] = sum_to_size(dout, input_shape);
                 });
 }
 
@@ -292,7 +296,9 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
   }
   return record(join(tensors, a), Op::concat, tensors, [a, starts, lengths](const Tensor& dout, InputGrads& g) {
     for (size_t i = 0; i < starts.size(); ++i)
-      if (g.needs(i)) g[i] = strided_slice(dout, a, starts[i], lengths[i], 1);
+      if (g.needs(i))
+        g[i] = grad_mode_enabled() ? narrow(dout, static_cast<int64_t>(a), starts[i], lengths[i])
+                                   : strided_slice(dout, a, starts[i], lengths[i], 1);
   });
 }
 
@@ -312,7 +318,9 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
   }
   return record(join(parts, a), Op::stack, tensors, [a](const Tensor& dout, InputGrads& g) {
     for (size_t i = 0; i < g.all().size(); ++i)
-      if (g.needs(i)) g[i] = drop_axis(strided_slice(dout, a, static_cast<int64_t>(i), 1, 1), a);
+      if (g.needs(i))
+        g[i] = grad_mode_enabled() ? squeeze(narrow(dout, static_cast<int64_t>(a), static_cast<int64_t>(i), 1), static_cast<int64_t>(a))
+                                   : drop_axis(strided_slice(dout, a, static_cast<int64_t>(i), 1, 1), a);
   });
 }
 
