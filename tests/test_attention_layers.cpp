@@ -105,8 +105,8 @@ std::shared_ptr<nn::MultiheadAttention> make_mha(int64_t E, int64_t H, Generator
   auto m = std::make_shared<nn::MultiheadAttention>(
       nn::MultiheadAttentionOptions{.embed_dim = E, .num_heads = H, .dropout = dropout}, gen);
   m->to(DType::f64);
-  m->in_proj_bias().copy_(randn({3 * E}, gen, DType::f64));
-  m->out_proj().bias().copy_(randn({E}, gen, DType::f64));
+  m->in_proj_bias().detach().copy_(randn({3 * E}, gen, DType::f64));
+  m->out_proj().bias().detach().copy_(randn({E}, gen, DType::f64));
   return m;
 }
 

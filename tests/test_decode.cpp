@@ -76,7 +76,7 @@ void favour_eos(models::Seq2SeqModel& model, double amount) {
     if (p.shape() != Shape{kVocab}) continue;
     std::vector<float> bias = p.to_vector<float>();
     bias[data::eos_id] += static_cast<float>(amount);
-    p.copy_(from_vector(bias, {kVocab}));
+    p.detach().copy_(from_vector(bias, {kVocab}));
   }
 }
 
