@@ -13,7 +13,8 @@ cd "$(dirname "$0")"
 # library and gradformer.pc in /usr/local/lib64, where neither the loader nor pkg-config looks.
 build_packages=(g++ dpkg-dev meson ninja-build pkg-config libdnnl-dev libopenblas-dev libfmt-dev doctest-dev
                 nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin trans-de-en libsentencepiece-dev)
-test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece)
+# chromium: the unit suite opens the HTML pages in it, headless (tests/browser.h).
+test_packages=(clang libclang-rt-14-dev libomp-14-dev mmdebstrap sentencepiece chromium)
 
 # quietly STEP COMMAND...: runs COMMAND with its output kept aside; if it fails, says which step failed, shows
 # the output's last lines (and meson's log, for a failed meson call), and exits with its status.
@@ -112,19 +113,21 @@ run_suite() {
   rm -f "$log"
 }
 
-# libFuzzer targets (tests/fuzz/), built with clang, each run for a bounded number of inputs from a scratch copy
-# of its committed seeds; each target counts as one test case. FUZZ_RUNS sets the count (default 20000).
+# libFuzzer targets (tests/fuzz/), built with clang, each run for FUZZ_SECONDS (default 30) from a scratch copy
+# of its committed seeds, under a memory limit (an input that makes a target allocate past it is a finding); each
+# target counts as one test case.
 run_fuzzers() {
   CXX=clang++ CC=clang configure build-fuzz --buildtype=plain -Dcpp_args=-O1 -Db_sanitize=address,undefined \
     -Db_lundef=false -Dfuzzing=true -Dbuild_tests=false -Dbuild_examples=false -Dnative=false
-  loudly "the fuzz build" ninja -C build-fuzz tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_vocabulary tests/fuzz/fuzz_bpe tests/fuzz/fuzz_tsv
+  local targets=(safetensors vocabulary bpe tsv checkpoint_config)
+  loudly "the fuzz build" ninja -C build-fuzz "${targets[@]/#/tests/fuzz/fuzz_}"
   local target scratch
-  for target in safetensors vocabulary bpe tsv; do
+  for target in "${targets[@]}"; do
     echo "== fuzz: $target"
     scratch=$(mktemp -d)
     cp tests/fuzz/corpus/"$target"/* "$scratch"/
-    if ./build-fuzz/tests/fuzz/fuzz_"$target" -runs="${FUZZ_RUNS:-20000}" -max_len=4096 -timeout=10 \
-        -print_final_stats=1 "$scratch" 2>&1 | tail -n 12; then
+    if ./build-fuzz/tests/fuzz/fuzz_"$target" -max_total_time="${FUZZ_SECONDS:-30}" -max_len=4096 -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 "$scratch" 2>&1 | tail -n 12; then
       passed=$((passed + 1))
     else
       failed=$((failed + 1))
@@ -167,7 +170,7 @@ case "${1:-}" in
     # Train transformer-tiny on the synthetic English->German grammar task for 4 minutes (the test BLEU, beam 4,
     # is printed at the end), then translate held-out sentences and draw the attention of the first one.
     # No dropout: the generated task has no noise to overfit to in 4 minutes, and dropout 0.1 needs about
-    # twice the steps for the same validation BLEU here (README, "What the main job shows"). A rerun replaces
+    # twice the steps for the same validation BLEU (docs/study.md, "The zoo side by side"). A rerun replaces
     # the previous demo's checkpoints (--overwrite).
     out=runs/demo
     ./build/examples/gradformer-train --task grammar --model transformer-tiny --out "$out" --overwrite \
@@ -176,9 +179,10 @@ case "${1:-}" in
     head -n 5 "$out/data/test.tsv" | cut -f 1 >"$out/sources.txt"
     head -n 5 "$out/data/test.tsv" | cut -f 2 >"$out/references.txt"
     ./build/examples/gradformer-translate --checkpoint "$out/best.safetensors" --input "$out/sources.txt" \
-      --beam 4 --attention-svg "$out/attention.svg" >"$out/translations.txt"
+      --beam 4 --attention-svg "$out/attention.svg" --attention-html "$out/attention.html" >"$out/translations.txt"
     paste -d '\n' "$out/sources.txt" "$out/translations.txt" | sed 'n;s/^/  -> /'
-    echo "attention of the first sentence: $out/attention.svg; loss curve: $out/loss.svg"
+    echo "attention of the first sentence: $out/attention.svg; of all five, to explore: $out/attention.html"
+    echo "loss curve: $out/loss.svg; training report: $out/report.html"
     ;;
   test)
     build_release

@@ -69,14 +69,19 @@ class StorageCache {
     return {data, capacity};
   }
 
-  void release(StorageBlock block) {
+  void release(StorageBlock block) noexcept {
     {
       const std::lock_guard lock(mutex_);
       stats_.live_bytes -= block.capacity;
       if (enabled_) {
-        free_lists_[block.capacity].push_back(block.data);
-        stats_.cached_bytes += block.capacity;
-        return;
+        // A free list's growth may fail when memory is exhausted, which is when blocks are freed while a
+        // std::bad_alloc unwinds: such a block is given back instead of cached.
+        try {
+          free_lists_[block.capacity].push_back(block.data);
+          stats_.cached_bytes += block.capacity;
+          return;
+        } catch (const std::bad_alloc&) {
+        }
       }
     }
     std::free(block.data);
@@ -132,6 +137,8 @@ size_t storage_size_class(size_t nbytes) {
 }
 
 StorageBlock allocate_storage(size_t nbytes) { return StorageCache::instance().allocate(nbytes); }
+// Never throws (StorageCache::release is noexcept): it runs in Storage's destructor, also while a std::bad_alloc
+// unwinds through a model's constructor.
 void release_storage(StorageBlock block) { StorageCache::instance().release(block); }
 void empty_storage_cache() { StorageCache::instance().empty(); }
 void set_storage_caching(bool enabled) { StorageCache::instance().set_enabled(enabled); }

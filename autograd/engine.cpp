@@ -22,7 +22,7 @@ namespace {
 thread_local bool grad_enabled = true;
 thread_local bool anomaly_enabled = false;
 thread_local const GradReadyHook* grad_ready_hook = nullptr;
-thread_local DType autocast_precision = DType::f32;
+thread_local ForwardModes forward_modes;
 std::atomic<int64_t> live_nodes{0};
 
 // out = a + b elementwise, same shape and dtype; out may be a itself (then it is a += b). Gradients are mostly
@@ -202,14 +202,10 @@ NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
 GradModeGuard::GradModeGuard(bool enabled) : previous_(grad_enabled) { grad_enabled = enabled; }
 GradModeGuard::~GradModeGuard() { grad_enabled = previous_; }
 
-DType autocast_dtype() { return autocast_precision; }
+ForwardModes current_forward_modes() { return forward_modes; }
 
-AutocastGuard::AutocastGuard(DType dtype) : previous_(autocast_precision) {
-  if (dtype != DType::f32 && dtype != DType::bf16)
-    fail<DTypeError>("autocast", "runs products in bf16 (or f32 to turn it off), not {}", dtype_name(dtype));
-  autocast_precision = dtype;
-}
-AutocastGuard::~AutocastGuard() { autocast_precision = previous_; }
+ForwardModesGuard::ForwardModesGuard(ForwardModes modes) : previous_(forward_modes) { forward_modes = modes; }
+ForwardModesGuard::~ForwardModesGuard() { forward_modes = previous_; }
 
 bool anomaly_mode_enabled() { return anomaly_enabled; }
 void set_detect_anomaly(bool enabled) { anomaly_enabled = enabled; }
@@ -295,9 +291,14 @@ Tensor InputGrads::saved_output() const {
   return attached;
 }
 
+RemovableHandle::RemovableHandle(std::weak_ptr<GradHooks> hooks, uint64_t id)
+    : RemovableHandle(std::weak_ptr<void>(std::move(hooks)), id, [](void* list, uint64_t which) {
+        std::erase_if(static_cast<GradHooks*>(list)->entries, [which](const auto& entry) { return entry.first == which; });
+      }) {}
+
 void RemovableHandle::remove() {
-  if (const std::shared_ptr<GradHooks> hooks = hooks_.lock())
-    std::erase_if(hooks->entries, [this](const auto& entry) { return entry.first == id_; });
+  if (const std::shared_ptr<void> hooks = hooks_.lock(); hooks && erase_) erase_(hooks.get(), id_);
+  hooks_.reset();
 }
 
 Tensor record(RecordedTensor output, RecordedOp op, std::vector<RecordedTensor> inputs, BackwardFn backward,
@@ -567,6 +568,7 @@ std::vector<Tensor> Engine::run(const Pass& pass) {
     InputGrads grads(std::move(needed), *node, create_graph);
     if (runs) {
       check_saved_versions(*node);
+      const ForwardModesGuard as_in_forward(node->forward_modes_);
       node->backward_(grad_output, grads);  // a node no consumer sent a gradient to has nothing to pass on
       for (size_t i = 0; i < node->inputs_.size(); ++i)
         if (grads.needs(i) && !grads[i].defined() && !grads.declared_zero(i))

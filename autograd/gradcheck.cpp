@@ -110,6 +110,12 @@ std::vector<Tensor> checked_inputs(const std::vector<Tensor>& inputs) {
       x[i] = inputs[i];
       continue;
     }
+    if (inputs[i].dtype() != DType::f64 && inputs[i].is_leaf() && inputs[i].requires_grad() &&
+        !inputs[i].name().empty())
+      fail<DTypeError>("gradcheck",
+                       "input {} is the parameter '{}' in {}: call module.to(DType::f64) first (a module's parameters "
+                       "are perturbed in place), or use nn::gradcheck_module, which converts the module itself",
+                       i, inputs[i].name(), dtype_name(inputs[i].dtype()));
     if (inputs[i].dtype() == DType::f64 && inputs[i].is_leaf() && inputs[i].requires_grad()) {
       x[i] = inputs[i];  // a parameter the function reads itself: perturb and differentiate it in place
       continue;

@@ -120,17 +120,23 @@ struct GradHooks {
   uint64_t next_id = 0;
 };
 
-// Removes the hook it was returned for (PyTorch's RemovableHandle); removing twice, or after the tensor is
-// gone, does nothing.
+// Removes the hook it was returned for (PyTorch's RemovableHandle): Tensor::register_hook returns one, and so do
+// nn::Module's register_forward_hook and register_forward_pre_hook (nn::RemovableHandle is this type). Removing
+// twice, or after the tensor or module is gone, does nothing; dropping the handle keeps the hook registered.
 class RemovableHandle {
  public:
+  // How the hooks' owner unregisters hook `id` from its hook list `hooks`.
+  using Erase = void (*)(void* hooks, uint64_t id);
   RemovableHandle() = default;
-  RemovableHandle(std::weak_ptr<GradHooks> hooks, uint64_t id) : hooks_(std::move(hooks)), id_(id) {}
+  RemovableHandle(std::weak_ptr<void> hooks, uint64_t id, Erase erase)
+      : hooks_(std::move(hooks)), id_(id), erase_(erase) {}
+  RemovableHandle(std::weak_ptr<GradHooks> hooks, uint64_t id);  // a tensor's gradient hook
   void remove();
 
  private:
-  std::weak_ptr<GradHooks> hooks_;
+  std::weak_ptr<void> hooks_;
   uint64_t id_ = 0;
+  Erase erase_ = nullptr;
 };
 
 struct TensorImpl {

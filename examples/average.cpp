@@ -1,17 +1,36 @@
 // gradformer-average: averages the model weights of several checkpoints of one training run into one checkpoint
 // for decoding, as fairseq's scripts/average_checkpoints.py does (nn::average_checkpoints). The output keeps the
-// first input's configuration and vocabulary and holds no optimizer state. Exit 0 on success, 1 with a one-line
-// reason on any error (checkpoints of different models, an output that exists or is an input), 2 on bad flags.
+// first input's configuration and vocabulary and holds no optimizer state. Exit 0 on success (with a warning for
+// inputs of different runs, or one file given twice), 1 with a one-line reason on any error (checkpoints of
+// different models, an output that exists, is an input, or was created meanwhile by another run), 2 on bad flags,
+// 130/143/129 after SIGINT/SIGTERM/SIGHUP, which leave no temporary file behind.
 #include "examples/cli.h"
 #include "nn/checkpoint.h"
+#include "nn/output_file.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <unistd.h>
+
+#include <csignal>
 #include <string>
 #include <vector>
 
 using namespace gradformer;
+
+namespace {
+
+// Averaging is one library call that reads and writes hundreds of megabytes; a signal ends it at once, with
+// the output's temporary file removed and a line saying nothing was written.
+extern "C" void end_on_signal(int signal) {
+  nn::remove_live_temporaries();
+  constexpr std::string_view words = "gradformer-average: interrupted; no output was written\n";
+  if (::write(STDERR_FILENO, words.data(), words.size()) < 0) _exit(128 + signal);
+  _exit(128 + signal);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Average the model weights of gradformer checkpoints (e.g. the last few of a run) for decoding"};
@@ -26,12 +45,14 @@ int main(int argc, char** argv) {
   app.footer("Model tensors are averaged element-wise in f64; optimizer state is dropped. Translate with\n"
              "gradformer-translate --checkpoint OUTPUT.");
   if (const int code = cli::parse(app, "gradformer-average", argc, argv); code >= 0) return code;
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, end_on_signal);
   try {
-    const size_t tensors = nn::average_checkpoints(inputs, output, overwrite);
-    fmt::print("averaged {} tensors over {} checkpoints into {}\n", tensors, inputs.size(), output);
+    const nn::AverageReport report = nn::average_checkpoints(inputs, output, overwrite);
+    for (const std::string& warning : report.warnings) cli::print_warning("gradformer-average", warning);
+    fmt::print("averaged {} tensors over {} checkpoints into {}\n", report.tensors, inputs.size(), output);
     return 0;
   } catch (const std::exception& e) {
-    cli::print_error("gradformer-average", e.what());
+    cli::print_error("gradformer-average", cli::describe(e));
     return 1;
   }
 }

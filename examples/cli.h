@@ -15,21 +15,40 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <thread>
 
 namespace gradformer::cli {
 
+// A line for stderr, dropped when stderr cannot take it (a closed pipe, a full disk): a report that cannot be
+// written must not turn into an exception of its own.
+inline void print_to_stderr(std::string_view line) noexcept {
+  if (std::fwrite(line.data(), 1, line.size(), stderr) != line.size()) std::clearerr(stderr);
+}
+
 // One line, whatever the message holds: a stray newline would split the report a script greps for.
 inline void print_error(std::string_view program, std::string message) {
   for (char& c : message)
     if (c == '\n' || c == '\r') c = ' ';
-  fmt::print(stderr, "{}: error: {}\n", program, message);
+  print_to_stderr(fmt::format("{}: error: {}\n", program, message));
 }
 
 inline void print_warning(std::string_view program, std::string_view message) {
-  fmt::print(stderr, "{}: warning: {}\n", program, message);
+  print_to_stderr(fmt::format("{}: warning: {}\n", program, message));
+}
+
+// What an exception says, as the programs print it: a std::filesystem error as "PATH: reason" like every other
+// file error, not the library's "filesystem error: ..." with its bracketed paths.
+inline std::string describe(const std::exception& error) {
+  if (const auto* fs_error = dynamic_cast<const std::filesystem::filesystem_error*>(&error)) {
+    std::string where = fs_error->path1().string();
+    if (!fs_error->path2().empty()) where += " -> " + fs_error->path2().string();
+    return fmt::format("{}: {}", where.empty() ? std::string("file system") : where, fs_error->code().message());
+  }
+  return error.what();
 }
 
 // Parses the command line. Returns -1 when the program should go on; otherwise the exit code: 0 after --help or
@@ -109,7 +128,7 @@ inline CLI::Validator thread_count() {
       fmt::format("INT in [0, {}]", most));
 }
 
-// --precision f32|bf16: what the program runs its products in under AutocastGuard (autograd/engine.h).
+// --precision f32|bf16: what the program runs its products in under AutocastGuard (ops/autocast.h).
 inline CLI::Option* add_precision_option(CLI::App& app, DType& precision) {
   return app
       .add_option_function<std::string>(

@@ -1,10 +1,11 @@
 // gradformer-gradcheck: gradient-checks every row of the op table and of the layer table in f64 (each case,
 // contiguous and strided inputs; layers with their parameters) and prints one line per check: name, input
 // shapes, worst absolute and relative error, pass/fail. --list shows each op with its variants
-// (`sum: all, axes, keepdim`), then the layers; --only takes an op (all its rows), a row or a layer. --order 2
+// (`sum: all, axes, keepdim`), then the layers; --only takes an op or a layer (all its rows), or one row. --order 2
 // runs gradgradcheck instead (second derivatives, through backward passes that record themselves); rows whose
 // backward is not recorded print as first-order only with the reason, and do not count as failures.
-// Exits 1 if any row fails, 2 on bad flags.
+// Exits 1 if any row fails, 2 on bad flags. A user's own layer is not in these tables: nn::gradcheck_module
+// (nn/gradcheck.h) checks it from the user's program, with the same machinery.
 #include "autograd/gradcheck.h"
 #include "examples/cli.h"
 #include "nn/layer_table.h"
@@ -42,14 +43,18 @@ std::string op_listing(Op op) {
 
 int main(int argc, char** argv) {
   use_openblas_kernels_for_this_cpu(argv);
-  CLI::App app{"Gradient-check every op of gradformer in f64 with central differences"};
+  CLI::App app{"Gradient-check every op and layer of gradformer in f64 with central differences. A layer of your "
+               "own is checked from your program with nn::gradcheck_module(module, fn, inputs) (see "
+               "docs/writing-a-layer.md); this program knows the library's ops and layers only"};
   bool list = false;
   std::vector<std::string> only;
   uint64_t seed = 0;
   int order = 1;
   app.add_flag("--list", list, "List the names that can be checked and exit");
   app.add_option("--only", only, "Check only these ops, rows or layers (repeatable)");
-  app.add_option("--seed", seed, "Seed for the inputs and the random projection")->capture_default_str();
+  app.add_option("--seed", seed, "Seed for the inputs and the random projection")
+      ->check(cli::unsigned_64())
+      ->capture_default_str();
   app.add_option("--order", order, "1: gradcheck; 2: gradgradcheck (second derivatives)")
       ->check(CLI::IsMember({1, 2}))
       ->capture_default_str();
@@ -57,15 +62,21 @@ int main(int argc, char** argv) {
 
   if (list) {
     for (size_t op = 0; op < static_cast<size_t>(Op::count); ++op) fmt::print("{}\n", op_listing(static_cast<Op>(op)));
-    for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", row.name);
+    for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", nn::row_name(row));
     return 0;
   }
   auto is_op = [](std::string_view name) {
     return std::find(kOpNames.begin(), kOpNames.end(), name) != kOpNames.end();
   };
+  auto is_layer = [](std::string_view name) {
+    return std::find(nn::kLayerNames.begin(), nn::kLayerNames.end(), name) != nn::kLayerNames.end();
+  };
   for (const std::string& name : only) {
-    if (!is_op(name) && !find_op(name) && !nn::find_layer(name)) {
-      cli::print_error("gradformer-gradcheck", fmt::format("--only: unknown name '{}' (see --list)", name));
+    if (!is_op(name) && !find_op(name) && !is_layer(name) && !nn::find_layer(name)) {
+      cli::print_error("gradformer-gradcheck",
+                       fmt::format("--only: unknown name '{}' (see --list); a layer of your own is checked from your "
+                                   "program with nn::gradcheck_module(module, fn, inputs), see docs/writing-a-layer.md",
+                                   name));
       return 2;
     }
   }
@@ -104,7 +115,8 @@ int main(int argc, char** argv) {
       report(name, gradgradcheck_row(row, seed));
   }
   for (const nn::LayerRow& row : nn::layer_table())
-    if (wanted(row.name)) report(row.name, order == 1 ? nn::gradcheck_layer(row, seed) : nn::gradgradcheck_layer(row, seed));
+    if (const std::string name = nn::row_name(row); wanted(name) || wanted(nn::layer_name(row.layer)))
+      report(name, order == 1 ? nn::gradcheck_layer(row, seed) : nn::gradgradcheck_layer(row, seed));
   if (order == 2)
     fmt::print("{} checks, {} failed, {} first-order only\n", checked, failed, first_order);
   else

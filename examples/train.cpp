@@ -2,8 +2,10 @@
 // DIR/best.safetensors (with --save-dtype bf16 a half-size BF16 decoding checkpoint), DIR/train.log,
 // DIR/loss.svg and with --keep-last N the last N DIR/step-NNNNNN.safetensors; then reports test BLEU, chrF and exact match with the
 // best checkpoint, translated with beam search (`--test-beam`). `--write-data DIR` writes the task's splits as
-// TSV instead. Exit 0 on success, 1 with a one-line reason on any error, 2 on bad flags, 130/143 after SIGINT/SIGTERM
-// (the step under way is finished and `last` written; a second signal ends the process at once). A run refuses an
+// TSV instead. Exit 0 on success, 1 with a one-line reason on any error (a diverged run included), 2 on bad flags,
+// 130/143/129 after SIGINT/SIGTERM/SIGHUP (the step under way is finished and `last` written; a second signal
+// ends the process at once, its temporary files removed). A closed stdout (`| head`) stops the progress lines
+// there, not the training: train.log keeps them all. A run refuses an
 // --out DIR that holds checkpoints it was not asked to continue (a resume continues in its checkpoint's directory)
 // unless --overwrite is given, so a mistyped command cannot replace a trained model, and one run at a time holds
 // DIR/.lock. A resume reads the data its checkpoint records. Under `mpirun -np N` the same flags train one model
@@ -18,10 +20,12 @@
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/distributed.h"
+#include "nn/output_file.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +38,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <thread>
 
 using namespace gradformer;
@@ -55,23 +60,50 @@ struct Flags {
   bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
 };
 
-// The first SIGINT or SIGTERM asks the trainer to stop after its step; a second ends the process at once.
+// The first SIGINT, SIGTERM or SIGHUP (the terminal closed) asks the trainer to stop after its step; a second
+// ends the process at once. Once training is over, a signal ends the process at once with `last_words`, which
+// say what is kept.
 std::atomic<bool> interrupted{false};
 volatile std::sig_atomic_t interrupting_signal = 0;
+std::atomic<const std::string*> last_words{nullptr};
 
 extern "C" void on_interrupt(int signal) {
-  if (interrupted.load()) _exit(128 + signal);
+  const std::string* words = last_words.load();
+  if (interrupted.load() || words != nullptr) {
+    nn::remove_live_temporaries();
+    if (words != nullptr && ::write(STDERR_FILENO, words->data(), words->size()) < 0) _exit(128 + signal);
+    _exit(128 + signal);
+  }
   interrupting_signal = signal;
   interrupted.store(true);
 }
 
-void handle_interrupts(bool enable) {
+void handle_interrupts() {
   struct sigaction action{};
-  action.sa_handler = enable ? on_interrupt : SIG_DFL;
+  action.sa_handler = on_interrupt;
   action.sa_flags = SA_RESTART;  // a write to a pipe or an MPI call under way goes on instead of failing with EINTR
   sigemptyset(&action.sa_mask);
-  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal, &action, nullptr);
 }
+
+// Progress on stdout, which may be a pipe whose reader has gone (`| head`, a pager quit): writing there then
+// stops and training goes on, since train.log keeps every line and a run of hours is worth more than its
+// progress lines. (Stopping with a checkpoint would end a run the user only wanted to glance at.) SIGPIPE is
+// ignored, so such a write fails with EPIPE instead of killing the process.
+class Console {
+ public:
+  void print(std::string_view text) {
+    if (closed_) return;
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+      closed_ = true;
+      std::clearerr(stdout);
+    }
+  }
+
+ private:
+  bool closed_ = false;
+};
+Console console;
 
 // train.log beside the checkpoints, every write checked: a full disk stops the run with its reason instead of
 // losing the log silently.
@@ -129,6 +161,11 @@ std::string terminal_line(const models::StepStats& s, const models::TrainConfig&
                                          s.step, s.loss, s.nll, s.tokens_per_second, models::format_eta(left.seconds)));
 }
 
+std::string run_id_or_none(const std::string& checkpoint) {
+  const std::string id = nn::run_id_of(checkpoint);
+  return id.empty() ? "none" : id;
+}
+
 bool same_directory(const std::string& a, const std::string& b) {
   std::error_code ignored;
   return std::filesystem::equivalent(a, b, ignored);
@@ -139,7 +176,17 @@ bool same_directory(const std::string& a, const std::string& b) {
 void check_out_dir(const Flags& flags) {
   namespace fs = std::filesystem;
   if (flags.overwrite) return;
-  if (!flags.resume.empty() && same_directory(flags.out, fs::path(flags.resume).parent_path().string())) return;
+  const std::string last = flags.out + "/last.safetensors";
+  if (!flags.resume.empty() && same_directory(flags.out, fs::path(flags.resume).parent_path().string())) {
+    // A resume continues its own run there: a `last` of another run (a checkpoint copied in from elsewhere) is
+    // not its to replace, nor are that run's step checkpoints and log.
+    if (fs::exists(last) && !nn::same_file_as(last, {flags.resume}) &&
+        nn::run_id_of(last) != nn::run_id_of(flags.resume))
+      fail<IOError>("--resume " + flags.resume, "is a checkpoint of another run than {} (run id {} there, {} here); "
+                    "resume that run's own checkpoint, copy this one into a new directory, or pass --overwrite to "
+                    "let this run take the directory over", last, run_id_or_none(last), run_id_or_none(flags.resume));
+    return;
+  }
   for (const char* name : {"last.safetensors", "best.safetensors"}) {
     if (!fs::exists(flags.out + "/" + name)) continue;
     if (!flags.resume.empty())
@@ -148,6 +195,16 @@ void check_out_dir(const Flags& flags) {
     fail<IOError>("--out " + flags.out, "already holds {}; continue it with --resume {}, or start afresh there "
                   "with --overwrite", name, flags.out + "/last.safetensors");
   }
+  std::vector<std::string> step_files;
+  std::error_code no_directory;  // a rank other than 0 may find none yet
+  for (const auto& entry : fs::directory_iterator(flags.out, no_directory))
+    if (const std::string name = entry.path().filename().string();
+        name.starts_with("step-") && name.ends_with(".safetensors"))
+      step_files.push_back(name);
+  if (!step_files.empty())
+    fail<IOError>("--out " + flags.out, "already holds step checkpoints of a run ({}, ...); resume one with --resume, "
+                  "or start afresh there with --overwrite (which removes them)",
+                  *std::min_element(step_files.begin(), step_files.end()));
 }
 
 // --write-data DIR: the three splits, none replaced without --overwrite.
@@ -160,8 +217,8 @@ int write_data(const Flags& flags, const data::Splits& splits) {
       fail<IOError>("--write-data " + flags.write_data, "{} exists; add --overwrite to replace it", path);
   std::filesystem::create_directories(flags.write_data);
   for (const auto& [name, part] : parts) data::write_tsv(fmt::format("{}/{}.tsv", flags.write_data, name), *part);
-  fmt::print("wrote {} train, {} valid, {} test pairs to {}\n", splits.train.size(), splits.valid.size(),
-             splits.test.size(), flags.write_data);
+  console.print(fmt::format("wrote {} train, {} valid, {} test pairs to {}\n", splits.train.size(),
+                            splits.valid.size(), splits.test.size(), flags.write_data));
   return 0;
 }
 
@@ -185,6 +242,27 @@ models::DataSettings resumed_data(const Flags& flags, const nlohmann::json& conf
 
 // The job, once joined: the error handler in main ends every rank through it.
 const nn::Distributed* job = nullptr;
+size_t vocabulary_size = 0;  // once known: what an out-of-memory message names
+
+// The perplexity of a loss per token, or ">5.2e+21" where exp would pass e^50: past that the number means only
+// "diverged", and printing e^50 for every such loss would hide that it was capped.
+std::string perplexity(double loss) {
+  constexpr double cap = 50;
+  return loss > cap ? fmt::format(">{:.2g}", std::exp(cap)) : fmt::format("{:.2f}", std::exp(loss));
+}
+
+// Every file --out DIR receives must have a path the system takes: checked before any work, so that a run does
+// not fail at its first checkpoint. The longest is a step checkpoint's temporary file.
+void check_out_path_length(const std::string& out) {
+  const std::string longest = fmt::format("{}/step-000000000.safetensors.tmp.{}", out, 4194304);
+  const long most = ::pathconf("/", _PC_PATH_MAX);
+  const size_t limit = most > 0 ? static_cast<size_t>(most) - 1 : 4095;
+  const std::string absolute = std::filesystem::absolute(longest).string();
+  if (absolute.size() > limit)
+    fail<IOError>("--out", "the directory's path is {} characters long; the files written there (such as {}) must "
+                  "stay within the system's {} characters; choose a shorter --out", out.size(),
+                  std::filesystem::path(longest).filename().string(), limit);
+}
 
 int run(Flags flags) {
   const nn::Distributed& distributed = nn::Distributed::world();
@@ -193,14 +271,21 @@ int run(Flags flags) {
   set_detect_anomaly(flags.detect_anomaly);
   std::optional<models::OutDirLock> lock;
   nlohmann::json config;  // the model's, and for a resume the checkpoint's codec and data
+  nn::LoadedCheckpoint resumed;
   if (flags.write_data.empty()) {
+    check_out_path_length(flags.out);
     if (std::filesystem::exists(flags.out) && !std::filesystem::is_directory(flags.out))
       fail<IOError>("--out " + flags.out, "exists and is not a directory");
     if (distributed.is_root()) lock.emplace(flags.out);
     check_out_dir(flags);
     if (!flags.resume.empty()) {
-      config = nn::read_checkpoint_config(flags.resume).config;
+      resumed = nn::read_checkpoint_config(flags.resume);
+      config = resumed.config;
       flags.data = resumed_data(flags, config);
+      // A resume keeps its run's --keep-last unless told otherwise: forgetting it would let the run pile up step
+      // checkpoints (or stop writing them) half way.
+      if (!flags.was_given("--keep-last") && resumed.state.extra.is_object())
+        flags.train.keep_last = resumed.state.extra.value("keep_last", flags.train.keep_last);
     }
   }
   flags.train.data = flags.data;
@@ -215,6 +300,8 @@ int run(Flags flags) {
   std::vector<data::SentencePair> train_text = splits.train;
   if (flags.max_train_sentences > 0 && train_text.size() > flags.max_train_sentences)
     train_text.resize(flags.max_train_sentences);
+  if (flags.train.lr_factor == 0)
+    cli::print_warning("gradformer-train", "--lr-factor 0 makes every learning rate 0: the weights will not change");
 
   // A resumed run takes model and vocabulary from its checkpoint; a new one learns them from the data.
   std::optional<models::TextCodec> codec;
@@ -224,27 +311,19 @@ int run(Flags flags) {
     if (flags.was_given("--model") && config.value("model", "") != flags.model)
       fail<ValueError>("--model " + flags.model, "{} holds a {} model; resuming keeps the checkpoint's model, so drop "
                        "--model or start a new run", flags.resume, config.value("model", "(unnamed)"));
+    models::check_config_fits(config, resumed.model_shapes, flags.resume);
   } else {
     codec.emplace(models::TextCodec::learn(train_text, task_options));
     models::ModelOptions options = flags.model_options;
     options.vocab_size = static_cast<int64_t>(codec->vocabulary().size());
     config = models::model_config(flags.model, options);
   }
+  vocabulary_size = codec->vocabulary().size();
   // A sentence of max_tokens tokens plus <eos> (or <bos> before the target) must fit the positional encodings.
   const auto positions = config.value("max_length", int64_t{0});
   if (positions > 0 && static_cast<int64_t>(task_options.max_tokens) >= positions)
     fail<ValueError>("--max-sentence-tokens", "{} does not fit the model's {} positions (one more is needed for "
                      "<eos>); at most {}", task_options.max_tokens, positions, positions - 1);
-  // Only now, with tokenizer and model settled, does the run write anything: a bad --spm-model or --resume file
-  // leaves no trace (the lock removes a directory it created and left empty).
-  std::optional<TrainLog> log;
-  if (distributed.is_root()) log.emplace(flags.out + "/train.log");
-  auto say = [&log](const std::string& line) {
-    if (!log) return;
-    fmt::print("{}\n", line);
-    std::fflush(stdout);
-    log->write(line);
-  };
   default_generator().manual_seed(flags.train.seed);
   std::shared_ptr<models::Seq2SeqModel> model = models::make_model(config);
 
@@ -259,6 +338,30 @@ int run(Flags flags) {
     encoded += pairs.size();
     return out;
   };
+  std::vector<models::Example> train_examples = encode_all(train_text), valid_examples = encode_all(splits.valid);
+  if (truncated > 0)
+    cli::print_warning("gradformer-train", fmt::format("{} of {} training and validation pairs were longer than {} "
+                                                       "tokens on a side and were truncated to {} (--max-sentence-tokens)",
+                                                       truncated, encoded, task_options.max_tokens,
+                                                       task_options.max_tokens));
+  models::Trainer trainer(*model, *codec, std::move(train_examples), std::move(valid_examples), splits.valid,
+                          flags.train, config, distributed);
+  handle_interrupts();
+  if (!flags.resume.empty()) trainer.resume(flags.resume);
+  // Only now, with tokenizer, model and resumed state settled, does the run write anything: a bad --spm-model or
+  // --resume file leaves no trace (the lock removes what it created).
+  if (flags.overwrite)
+    if (const std::vector<std::string> removed = trainer.remove_step_checkpoints_of_other_runs(); !removed.empty())
+      cli::print_warning("gradformer-train", fmt::format("--overwrite: removed {} step checkpoint(s) of another run "
+                                                         "from {}: {}", removed.size(), flags.out,
+                                                         fmt::join(removed, ", ")));
+  std::optional<TrainLog> log;
+  if (distributed.is_root()) log.emplace(flags.out + "/train.log");
+  auto say = [&log](const std::string& line) {
+    if (!log) return;
+    console.print(line + "\n");
+    log->write(line);
+  };
   say(fmt::format("task {}: {} train, {} valid, {} test pairs; {} tokenizer, vocabulary {}", flags.data.task,
                   train_text.size(), splits.valid.size(), splits.test.size(), codec->tokenizer().kind(),
                   codec->vocabulary().size()));
@@ -270,44 +373,34 @@ int run(Flags flags) {
   if (distributed.size() > 1)
     say(fmt::format("gradient allreduce in buckets of {} MiB, {}", flags.train.gradient_allreduce.bucket_mb,
                     flags.train.gradient_allreduce.overlap ? "overlapped with backward" : "after backward (--no-overlap)"));
-
-  std::vector<models::Example> train_examples = encode_all(train_text), valid_examples = encode_all(splits.valid);
-  if (truncated > 0)
-    cli::print_warning("gradformer-train", fmt::format("{} of {} training and validation pairs were longer than {} "
-                                                       "tokens on a side and were truncated to {} (--max-sentence-tokens)",
-                                                       truncated, encoded, task_options.max_tokens,
-                                                       task_options.max_tokens));
-  models::Trainer trainer(*model, *codec, std::move(train_examples), std::move(valid_examples), splits.valid,
-                          flags.train, config, distributed);
-  handle_interrupts(true);
-  if (!flags.resume.empty()) {
-    trainer.resume(flags.resume);
-    say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
-  }
+  if (!flags.resume.empty()) say(fmt::format("resumed from {} at step {}", flags.resume, trainer.step()));
   const bool terminal = isatty(fileno(stdout));
   const int64_t first_step = trainer.step();
   const models::StopReason reason = trainer.run(
       [&](const models::StepStats& s) {
         const std::string line = progress_line(s, flags.train, first_step);
-        if (terminal) {
-          fmt::print("{}", terminal_line(s, flags.train, first_step));
-          std::fflush(stdout);
-        } else if (s.step % 50 == 0) {
-          fmt::print("{}\n", line);
-          std::fflush(stdout);
-        }
+        if (terminal)
+          console.print(terminal_line(s, flags.train, first_step));
+        else if (s.step % 50 == 0)
+          console.print(line + "\n");
         if (s.step % 50 == 0) log->write(line);
       },
       [&](const models::ValidStats& v) {
-        if (terminal) fmt::print("\n");
+        if (terminal) console.print("\n");
         if (v.sentences == 0) return say(fmt::format("valid step {:>6}: no validation sentences", v.step));
-        say(fmt::format("valid step {:>6} loss {:.4f} ppl {:.2f} BLEU {:.2f} chrF {:.2f}{}", v.step, v.loss,
-                        std::exp(std::min(v.loss, 50.0)), v.bleu, v.chrf, v.best ? " (best)" : ""));
+        const std::string scores = flags.train.valid_bleu_sentences == 0
+                                       ? std::string()
+                                       : fmt::format(" BLEU {:.2f} chrF {:.2f}", v.bleu, v.chrf);
+        say(fmt::format("valid step {:>6} loss {:.4f} ppl {}{}{}", v.step, v.loss, perplexity(v.loss), scores,
+                        v.best ? " (best)" : ""));
       },
       &interrupted);
-  // Every checkpoint is written: from here on a signal ends the program as it would any other.
-  handle_interrupts(false);
-  if (terminal) fmt::print("\n");
+  // Every checkpoint is written: from here on a signal ends the program at once, saying so.
+  static const std::string after_training =
+      fmt::format("\ngradformer-train: interrupted after training; its checkpoints in {} are complete (score them "
+                  "with gradformer-translate --reference)\n", flags.out);
+  last_words.store(&after_training);
+  if (terminal) console.print("\n");
   if (reason == models::StopReason::interrupted) {
     const int code = 128 + (interrupting_signal != 0 ? static_cast<int>(interrupting_signal) : SIGINT);
     if (!distributed.is_root()) return code;
@@ -317,7 +410,7 @@ int run(Flags flags) {
                             : fmt::format("interrupted at step {}; last.safetensors holds it (resume with --resume {})",
                                           trainer.step(), last);
     log->write(message);
-    fmt::print(stderr, "gradformer-train: {}\n", message);
+    cli::print_to_stderr(fmt::format("gradformer-train: {}\n", message));
     return code;
   }
   say(fmt::format("stopped: {} after {} steps", reason == models::StopReason::max_steps     ? "step limit"
@@ -474,7 +567,7 @@ int main(int argc, char** argv) {
   app.add_flag("--detect-anomaly", f.detect_anomaly,
                "Stop at the first op whose output or gradient holds NaN or Inf, naming it (slower)");
   if (const int code = cli::parse(app, "gradformer-train", argc, argv); code >= 0) return code;
-  for (const char* flag : {"--model", "--task", "--tokenizer", "--bpe-merges", "--max-sentence-tokens"})
+  for (const char* flag : {"--model", "--task", "--tokenizer", "--bpe-merges", "--max-sentence-tokens", "--keep-last"})
     if (app.count(flag) > 0) f.given.push_back(flag);
   // A TSV path is recorded in checkpoints: absolute, so that a resume from another directory reads the same file.
   std::error_code no_path;  // "tsv:" alone: left for load_task to report
@@ -488,12 +581,19 @@ int main(int argc, char** argv) {
   f.train.out_dir = f.out;
   f.train.best_in_bfloat16 = f.save_dtype == "bf16";
   f.train.gradient_allreduce.overlap = !no_overlap;
+  std::signal(SIGPIPE, SIG_IGN);  // a closed stdout fails a write (Console) instead of ending the run
   try {
     return run(f);
   } catch (const std::exception& e) {
-    if (job && job->size() > 1) job->abort("gradformer-train", e.what());
-    if (isatty(fileno(stdout))) fmt::print("\n");  // ends a progress line
-    cli::print_error("gradformer-train", e.what());
+    std::string message = cli::describe(e);
+    if (dynamic_cast<const std::bad_alloc*>(&e) != nullptr && vocabulary_size > 0)
+      message = fmt::format("out of memory (vocabulary {}, --max-tokens {}): a batch's logits alone take "
+                            "max-tokens x vocabulary floats; lower --max-tokens, or the vocabulary (--tokenizer bpe "
+                            "with fewer --bpe-merges, or --tokenizer spm with a smaller --spm-vocab-size)",
+                            vocabulary_size, f.train.max_tokens);
+    if (job && job->size() > 1) job->abort("gradformer-train", message);
+    if (isatty(fileno(stdout))) console.print("\n");  // ends a progress line
+    cli::print_error("gradformer-train", message);
     return 1;
   }
 }

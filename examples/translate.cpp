@@ -2,15 +2,20 @@
 // written by gradformer-train, or an ensemble of several (--checkpoint repeated: their log-probabilities are
 // averaged at each step), one translation per line to --output or stdout; greedy or beam search; with --n-best K,
 // K hypotheses per sentence in the Moses/Marian n-best format; with --reference, prints BLEU, chrF and exact
-// match; with --attention-svg, draws the attention of the first model on the first sentence. An empty (or blank)
+// match; with --attention-svg, draws the attention of the first model on the first sentence, and with
+// --attention-html writes an explorer of every kind of its attention over the first --attention-sentences
+// sentences (models/html_report.h). An empty (or blank)
 // input line gives an empty output line, as in Marian and fairseq, so that line n of the output always translates
 // line n of the input. Translation is a stream: each batch of --batch lines is written (and reaches a pipe) before
 // the next is read. --output follows nn/output_file.h's rule (a regular file is replaced only once complete).
-// Ctrl-C (or SIGTERM) stops after the batch in hand and keeps what was translated (exit 130, 143); a second one
-// stops at once. Exit 0 on success, 1 with a one-line reason on any error (a failed write included), 2 on bad flags.
+// Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed) stops after the batch in hand and keeps what was translated
+// (exit 130, 143, 129); a second one stops at once, leaving no temporary file. --output and --attention-svg are
+// never one of the files read (checkpoints, --input, --reference). Exit 0 on success, 1 with a one-line reason on
+// any error (a failed write included, stdout a closed pipe among them), 2 on bad flags.
 #include "autograd/engine.h"
 #include "examples/cli.h"
 #include "models/decode.h"
+#include "models/html_report.h"
 #include "models/progress.h"
 #include "models/svg.h"
 #include "models/task.h"
@@ -18,6 +23,7 @@
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/output_file.h"
+#include "ops/autocast.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>
@@ -28,6 +34,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -53,6 +60,7 @@ extern "C" void request_stop(int signal) {
     return;
   }
   if (stop_signal != 0) {  // the second one stops at once
+    nn::remove_live_temporaries();
     std::signal(signal, SIG_DFL);
     std::raise(signal);
   }
@@ -65,17 +73,38 @@ void stop_on_interrupt() {
   action.sa_handler = request_stop;
   sigemptyset(&action.sa_mask);
   action.sa_flags = 0;  // no SA_RESTART: a read of stdin returns, so the main thread can stop
-  for (const int signal : {SIGINT, SIGTERM}) sigaction(signal, &action, nullptr);
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) sigaction(signal, &action, nullptr);
+  // A reader that closed stdout makes the next write fail with EPIPE, reported like any failed write, instead of
+  // ending the process without a word.
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 struct Flags {
   std::vector<std::string> checkpoints;
-  std::string input, output, reference, attention_svg;
+  std::string input, output, reference, attention_svg, attention_html;
+  size_t attention_sentences = 20;  // the first ones (not blank) that --attention-html shows
   models::CorpusOptions corpus;
   int64_t n_best = 0;  // 0: plain translations; else the n-best format
   int threads = 0;
   DType precision = DType::f32;
 };
+
+// A file this run writes must not be one it reads: checked by identity (device and inode), so a symbolic link
+// or a path through `..` is caught as well as the same spelling.
+void check_outputs_are_not_inputs(const Flags& flags) {
+  std::vector<std::string> inputs = flags.checkpoints;
+  for (const std::string* path : {&flags.input, &flags.reference})
+    if (!path->empty()) inputs.push_back(*path);
+  const std::array<std::pair<const char*, const std::string*>, 2> outputs{
+      {{"--output", &flags.output}, {"--attention-svg", &flags.attention_svg}}};
+  for (const auto& [flag, path] : outputs)
+    if (!path->empty())
+      if (const std::optional<std::string> input = nn::same_file_as(*path, inputs))
+        fail<IOError>(fmt::format("{} {}", flag, *path), "is the same file as the input {}; gradformer-translate "
+                      "never writes over what it reads", *input);
+  if (!flags.output.empty() && !flags.attention_svg.empty() && nn::same_file_as(flags.output, {flags.attention_svg}))
+    fail<IOError>("--attention-svg " + flags.attention_svg, "is the same file as --output");
+}
 
 // Lines from a FILE*, with the line end (LF or CRLF) removed. A read error (stdin being a directory, an I/O
 // error) throws instead of passing for the end of the input.
@@ -122,33 +151,48 @@ class LineReader {
   size_t capacity_ = 0;
 };
 
-void draw_attention(const Flags& flags, const models::ModelEnsemble& ensemble, const models::TextCodec& codec,
-                    const std::string& sentence, size_t max_source_tokens) {
-  const models::Seq2SeqModel& model = ensemble.front();
-  if (sentence.find_first_not_of(" \t\r\f\v") == std::string::npos) {
+// Refuses an output path that names one of the files the program reads.
+void check_not_an_input(const std::string& flag, const std::string& path, const Flags& flags) {
+  std::vector<std::string> inputs = flags.checkpoints;
+  for (const std::string* p : {&flags.input, &flags.reference})
+    if (!p->empty()) inputs.push_back(*p);
+  for (const std::string& input : inputs) {
+    std::error_code ignored;
+    if (std::filesystem::equivalent(path, input, ignored))
+      fail<IOError>(flag + " " + path, "is {}, an input of this run; it would be overwritten", input);
+  }
+}
+
+// The first sentences' n-best lists as translated, for the attention pictures.
+struct AttendedSentences {
+  size_t wanted = 0;
+  std::vector<std::pair<size_t, std::string>> sources;  // (line, text), blank lines left out
+  std::vector<std::vector<models::ScoredTranslation>> n_best;
+};
+
+void draw_attention_svg(const Flags& flags, const std::vector<models::SentenceAttention>& pictures) {
+  if (pictures.empty() || pictures.front().line != 0) {
     cli::print_warning("gradformer-translate", "sentence 1 is empty: no attention to draw");
     return;
   }
-  const Tensor source = models::make_source_batch({codec.encode_source(sentence, max_source_tokens)});
-  std::vector<int64_t> target_in{data::bos_id};
-  const std::vector<int64_t> best = models::decode(ensemble, source, flags.corpus.decode).front().front().tokens;
-  target_in.insert(target_in.end(), best.begin(), best.end());
-  std::vector<int64_t> target_out(target_in.begin() + 1, target_in.end());
-  target_out.push_back(data::eos_id);
-  const auto maps = model.attention_maps(source, models::make_source_batch({target_in}));
-  nn::write_text_file(flags.attention_svg,
-                      models::attention_svg(maps, codec.tokens(codec.encode_source(sentence, max_source_tokens)),
-                                            codec.tokens(target_out)));
-  fmt::print(stderr, "wrote the attention of sentence 1 ({} maps) to {}\n", maps.size(), flags.attention_svg);
+  const models::SentenceAttention& first = pictures.front();
+  nn::write_text_file(flags.attention_svg, models::attention_svg(first.maps, first.source_tokens, first.target_outputs));
+  fmt::print(stderr, "wrote the attention of sentence 1 to {}\n", flags.attention_svg);
 }
 
 int run(const Flags& flags) {
   if (flags.n_best > flags.corpus.decode.beam_size)
     fail<ValueError>("--n-best", "{} exceeds --beam {}: a beam holds at most as many hypotheses as its size",
                      flags.n_best, flags.corpus.decode.beam_size);
+  check_outputs_are_not_inputs(flags);
   // Before any work, so that a path that cannot be written is reported at once; a replaced file keeps its old
   // contents until the translation is complete.
   nn::OutputFile out = flags.output.empty() ? nn::OutputFile::standard_output() : nn::OutputFile(flags.output);
+  std::optional<nn::OutputFile> html;
+  if (!flags.attention_html.empty()) {
+    check_not_an_input("--attention-html", flags.attention_html, flags);
+    html.emplace(flags.attention_html);
+  }
   const std::vector<std::string> references =
       flags.reference.empty() ? std::vector<std::string>{} : LineReader(flags.reference).all();
   LineReader input_file_or_stdin = flags.input.empty() ? LineReader() : LineReader(flags.input);
@@ -160,13 +204,15 @@ int run(const Flags& flags) {
   std::vector<std::shared_ptr<models::Seq2SeqModel>> members;
   models::ModelEnsemble ensemble;
   for (const std::string& path : flags.checkpoints) {
-    nlohmann::json config = nn::read_checkpoint_config(path).config;
+    const nn::LoadedCheckpoint saved = nn::read_checkpoint_config(path);
+    nlohmann::json config = saved.config;
     models::TextCodec member_codec = models::TextCodec::take_from_config(config, path);
     // Averaged log-probabilities mean something only when every model numbers the same tokens alike.
     if (codec && member_codec.to_json() != codec->to_json())
       fail<ValueError>(path, "its vocabulary or tokenizer differs from {}'s; the models of an ensemble must share both",
                        flags.checkpoints.front());
     if (!codec) codec.emplace(std::move(member_codec));
+    models::check_config_fits(config, saved.model_shapes, path);
     members.push_back(models::make_model(config));
     nn::load_checkpoint(path, *members.back(), nullptr);
     members.back()->eval();
@@ -183,7 +229,9 @@ int run(const Flags& flags) {
       fail<ValueError>("--max-length", "{} exceeds the model's {} positions", flags.corpus.decode.max_length, positions);
   }
 
-  std::optional<std::string> first_source;  // for --attention-svg
+  AttendedSentences attended;  // for --attention-svg and --attention-html
+  attended.wanted = html ? flags.attention_sentences : !flags.attention_svg.empty() ? 1 : 0;
+  size_t line_number = 0;
   std::vector<std::string> translations;    // kept only to be scored
   const bool terminal = isatty(fileno(stderr));
   models::StreamProgress progress(terminal ? stderr : nullptr,
@@ -193,12 +241,16 @@ int run(const Flags& flags) {
       ensemble, *codec,
       [&](std::string& line) {
         const bool more = stop_signal == 0 && input_file_or_stdin.next(line);
-        if (more && !first_source) first_source = line;
+        if (more && attended.sources.size() < attended.wanted && line.find_first_not_of(" \t\r\f\v") != std::string::npos)
+          attended.sources.emplace_back(line_number, line);
+        line_number += more;
         return more;
       },
       [&](size_t first, const std::vector<std::vector<models::ScoredTranslation>>& batch) {
         std::string text;
         for (size_t i = 0; i < batch.size(); ++i) {
+          if (attended.n_best.size() < attended.sources.size() && attended.sources[attended.n_best.size()].first == first + i)
+            attended.n_best.push_back(batch[i]);
           if (flags.n_best == 0) {
             text += batch[i].front().text + '\n';
             continue;
@@ -232,8 +284,19 @@ int run(const Flags& flags) {
     fmt::print(stderr, "{}\n{}\nexact match {:.1f}%\n", scores.bleu.format(), scores.chrf.format(),
                100.0 * scores.exact_match);
   }
-  if (!flags.attention_svg.empty() && first_source)
-    draw_attention(flags, ensemble, *codec, *first_source, report.max_source_tokens);
+  std::vector<models::SentenceAttention> pictures;
+  for (size_t i = 0; i < attended.n_best.size(); ++i)
+    pictures.push_back(models::attend_sentence(ensemble.front(), *codec, attended.sources[i].first,
+                                               attended.sources[i].second, attended.n_best[i], report.max_source_tokens));
+  if (!flags.attention_svg.empty() && report.sentences > 0) draw_attention_svg(flags, pictures);
+  if (html) {
+    if (pictures.empty()) fail<ValueError>("--attention-html", "every input sentence is blank: no attention to show");
+    html->write(models::attention_html(pictures, {.title = flags.checkpoints.front(),
+                                                  .model = ensemble.front().get().config(),
+                                                  .show_n_best = flags.n_best > 0}));
+    html->commit();
+    fmt::print(stderr, "wrote the attention of {} sentences to {}\n", pictures.size(), flags.attention_html);
+  }
   return 0;
 }
 
@@ -269,6 +332,13 @@ int main(int argc, char** argv) {
       ->check(cli::integer_at_least(0))
       ->capture_default_str();
   app.add_option("--attention-svg", f.attention_svg, "Draw the attention of the first sentence into this SVG file");
+  app.add_option("--attention-html", f.attention_html,
+                 "Write an interactive attention explorer (one self-contained HTML file: every layer, head and kind "
+                 "of attention, with the n-best list) of the first sentences");
+  app.add_option("--attention-sentences", f.attention_sentences, "How many sentences --attention-html shows, the "
+                 "first ones that are not blank")
+      ->check(cli::integer_at_least(1))
+      ->capture_default_str();
   app.add_option("--batch", f.corpus.batch_size, "Sentences read, decoded and written together (1: answer line by line)")->check(cli::integer_at_least(1))->capture_default_str();
   app.add_option("--threads", f.threads, "Threads (0: all cores)")->check(cli::thread_count())->capture_default_str();
   cli::add_precision_option(app, f.precision);
@@ -277,7 +347,7 @@ int main(int argc, char** argv) {
   try {
     return run(f);
   } catch (const std::exception& e) {
-    cli::print_error("gradformer-translate", e.what());
+    cli::print_error("gradformer-translate", cli::describe(e));
     return 1;
   }
 }

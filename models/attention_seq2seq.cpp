@@ -51,13 +51,15 @@ AttentionSeq2Seq::AttentionSeq2Seq(const AttentionSeq2SeqSizes& sizes, nlohmann:
   output_ = register_module("output", std::make_shared<nn::Linear>(d, sizes.vocab_size, true, gen));
 }
 
-Tensor AttentionSeq2Seq::encode(const Tensor& src, const Tensor& source_padding) const {
+Tensor AttentionSeq2Seq::encode(const Tensor& src, const Tensor& source_padding, nn::AttentionWeights* weights) const {
   const double scale = std::sqrt(static_cast<double>(sizes_.d_model));
   Tensor x = dropout_->forward(positions_->forward(embedding_->forward(src) * scale));  // (B, S, D)
   for (int64_t b = 0; b < sizes_.blocks; ++b) {
     const auto i = static_cast<size_t>(b);
-    const Tensor attended = encoder_attention_->at<nn::SelfAttention>(i)->forward(x, source_padding).output;
-    x = encoder_norms_->at<nn::LayerNorm>(2 * i)->forward(x + dropout_->forward(attended));
+    const AttentionResult attended =
+        encoder_attention_->at<nn::SelfAttention>(i)->forward(x, source_padding, false, weights != nullptr);
+    if (weights) weights->encoder_self.push_back(unsqueeze(attended.weights, 1));
+    x = encoder_norms_->at<nn::LayerNorm>(2 * i)->forward(x + dropout_->forward(attended.output));
     const Tensor dense = encoder_feed_forward_->at<nn::FeedForward>(i)->forward(x);
     x = encoder_norms_->at<nn::LayerNorm>(2 * i + 1)->forward(x + dropout_->forward(dense));
   }
@@ -65,16 +67,17 @@ Tensor AttentionSeq2Seq::encode(const Tensor& src, const Tensor& source_padding)
 }
 
 Tensor AttentionSeq2Seq::decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& source_padding,
-                                std::vector<Tensor>* weights) const {
+                                nn::AttentionWeights* weights) const {
   const double scale = std::sqrt(static_cast<double>(sizes_.d_model));
   Tensor y = dropout_->forward(positions_->forward(embedding_->forward(tgt_in) * scale));  // (B, T, D)
   for (int64_t b = 0; b < sizes_.blocks; ++b) {
     const auto i = static_cast<size_t>(b);
-    const Tensor own = decoder_self_attention_->at<nn::SelfAttention>(i)->forward(y, {}, true).output;
-    y = decoder_norms_->at<nn::LayerNorm>(3 * i)->forward(y + dropout_->forward(own));
+    const AttentionResult own = decoder_self_attention_->at<nn::SelfAttention>(i)->forward(y, {}, true, weights != nullptr);
+    if (weights) weights->decoder_self.push_back(unsqueeze(own.weights, 1));
+    y = decoder_norms_->at<nn::LayerNorm>(3 * i)->forward(y + dropout_->forward(own.output));
     const AttentionResult cross =
         decoder_attention_->at<nn::Attention>(i)->forward(y, memory, source_padding, false, weights != nullptr);
-    if (weights) weights->push_back(cross.weights);
+    if (weights) weights->cross.push_back(unsqueeze(cross.weights, 1));
     y = decoder_norms_->at<nn::LayerNorm>(3 * i + 1)->forward(y + dropout_->forward(cross.output));
     const Tensor dense = decoder_feed_forward_->at<nn::FeedForward>(i)->forward(y);
     y = decoder_norms_->at<nn::LayerNorm>(3 * i + 2)->forward(y + dropout_->forward(dense));
@@ -108,11 +111,17 @@ Tensor AttentionSeq2Seq::step(DecoderState& base, const Tensor& last) const {
 std::vector<AttentionMap> AttentionSeq2Seq::attention_maps(const Tensor& src, const Tensor& tgt_in) const {
   NoGradGuard no_grad;
   const Tensor source_padding = eq(src, static_cast<double>(data::pad_id));
-  std::vector<Tensor> weights;  // per block (1, T, S)
-  decode(tgt_in, encode(src, source_padding), source_padding, &weights);
+  nn::AttentionWeights weights;  // per block (1, 1, queries, keys)
+  decode(tgt_in, encode(src, source_padding, &weights), source_padding, &weights);
   std::vector<AttentionMap> maps;
-  for (size_t b = 0; b < weights.size(); ++b)
-    maps.push_back({fmt::format("block {} attention", b), reshape(weights[b], {weights[b].size(1), weights[b].size(2)})});
+  const auto add = [&](AttentionKind kind, const char* what, const std::vector<Tensor>& blocks) {
+    for (size_t b = 0; b < blocks.size(); ++b)
+      maps.push_back({fmt::format("block {} {}", b, what), reshape(blocks[b], {blocks[b].size(2), blocks[b].size(3)}),
+                      kind, static_cast<int64_t>(b), 0});
+  };
+  add(AttentionKind::cross, "attention", weights.cross);
+  add(AttentionKind::encoder_self, "encoder self-attention", weights.encoder_self);
+  add(AttentionKind::decoder_self, "decoder self-attention", weights.decoder_self);
   return maps;
 }
 

@@ -29,10 +29,12 @@ class AttentionSeq2Seq : public Seq2SeqModel {
   nlohmann::json config() const override { return config_; }
 
  private:
-  Tensor encode(const Tensor& src, const Tensor& source_padding) const;
-  // Decoder output (B, T, D); cross-attention weights (B, T, S) of each block when `weights` is given.
+  // With weights, each block's self-attention weights (B, 1, S, S) go to weights->encoder_self.
+  Tensor encode(const Tensor& src, const Tensor& source_padding, nn::AttentionWeights* weights = nullptr) const;
+  // Decoder output (B, T, D); with weights, each block's self- and cross-attention weights, (B, 1, T, T) and
+  // (B, 1, T, S): one head, shaped as the Transformer's.
   Tensor decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& source_padding,
-                std::vector<Tensor>* weights) const;
+                nn::AttentionWeights* weights) const;
 
   AttentionSeq2SeqSizes sizes_;
   nlohmann::json config_;

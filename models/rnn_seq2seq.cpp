@@ -105,7 +105,7 @@ std::vector<AttentionMap> RnnAttentionSeq2Seq::attention_maps(const Tensor& src,
     advance(*state, reshape(slice(tgt_in, 1, t, t + 1), {tgt_in.size(0)}), &weights);
     rows.push_back(weights);  // (1, S)
   }
-  return {{"additive attention", concat(rows, 0)}};
+  return {{"additive attention", concat(rows, 0), AttentionKind::cross, 0, 0}};
 }
 
 }  // namespace gradformer::models

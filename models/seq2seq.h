@@ -22,18 +22,32 @@ class DecoderState {
   virtual void select(const Tensor& rows) = 0;
 };
 
-// The rows `rows` (i64 [B']) of x along axis 0 for any dtype, for select(): index_select takes floating point
-// only, so bool masks and i64 ids go through f64, which holds them exactly.
-inline Tensor select_rows(const Tensor& x, const Tensor& rows) {
-  if (x.dtype() == DType::f32 || x.dtype() == DType::f64) return index_select(x, 0, rows);
-  return index_select(x.to(DType::f64), 0, rows).to(x.dtype());
-}
+// The rows `rows` (i64 [B']) of x along axis 0, for select(): floating states, i64 ids and bool masks alike.
+inline Tensor select_rows(const Tensor& x, const Tensor& rows) { return index_select(x, 0, rows); }
 
-// Attention weights of one layer (and head) for a picture: weights [T, S], target positions by source tokens.
+// Which attention a map shows: its rows (queries) and columns (keys).
+enum class AttentionKind {
+  cross,         // [T, S]: target positions (the token each predicts) over source tokens
+  encoder_self,  // [S, S]: source tokens over source tokens
+  decoder_self,  // [T, T]: target positions over the target inputs (<bos> and the tokens before)
+};
+
+// Attention weights of one layer and head for a picture; each row sums to 1.
 struct AttentionMap {
   std::string label;
   Tensor weights;
+  AttentionKind kind = AttentionKind::cross;
+  int64_t layer = 0, head = 0;
 };
+
+inline std::string attention_kind_name(AttentionKind kind) {
+  switch (kind) {
+    case AttentionKind::encoder_self: return "encoder self";
+    case AttentionKind::decoder_self: return "decoder self";
+    case AttentionKind::cross: break;
+  }
+  return "cross";
+}
 
 class Seq2SeqModel : public nn::Module {
  public:
@@ -43,7 +57,8 @@ class Seq2SeqModel : public nn::Module {
   virtual std::unique_ptr<DecoderState> start(const Tensor& src) const = 0;
   // Log-probabilities (B, V) of the next token given the previous one, last (B), advancing the state.
   virtual Tensor step(DecoderState& state, const Tensor& last) const = 0;
-  // The attention maps of one sentence pair: src (1, S), tgt_in (1, T); one per layer (and head).
+  // The attention maps of one sentence pair: src (1, S), tgt_in (1, T); one per kind, layer and head the model
+  // has, cross-attention first.
   virtual std::vector<AttentionMap> attention_maps(const Tensor& src, const Tensor& tgt_in) const = 0;
   // The configuration that rebuilds this model through make_model (models/zoo.h).
   virtual nlohmann::json config() const = 0;

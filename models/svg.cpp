@@ -4,9 +4,7 @@
 #include <cmath>
 
 namespace gradformer::models {
-namespace {
-
-std::string escape(const std::string& text) {
+std::string escape_markup(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
@@ -19,6 +17,8 @@ std::string escape(const std::string& text) {
   }
   return out;
 }
+
+namespace {
 
 // Ticks of a log axis from the largest tick at or below `low` to the smallest at or above `high` (low > 0), so
 // that the axis ends on a tick at both ends: the densest of 1-2-...-9, 1-2-5 and powers of ten per decade that
@@ -95,7 +95,7 @@ std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu) {
       if (keep(y)) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
     svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n", path, colour);
     svg += fmt::format("<text x=\"{}\" y=\"{}\" fill=\"{}\">{}</text>\n", width - right - 240, legend_y, colour,
-                       escape(c.label));
+                       escape_markup(c.label));
   };
 
   const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
@@ -112,40 +112,59 @@ std::string training_svg(const std::vector<Curve>& losses, const Curve& bleu) {
   return svg + "</svg>\n";
 }
 
-std::string attention_svg(const std::vector<AttentionMap>& maps, const std::vector<std::string>& source_tokens,
+std::string attention_svg(const std::vector<AttentionMap>& all_maps, const std::vector<std::string>& source_tokens,
                           const std::vector<std::string>& target_tokens) {
-  const double cell = 22, label = 110, gap = 40;
+  std::vector<const AttentionMap*> maps;
+  for (const AttentionMap& map : all_maps)
+    if (map.kind == AttentionKind::cross) maps.push_back(&map);
+  const double cell = 22, label = 110, gap = 40, legend_h = 56, legend_w = 220;
   const double panel_w = label + cell * static_cast<double>(source_tokens.size()) + gap;
   const double panel_h = label + cell * static_cast<double>(target_tokens.size()) + 30;
   const size_t columns = std::min<size_t>(maps.size(), 3);
   const size_t rows = (maps.size() + columns - 1) / std::max<size_t>(columns, 1);
+  const double width = std::max(panel_w * static_cast<double>(std::max<size_t>(columns, 1)), legend_w + 40);
+  const double legend_y = panel_h * static_cast<double>(rows);
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" font-family=\"sans-serif\" "
       "font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-      panel_w * static_cast<double>(std::max<size_t>(columns, 1)), panel_h * static_cast<double>(rows));
+      width, legend_y + legend_h);
+  const auto shade_of = [](double v) { return static_cast<int>(std::lround(255 * (1 - std::clamp(v, 0.0, 1.0)))); };
   for (size_t m = 0; m < maps.size(); ++m) {
     const double ox = panel_w * static_cast<double>(m % columns), oy = panel_h * static_cast<double>(m / columns);
     svg += fmt::format("<text x=\"{:.0f}\" y=\"{:.0f}\" font-size=\"13\">{}</text>\n", ox + 4, oy + 16,
-                       escape(maps[m].label));
-    const Tensor w = maps[m].weights.to(DType::f64).contiguous();
+                       escape_markup(maps[m]->label));
+    const Tensor w = maps[m]->weights.to(DType::f64).contiguous();
     const int64_t t_len = std::min<int64_t>(w.size(0), static_cast<int64_t>(target_tokens.size()));
     const int64_t s_len = std::min<int64_t>(w.size(1), static_cast<int64_t>(source_tokens.size()));
     for (int64_t s = 0; s < s_len; ++s)
       svg += fmt::format(
           "<text transform=\"translate({:.1f},{:.1f}) rotate(-60)\">{}</text>\n", ox + label + cell * s + cell / 2,
-          oy + label - 4, escape(source_tokens[static_cast<size_t>(s)]));
+          oy + label - 4, escape_markup(source_tokens[static_cast<size_t>(s)]));
     for (int64_t t = 0; t < t_len; ++t) {
       svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ox + label - 4,
-                         oy + label + cell * t + cell * 0.7, escape(target_tokens[static_cast<size_t>(t)]));
+                         oy + label + cell * t + cell * 0.7, escape_markup(target_tokens[static_cast<size_t>(t)]));
       for (int64_t s = 0; s < s_len; ++s) {
-        const double v = std::clamp(w.at({t, s}), 0.0, 1.0);
-        const int shade = static_cast<int>(std::lround(255 * (1 - v)));
+        const int shade = shade_of(w.at({t, s}));
         svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"{}\" fill=\"rgb({},{},255)\"/>\n",
                            ox + label + cell * s, oy + label + cell * t, cell, cell, shade, shade);
       }
     }
   }
-  return svg + "</svg>\n";
+  // The colour scale: the cells' colour ramp from weight 0 to 1, with its values.
+  const double lx = 20, ly = legend_y + 14;
+  svg += fmt::format("<g class=\"legend\"><text x=\"{}\" y=\"{:.0f}\">attention weight</text>\n", lx, ly - 3);
+  const int steps = 20;
+  for (int i = 0; i < steps; ++i) {
+    const int shade = shade_of((i + 0.5) / steps);
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.0f}\" width=\"{:.1f}\" height=\"12\" fill=\"rgb({},{},255)\"/>\n",
+                       lx + legend_w * i / steps, ly, legend_w / steps + 0.2, shade, shade);
+  }
+  svg += fmt::format("<rect x=\"{}\" y=\"{:.0f}\" width=\"{}\" height=\"12\" fill=\"none\" stroke=\"#888\"/>\n", lx, ly,
+                     legend_w);
+  for (const double v : {0.0, 0.25, 0.5, 0.75, 1.0})
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.0f}\" text-anchor=\"middle\">{:g}</text>\n", lx + legend_w * v,
+                       ly + 26, v);
+  return svg + "</g>\n</svg>\n";
 }
 
 }  // namespace gradformer::models

@@ -4,6 +4,8 @@
 #include "models/data/grammar.h"
 #include "ops/threads.h"
 
+#include <filesystem>
+
 namespace gradformer::models {
 
 std::vector<std::string> task_names() {
@@ -73,6 +75,31 @@ std::vector<std::string> joint_texts(const std::vector<data::SentencePair>& trai
 
 }  // namespace
 
+namespace {
+
+// The largest .model file taken: real ones are a few megabytes; past this a file is not a model (or is /dev/zero).
+constexpr uintmax_t kLargestSpmModel = uintmax_t{256} << 20;
+
+// A --spm-model must be a regular file of a model's size: a directory, a device or an empty file would otherwise
+// reach the SentencePiece parser and give its message, which names none of these.
+void check_spm_model_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  const std::string where = "--spm-model " + path;
+  if (!fs::exists(status)) fail<IOError>(where, "no such file");
+  if (fs::is_directory(status)) fail<IOError>(where, "is a directory, not a SentencePiece .model file");
+  if (!fs::is_regular_file(status)) fail<IOError>(where, "is not a regular file (a device or FIFO), so not a "
+                                                         "SentencePiece .model file");
+  const uintmax_t size = fs::file_size(path, error);
+  if (error) fail<IOError>(where, "cannot read its size: {}", error.message());
+  if (size == 0) fail<IOError>(where, "is empty, not a SentencePiece .model file");
+  if (size > kLargestSpmModel)
+    fail<IOError>(where, "is {} bytes; a SentencePiece .model file is at most {} MiB", size, kLargestSpmModel >> 20);
+}
+
+}  // namespace
+
 TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const TaskOptions& options) {
   if (!options.spm_model.empty() && options.tokenizer != "spm")
     fail<ValueError>("--spm-model " + options.spm_model, "a SentencePiece model needs --tokenizer spm (the "
@@ -85,6 +112,7 @@ TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const T
   } else if (options.tokenizer == "bpe") {
     tokenizer = std::make_unique<data::Bpe>(data::Bpe::learn(joint_texts(train), options.bpe_merges));
   } else if (options.tokenizer == "spm") {
+    if (!options.spm_model.empty()) check_spm_model_file(options.spm_model);
     data::SentencePiece::TrainOptions spm = options.spm;
     spm.threads = num_threads();
     tokenizer = std::make_unique<data::SentencePiece>(options.spm_model.empty()
@@ -93,10 +121,17 @@ TextCodec TextCodec::learn(const std::vector<data::SentencePair>& train, const T
   } else {
     fail<ValueError>("tokenizer", "unknown tokenizer '{}' (known: word, char, bpe, spm)", options.tokenizer);
   }
+  // Only the tokens training sees: those past --max-sentence-tokens are cut off by encode, and counting them
+  // would add entries that are never trained (a single long line adds thousands).
   data::TokenCounts counts;
+  const auto count_kept = [&](const std::string& text) {
+    std::vector<std::string> tokens = tokenizer->tokenize(text);
+    if (tokens.size() > options.max_tokens) tokens.resize(options.max_tokens);
+    data::count_tokens(tokens, counts);
+  };
   for (const auto& pair : train) {
-    data::count_tokens(tokenizer->tokenize(pair.source), counts);
-    data::count_tokens(tokenizer->tokenize(pair.target), counts);
+    count_kept(pair.source);
+    count_kept(pair.target);
   }
   return TextCodec(std::move(tokenizer), data::Vocabulary::build(counts, options.min_freq));
 }

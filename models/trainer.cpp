@@ -2,6 +2,7 @@
 
 #include "autograd/generator.h"
 
+#include "models/html_report.h"
 #include "models/svg.h"
 #include "models/translation.h"
 #include "nn/checkpoint.h"
@@ -10,8 +11,10 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cctype>
@@ -21,9 +24,55 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <random>
 
 namespace gradformer::models {
 namespace {
+
+// A new run's id: 128 random bits as 32 hex digits, rank 0's on every rank.
+std::string fresh_run_id(const nn::Distributed& distributed) {
+  std::array<int64_t, 2> words{};
+  if (distributed.is_root()) {
+    std::random_device device;
+    for (int64_t& word : words)
+      word = std::bit_cast<int64_t>(static_cast<uint64_t>(device()) << 32 | static_cast<uint64_t>(device()));
+  }
+  distributed.allreduce_sum(words);
+  return fmt::format("{:016x}{:016x}", std::bit_cast<uint64_t>(words[0]), std::bit_cast<uint64_t>(words[1]));
+}
+
+// The step of a step checkpoint's file name ("step-000400.safetensors"), or nothing for any other name.
+std::optional<int64_t> step_of_file_name(const std::string& name) {
+  constexpr std::string_view prefix = "step-", suffix = ".safetensors";
+  if (!name.starts_with(prefix) || !name.ends_with(suffix)) return std::nullopt;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  if (digits.size() < 6 || digits.size() > 18 ||
+      !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
+// The run id of a step checkpoint, "" for a file that is none (not a gradformer checkpoint, unreadable) or has
+// no id.
+std::string run_id_or_none(const std::filesystem::path& path) {
+  try {
+    return nn::run_id_of(path.string());
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+// The step checkpoints in `dir`, by step: (step, file name).
+std::vector<std::pair<int64_t, std::string>> step_files_in(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> files;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (const auto step = step_of_file_name(name); step && entry.is_regular_file(error)) files.emplace_back(*step, name);
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
 
 std::vector<size_t> lengths_of(const std::vector<Example>& examples, bool source) {
   std::vector<size_t> out;
@@ -92,11 +141,33 @@ Trainer::Trainer(Seq2SeqModel& model, const TextCodec& codec, std::vector<Exampl
   optim::AdamOptions adam = config_.adam;
   adam.lr = schedule_->lr(1);
   optimizer_ = std::make_unique<optim::Adam>(model_.parameters(), adam);
+  run_id_ = fresh_run_id(distributed_);
   std::filesystem::create_directories(config_.out_dir);
   // A run killed while writing a checkpoint leaves NAME.tmp.PID beside the intact NAME; a new run tidies them.
   if (distributed_.is_root())
     for (const char* name : {"last.safetensors", "best.safetensors"})
-      safetensors::remove_stale_temporaries(config_.out_dir + "/" + name);
+      nn::remove_stale_temporaries(config_.out_dir + "/" + name);
+}
+
+std::vector<std::string> Trainer::remove_step_checkpoints_of_other_runs() {
+  std::vector<std::string> removed;
+  if (!distributed_.is_root()) return removed;
+  for (const auto& [step, name] : step_files_in(config_.out_dir)) {
+    const std::filesystem::path path = std::filesystem::path(config_.out_dir) / name;
+    // A file that is no gradformer checkpoint is no run's: not ours to remove.
+    std::map<std::string, std::string> metadata;
+    try {
+      metadata = safetensors::load_metadata(path.string());
+    } catch (const Error&) {
+      continue;
+    }
+    if (metadata["format"] != "gradformer-checkpoint" || run_id_or_none(path) == run_id_) continue;
+    std::error_code error;
+    std::filesystem::remove(path, error);
+    if (error) fail<IOError>(path.string(), "cannot remove this step checkpoint of another run: {}", error.message());
+    removed.push_back(name);
+  }
+  return removed;
 }
 
 void Trainer::save(const std::string& name) {
@@ -114,11 +185,16 @@ void Trainer::save(const std::string& name) {
                  {"batch_in_epoch", batch_in_epoch_},
                  {"best_valid_loss", std::isfinite(best_valid_loss_) ? nlohmann::json(best_valid_loss_) : nlohmann::json()},
                  {"validations_without_improvement", validations_without_improvement_},
+                 {"diverged_validations", diverged_validations_},
                  {"train_losses", train_losses_},
                  {"train_nll", train_nll_},
                  {"valid_losses", valid_losses_},
                  {"valid_bleu", valid_bleu_},
-                 {"step_checkpoints", step_checkpoints_},
+                 {"valid_chrf", valid_chrf_},
+                 {"learning_rates", learning_rates_},
+                 {"tokens_per_second", tokens_per_second_},
+                 {"run_id", run_id_},
+                 {"keep_last", config_.keep_last},
                  {"world_size", distributed_.size()},
                  {"rank_generators", rank_generators}};
   nlohmann::json config = model_config_;
@@ -151,20 +227,23 @@ void Trainer::resume(const std::string& checkpoint_path) {
                          ? extra["best_valid_loss"].get<double>()
                          : INFINITY;
   validations_without_improvement_ = extra.value("validations_without_improvement", int64_t{0});
+  diverged_validations_ = extra.value("diverged_validations", int64_t{0});
   train_losses_ = extra.value("train_losses", train_losses_);
   train_nll_ = extra.value("train_nll", train_nll_);
   valid_losses_ = extra.value("valid_losses", valid_losses_);
   valid_bleu_ = extra.value("valid_bleu", valid_bleu_);
-  // The step checkpoints are names in the directory the run wrote them to; continued elsewhere, those files are
-  // not this run's to remove.
-  std::error_code ignored;
-  const std::filesystem::path saved_dir = std::filesystem::path(checkpoint_path).parent_path();
-  if (std::filesystem::equivalent(saved_dir.empty() ? "." : saved_dir, config_.out_dir, ignored)) {
-    step_checkpoints_ = extra.value("step_checkpoints", step_checkpoints_);
-    // `last` is written before the step checkpoint of its step: a run killed between them left that one's
-    // temporary.
-    if (distributed_.is_root()) safetensors::remove_stale_temporaries(step_checkpoint_path(step_));
-  }
+  valid_chrf_ = extra.value("valid_chrf", valid_chrf_);
+  learning_rates_ = extra.value("learning_rates", learning_rates_);
+  tokens_per_second_ = extra.value("tokens_per_second", tokens_per_second_);
+  if (const auto id = extra.find("run_id"); id != extra.end() && id->is_string() && !id->get<std::string>().empty())
+    run_id_ = id->get<std::string>();
+  // This run's step checkpoints are the step files in out_dir that carry its id, whatever the checkpoint lists.
+  step_checkpoints_.clear();
+  for (const auto& [step, name] : step_files_in(config_.out_dir))
+    if (run_id_or_none(std::filesystem::path(config_.out_dir) / name) == run_id_) step_checkpoints_.push_back(name);
+  // `last` is written before the step checkpoint of its step: a run killed between them left that one's
+  // temporary.
+  if (distributed_.is_root()) nn::remove_stale_temporaries(step_checkpoint_path(step_));
 }
 
 double Trainer::evaluate_loss(const std::vector<Example>& examples) {
@@ -212,8 +291,10 @@ ValidStats Trainer::validate() {
   stats.loss = results[0];
   stats.bleu = results[1];
   stats.chrf = results[2];
-  if (config_.valid_bleu_sentences > 0 && !valid_text_.empty())
+  if (config_.valid_bleu_sentences > 0 && !valid_text_.empty()) {
     valid_bleu_.emplace_back(static_cast<double>(step_), stats.bleu);
+    valid_chrf_.emplace_back(static_cast<double>(step_), stats.chrf);
+  }
   stats.best = stats.loss < best_valid_loss_;
   if (stats.best) {
     best_valid_loss_ = stats.loss;
@@ -222,6 +303,7 @@ ValidStats Trainer::validate() {
     ++validations_without_improvement_;
   }
   valid_losses_.emplace_back(static_cast<double>(step_), stats.loss);
+  diverged_validations_ = stats.loss > divergence_threshold() ? diverged_validations_ + 1 : 0;
   return stats;
 }
 
@@ -248,6 +330,12 @@ StopReason Trainer::run(const std::function<void(const StepStats&)>& on_step,
       const ValidStats valid = validate();
       checkpoint(valid);
       if (distributed_.is_root()) on_valid(valid);
+      if (config_.divergence_validations > 0 && diverged_validations_ >= config_.divergence_validations)
+        fail<NumericalError>("train", "step {}: training diverged: the validation loss ({:.4g} now) has been above "
+                             "log(vocabulary size {}) + {} = {:.2f}, worse than a uniform guess, for {} validations "
+                             "in a row; lower --lr-factor (or raise --warmup) and start again. best.safetensors "
+                             "holds the best validation so far", step_, valid.loss, codec_.vocabulary().size(),
+                             config_.divergence_margin, divergence_threshold(), diverged_validations_);
       if (config_.patience > 0 && validations_without_improvement_ >= config_.patience)
         return StopReason::early_stopping;
     }
@@ -295,6 +383,10 @@ double Trainer::budget_seconds_used() const {
   if (config_.budget_clock == BudgetClock::process_cpu)
     return static_cast<double>(std::clock() - cpu_started_) / CLOCKS_PER_SEC;
   return std::chrono::duration<double>(Clock::now() - started_).count();
+}
+
+double Trainer::divergence_threshold() const {
+  return std::log(static_cast<double>(codec_.vocabulary().size())) + config_.divergence_margin;
 }
 
 std::string Trainer::checkpoint_note() const {
@@ -357,6 +449,8 @@ StepStats Trainer::train_step(const StepWork& work, int64_t global_tokens) {
   }
   train_losses_.emplace_back(static_cast<double>(step_), stats.loss);
   train_nll_.emplace_back(static_cast<double>(step_), stats.nll);
+  learning_rates_.emplace_back(static_cast<double>(step_), stats.learning_rate);
+  tokens_per_second_.emplace_back(static_cast<double>(step_), stats.tokens_per_second);
   return stats;
 }
 
@@ -382,15 +476,56 @@ void Trainer::checkpoint(const ValidStats& valid) {
   if (config_.keep_last > 0) save(step_name);
   if (!distributed_.is_root()) return;
   for (const std::string& name : expired) {
+    // Only a file that still carries this run's id: one replaced meanwhile (copied from another run) stays.
+    const std::filesystem::path path = std::filesystem::path(config_.out_dir) / name;
+    if (run_id_or_none(path) != run_id_) continue;
     std::error_code error;
-    std::filesystem::remove(std::filesystem::path(config_.out_dir) / name, error);
+    std::filesystem::remove(path, error);
     if (error) fail<IOError>(config_.out_dir + "/" + name, "cannot remove the expired step checkpoint: {}",
                              error.message());
   }
+  write_pictures();
+}
+
+void Trainer::write_pictures() const {
   const std::string smoothed = fmt::format("train, label-smoothed {} (optimised)", config_.label_smoothing);
   std::vector<Curve> losses{{"train NLL", train_nll_}, {"valid NLL", valid_losses_}};
   if (config_.label_smoothing != 0) losses.push_back({smoothed, train_losses_});
   write_text_file(config_.out_dir + "/loss.svg", training_svg(losses, {"valid BLEU", valid_bleu_}));
+
+  TrainingReport report{.title = config_.out_dir,
+                        .train_nll = losses[0],
+                        .valid_nll = losses[1],
+                        .smoothed_loss = config_.label_smoothing != 0 ? losses[2] : Curve{smoothed, {}},
+                        .bleu = {"valid BLEU", valid_bleu_},
+                        .chrf = {"valid chrF", valid_chrf_},
+                        .learning_rate = {"learning rate", learning_rates_},
+                        .tokens_per_second = {"tokens/s", tokens_per_second_},
+                        .config = nlohmann::json::object(),
+                        .machine = machine_description(config_.precision, distributed_.size()),
+                        .best = std::nullopt,
+                        .step = step_};
+  nlohmann::json training{{"max_tokens", config_.max_tokens},
+                          {"update_freq", config_.update_freq},
+                          {"warmup_steps", config_.warmup_steps},
+                          {"lr_factor", config_.lr_factor},
+                          {"label_smoothing", config_.label_smoothing},
+                          {"clip_norm", config_.clip_norm},
+                          {"valid_every", config_.valid_every},
+                          {"patience", config_.patience},
+                          {"max_steps", config_.max_steps},
+                          {"max_minutes", config_.max_minutes},
+                          {"seed", config_.seed},
+                          {"train_examples", train_.size()},
+                          {"valid_examples", valid_.size()}};
+  report.config = {{"model", model_config_}, {"training", training}};
+  if (config_.data) report.config["data"] = to_json(*config_.data);
+  // best.safetensors holds the first validation with the lowest loss.
+  const auto best = std::min_element(valid_losses_.begin(), valid_losses_.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (best != valid_losses_.end() && std::isfinite(best->second))
+    report.best = BestCheckpoint{config_.out_dir + "/best.safetensors", static_cast<int64_t>(best->first), best->second};
+  write_text_file(config_.out_dir + "/report.html", training_html(report));
 }
 
 OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {
@@ -399,20 +534,29 @@ OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {
   std::filesystem::create_directories(dir, error);
   if (error) fail<IOError>(dir, "cannot create the directory: {}", error.message());
   const std::string path = dir + "/.lock";
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail<IOError>(dir, "cannot write there: {}", std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int lock_error = errno;
-    std::string holder(32, '\0');
-    const ssize_t got = ::pread(fd_, holder.data(), holder.size(), 0);
-    holder.resize(got > 0 ? static_cast<size_t>(got) : 0);
-    while (!holder.empty() && std::isspace(static_cast<unsigned char>(holder.back()))) holder.pop_back();
+  // The holder removes the file when it ends; a run that opened it just before then holds a lock on a file no
+  // longer in the directory, sees so (another inode, or none, under the name) and tries again.
+  for (;;) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail<IOError>(dir, "cannot write there: {}", std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int lock_error = errno;
+      std::string holder(32, '\0');
+      const ssize_t got = ::pread(fd_, holder.data(), holder.size(), 0);
+      holder.resize(got > 0 ? static_cast<size_t>(got) : 0);
+      while (!holder.empty() && std::isspace(static_cast<unsigned char>(holder.back()))) holder.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (lock_error == EWOULDBLOCK)
+        fail<IOError>(dir, "another training run (pid {}) is using this directory ({} is locked); wait for it to "
+                      "end, or choose another --out", holder.empty() ? "unknown" : holder, path);
+      fail<IOError>(path, "cannot lock: {}", std::strerror(lock_error));
+    }
+    struct stat locked {}, named {};
+    if (::fstat(fd_, &locked) == 0 && ::stat(path.c_str(), &named) == 0 && locked.st_dev == named.st_dev &&
+        locked.st_ino == named.st_ino)
+      break;
     ::close(fd_);
-    fd_ = -1;
-    if (lock_error == EWOULDBLOCK)
-      fail<IOError>(dir, "another training run (pid {}) is using this directory ({} is locked); wait for it to end, "
-                    "or choose another --out", holder.empty() ? "unknown" : holder, path);
-    fail<IOError>(path, "cannot lock: {}", std::strerror(lock_error));
   }
   const std::string pid = fmt::format("{}\n", ::getpid());
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
@@ -423,17 +567,15 @@ OutDirLock::OutDirLock(const std::string& dir) : dir_(dir) {
   }
 }
 
-// The file stays where the run left anything: removing it would let a third run lock a new file while a second
-// still holds the old one. A directory this run created and left empty (it failed before writing, say on a
-// corrupt --spm-model) goes, so that a failed start leaves no trace.
+// The file goes while the lock is still held (the constructor's inode check makes that safe), so that a run
+// leaves no .lock behind; a directory this run created and left empty (it failed before writing, say on a corrupt
+// --spm-model) goes too, so that a failed start leaves no trace.
 OutDirLock::~OutDirLock() {
   if (fd_ < 0) return;
   namespace fs = std::filesystem;
   std::error_code error;
-  if (created_ && std::distance(fs::directory_iterator(dir_, error), fs::directory_iterator()) == 1) {
-    fs::remove(dir_ + "/.lock", error);
-    fs::remove(dir_, error);
-  }
+  fs::remove(dir_ + "/.lock", error);
+  if (created_ && fs::is_empty(dir_, error)) fs::remove(dir_, error);
   ::close(fd_);
 }
 

@@ -1,7 +1,7 @@
 // The training loop of gradformer-train: Adam with the Transformer paper's warmup schedule (both TrainConfig's
 // to change), label-smoothed cross entropy over non-padding target tokens, global-norm gradient clipping,
 // length-bucketed batches, validation loss and BLEU every N steps, `last` and `best` checkpoints (and the last N
-// step checkpoints, for averaging) written atomically, loss.svg, exact resumption (same batches, same random
+// step checkpoints, for averaging) written atomically, loss.svg and report.html, exact resumption (same batches, same random
 // numbers), a stop on request (a signal) that finishes the step and writes `last`, and a stop on a non-finite loss
 // that leaves the last checkpoint intact.
 // Trainer::run is the loop to read first; each thing a step does is one private function below it.
@@ -39,9 +39,10 @@ namespace gradformer::models {
 enum class BudgetClock { wall, process_cpu };
 
 struct TrainConfig {
-  std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg
+  std::string out_dir;             // last.safetensors, best.safetensors, train.log, loss.svg, report.html
   // Step checkpoints kept (step-000400.safetensors, written beside `last` at each validation, for averaging with
-  // gradformer-average); the oldest this run wrote beyond the count is removed. 0: none are written.
+  // gradformer-average); the oldest this run wrote beyond the count is removed (only a step-*.safetensors in
+  // out_dir that carries this run's id). 0: none are written.
   int64_t keep_last = 0;
   int64_t max_steps = 0;           // 0: no limit
   double max_minutes = 0;          // 0: no limit
@@ -61,6 +62,11 @@ struct TrainConfig {
   int64_t valid_every = 200;
   int64_t valid_bleu_sentences = 200;  // decoded greedily for the validation BLEU (0: skip BLEU)
   int64_t patience = 0;            // stop after this many validations without a better loss (0: never)
+  // A run has diverged when this many validations in a row lose more than log(vocabulary size) +
+  // divergence_margin nats per token (worse than a uniform guess over the vocabulary, which an untrained model
+  // is close to): run() then stops with NumericalError. 0: never.
+  int64_t divergence_validations = 3;
+  double divergence_margin = 2.0;
   uint64_t seed = 1;
   int64_t update_freq = 1;         // batches (micro-batches) accumulated per optimizer step, fairseq's --update-freq
   bool best_in_bfloat16 = false;   // best.safetensors as a decoding checkpoint: BF16 model, no optimizer state
@@ -105,12 +111,14 @@ class Trainer {
           const nn::Distributed& distributed = nn::Distributed::single());
 
   // Continues from a checkpoint written by this trainer: model, optimizer, step, data position, generator (each
-  // rank's own). Every rank reads the file. A checkpoint written by a job of another size is refused with a
+  // rank's own), and the run's id, so the step checkpoints of the run in out_dir are again its own to expire.
+  // Every rank reads the file. A checkpoint written by a job of another size is refused with a
   // ValueError: its batch shares and random streams belong to that size.
   void resume(const std::string& checkpoint_path);
   // Trains until a limit, early stopping, or `interrupt` (if given) becoming true on any rank: the step under way
   // is finished and `last` written (when a step was taken). Throws NumericalError (after logging) on a
-  // non-finite loss, with the last checkpoint untouched.
+  // non-finite loss, with the last checkpoint untouched, and after the validation that shows the run diverged
+  // (TrainConfig::divergence_validations), its checkpoints written.
   StopReason run(const std::function<void(const StepStats&)>& on_step,
                  const std::function<void(const ValidStats&)>& on_valid,
                  const std::atomic<bool>* interrupt = nullptr);
@@ -124,6 +132,13 @@ class Trainer {
   const std::vector<std::pair<double, double>>& valid_losses() const { return valid_losses_; }
   const std::vector<std::pair<double, double>>& valid_bleu() const { return valid_bleu_; }
   int64_t step() const { return step_; }
+  // Random, given at construction (or taken from the checkpoint by resume) and written into every checkpoint
+  // (training.extra.run_id, nn::run_id_of): what tells this run's files from another's.
+  const std::string& run_id() const { return run_id_; }
+  // Removes the gradformer step checkpoints (step-*.safetensors) in out_dir that carry another run's id or none
+  // (--overwrite: a new run must not leave an older one's beside its own, for gradformer-average to mix), and
+  // returns their names. Files of this run and files that are not gradformer checkpoints stay.
+  std::vector<std::string> remove_step_checkpoints_of_other_runs();
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -144,7 +159,9 @@ class Trainer {
   void checkpoint(const ValidStats& valid);
   void save(const std::string& name);
   std::string checkpoint_note() const;
+  double divergence_threshold() const;
   std::string step_checkpoint_path(int64_t step) const;
+  void write_pictures() const;
 
   Seq2SeqModel& model_;
   const TextCodec& codec_;
@@ -164,9 +181,14 @@ class Trainer {
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
   double best_valid_loss_ = INFINITY;
   int64_t validations_without_improvement_ = 0;
+  int64_t diverged_validations_ = 0;  // in a row, see TrainConfig::divergence_validations
+  std::string run_id_;
   std::vector<std::pair<double, double>> train_losses_, train_nll_, valid_losses_, valid_bleu_;
+  // What report.html plots besides: per step, and per validation.
+  std::vector<std::pair<double, double>> learning_rates_, tokens_per_second_, valid_chrf_;
   // The step checkpoints this run wrote and still keeps, oldest first (file names in out_dir); only these are
-  // ever removed, and a resume in the same directory carries them on.
+  // ever removed, each only if it still carries run_id_. A resume finds them again in out_dir by their run id,
+  // never by names read from a checkpoint.
   std::vector<std::string> step_checkpoints_;
   Clock::time_point started_, window_start_;  // of run(), and of the tokens-per-second window
   std::clock_t cpu_started_ = 0;               // the process's CPU time when run() began
@@ -174,8 +196,8 @@ class Trainer {
 };
 
 // One run per directory: an exclusive flock on DIR/.lock (DIR is created), held until destruction, with the
-// holder's PID in the file for the next run's message. Taking it also proves DIR writable before any work. A
-// DIR it created is removed again if the run wrote nothing there.
+// holder's PID in the file for the next run's message; the file is removed at destruction. Taking it also proves
+// DIR writable before any work. A DIR it created is removed again if the run wrote nothing there.
 // Throws IOError naming DIR when it cannot be created or written, or when another process holds the lock.
 class OutDirLock {
  public:

@@ -34,7 +34,9 @@ TransformerSeq2Seq::TransformerSeq2Seq(const TransformerSizes& sizes, nlohmann::
                                                      .nhead = sizes.heads,
                                                      .dim_feedforward = sizes.d_ff,
                                                      .dropout = sizes.dropout,
-                                                     .norm_first = sizes.pre_norm},
+                                                     .norm_first = sizes.pre_norm,
+                                                     .feed_forward = sizes.feed_forward,
+                                                     .norm = sizes.norm},
                                            .num_encoder_layers = sizes.layers,
                                            .num_decoder_layers = sizes.layers};
   transformer_ = register_module("transformer", std::make_shared<nn::Transformer>(transformer, gen));
@@ -93,19 +95,26 @@ Tensor TransformerSeq2Seq::step(DecoderState& base, const Tensor& last) const {
 
 std::vector<AttentionMap> TransformerSeq2Seq::attention_maps(const Tensor& src, const Tensor& tgt_in) const {
   NoGradGuard no_grad;
+  nn::AttentionWeights weights;  // per layer (1, H, queries, keys)
   const Tensor source_padding = eq(src, static_cast<double>(data::pad_id));
-  const Tensor memory = transformer_->encode(embed_source(src), source_padding);
+  const Tensor memory = transformer_->encode(embed_source(src), source_padding, &weights);
   nn::DecodeMasks masks;
   masks.memory_key_padding_mask = source_padding;
-  std::vector<Tensor> weights;  // per layer (1, H, T, S)
   transformer_->decode(embed_target(tgt_in, 0), memory, masks, nullptr, &weights);
   std::vector<AttentionMap> maps;
-  for (size_t layer = 0; layer < weights.size(); ++layer) {
-    const Tensor& w = weights[layer];
-    for (int64_t head = 0; head < w.size(1); ++head)
-      maps.push_back({fmt::format("layer {} head {}", layer, head),
-                      reshape(slice(w, 1, head, head + 1), {w.size(2), w.size(3)})});
-  }
+  const auto add = [&](AttentionKind kind, const std::vector<Tensor>& layers) {
+    for (size_t layer = 0; layer < layers.size(); ++layer) {
+      const Tensor& w = layers[layer];
+      for (int64_t head = 0; head < w.size(1); ++head)
+        maps.push_back({fmt::format("{}layer {} head {}", kind == AttentionKind::cross ? "" : attention_kind_name(kind) + " ",
+                                    layer, head),
+                        reshape(slice(w, 1, head, head + 1), {w.size(2), w.size(3)}), kind,
+                        static_cast<int64_t>(layer), head});
+    }
+  };
+  add(AttentionKind::cross, weights.cross);
+  add(AttentionKind::encoder_self, weights.encoder_self);
+  add(AttentionKind::decoder_self, weights.decoder_self);
   return maps;
 }
 

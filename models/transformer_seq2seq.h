@@ -14,6 +14,8 @@ struct TransformerSizes {
   double dropout;
   bool pre_norm, share_embeddings;
   int64_t max_length;
+  nn::FeedForwardFactory feed_forward{};  // null: the library's (see nn::TransformerLayerOptions)
+  nn::NormFactory norm{};
 };
 
 class TransformerSeq2Seq : public Seq2SeqModel {

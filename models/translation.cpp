@@ -48,7 +48,7 @@ CorpusReport translate_corpus(const ModelEnsemble& models, const TextCodec& code
       for (size_t k = 0; k < rows.size(); ++k) {
         auto& n_best = translations[rows[k]];
         n_best.clear();
-        for (const ScoredHypothesis& h : outputs[k]) n_best.push_back({codec.decode(h.tokens), h.log_prob, h.score});
+        for (const ScoredHypothesis& h : outputs[k]) n_best.push_back({codec.decode(h.tokens), h.tokens, h.log_prob, h.score});
       }
     }
     sink(report.sentences, translations);

@@ -33,6 +33,7 @@ using SentenceSource = std::function<bool(std::string&)>;
 // A detokenised hypothesis with its scores (models/decode.h's ScoredHypothesis).
 struct ScoredTranslation {
   std::string text;
+  std::vector<int64_t> tokens;  // the ids text was detokenised from, without <bos> and <eos>
   double log_prob = 0.0;
   double score = 0.0;
 };

@@ -124,6 +124,12 @@ Tensor MultiheadAttention::split_heads(const Tensor& x) const {
 
 AttentionResult MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                             const MultiheadAttentionForwardOptions& options) const {
+  return with_forward_hooks([&](const Tensor& q, const Tensor& k, const Tensor& v) { return attend(q, k, v, options); },
+                            query, key, value);
+}
+
+AttentionResult MultiheadAttention::attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                                           const MultiheadAttentionForwardOptions& options) const {
   constexpr std::string_view kLayer = "MultiheadAttention";
   if (query.dim() != 3 || key.dim() != 3 || value.dim() != 3)
     fail<ShapeError>(kLayer, "query {}, key {}, value {}: expected (B, T, E), (B, S, E), (B, S, E)",

@@ -123,6 +123,8 @@ class MultiheadAttention : public Module {
   const Linear& out_proj() const { return *out_proj_; }
 
  private:
+  AttentionResult attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                         const MultiheadAttentionForwardOptions& options) const;
   // (B, L, E) -> (B, H, L, Dh) as a view.
   Tensor split_heads(const Tensor& x) const;
   // Rows [start, start + count·E) of the input projection: (count·E, E) and (count·E) views.

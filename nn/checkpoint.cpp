@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <span>
 #include <string_view>
@@ -133,11 +134,24 @@ LoadedCheckpoint read_metadata(const std::string& path, const safetensors::File&
   loaded.state.generator = generator_state(path, file);
 
   for (const auto& entry : file.tensors) {
+    if (is_model_key(entry.first)) loaded.model_shapes.emplace(entry.first, entry.second.shape);
     if (entry.first.starts_with(kOptimizerPrefix)) loaded.has_optimizer = true;
     if (entry.first.starts_with(kTrainingPrefix) && entry.first != kGeneratorKey)
       fail<CheckpointError>(path, "unknown training tensor '{}'", entry.first);
   }
-  if (loaded.has_optimizer && !file.metadata.contains("optimizer"))
+  if (file.metadata.contains("optimizers")) {
+    const nlohmann::json types = parse_metadata_json(path, file, "optimizers");
+    if (!types.is_object() || types.empty())
+      fail<CheckpointError>(path, "checkpoint metadata \"optimizers\" must map names to type names, got {}",
+                            types.dump());
+    for (const auto& item : types.items()) {
+      if (!item.value().is_string())
+        fail<CheckpointError>(path, "checkpoint metadata \"optimizers\" gives '{}' the type {}, not a name",
+                              item.key(), item.value().dump());
+      loaded.optimizer_types.emplace(item.key(), item.value().get<std::string>());
+    }
+  }
+  if (loaded.has_optimizer && !file.metadata.contains("optimizer") && loaded.optimizer_types.empty())
     fail<CheckpointError>(path, "checkpoint holds optimizer tensors but no \"optimizer\" metadata naming its type");
   return loaded;
 }
@@ -226,8 +240,11 @@ void load_weights(const std::string& path, Module& model, bool strict) {
   model.load_state_dict(dict, strict);
 }
 
-void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
-                     const TrainingState& state, const nlohmann::json& config, const CheckpointWriteOptions& options) {
+namespace {
+
+// Everything of a checkpoint but the optimizers' tensors and metadata.
+safetensors::File checkpoint_file(const Module& model, const TrainingState& state, const nlohmann::json& config,
+                                  const CheckpointWriteOptions& options) {
   safetensors::File file;
   for (const auto& [name, tensor] : model.state_dict()) {
     if (!is_model_key(name))
@@ -237,11 +254,6 @@ void save_checkpoint(const std::string& path, const Module& model, const optim::
     if (options.model_in_bfloat16 && is_floating(tensor.dtype())) record = safetensors::to_bfloat16(record, name);
     file.tensors.emplace(name, std::move(record));
   }
-  if (optimizer != nullptr) {
-    for (const auto& [key, tensor] : optimizer->state_dict())
-      file.tensors.emplace(fmt::format("{}{}", kOptimizerPrefix, key), to_record(tensor));
-    file.metadata.emplace("optimizer", optimizer->type_name());
-  }
   file.tensors.emplace(kGeneratorKey, generator_record(state.generator));
 
   file.metadata.emplace("format", kFormat);
@@ -250,52 +262,162 @@ void save_checkpoint(const std::string& path, const Module& model, const optim::
   nlohmann::json training = {{"step", state.step}};
   if (!state.extra.is_null()) training["extra"] = state.extra;
   file.metadata.emplace("training", dump_json(training, "training state"));
+  return file;
+}
+
+void add_optimizer_tensors(safetensors::File& file, const std::string& prefix, const optim::Optimizer& optimizer) {
+  for (const auto& [key, tensor] : optimizer.state_dict())
+    file.tensors.emplace(fmt::format("{}{}", prefix, key), to_record(tensor));
+}
+
+template <class Named>
+void check_optimizer_names(std::string_view where, const Named& optimizers) {
+  std::set<std::string> seen;
+  for (const auto& [name, optimizer] : optimizers) {
+    if (name.empty() || name.find('.') != std::string::npos)
+      fail<ValueError>(where, "optimizer name '{}' must be non-empty and contain no '.'", name);
+    if (!seen.insert(name).second) fail<ValueError>(where, "optimizer name '{}' is given twice", name);
+    if (optimizer == nullptr) fail<ValueError>(where, "optimizer '{}' is a null pointer", name);
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const Module& model, const optim::Optimizer* optimizer,
+                     const TrainingState& state, const nlohmann::json& config, const CheckpointWriteOptions& options) {
+  safetensors::File file = checkpoint_file(model, state, config, options);
+  if (optimizer != nullptr) {
+    add_optimizer_tensors(file, std::string(kOptimizerPrefix), *optimizer);
+    file.metadata.emplace("optimizer", optimizer->type_name());
+  }
   safetensors::save_atomic(path, file);
+}
+
+void save_checkpoint(const std::string& path, const Module& model, const NamedOptimizers& optimizers,
+                     const TrainingState& state, const nlohmann::json& config, const CheckpointWriteOptions& options) {
+  check_optimizer_names("save_checkpoint", optimizers);
+  safetensors::File file = checkpoint_file(model, state, config, options);
+  nlohmann::json types = nlohmann::json::object();
+  for (const auto& [name, optimizer] : optimizers) {
+    add_optimizer_tensors(file, fmt::format("{}{}.", kOptimizerPrefix, name), *optimizer);
+    types[name] = optimizer->type_name();
+  }
+  if (!optimizers.empty()) file.metadata.emplace("optimizers", dump_json(types, "optimizer names"));
+  safetensors::save_atomic(path, file);
+}
+
+std::string run_id_of(const std::string& path) {
+  const std::map<std::string, std::string> metadata = safetensors::load_metadata(path);
+  const auto training = metadata.find("training");
+  if (training == metadata.end()) return "";
+  const nlohmann::json parsed = nlohmann::json::parse(training->second, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object() || !parsed.contains("extra") || !parsed["extra"].is_object()) return "";
+  const nlohmann::json& extra = parsed["extra"];
+  return extra.contains("run_id") && extra["run_id"].is_string() ? extra["run_id"].get<std::string>() : "";
 }
 
 LoadedCheckpoint read_checkpoint_config(const std::string& path) {
   return read_metadata(path, safetensors::load(path));
 }
 
+namespace {
+
+std::vector<std::string> optimizer_names(const LoadedCheckpoint& loaded) {
+  std::vector<std::string> names;
+  for (const auto& entry : loaded.optimizer_types) names.push_back(entry.first);
+  return names;
+}
+
+// An optimizer to load and where its tensors are: "optimizer." for a checkpoint's only one, "optimizer.<name>."
+// for one of several.
+struct OptimizerSlot {
+  std::string label;   // "the Adam" or "optimizer 'encoder'", for messages
+  std::string prefix;
+  std::string saved_type;
+  optim::Optimizer* optimizer;
+};
+
+// Loads every slot's optimizer and then the model, all or nothing: everything is checked first
+// (Optimizer::load_state_dict checks before it replaces any state, and the model's dict has been checked with the
+// rules Module::load_state_dict applies); should a later load throw regardless, the optimizers loaded so far go
+// back to their previous state, so that the caller never sees one loaded without the others.
+void load_all(const std::string& path, const safetensors::File& file, Module& model, const StateDict& model_dict,
+              const std::vector<OptimizerSlot>& slots) {
+  std::vector<StateDict> dicts;
+  for (const OptimizerSlot& slot : slots) {
+    if (slot.saved_type != slot.optimizer->type_name())
+      fail<CheckpointError>(path, "checkpoint holds {} state for {}, cannot load it into {}", slot.saved_type,
+                            slot.label, slot.optimizer->type_name());
+    StateDict dict;
+    for (const auto& [key, record] : file.tensors)
+      if (key.starts_with(slot.prefix)) dict.emplace(key.substr(slot.prefix.size()), from_record(record));
+    dicts.push_back(std::move(dict));
+  }
+  std::vector<StateDict> previous;
+  try {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      previous.push_back(slots[i].optimizer->state_dict());
+      try {
+        slots[i].optimizer->load_state_dict(dicts[i]);
+      } catch (const StateDictError& error) {
+        fail<CheckpointError>(path, "optimizer state of {} does not fit: {}", slots[i].label, error.what());
+      }
+    }
+    model.load_state_dict(model_dict, /*strict=*/true);
+  } catch (...) {
+    // The one whose load threw is unchanged; restoring it too is harmless.
+    for (size_t i = 0; i < previous.size(); ++i) slots[i].optimizer->load_state_dict(previous[i]);
+    throw;
+  }
+}
+
+}  // namespace
+
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer) {
   const safetensors::File file = safetensors::load(path);
   LoadedCheckpoint loaded = read_metadata(path, file);
   const StateDict model_dict = model_state(path, file, model, /*strict=*/true, /*skip_training_keys=*/true);
 
-  StateDict optimizer_dict;
+  std::vector<OptimizerSlot> slots;
   if (optimizer != nullptr) {
     if (!loaded.has_optimizer)
       fail<CheckpointError>(path, "checkpoint holds no optimizer state to load into the {} (a decoding checkpoint: "
                                   "BF16 or averaged); resume from a training checkpoint such as last.safetensors, or "
                                   "pass no optimizer to start a fresh one", optimizer->type_name());
-    const std::string& saved_type = file.metadata.at("optimizer");
-    if (saved_type != optimizer->type_name())
-      fail<CheckpointError>(path, "checkpoint holds {} state, cannot load it into {}", saved_type,
-                            optimizer->type_name());
-    for (const auto& [key, record] : file.tensors)
-      if (key.starts_with(kOptimizerPrefix))
-        optimizer_dict.emplace(key.substr(kOptimizerPrefix.size()), from_record(record));
+    if (!loaded.optimizer_types.empty())
+      fail<CheckpointError>(path, "checkpoint holds {} optimizers by name ({}); load them with load_checkpoint(path, "
+                                  "model, {{{{name, optimizer}}, ...}})", loaded.optimizer_types.size(),
+                            fmt::join(optimizer_names(loaded), ", "));
+    slots.push_back({fmt::format("the {}", optimizer->type_name()), std::string(kOptimizerPrefix),
+                     file.metadata.at("optimizer"), optimizer});
   }
+  load_all(path, file, model, model_dict, slots);
+  return loaded;
+}
 
-  // Optimizer::load_state_dict checks everything before it replaces any state, and the model's dict has been
-  // checked above with the rules Module::load_state_dict applies; should the model load throw regardless, the
-  // optimizer goes back to its previous state so that the caller never sees one loaded without the other.
-  if (optimizer != nullptr) {
-    const StateDict previous = optimizer->state_dict();
-    try {
-      optimizer->load_state_dict(optimizer_dict);
-    } catch (const StateDictError& error) {
-      fail<CheckpointError>(path, "optimizer state does not fit: {}", error.what());
-    }
-    try {
-      model.load_state_dict(model_dict, /*strict=*/true);
-    } catch (...) {
-      optimizer->load_state_dict(previous);
-      throw;
-    }
-  } else {
-    model.load_state_dict(model_dict, /*strict=*/true);
-  }
+LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const NamedMutableOptimizers& optimizers) {
+  check_optimizer_names("load_checkpoint", optimizers);
+  const safetensors::File file = safetensors::load(path);
+  LoadedCheckpoint loaded = read_metadata(path, file);
+  const StateDict model_dict = model_state(path, file, model, /*strict=*/true, /*skip_training_keys=*/true);
+
+  if (loaded.optimizer_types.empty())
+    fail<CheckpointError>(path, "checkpoint holds {}; load it with load_checkpoint(path, model, optimizer)",
+                          loaded.has_optimizer ? fmt::format("one optimizer ({}), not several by name",
+                                                             file.metadata.at("optimizer"))
+                                               : std::string("no optimizer state"));
+  std::vector<std::string> given;
+  for (const auto& entry : optimizers) given.push_back(entry.first);
+  const std::vector<std::string> saved = optimizer_names(loaded);  // sorted, as the map is
+  std::sort(given.begin(), given.end());
+  if (given != saved)
+    fail<CheckpointError>(path, "checkpoint holds the optimizers {}, but {} were given", fmt::join(saved, ", "),
+                          given.empty() ? std::string("none") : fmt::format("{}", fmt::join(given, ", ")));
+  std::vector<OptimizerSlot> slots;
+  for (const auto& [name, optimizer] : optimizers)
+    slots.push_back({fmt::format("optimizer '{}'", name), fmt::format("{}{}.", kOptimizerPrefix, name),
+                     loaded.optimizer_types.at(name), optimizer});
+  load_all(path, file, model, model_dict, slots);
   return loaded;
 }
 
@@ -307,11 +429,28 @@ void check_average_output(const std::vector<std::string>& inputs, const std::str
   std::error_code error;
   const fs::file_status status = fs::status(output, error);
   if (!fs::exists(status)) return;
-  for (const std::string& input : inputs)
-    if (fs::equivalent(input, output, error))
-      fail<IOError>(output, "is also an input ({}); averaging never writes over an input", input);
+  if (const std::optional<std::string> input = same_file_as(output, inputs))
+    fail<IOError>(output, "is also an input ({}); averaging never writes over an input", *input);
   if (!fs::is_regular_file(status)) fail<IOError>(output, "exists and is not a regular file");
   if (!overwrite) fail<IOError>(output, "already exists; pass --overwrite to replace it");
+}
+
+// What the caller should hear about the inputs: checkpoints of several runs (averaging is meant for the last
+// few of one), and files given more than once (they weigh more than the others).
+std::vector<std::string> average_input_warnings(const std::vector<std::string>& inputs) {
+  std::vector<std::string> warnings;
+  std::set<std::string> runs;
+  for (const std::string& input : inputs) runs.insert(run_id_of(input));
+  if (runs.size() > 1)
+    warnings.push_back(fmt::format("the inputs come from {} different training runs (run ids {}); averaging is "
+                                   "meant for checkpoints of one run", runs.size(), fmt::join(runs, ", ")));
+  for (size_t i = 0; i < inputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (same_file_as(inputs[i], {inputs[j]})) {
+        warnings.push_back(fmt::format("{} is the same file as {}: it counts twice in the mean", inputs[i], inputs[j]));
+        break;
+      }
+  return warnings;
 }
 
 // The first top-level config key (in key order) whose value differs between the two configs, or "" if none.
@@ -370,7 +509,7 @@ safetensors::TensorRecord mean_record(const std::vector<double>& sum, size_t cou
 
 }  // namespace
 
-size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
+AverageReport average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite) {
   if (inputs.empty()) fail<ValueError>("average_checkpoints", "no input checkpoints");
   check_average_output(inputs, output, overwrite);
 
@@ -395,6 +534,8 @@ size_t average_checkpoints(const std::vector<std::string>& inputs, const std::st
     }
   }
 
+  AverageReport report;
+  report.warnings = average_input_warnings(inputs);
   safetensors::File averaged;
   for (const std::string& key : model_keys(first)) {
     const auto sum = sums.find(key);
@@ -408,8 +549,9 @@ size_t average_checkpoints(const std::vector<std::string>& inputs, const std::st
                        {"training", dump_json({{"step", first_loaded.state.step},
                                                {"extra", {{"averaged_from", inputs}}}},
                                               "training state")}};
-  safetensors::save_atomic(output, averaged);
-  return sums.size();
+  safetensors::save_atomic(output, averaged, overwrite ? Replace::existing : Replace::never);
+  report.tensors = sums.size();
+  return report;
 }
 
 }  // namespace gradformer::nn

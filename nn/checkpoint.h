@@ -6,6 +6,10 @@
 // the generator state as the I64 tensor "training.generator", and "__metadata__" entries:
 //   format = "gradformer-checkpoint", version = "1", config = the caller's model configuration (JSON text),
 //   training = {"step": ..., "extra": ...} (JSON text), optimizer = the optimizer's type name (when saved).
+// A checkpoint of several optimizers (one per part of a model, say) holds each under its name instead:
+// "optimizer.<name>.<key>", with the metadata entry optimizers = {"<name>": "<type name>", ...} (JSON text).
+// Parameter groups are part of an optimizer's state dict (optim::Optimizer::state_dict), so they are saved and
+// restored either way; files written before groups existed load as one group.
 // In PyTorch, dropping the keys that start with "optimizer." or "training." leaves the model's state dict.
 // Every save goes through safetensors::save_atomic, so a failed save leaves the previous file intact.
 //
@@ -76,11 +80,31 @@ void save_checkpoint(const std::string& path, const Module& model, const optim::
                      const TrainingState& state, const nlohmann::json& config,
                      const CheckpointWriteOptions& options = {});
 
+// Optimizers of a checkpoint that holds several, each under a name: non-empty, without '.', distinct.
+using NamedOptimizers = std::vector<std::pair<std::string, const optim::Optimizer*>>;
+using NamedMutableOptimizers = std::vector<std::pair<std::string, optim::Optimizer*>>;
+
+// The same checkpoint with each optimizer's state under "optimizer.<name>." (see above). Throws ValueError for a
+// bad or repeated name, or a null optimizer.
+void save_checkpoint(const std::string& path, const Module& model, const NamedOptimizers& optimizers,
+                     const TrainingState& state, const nlohmann::json& config,
+                     const CheckpointWriteOptions& options = {});
+
 struct LoadedCheckpoint {
   nlohmann::json config;
   TrainingState state;
   bool has_optimizer = false;  // whether the file holds optimizer state
+  // The names of a checkpoint with several optimizers, with their type names; empty for one (or none).
+  std::map<std::string, std::string> optimizer_types;
+  // The shape of every model tensor (not optimizer or training ones), so that the sizes in `config` can be
+  // checked against the file before a model of those sizes is built (models::check_config_fits).
+  std::map<std::string, std::vector<int64_t>> model_shapes;
 };
+
+// The id gradformer-train gives a run (training.extra.run_id: random, written into each of its checkpoints), read
+// from the header alone; "" for a checkpoint without one (written before runs had ids, or by the API).
+// Throws as safetensors::load_metadata does.
+std::string run_id_of(const std::string& path);
 
 // Reads and checks a checkpoint's metadata and training state without any model, so that the caller can
 // build the model the config describes. A file without our metadata (a plain weights file) is a
@@ -94,6 +118,16 @@ LoadedCheckpoint read_checkpoint_config(const std::string& path);
 // applied: the caller decides which generator it belongs to. With a null optimizer, saved optimizer state
 // is ignored (fine-tuning from a checkpoint with a fresh optimizer).
 LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::Optimizer* optimizer);
+// The same for a checkpoint of several optimizers: every name saved must be given and no other, each with an
+// optimizer of the saved type that fits; nothing is loaded unless everything fits.
+LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, const NamedMutableOptimizers& optimizers);
+
+// What average_checkpoints did: the number of tensors averaged, and what the caller should tell its user (inputs
+// from different runs, the same file given twice), one sentence each.
+struct AverageReport {
+  size_t tensors = 0;
+  std::vector<std::string> warnings;
+};
 
 // fairseq's average_checkpoints.py: writes to `output` a checkpoint whose model tensors are the element-wise
 // mean of the `inputs`' (accumulated in f64, written in the first input's dtype: F64 and BF16 stay, the other
@@ -101,9 +135,10 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Module& model, optim::
 // "averaged_from" listing the inputs in its training extra, and no optimizer state. Every input must be a
 // gradformer checkpoint of the same model: the same config and the same model keys, shapes and floating or
 // integer kind; integer and bool tensors (buffers) must be equal and are copied. Otherwise CheckpointError names
-// the first mismatched key and the two files. Written with save_atomic; refuses (IOError, before reading an
-// input) an output that is one of the inputs, is not a regular file, or exists while `overwrite` is false.
-// Returns the number of tensors averaged.
-size_t average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite);
+// the first mismatched key and the two files. Inputs of different runs (run_id_of) or one file given twice are
+// averaged, with a warning each. Written with save_atomic; refuses (IOError, before reading an input) an output
+// that is one of the inputs (same_file_as), is not a regular file, or exists while `overwrite` is false; without
+// `overwrite` the output is created exclusively, so that of two runs writing one new output the second fails.
+AverageReport average_checkpoints(const std::vector<std::string>& inputs, const std::string& output, bool overwrite);
 
 }  // namespace gradformer::nn

@@ -18,7 +18,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, Generator& 
   }
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight_, bias_); }
+Tensor Linear::forward(const Tensor& x) const {
+  return with_forward_hooks([this](const Tensor& input) { return linear(input, weight_, bias_); }, x);
+}
 
 Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx, Generator& gen)
     : padding_idx_(padding_idx) {
@@ -33,7 +35,9 @@ Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padd
   weight_ = register_parameter("weight", table);
 }
 
-Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight_, ids, padding_idx_); }
+Tensor Embedding::forward(const Tensor& ids) const {
+  return with_forward_hooks([this](const Tensor& input) { return embedding(weight_, input, padding_idx_); }, ids);
+}
 
 LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine)
     : normalized_shape_(std::move(normalized_shape)), eps_(eps) {
@@ -45,12 +49,17 @@ LayerNorm::LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine
   }
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, normalized_shape_, weight_, bias_, eps_); }
+Tensor LayerNorm::forward(const Tensor& x) const {
+  return with_forward_hooks(
+      [this](const Tensor& input) { return layer_norm(input, normalized_shape_, weight_, bias_, eps_); }, x);
+}
 
 Dropout::Dropout(double p) : p_(p) {
   if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("Dropout", "p = {} is outside [0, 1]", p);
 }
 
-Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p_, is_training()); }
+Tensor Dropout::forward(const Tensor& x) const {
+  return with_forward_hooks([this](const Tensor& input) { return dropout(input, p_, is_training()); }, x);
+}
 
 }  // namespace gradformer::nn

@@ -39,11 +39,11 @@ class Embedding : public Module {
 };
 
 // Normalises over the last dimension(s) `normalized_shape` with a learned weight (ones) and bias (zeros).
-class LayerNorm : public Module {
+class LayerNorm : public UnaryModule {
  public:
   explicit LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true);
   std::string type_name() const override { return "LayerNorm"; }
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x) const override;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
 

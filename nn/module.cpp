@@ -20,7 +20,14 @@ std::string with_thousands(int64_t n) {
   return out;
 }
 
-std::string join_names(const std::vector<std::string>& names) { return fmt::format("{}", fmt::join(names, ", ")); }
+// The first few names and how many more: a checkpoint of another model can miss tens of thousands of keys, and
+// a message of megabytes helps no one.
+std::string join_names(const std::vector<std::string>& names, std::string_view separator = ", ") {
+  constexpr size_t shown = 8;
+  if (names.size() <= shown) return fmt::format("{}", fmt::join(names, separator));
+  return fmt::format("{}{}... and {} more", fmt::join(names.begin(), names.begin() + shown, separator), separator,
+                     names.size() - shown);
+}
 
 // Gives t's TensorImpl new contiguous storage holding its values converted to dtype.
 void convert_in_place(const Tensor& t, DType dtype) {
@@ -44,7 +51,7 @@ std::vector<std::string> describe_key_problems(const std::vector<std::string>& m
   if (strict && !unexpected.empty())
     problems.push_back(fmt::format("{} unexpected key(s): {}", unexpected.size(), join_names(unexpected)));
   if (!mismatched.empty())
-    problems.push_back(fmt::format("{} {}: {}", mismatched.size(), mismatch_label, fmt::join(mismatched, "; ")));
+    problems.push_back(fmt::format("{} {}: {}", mismatched.size(), mismatch_label, join_names(mismatched, "; ")));
   return problems;
 }
 
@@ -224,6 +231,58 @@ void Module::to(DType dtype) {
 
 void Module::zero_grad() {
   for (Tensor& p : parameters()) p.zero_grad();
+}
+
+Module& Module::requires_grad_(bool requires_grad) {
+  for (Tensor& p : parameters()) p.requires_grad_(requires_grad);
+  return *this;
+}
+
+namespace {
+
+void erase_forward_hook(void* hooks, uint64_t id) {
+  auto* list = static_cast<ForwardHooks*>(hooks);
+  std::erase_if(list->pre, [id](const auto& entry) { return entry.first == id; });
+  std::erase_if(list->post, [id](const auto& entry) { return entry.first == id; });
+}
+
+}  // namespace
+
+RemovableHandle Module::register_forward_pre_hook(ForwardPreHook hook) {
+  if (!hook) fail<ValueError>(fmt::format("{}.register_forward_pre_hook", type_name()), "the hook is empty");
+  if (!forward_hooks_) forward_hooks_ = std::make_shared<ForwardHooks>();
+  const uint64_t id = forward_hooks_->next_id++;
+  forward_hooks_->pre.emplace_back(id, std::move(hook));
+  return RemovableHandle(forward_hooks_, id, erase_forward_hook);
+}
+
+RemovableHandle Module::register_forward_hook(ForwardHook hook) {
+  if (!hook) fail<ValueError>(fmt::format("{}.register_forward_hook", type_name()), "the hook is empty");
+  if (!forward_hooks_) forward_hooks_ = std::make_shared<ForwardHooks>();
+  const uint64_t id = forward_hooks_->next_id++;
+  forward_hooks_->post.emplace_back(id, std::move(hook));
+  return RemovableHandle(forward_hooks_, id, erase_forward_hook);
+}
+
+void Module::run_forward_pre_hooks(std::vector<Tensor>& inputs) const {
+  // A copy of the list: a hook may remove itself (or another) while it runs.
+  const auto hooks = forward_hooks_->pre;
+  for (const auto& entry : hooks) {
+    std::optional<std::vector<Tensor>> replaced = entry.second(*this, inputs);
+    if (!replaced) continue;
+    if (replaced->size() != inputs.size())
+      fail<ValueError>(fmt::format("{}{} forward pre-hook", type_name(), path_.empty() ? "" : " " + path_),
+                       "returned {} tensors for a forward that takes {}", replaced->size(), inputs.size());
+    inputs = std::move(*replaced);
+  }
+}
+
+void Module::run_forward_hooks(const std::vector<Tensor>& inputs, Tensor& output) const {
+  const auto hooks = forward_hooks_->post;
+  for (const auto& entry : hooks) {
+    std::optional<Tensor> replaced = entry.second(*this, inputs, output);
+    if (replaced) output = std::move(*replaced);
+  }
 }
 
 int64_t Module::parameter_count() const {

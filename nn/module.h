@@ -7,6 +7,10 @@
 // A module keeps no Generator: its constructor draws the initial weights from the one it is given, and its
 // forward draws anything random from the thread's current generator (the rule in autograd/generator.h).
 //
+// Forward hooks (PyTorch's register_forward_pre_hook / register_forward_hook) see a layer's tensor arguments
+// and its output, and may replace either; every library layer runs its forward through with_forward_hooks, and a
+// user's layer does the same to take part. With no hook registered that costs one test of a pointer.
+//
 // This file is the bookkeeping only: no layer, no forward signature (each layer declares its own forward), no
 // file format (checkpoints serialise state_dict elsewhere).
 #pragma once
@@ -14,10 +18,14 @@
 #include "autograd/tensor.h"
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -37,6 +45,30 @@ std::vector<std::string> describe_key_problems(const std::vector<std::string>& m
                                                const std::vector<std::string>& unexpected,
                                                const std::vector<std::string>& mismatched, bool strict,
                                                std::string_view mismatch_label);
+
+class Module;
+
+// Runs before a module's forward with the tensors it was called with (an undefined tensor for an optional
+// argument left out); returning tensors replaces them (as many as came in), std::nullopt keeps them.
+using ForwardPreHook =
+    std::function<std::optional<std::vector<Tensor>>(const Module& module, const std::vector<Tensor>& inputs)>;
+// Runs after a module's forward with the inputs the forward saw and its output (a result struct's `.output`);
+// returning a tensor replaces the output, std::nullopt keeps it.
+using ForwardHook = std::function<std::optional<Tensor>(const Module& module, const std::vector<Tensor>& inputs,
+                                                       const Tensor& output)>;
+
+// A module's hooks, in registration order; shared with the handles, which may outlive the module.
+struct ForwardHooks {
+  std::vector<std::pair<uint64_t, ForwardPreHook>> pre;
+  std::vector<std::pair<uint64_t, ForwardHook>> post;
+  uint64_t next_id = 0;
+  bool empty() const { return pre.empty() && post.empty(); }
+};
+
+// What register_forward_hook returns: the handle Tensor::register_hook returns too (autograd/tensor.h), whose
+// remove() unregisters the hook (a second remove(), or one after the module is gone, does nothing). Dropping the
+// handle keeps the hook registered, as in PyTorch.
+using RemovableHandle = gradformer::RemovableHandle;
 
 class Module {
  public:
@@ -81,7 +113,14 @@ class Module {
   void to(DType dtype);
   // Drops every parameter's gradient (PyTorch's set_to_none=True).
   void zero_grad();
+  // Sets requires_grad on every parameter of this module and its descendants (freezing or unfreezing them):
+  // a frozen parameter gets no gradient, so optimizers leave it as it is.
+  Module& requires_grad_(bool requires_grad = true);
   int64_t parameter_count() const;
+
+  // Hooks on this module's forward (not its descendants'); each hook runs every time until its handle's remove().
+  RemovableHandle register_forward_pre_hook(ForwardPreHook hook);
+  RemovableHandle register_forward_hook(ForwardHook hook);
   // A tree like PyTorch's print(model): each module's name and type_name(), its own parameters' shapes and
   // buffers, then the total parameter count.
   std::string summary() const;
@@ -99,6 +138,25 @@ class Module {
     return module;
   }
 
+  // A layer's forward in one call: `return with_forward_hooks([&](const Tensor& x) { ... }, x);` runs the
+  // forward pre-hooks on the tensor arguments, body on what they leave, then the forward hooks on the result
+  // (a Tensor, or a struct whose `.output` the hooks see). Non-tensor arguments go into body by capture.
+  template <class Body, class... Inputs>
+  auto with_forward_hooks(const Body& body, const Inputs&... inputs) const {
+    static_assert((std::is_same_v<Inputs, Tensor> && ...), "with_forward_hooks passes Tensor arguments only");
+    if (forward_hooks_ == nullptr || forward_hooks_->empty()) return body(inputs...);
+    std::vector<Tensor> seen{inputs...};
+    run_forward_pre_hooks(seen);
+    auto result = [&]<size_t... I>(std::index_sequence<I...>) {
+      return body(seen[I]...);
+    }(std::index_sequence_for<Inputs...>{});
+    if constexpr (std::is_same_v<decltype(result), Tensor>)
+      run_forward_hooks(seen, result);
+    else
+      run_forward_hooks(seen, result.output);
+    return result;
+  }
+
  private:
   void register_child(std::string name, std::shared_ptr<Module> module);
   void check_new_name(const std::string& name, std::string_view what) const;
@@ -108,12 +166,22 @@ class Module {
   void collect(const std::string& prefix, bool recurse, bool buffers,
                std::vector<std::pair<std::string, Tensor>>& out) const;
   void summary_into(std::string& out, const std::string& name, int depth) const;
+  void run_forward_pre_hooks(std::vector<Tensor>& inputs) const;
+  void run_forward_hooks(const std::vector<Tensor>& inputs, Tensor& output) const;
 
   std::vector<std::pair<std::string, Tensor>> parameters_;
   std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   std::string path_;  // dotted name of this module under the root it was last registered in; "" for a root
   bool training_ = true;
+  std::shared_ptr<ForwardHooks> forward_hooks_;  // null until the first hook is registered
+};
+
+// A module whose forward takes one tensor and returns one: what a Transformer layer's feed-forward block and
+// norms are (nn/transformer.h), so that a user's own can take their place.
+class UnaryModule : public Module {
+ public:
+  virtual Tensor forward(const Tensor& x) const = 0;
 };
 
 // Numbered children: layers.0, layers.1, ... Holds any Module; at<M>(i) gives the concrete layer back.

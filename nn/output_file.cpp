@@ -3,9 +3,14 @@
 #include "autograd/error.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -32,13 +37,79 @@ std::string follow_links(const std::string& path) {
   }
 }
 
+// The temporaries a signal handler removes: a fixed table, since a handler may neither allocate nor lock. A slot
+// is claimed, filled, then published; the handler reads only published ones. A path too long for a slot (or a
+// process with more open output files than slots) goes unlisted, and is left to remove_stale_temporaries.
+enum SlotState : int { kFree, kFilling, kPublished };
+constexpr size_t kSlotPathBytes = 4096;  // PATH_MAX
+struct TemporarySlot {
+  std::atomic<int> state{kFree};
+  std::array<char, kSlotPathBytes> path{};
+};
+std::array<TemporarySlot, 16> live_temporaries;
+
+int list_temporary(const std::string& path) {
+  if (path.size() >= kSlotPathBytes) return -1;
+  for (size_t i = 0; i < live_temporaries.size(); ++i) {
+    int expected = kFree;
+    if (!live_temporaries[i].state.compare_exchange_strong(expected, kFilling)) continue;
+    std::copy(path.begin(), path.end(), live_temporaries[i].path.begin());
+    live_temporaries[i].path[path.size()] = '\0';
+    live_temporaries[i].state.store(kPublished);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void unlist_temporary(int slot) {
+  if (slot >= 0) live_temporaries[static_cast<size_t>(slot)].state.store(kFree);
+}
+
 }  // namespace
+
+void remove_live_temporaries() noexcept {
+  for (TemporarySlot& slot : live_temporaries)
+    if (slot.state.load() == kPublished) ::unlink(slot.path.data());
+}
+
+size_t remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path directory = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code error;
+  size_t removed = 0;
+  for (const fs::directory_entry& entry : fs::directory_iterator(directory, error)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
+      continue;
+    const pid_t writer = static_cast<pid_t>(std::stol(digits));
+    // kill(pid, 0) delivers nothing: it only asks whether the process exists.
+    if (writer == ::getpid() || !(::kill(writer, 0) != 0 && errno == ESRCH)) continue;
+    if (fs::remove(entry.path(), error)) ++removed;
+  }
+  return removed;
+}
+
+std::optional<std::string> same_file_as(const std::string& output, const std::vector<std::string>& inputs) {
+  // Only a regular file is replaced (a device or FIFO is written in place), so only one can be lost.
+  struct stat out {};
+  if (::stat(output.c_str(), &out) != 0 || !S_ISREG(out.st_mode)) return std::nullopt;
+  for (const std::string& input : inputs) {
+    struct stat in {};
+    if (::stat(input.c_str(), &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) return input;
+  }
+  return std::nullopt;
+}
 
 OutputFile::OutputFile(std::string path, int fd, bool owned) : path_(std::move(path)), target_(path_), fd_(fd), owned_(owned) {}
 
 OutputFile OutputFile::standard_output() { return OutputFile("stdout", STDOUT_FILENO, false); }
 
-OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
+OutputFile::OutputFile(std::string path, Replace replace) : path_(std::move(path)), replace_(replace) {
   target_ = follow_links(path_);
   struct stat info {};
   const bool exists = ::stat(target_.c_str(), &info) == 0;
@@ -49,14 +120,18 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     if (fd_ < 0) fail<IOError>(path_, "cannot open for writing: {}", std::strerror(errno));
     return;
   }
+  if (exists && replace_ == Replace::never) fail<IOError>(path_, "already exists");
+  remove_stale_temporaries(target_);
   const std::string temporary = fmt::format("{}.tmp.{}", target_, ::getpid());
   fd_ = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail<IOError>(path_, "cannot open for writing: {}", std::strerror(errno));
+  slot_ = list_temporary(temporary);
   // The replacement keeps the permissions of the file it replaces (the umask would otherwise narrow them).
   if (exists && ::fchmod(fd_, info.st_mode & 07777) != 0) {
     const int error = errno;
     ::close(fd_);
     ::unlink(temporary.c_str());
+    unlist_temporary(slot_);
     fail<IOError>(path_, "cannot give {} the permissions of the file it replaces: {}", temporary, std::strerror(error));
   }
   temporary_ = temporary;
@@ -65,6 +140,7 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
 OutputFile::~OutputFile() {
   if (owned_ && fd_ >= 0) ::close(fd_);
   if (!temporary_.empty()) ::unlink(temporary_.c_str());
+  unlist_temporary(slot_);
 }
 
 void OutputFile::write(std::string_view text) {
@@ -92,9 +168,20 @@ void OutputFile::commit() {
   if (::close(std::exchange(fd_, -1)) != 0) fail<IOError>(path_, "write failed: {}", std::strerror(errno));
   if (temporary_.empty()) return;
 
-  if (::rename(temporary_.c_str(), target_.c_str()) != 0)
+  if (replace_ == Replace::never) {
+    // link(2) fails where the name exists, where rename(2) would replace it: the exclusive create.
+    if (::link(temporary_.c_str(), target_.c_str()) != 0) {
+      if (errno == EEXIST)
+        fail<IOError>(path_, "was created by another process while this one wrote it; it is left as that process "
+                      "wrote it");
+      fail<IOError>(path_, "cannot link {} to it: {}", temporary_, std::strerror(errno));
+    }
+    ::unlink(temporary_.c_str());
+  } else if (::rename(temporary_.c_str(), target_.c_str()) != 0) {
     fail<IOError>(path_, "cannot rename {} over it: {}", temporary_, std::strerror(errno));
+  }
   temporary_.clear();
+  unlist_temporary(std::exchange(slot_, -1));
   // Without this the rename itself may not survive a crash, leaving the old file (or none) after reboot.
   const std::filesystem::path parent = std::filesystem::path(target_).parent_path();
   const std::string directory = parent.empty() ? std::string(".") : parent.string();

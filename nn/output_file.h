@@ -7,20 +7,29 @@
 //   since renaming over it would destroy the node; a directory is refused.
 // Every write, fsync and close is checked: a failure throws IOError "PATH: write failed: <reason>" and removes
 // the temporary file. Not a reader, and not for appending (a log that grows is opened in place by its owner).
+// Every temporary file a process has open is listed where a signal handler can reach it
+// (remove_live_temporaries), so that a program ending on a signal leaves none behind; one a killed process left
+// (SIGKILL, power loss) is removed by the next OutputFile of the same path (remove_stale_temporaries).
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gradformer::nn {
+
+// Whether commit may replace a file that exists by then. Replace::never creates the file exclusively (link(2)
+// of the temporary): of two processes writing one new path, the second fails instead of replacing the first's.
+enum class Replace { existing, never };
 
 class OutputFile {
  public:
   // Opens now (creating the temporary file for a replacement), so that a path that cannot be written is reported
   // before any work is done. Throws IOError naming `path`.
-  explicit OutputFile(std::string path);
+  explicit OutputFile(std::string path, Replace replace = Replace::existing);
   // The process's standard output, written in place and never closed; errors name it "stdout".
   static OutputFile standard_output();
   // Removes the temporary file of a replacement that was not committed: the target keeps its old contents.
@@ -47,9 +56,24 @@ class OutputFile {
   std::string temporary_;  // empty when written in place
   int fd_ = -1;
   bool owned_ = true;      // false for stdout, which is not ours to close
+  Replace replace_ = Replace::existing;
+  int slot_ = -1;          // the temporary's entry among the live ones, -1 when unlisted
 };
 
 // Writes `text` as the whole contents of `path` through OutputFile.
 void write_text_file(const std::string& path, std::string_view text);
+
+// Unlinks every temporary file of an OutputFile of this process that is still open. Async-signal-safe: for the
+// handler of a signal that ends the program.
+void remove_live_temporaries() noexcept;
+
+// Removes the `path + ".tmp.<pid>"` files an OutputFile left behind when its process died mid-write (SIGKILL,
+// power loss), those whose pid is no running process; a live writer's file stays. Returns how many it removed.
+size_t remove_stale_temporaries(const std::string& path);
+
+// The first of `inputs` that is the same regular file as `output` (device and inode, through symbolic links and
+// `..`), if any: a program never writes over what it reads. A path that does not exist, or names a device or a
+// FIFO (written in place, never replaced), matches nothing.
+std::optional<std::string> same_file_as(const std::string& output, const std::vector<std::string>& inputs);
 
 }  // namespace gradformer::nn

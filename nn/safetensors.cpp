@@ -19,7 +19,6 @@
 #include "nn/safetensors.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -369,6 +368,7 @@ struct Descriptor {
   explicit Descriptor(int descriptor) : fd(descriptor) {}
   Descriptor(const Descriptor&) = delete;
   Descriptor& operator=(const Descriptor&) = delete;
+  Descriptor(Descriptor&& other) noexcept : fd(std::exchange(other.fd, -1)) {}
   ~Descriptor() {
     if (fd >= 0) ::close(fd);
   }
@@ -484,15 +484,46 @@ File parse(std::span<const std::byte> bytes, std::string_view name) {
   return file;
 }
 
-File load(const std::string& path) {
+namespace {
+
+// A regular file opened for reading, and its size.
+struct OpenedFile {
+  Descriptor descriptor;
+  uint64_t size = 0;
+};
+
+OpenedFile open_regular(const std::string& path) {
   // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; the check below refuses it, and
   // O_NONBLOCK means nothing for the regular file read here.
-  const Descriptor file(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (file.fd < 0) fail<IOError>(path, "cannot open: {}", errno_text(errno));
+  OpenedFile opened{Descriptor(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC))};
+  if (opened.descriptor.fd < 0) fail<IOError>(path, "cannot open: {}", errno_text(errno));
   struct stat info {};
-  if (::fstat(file.fd, &info) != 0) fail<IOError>(path, "cannot stat: {}", errno_text(errno));
+  if (::fstat(opened.descriptor.fd, &info) != 0) fail<IOError>(path, "cannot stat: {}", errno_text(errno));
   if (!S_ISREG(info.st_mode)) fail<IOError>(path, "not a regular file");
-  const auto size = static_cast<uint64_t>(info.st_size);
+  opened.size = static_cast<uint64_t>(info.st_size);
+  return opened;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> load_metadata(const std::string& path) {
+  const OpenedFile opened = open_regular(path);
+  std::array<std::byte, size_field_bytes> prefix{};
+  const std::size_t prefix_size = std::min<uint64_t>(opened.size, size_field_bytes);
+  read_exactly(opened.descriptor.fd, prefix.data(), prefix_size, path);
+  const uint64_t header_size = checked_header_size(std::span(prefix).first(prefix_size), opened.size, path);
+  std::string text(header_size, '\0');
+  read_exactly(opened.descriptor.fd, reinterpret_cast<std::byte*>(text.data()), text.size(), path);
+  const json header = parse_header_json(text, path);
+  if (!header.is_object()) fail<FormatError>(path, "header is a JSON {}, not an object", header.type_name());
+  return header.contains("__metadata__") ? parse_metadata(header["__metadata__"], path)
+                                         : std::map<std::string, std::string>{};
+}
+
+File load(const std::string& path) {
+  const OpenedFile opened = open_regular(path);
+  const Descriptor& file = opened.descriptor;
+  const uint64_t size = opened.size;
 
   std::array<std::byte, size_field_bytes> prefix{};
   const std::size_t prefix_size = std::min<uint64_t>(size, size_field_bytes);
@@ -517,29 +548,9 @@ std::vector<std::byte> serialize(const File& file) {
   return bytes;
 }
 
-size_t remove_stale_temporaries(const std::string& path) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path directory = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string prefix = target.filename().string() + ".tmp.";
-  std::error_code error;
-  size_t removed = 0;
-  for (const fs::directory_entry& entry : fs::directory_iterator(directory, error)) {
-    const std::string name = entry.path().filename().string();
-    if (!name.starts_with(prefix)) continue;
-    const std::string digits = name.substr(prefix.size());
-    if (digits.empty() || digits.size() > 9 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c) != 0; })) continue;
-    const pid_t writer = static_cast<pid_t>(std::stol(digits));
-    // kill(pid, 0) delivers nothing: it only asks whether the process exists.
-    if (writer == ::getpid() || !(::kill(writer, 0) != 0 && errno == ESRCH)) continue;
-    if (fs::remove(entry.path(), error)) ++removed;
-  }
-  return removed;
-}
-
-void save_atomic(const std::string& path, const File& file) {
+void save_atomic(const std::string& path, const File& file, nn::Replace replace) {
   const Layout layout = plan(file);
-  nn::OutputFile out(path);
+  nn::OutputFile out(path, replace);
   const auto field = size_field(layout.header.size());
   out.write(field);
   out.write(layout.header);

@@ -8,6 +8,8 @@
 // 16-64 bit, 4-8 bit floats, complex) are rejected with a message naming the dtype.
 #pragma once
 
+#include "nn/output_file.h"
+
 #include <bit>
 #include <concepts>
 #include <cstddef>
@@ -67,6 +69,10 @@ inline constexpr uint64_t max_header_size = 100'000'000;
 // message starting "<name_for_errors>: " and naming the tensor concerned. The result owns copies of the data.
 File parse(std::span<const std::byte> bytes, std::string_view name_for_errors);
 
+// The "__metadata__" of the file at `path`, reading the header alone (for a question about many large files).
+// Throws as load does for what it reads.
+std::map<std::string, std::string> load_metadata(const std::string& path);
+
 // Reads and parses the file at `path`. The header size is checked against the file size before the file is
 // read. Throws IOError when the file cannot be opened or read, FormatError when its contents are malformed.
 File load(const std::string& path);
@@ -83,12 +89,10 @@ std::vector<std::byte> serialize(const File& file);
 // Writes `file` through nn::OutputFile (nn/output_file.h): a regular `path` is replaced atomically through
 // `path + ".tmp.<pid>"`, so it holds either the old contents or the complete new ones, never a mixture; a symbolic
 // link is followed; a device or FIFO is written in place. On failure the temporary file is removed and IOError
-// thrown (ValueError, before any disk access, for a record serialize rejects).
-void save_atomic(const std::string& path, const File& file);
+// thrown (ValueError, before any disk access, for a record serialize rejects). With Replace::never a `path` that
+// exists (before or when the write completes) is left as it is, and IOError says so.
+void save_atomic(const std::string& path, const File& file, nn::Replace replace = nn::Replace::existing);
 
-// Removes the `path + ".tmp.<pid>"` files save_atomic left behind when its process died mid-write (SIGKILL, power
-// loss), those whose pid is no running process; a live writer's file stays. Returns how many it removed.
-size_t remove_stale_temporaries(const std::string& path);
 
 // numel of a shape; throws ValueError for a negative dimension or a product that overflows int64_t.
 int64_t numel(std::span<const int64_t> shape);

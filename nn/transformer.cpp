@@ -9,7 +9,12 @@ namespace gradformer::nn {
 namespace {
 
 Tensor activate(const Tensor& x, Activation activation) {
-  return activation == Activation::relu ? relu(x) : gelu(x);
+  switch (activation) {
+    case Activation::relu: return relu(x);
+    case Activation::gelu: return gelu(x);
+    case Activation::silu: return silu(x);
+  }
+  fail<ValueError>("activation", "unknown Activation {}", static_cast<int>(activation));
 }
 
 // (B, L, D) with D = d_model, else a ShapeError naming the layer and the tensor.
@@ -22,6 +27,22 @@ void check_options(std::string_view layer, const TransformerLayerOptions& option
   if (options.d_model <= 0 || options.nhead <= 0 || options.dim_feedforward <= 0)
     fail<ValueError>(layer, "d_model {}, nhead {} and dim_feedforward {} must be positive", options.d_model,
                      options.nhead, options.dim_feedforward);
+}
+
+// A layer's or stack's norm: the options' factory's, else LayerNorm(d_model). A factory that returns nothing is a
+// ValueError naming the layer.
+std::shared_ptr<UnaryModule> make_norm(std::string_view layer, const TransformerLayerOptions& options) {
+  if (!options.norm) return std::make_shared<LayerNorm>(Shape{options.d_model});
+  std::shared_ptr<UnaryModule> norm = options.norm(options.d_model);
+  if (!norm) fail<ValueError>(layer, "the norm factory returned a null module");
+  return norm;
+}
+
+std::shared_ptr<UnaryModule> make_feed_forward(std::string_view layer, const TransformerLayerOptions& options,
+                                               Generator& gen) {
+  std::shared_ptr<UnaryModule> block = options.feed_forward(options, gen);
+  if (!block) fail<ValueError>(layer, "the feed_forward factory returned a null module");
+  return block;
 }
 
 // The self- and cross-attention of a layer: options.nhead heads, dropout on the weights, biases.
@@ -53,7 +74,11 @@ FeedForward::FeedForward(const FeedForwardOptions& options, Generator& gen) : ac
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
-  return linear2_->forward(dropout_->forward(activate(linear1_->forward(x), activation_)));
+  return with_forward_hooks(
+      [this](const Tensor& input) {
+        return linear2_->forward(dropout_->forward(activate(linear1_->forward(input), activation_)));
+      },
+      x);
 }
 
 SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d_model, int64_t max_len) {
@@ -72,7 +97,8 @@ SinusoidalPositionalEncoding::SinusoidalPositionalEncoding(int64_t d_model, int6
 }
 
 Tensor SinusoidalPositionalEncoding::forward(const Tensor& x, int64_t start) const {
-  return add_positions("SinusoidalPositionalEncoding", x, pe_, start);
+  return with_forward_hooks(
+      [&](const Tensor& input) { return add_positions("SinusoidalPositionalEncoding", input, pe_, start); }, x);
 }
 
 LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t max_len, Generator& gen) {
@@ -82,7 +108,8 @@ LearnedPositionalEncoding::LearnedPositionalEncoding(int64_t d_model, int64_t ma
 }
 
 Tensor LearnedPositionalEncoding::forward(const Tensor& x, int64_t start) const {
-  return add_positions("LearnedPositionalEncoding", x, weight_, start);
+  return with_forward_hooks(
+      [&](const Tensor& input) { return add_positions("LearnedPositionalEncoding", input, weight_, start); }, x);
 }
 
 TransformerEncoderLayer::TransformerEncoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
@@ -93,39 +120,52 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   check_options("TransformerEncoderLayer", options);
   const int64_t d = options.d_model;
   self_attn_ = register_module("self_attn", layer_attention(options, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
-  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
-  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
+  if (options.feed_forward) {
+    feed_forward_ = register_module("feed_forward", make_feed_forward("TransformerEncoderLayer", options, gen));
+  } else {
+    linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+    dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+    linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
+  }
+  norm1_ = register_module("norm1", make_norm("TransformerEncoderLayer", options));
+  norm2_ = register_module("norm2", make_norm("TransformerEncoderLayer", options));
   dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
   dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
 }
 
 Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Tensor& key_padding_mask,
-                                                     const Tensor& mask, bool causal) const {
+                                                     const Tensor& mask, bool causal, AttentionWeights* weights) const {
   MultiheadAttentionForwardOptions options;
   options.attn_mask = mask;
   options.key_padding_mask = key_padding_mask;
   options.causal = causal;
-  return dropout1_->forward(self_attn_->forward(x, x, x, options).output);
+  options.need_weights = weights != nullptr;
+  options.average_attn_weights = false;
+  AttentionResult attended = self_attn_->forward(x, x, x, options);
+  if (weights) weights->encoder_self.push_back(attended.weights);  // (B, H, S, S)
+  return dropout1_->forward(attended.output);
 }
 
 Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) const {
+  if (feed_forward_) return dropout2_->forward(feed_forward_->forward(x));
   return dropout2_->forward(
       linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& src_mask,
-                                        bool causal) const {
-  check_sequence("TransformerEncoderLayer", "src", src, options_.d_model);
-  Tensor x = src;  // (B, S, D)
-  if (options_.norm_first) {
-    x = x + self_attention_block(norm1_->forward(x), src_key_padding_mask, src_mask, causal);
-    return x + feed_forward_block(norm2_->forward(x));
-  }
-  x = norm1_->forward(x + self_attention_block(x, src_key_padding_mask, src_mask, causal));
-  return norm2_->forward(x + feed_forward_block(x));
+                                        bool causal, AttentionWeights* weights) const {
+  return with_forward_hooks(
+      [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& mask) {
+        check_sequence("TransformerEncoderLayer", "src", source, options_.d_model);
+        Tensor x = source;  // (B, S, D)
+        if (options_.norm_first) {
+          x = x + self_attention_block(norm1_->forward(x), key_padding_mask, mask, causal, weights);
+          return x + feed_forward_block(norm2_->forward(x));
+        }
+        x = norm1_->forward(x + self_attention_block(x, key_padding_mask, mask, causal, weights));
+        return norm2_->forward(x + feed_forward_block(x));
+      },
+      src, src_key_padding_mask, src_mask);
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(int64_t d_model, int64_t nhead, Generator& gen)
@@ -137,42 +177,62 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   const int64_t d = options.d_model;
   self_attn_ = register_module("self_attn", layer_attention(options, gen));
   multihead_attn_ = register_module("multihead_attn", layer_attention(options, gen));
-  linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
-  dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
-  linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
-  norm1_ = register_module("norm1", std::make_shared<LayerNorm>(Shape{d}));
-  norm2_ = register_module("norm2", std::make_shared<LayerNorm>(Shape{d}));
-  norm3_ = register_module("norm3", std::make_shared<LayerNorm>(Shape{d}));
+  if (options.feed_forward) {
+    feed_forward_ = register_module("feed_forward", make_feed_forward("TransformerDecoderLayer", options, gen));
+  } else {
+    linear1_ = register_module("linear1", std::make_shared<Linear>(d, options.dim_feedforward, true, gen));
+    dropout_ = register_module("dropout", std::make_shared<Dropout>(options.dropout));
+    linear2_ = register_module("linear2", std::make_shared<Linear>(options.dim_feedforward, d, true, gen));
+  }
+  norm1_ = register_module("norm1", make_norm("TransformerDecoderLayer", options));
+  norm2_ = register_module("norm2", make_norm("TransformerDecoderLayer", options));
+  norm3_ = register_module("norm3", make_norm("TransformerDecoderLayer", options));
   dropout1_ = register_module("dropout1", std::make_shared<Dropout>(options.dropout));
   dropout2_ = register_module("dropout2", std::make_shared<Dropout>(options.dropout));
   dropout3_ = register_module("dropout3", std::make_shared<Dropout>(options.dropout));
 }
 
 Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& x) const {
+  if (feed_forward_) return dropout3_->forward(feed_forward_->forward(x));
   return dropout3_->forward(
       linear2_->forward(dropout_->forward(activate(linear1_->forward(x), options_.activation))));
 }
 
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                         const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                        DecoderLayerCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                                        DecoderLayerCache* cache, AttentionWeights* weights) const {
+  return with_forward_hooks(
+      [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
+          const Tensor& memory_padding) {
+        return decode(target, source_memory, tgt_causal, target_padding, memory_padding, cache, weights);
+      },
+      tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
+}
+
+Tensor TransformerDecoderLayer::decode(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
+                                       const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
+                                       DecoderLayerCache* cache, AttentionWeights* weights) const {
   check_sequence("TransformerDecoderLayer", "tgt", tgt, options_.d_model);
   check_sequence("TransformerDecoderLayer", "memory", memory, options_.d_model);
   MultiheadAttentionForwardOptions self_options;
   self_options.key_padding_mask = tgt_key_padding_mask;
   self_options.causal = tgt_causal;
   self_options.cache = cache ? &cache->self_attn : nullptr;
+  self_options.need_weights = weights != nullptr;
+  self_options.average_attn_weights = false;
   MultiheadAttentionForwardOptions cross_options;
   cross_options.key_padding_mask = memory_key_padding_mask;
   cross_options.cache = cache ? &cache->cross_attn : nullptr;
-  cross_options.need_weights = cross_attention_weights != nullptr;
+  cross_options.need_weights = weights != nullptr;
   cross_options.average_attn_weights = false;
   const auto self_block = [&](const Tensor& x) {
-    return dropout1_->forward(self_attn_->forward(x, x, x, self_options).output);
+    AttentionResult attended = self_attn_->forward(x, x, x, self_options);
+    if (weights) weights->decoder_self.push_back(attended.weights);  // (B, H, T, T')
+    return dropout1_->forward(attended.output);
   };
   const auto cross_block = [&](const Tensor& x) {
     AttentionResult attended = multihead_attn_->forward(x, memory, memory, cross_options);
-    if (cross_attention_weights) cross_attention_weights->push_back(attended.weights);  // (B, H, T, S)
+    if (weights) weights->cross.push_back(attended.weights);  // (B, H, T, S)
     return dropout2_->forward(attended.output);
   };
   Tensor x = tgt;  // (B, T, D)
@@ -191,15 +251,19 @@ TransformerEncoder::TransformerEncoder(const TransformerLayerOptions& layer, int
   if (num_layers <= 0) fail<ValueError>("TransformerEncoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
+  if (final_norm) norm_ = register_module("norm", make_norm("TransformerEncoder", layer));
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const Tensor& src_key_padding_mask, const Tensor& mask,
-                                   bool causal) const {
-  Tensor x = src;  // (B, S, D)
-  for (size_t i = 0; i < layers_->size(); ++i)
-    x = layers_->at<TransformerEncoderLayer>(i)->forward(x, src_key_padding_mask, mask, causal);
-  return norm_ ? norm_->forward(x) : x;
+                                   bool causal, AttentionWeights* weights) const {
+  return with_forward_hooks(
+      [&](const Tensor& source, const Tensor& key_padding_mask, const Tensor& attn_mask) {
+        Tensor x = source;  // (B, S, D)
+        for (size_t i = 0; i < layers_->size(); ++i)
+          x = layers_->at<TransformerEncoderLayer>(i)->forward(x, key_padding_mask, attn_mask, causal, weights);
+        return norm_ ? norm_->forward(x) : x;
+      },
+      src, src_key_padding_mask, mask);
 }
 
 TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm,
@@ -207,19 +271,24 @@ TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& layer, int
   if (num_layers <= 0) fail<ValueError>("TransformerDecoder", "num_layers {} must be positive", num_layers);
   layers_ = register_module("layers", std::make_shared<ModuleList>());
   for (int64_t i = 0; i < num_layers; ++i) layers_->push_back(std::make_shared<TransformerDecoderLayer>(layer, gen));
-  if (final_norm) norm_ = register_module("norm", std::make_shared<LayerNorm>(Shape{layer.d_model}));
+  if (final_norm) norm_ = register_module("norm", make_norm("TransformerDecoder", layer));
 }
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal,
                                    const Tensor& tgt_key_padding_mask, const Tensor& memory_key_padding_mask,
-                                   DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                                   DecoderCache* cache, AttentionWeights* weights) const {
   if (cache) cache->layers.resize(layers_->size());
-  Tensor x = tgt;  // (B, T, D)
-  for (size_t i = 0; i < layers_->size(); ++i)
-    x = layers_->at<TransformerDecoderLayer>(i)->forward(x, memory, tgt_causal, tgt_key_padding_mask,
-                                                         memory_key_padding_mask, cache ? &cache->layers[i] : nullptr,
-                                                         cross_attention_weights);
-  return norm_ ? norm_->forward(x) : x;
+  return with_forward_hooks(
+      [&](const Tensor& target, const Tensor& source_memory, const Tensor& target_padding,
+          const Tensor& memory_padding) {
+        Tensor x = target;  // (B, T, D)
+        for (size_t i = 0; i < layers_->size(); ++i)
+          x = layers_->at<TransformerDecoderLayer>(i)->forward(x, source_memory, tgt_causal, target_padding,
+                                                               memory_padding, cache ? &cache->layers[i] : nullptr,
+                                                               weights);
+        return norm_ ? norm_->forward(x) : x;
+      },
+      tgt, memory, tgt_key_padding_mask, memory_key_padding_mask);
 }
 
 Transformer::Transformer(int64_t d_model, int64_t nhead, Generator& gen)
@@ -234,14 +303,14 @@ Transformer::Transformer(const TransformerOptions& options, Generator& gen) {
     if (p.dim() > 1) init::xavier_uniform_(p, 1.0, gen);
 }
 
-Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask) const {
-  return encoder_->forward(src, src_key_padding_mask);
+Tensor Transformer::encode(const Tensor& src, const Tensor& src_key_padding_mask, AttentionWeights* weights) const {
+  return encoder_->forward(src, src_key_padding_mask, {}, false, weights);
 }
 
 Tensor Transformer::decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks,
-                           DecoderCache* cache, std::vector<Tensor>* cross_attention_weights) const {
+                           DecoderCache* cache, AttentionWeights* weights) const {
   return decoder_->forward(tgt, memory, masks.tgt_causal, masks.tgt_key_padding_mask, masks.memory_key_padding_mask,
-                           cache, cross_attention_weights);
+                           cache, weights);
 }
 
 Tensor Transformer::forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask,

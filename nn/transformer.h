@@ -23,17 +23,25 @@
 //   decoder.norm.weight, decoder.norm.bias                        [E]
 // The dropouts (dropout, dropout1..3) are children without state, as in PyTorch. Shapes are batch-first
 // (PyTorch's batch_first=True).
+//
+// Extension points: TransformerLayerOptions::feed_forward and ::norm take factories for a user's own blocks
+// (a SwiGLU feed-forward, RMSNorm), which every layer of a stack and the stacks' final norms are built with.
+// A custom feed-forward is the child `feed_forward` (in place of linear1, dropout, linear2); custom norms keep
+// the names norm1..3 and norm. Anything with `Tensor forward(const Tensor&) const` fits, by deriving from
+// UnaryModule.
 #pragma once
 
 #include "nn/attention.h"
 #include "nn/layers.h"
 #include "nn/module.h"
 
+#include <functional>
+#include <memory>
 #include <vector>
 
 namespace gradformer::nn {
 
-enum class Activation { relu, gelu };
+enum class Activation { relu, gelu, silu };
 
 // d_model and dim_feedforward are required.
 struct FeedForwardOptions {
@@ -44,12 +52,12 @@ struct FeedForwardOptions {
 };
 
 // linear2(dropout(activation(linear1(x)))): (B, T, D) -> (B, T, D) through width dim_feedforward.
-class FeedForward : public Module {
+class FeedForward : public UnaryModule {
  public:
   FeedForward(int64_t d_model, int64_t dim_feedforward, Generator& gen = current_generator());
   explicit FeedForward(const FeedForwardOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "FeedForward"; }
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x) const override;
 
  private:
   Activation activation_;
@@ -84,14 +92,33 @@ class LearnedPositionalEncoding : public Module {
   Tensor weight_;
 };
 
+struct TransformerLayerOptions;
+
+// Builds a layer's feed-forward block from the layer's options (d_model, dim_feedforward, dropout), drawing its
+// initial weights from gen.
+using FeedForwardFactory =
+    std::function<std::shared_ptr<UnaryModule>(const TransformerLayerOptions& options, Generator& gen)>;
+// Builds a norm over the last dimension, of width d_model.
+using NormFactory = std::function<std::shared_ptr<UnaryModule>(int64_t d_model)>;
+
 // nn.TransformerEncoderLayer's and nn.TransformerDecoderLayer's arguments, which every layer of a stack shares.
 struct TransformerLayerOptions {
   int64_t d_model = 512;
   int64_t nhead = 8;
   int64_t dim_feedforward = 2048;
   double dropout = 0.1;
-  Activation activation = Activation::relu;
+  Activation activation = Activation::relu;  // of the built-in feed-forward
   bool norm_first = false;
+  FeedForwardFactory feed_forward{};  // null: linear1, activation, dropout, linear2 as PyTorch
+  NormFactory norm{};                 // null: LayerNorm(d_model)
+};
+
+// Attention weights per head, collected for pictures (gradformer-translate's --attention-html): one tensor per
+// layer in order, before dropout. Asking for them costs the weights' memory and nothing else.
+struct AttentionWeights {
+  std::vector<Tensor> encoder_self;  // (B, H, S, S)
+  std::vector<Tensor> decoder_self;  // (B, H, T, T'), T' = every step so far with a cache
+  std::vector<Tensor> cross;         // (B, H, T, S)
 };
 
 // nn.TransformerEncoderLayer: post-norm x = norm1(x + dropout1(sa(x))); x = norm2(x + dropout2(ff(x))), or
@@ -102,19 +129,21 @@ class TransformerEncoderLayer : public Module {
   explicit TransformerEncoderLayer(const TransformerLayerOptions& options, Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoderLayer"; }
   // src (B, S, D); src_key_padding_mask bool (B, S), true = padding; src_mask as
-  // MultiheadAttentionForwardOptions::attn_mask.
+  // MultiheadAttentionForwardOptions::attn_mask. With weights, appends this layer's to weights->encoder_self.
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& src_mask = {},
-                 bool causal = false) const;
+                 bool causal = false, AttentionWeights* weights = nullptr) const;
 
  private:
-  Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal) const;
+  Tensor self_attention_block(const Tensor& x, const Tensor& key_padding_mask, const Tensor& mask, bool causal,
+                              AttentionWeights* weights) const;
   Tensor feed_forward_block(const Tensor& x) const;
 
   TransformerLayerOptions options_;
   std::shared_ptr<MultiheadAttention> self_attn_;
+  std::shared_ptr<UnaryModule> feed_forward_;  // from options.feed_forward; else the three below
   std::shared_ptr<Linear> linear1_, linear2_;
   std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_;
-  std::shared_ptr<LayerNorm> norm1_, norm2_;
+  std::shared_ptr<UnaryModule> norm1_, norm2_;
 };
 
 // A decoder layer's keys and values of the steps decoded so far (self-attention) and of the memory
@@ -133,34 +162,39 @@ class TransformerDecoderLayer : public Module {
   std::string type_name() const override { return "TransformerDecoderLayer"; }
   // tgt (B, T, D), memory (B, S, D). With a cache, tgt holds only the new steps and tgt_key_padding_mask covers
   // every step so far; the cost is that of the new steps alone.
-  // With cross_attention_weights, appends this layer's cross-attention weights per head, (B, H, T, S).
+  // With weights, appends this layer's self- and cross-attention weights per head.
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderLayerCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                 DecoderLayerCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
 
  private:
+  Tensor decode(const Tensor& tgt, const Tensor& memory, bool tgt_causal, const Tensor& tgt_key_padding_mask,
+                const Tensor& memory_key_padding_mask, DecoderLayerCache* cache,
+                AttentionWeights* weights) const;
   Tensor feed_forward_block(const Tensor& x) const;
 
   TransformerLayerOptions options_;
   std::shared_ptr<MultiheadAttention> self_attn_, multihead_attn_;
+  std::shared_ptr<UnaryModule> feed_forward_;  // from options.feed_forward; else the three below
   std::shared_ptr<Linear> linear1_, linear2_;
   std::shared_ptr<Dropout> dropout_, dropout1_, dropout2_, dropout3_;
-  std::shared_ptr<LayerNorm> norm1_, norm2_, norm3_;
+  std::shared_ptr<UnaryModule> norm1_, norm2_, norm3_;
 };
 
-// num_layers encoder layers (`layers.0` ...) and, when final_norm, a LayerNorm `norm` after them.
+// num_layers encoder layers (`layers.0` ...) and, when final_norm, a norm `norm` after them (layer.norm's, else
+// a LayerNorm).
 class TransformerEncoder : public Module {
  public:
   TransformerEncoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm = true,
                      Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerEncoder"; }
   Tensor forward(const Tensor& src, const Tensor& src_key_padding_mask = {}, const Tensor& mask = {},
-                 bool causal = false) const;
+                 bool causal = false, AttentionWeights* weights = nullptr) const;
   const ModuleList& layers() const { return *layers_; }
 
  private:
   std::shared_ptr<ModuleList> layers_;
-  std::shared_ptr<LayerNorm> norm_;
+  std::shared_ptr<UnaryModule> norm_;
 };
 
 // One DecoderLayerCache per layer; start a new one for every new batch of sequences.
@@ -173,15 +207,15 @@ class TransformerDecoder : public Module {
   TransformerDecoder(const TransformerLayerOptions& layer, int64_t num_layers, bool final_norm = true,
                      Generator& gen = current_generator());
   std::string type_name() const override { return "TransformerDecoder"; }
-  // With cross_attention_weights, appends every layer's cross-attention weights per head, (B, H, T, S).
+  // With weights, appends every layer's self- and cross-attention weights per head.
   Tensor forward(const Tensor& tgt, const Tensor& memory, bool tgt_causal = true,
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {},
-                 DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                 DecoderCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
   const ModuleList& layers() const { return *layers_; }
 
  private:
   std::shared_ptr<ModuleList> layers_;
-  std::shared_ptr<LayerNorm> norm_;
+  std::shared_ptr<UnaryModule> norm_;
 };
 
 struct DecodeMasks {
@@ -205,10 +239,10 @@ class Transformer : public Module {
   explicit Transformer(const TransformerOptions& options = {}, Generator& gen = current_generator());
   std::string type_name() const override { return "Transformer"; }
   // src (B, S, D) -> memory (B, S, D)
-  Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}) const;
+  Tensor encode(const Tensor& src, const Tensor& src_key_padding_mask = {}, AttentionWeights* weights = nullptr) const;
   // tgt (B, T, D) over memory (B, S, D) -> (B, T, D); with a cache, tgt holds only the new steps.
   Tensor decode(const Tensor& tgt, const Tensor& memory, const DecodeMasks& masks = {},
-                DecoderCache* cache = nullptr, std::vector<Tensor>* cross_attention_weights = nullptr) const;
+                DecoderCache* cache = nullptr, AttentionWeights* weights = nullptr) const;
   // decode(tgt, encode(src)) with a causal target, as nn.Transformer(src, tgt, tgt_is_causal=True).
   Tensor forward(const Tensor& src, const Tensor& tgt, const Tensor& src_key_padding_mask = {},
                  const Tensor& tgt_key_padding_mask = {}, const Tensor& memory_key_padding_mask = {}) const;

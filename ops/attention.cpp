@@ -8,6 +8,7 @@
 #include "autograd/strided.h"
 #include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
 
@@ -65,18 +66,23 @@ void head_gemm(DType dtype, int64_t batches, int64_t heads, const HeadMatrices& 
     return gemm::Matrix{m.data + (batch * m.batch_stride + head * m.head_stride) * element,
                         m.rows, m.cols, m.row_stride, m.col_stride, stride};
   };
+  // One precision for all of this product's matrices: they share their sizes and layout.
+  const gemm::ProductOptions options{
+      .alpha = alpha,
+      .precision = autocast::product_precision(Op::scaled_dot_product_attention, dtype, matrices(a, 0, 0, 0),
+                                               matrices(b, 0, 0, 0), matrices(c, 0, 0, 0))};
   const auto sa = merged_stride(a), sb = merged_stride(b), sc = merged_stride(c);
   if (sa && sb && sc) {
     gemm::multiply(dtype, batches * heads, matrices(a, 0, 0, *sa), matrices(b, 0, 0, *sb), matrices(c, 0, 0, *sc),
-                   alpha);
+                   options);
   } else if (heads <= batches) {
     for (int64_t h = 0; h < heads; ++h)
       gemm::multiply(dtype, batches, matrices(a, 0, h, a.batch_stride), matrices(b, 0, h, b.batch_stride),
-                     matrices(c, 0, h, c.batch_stride), alpha);
+                     matrices(c, 0, h, c.batch_stride), options);
   } else {
     for (int64_t i = 0; i < batches; ++i)
       gemm::multiply(dtype, heads, matrices(a, i, 0, a.head_stride), matrices(b, i, 0, b.head_stride),
-                     matrices(c, i, 0, c.head_stride), alpha);
+                     matrices(c, i, 0, c.head_stride), options);
   }
 }
 
@@ -244,9 +250,7 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   head_gemm(dtype, batches, heads, heads_of(dropped), heads_of(vd), heads_of(out), 1.0);
 
   out = record(out, Op::scaled_dot_product_attention, {saved(q), saved(k), saved(v)},
-               [qd, kd, vd, probs, scale, rate, dropout_mask,
-                precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-                 const AutocastGuard as_in_forward(precision);
+               [qd, kd, vd, probs, scale, rate, dropout_mask](const Tensor& dout, InputGrads& g) {
                  const DType dtype = probs.dtype();
                  const int64_t batches = probs.size(0), heads = probs.size(1);
                  const int64_t queries = probs.size(2), keys = probs.size(3);

@@ -113,7 +113,7 @@ constexpr double kSoftplusThreshold = 20.0;
 Tensor normal_pdf(const Tensor& x) { return exp(x * x * -0.5) * (std::numbers::inv_sqrtpi / std::numbers::sqrt2); }
 
 Tensor normal_cdf(const Tensor& x) {
-  Tensor cdf = unary(x, "gelu", [](auto v) {
+  Tensor cdf = unary(x, op_name(Op::gelu), [](auto v) {
     using T = decltype(v);
     return T(0.5) * (1 + std::erf(v * T(std::numbers::sqrt2 / 2)));
   });
@@ -177,7 +177,7 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "add", [](auto x, auto y) { return x + y; });
+  Tensor out = binary(a, b, op_name(Op::add), [](auto x, auto y) { return x + y; });
   return record(out, Op::add, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(dout, sb);
@@ -185,7 +185,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "sub", [](auto x, auto y) { return x - y; });
+  Tensor out = binary(a, b, op_name(Op::sub), [](auto x, auto y) { return x - y; });
   return record(out, Op::sub, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(neg(dout), sb);
@@ -193,7 +193,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "mul", [](auto x, auto y) { return x * y; });
+  Tensor out = binary(a, b, op_name(Op::mul), [](auto x, auto y) { return x * y; });
   return record(out, Op::mul, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout * g.saved(1), sa);
     if (g.needs(1)) g[1] = sum_to(dout * g.saved(0), sb);
@@ -201,7 +201,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "div", [](auto x, auto y) { return x / y; });
+  Tensor out = binary(a, b, op_name(Op::div), [](auto x, auto y) { return x / y; });
   return record(out, Op::div, {saved(a), saved(b)}, [](const Tensor& dout, InputGrads& g) {
     // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
     const Tensor a = g.saved(0), b = g.saved(1);
@@ -211,59 +211,59 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor neg(const Tensor& x) {
-  Tensor out = unary(x, "neg", [](auto v) { return -v; });
+  Tensor out = unary(x, op_name(Op::neg), [](auto v) { return -v; });
   return record(out, Op::neg, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = unary(x, "exp", [](auto v) { return std::exp(v); });
+  Tensor out = unary(x, op_name(Op::exp), [](auto v) { return std::exp(v); });
   return record(saved(out), Op::exp, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = dout * g.saved_output(); });
 }
 
 Tensor log(const Tensor& x) {
-  Tensor out = unary(x, "log", [](auto v) { return std::log(v); });
+  Tensor out = unary(x, op_name(Op::log), [](auto v) { return std::log(v); });
   return record(out, Op::log, {saved(x)}, [](const Tensor& dout, InputGrads& g) { g[0] = dout / g.saved(0); });
 }
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = unary(a, "add", [b](auto v) { return v + static_cast<decltype(v)>(b); });
+  Tensor out = unary(a, op_name(Op::add), [b](auto v) { return v + static_cast<decltype(v)>(b); });
   return record(out, Op::add, {a}, [](const Tensor& dout, InputGrads& g) { g[0] = dout; });
 }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = unary(a, "mul", [b](auto v) { return v * static_cast<decltype(v)>(b); });
+  Tensor out = unary(a, op_name(Op::mul), [b](auto v) { return v * static_cast<decltype(v)>(b); });
   return record(out, Op::mul, {a}, [b](const Tensor& dout, InputGrads& g) { g[0] = mul(dout, b); });
 }
 
 Tensor rsub(double a, const Tensor& b) {
-  Tensor out = unary(b, "rsub", [a](auto v) { return static_cast<decltype(v)>(a) - v; });
+  Tensor out = unary(b, op_name(Op::rsub), [a](auto v) { return static_cast<decltype(v)>(a) - v; });
   return record(out, Op::rsub, {b}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor rdiv(double a, const Tensor& b) {
-  Tensor out = unary(b, "rdiv", [a](auto v) { return static_cast<decltype(v)>(a) / v; });
+  Tensor out = unary(b, op_name(Op::rdiv), [a](auto v) { return static_cast<decltype(v)>(a) / v; });
   return record(saved(out), Op::rdiv, {saved(b)}, [](const Tensor& dout, InputGrads& g) {
     g[0] = neg(dout * g.saved_output() / g.saved(0));  // d(a/b)/db = -a/b² = -(a/b)/b
   });
 }
 
 Tensor abs(const Tensor& x) {
-  Tensor out = unary(x, "abs", [](auto v) { return std::abs(v); });
+  Tensor out = unary(x, op_name(Op::abs), [](auto v) { return std::abs(v); });
   return record(out, Op::abs, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
     // sign(x) is constant wherever it is differentiable: a kernel serves the recorded path too.
-    g[0] = dout * slope(g.saved(0), "abs", [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+    g[0] = dout * slope(g.saved(0), op_name(Op::abs), [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
   });
 }
 
 Tensor sqrt(const Tensor& x) {
-  Tensor out = unary(x, "sqrt", [](auto v) { return std::sqrt(v); });
+  Tensor out = unary(x, op_name(Op::sqrt), [](auto v) { return std::sqrt(v); });
   return record(saved(out), Op::sqrt, {x}, [](const Tensor& dout, InputGrads& g) {
     g[0] = dout / (g.saved_output() * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
   });
 }
 
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = unary(x, "rsqrt", [](auto v) { return 1 / std::sqrt(v); });
+  Tensor out = unary(x, op_name(Op::rsqrt), [](auto v) { return 1 / std::sqrt(v); });
   return record(saved(out), Op::rsqrt, {x}, [](const Tensor& dout, InputGrads& g) {
     const Tensor y = g.saved_output();
     g[0] = dout * (y * y * y) * -0.5;  // d x^(-1/2) = -x^(-3/2) / 2
@@ -271,7 +271,7 @@ Tensor rsqrt(const Tensor& x) {
 }
 
 Tensor pow(const Tensor& x, double exponent) {
-  Tensor out = unary(x, "pow", [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
+  Tensor out = unary(x, op_name(Op::pow), [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
   return record(out, Op::pow, {saved(x)}, [exponent](const Tensor& dout, InputGrads& g) {
     // x^0 is constant; the general formula would give 0 * x^-1, which is NaN at x = 0.
     if (exponent == 0.0) {
@@ -284,25 +284,25 @@ Tensor pow(const Tensor& x, double exponent) {
 
 Tensor tanh(const Tensor& x) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_tanh)
-                           : unary(x, "tanh", [](auto v) { return std::tanh(v); });
+                           : unary(x, op_name(Op::tanh), [](auto v) { return std::tanh(v); });
   return record(saved(out), Op::tanh, {x}, [](const Tensor& dout, InputGrads& g) {
     const Tensor y = g.saved_output();
-    g[0] = grad_mode_enabled() ? dout * (1.0 - y * y) : dout * slope(y, "tanh", [](auto v) { return 1 - v * v; });
+    g[0] = grad_mode_enabled() ? dout * (1.0 - y * y) : dout * slope(y, op_name(Op::tanh), [](auto v) { return 1 - v * v; });
   });
 }
 
 Tensor sigmoid(const Tensor& x) {
   // exp(-v) overflows to inf for v < -88 (f32), and 1 / inf = 0 is the right limit.
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_logistic)
-                           : unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); });
+                           : unary(x, op_name(Op::sigmoid), [](auto v) { return 1 / (1 + std::exp(-v)); });
   return record(saved(out), Op::sigmoid, {x}, [](const Tensor& dout, InputGrads& g) {
     const Tensor y = g.saved_output();
-    g[0] = grad_mode_enabled() ? dout * (y * (1.0 - y)) : dout * slope(y, "sigmoid", [](auto v) { return v * (1 - v); });
+    g[0] = grad_mode_enabled() ? dout * (y * (1.0 - y)) : dout * slope(y, op_name(Op::sigmoid), [](auto v) { return v * (1 - v); });
   });
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor out = unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
+  Tensor out = unary(x, op_name(Op::relu), [](auto v) { return v > 0 ? v : decltype(v)(0); });
   // Backward needs only where x was positive: a bool mask, a quarter of an f32 x's bytes. Saving x itself would
   // keep a feed-forward block's widest activation alive until backward.
   const Tensor positive = grad_mode_enabled() && x.requires_grad() ? gt(x, 0.0) : Tensor{};
@@ -315,8 +315,8 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
   const bool use_tanh = approximate == GeluApproximation::tanh;
   const dnnl::algorithm algorithm = use_tanh ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
   Tensor out = use_dnnl(x) ? dnnl_forward(x, algorithm)
-               : use_tanh  ? unary(x, "gelu", [](auto v) { return gelu_tanh(v); })
-                           : unary(x, "gelu", [](auto v) { return gelu_erf(v); });
+               : use_tanh  ? unary(x, op_name(Op::gelu), [](auto v) { return gelu_tanh(v); })
+                           : unary(x, op_name(Op::gelu), [](auto v) { return gelu_erf(v); });
   return record(out, Op::gelu, {saved(x)}, [use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
     const Tensor x = g.saved(0);
     if (grad_mode_enabled()) {
@@ -327,13 +327,13 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
       g[0] = dnnl_backward(x, dout, algorithm);
       return;
     }
-    g[0] = dout * (use_tanh ? slope(x, "gelu", [](auto v) { return gelu_tanh_slope(v); })
-                            : slope(x, "gelu", [](auto v) { return gelu_erf_slope(v); }));
+    g[0] = dout * (use_tanh ? slope(x, op_name(Op::gelu), [](auto v) { return gelu_tanh_slope(v); })
+                            : slope(x, op_name(Op::gelu), [](auto v) { return gelu_erf_slope(v); }));
   });
 }
 
 Tensor softplus(const Tensor& x) {
-  Tensor out = unary(x, "softplus", [](auto v) {
+  Tensor out = unary(x, op_name(Op::softplus), [](auto v) {
     return v > decltype(v)(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
   });
   return record(out, Op::softplus, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
@@ -342,58 +342,120 @@ Tensor softplus(const Tensor& x) {
       g[0] = dout * sigmoid(x);
       return;
     }
-    g[0] = dout * slope(x, "softplus", [](auto v) {
+    g[0] = dout * slope(x, op_name(Op::softplus), [](auto v) {
       using T = decltype(v);
       return v > T(kSoftplusThreshold) ? T(1) : 1 / (1 + std::exp(-v));  // the sigmoid
     });
   });
 }
 
+Tensor silu(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::silu), [](auto v) { return v / (1 + std::exp(-v)); });
+  return record(out, Op::silu, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);
+    if (grad_mode_enabled()) {  // d(x s(x)) = s + x s (1 - s), with s = sigmoid(x) a node of its own
+      const Tensor s = sigmoid(x);
+      g[0] = dout * (s * (x * (1.0 - s) + 1.0));
+      return;
+    }
+    g[0] = dout * slope(x, op_name(Op::silu), [](auto v) {
+      const auto s = 1 / (1 + std::exp(-v));
+      return s * (1 + v * (1 - s));
+    });
+  });
+}
+
+Tensor sin(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::sin), [](auto v) { return std::sin(v); });
+  return record(out, Op::sin, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);
+    g[0] = grad_mode_enabled() ? dout * cos(x) : dout * slope(x, op_name(Op::sin), [](auto v) { return std::cos(v); });
+  });
+}
+
+Tensor cos(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::cos), [](auto v) { return std::cos(v); });
+  return record(out, Op::cos, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);
+    g[0] = grad_mode_enabled() ? neg(dout * sin(x))
+                               : dout * slope(x, op_name(Op::cos), [](auto v) { return -std::sin(v); });
+  });
+}
+
+Tensor erf(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::erf), [](auto v) { return std::erf(v); });
+  return record(out, Op::erf, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    const Tensor x = g.saved(0);  // d erf(x) = 2 / sqrt(pi) e^(-x²)
+    if (grad_mode_enabled()) {
+      g[0] = dout * (exp(x * x * -1.0) * (2 * std::numbers::inv_sqrtpi));
+      return;
+    }
+    g[0] = dout * slope(x, op_name(Op::erf), [](auto v) {
+      using T = decltype(v);
+      return T(2 * std::numbers::inv_sqrtpi) * std::exp(-v * v);
+    });
+  });
+}
+
+Tensor log1p(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::log1p), [](auto v) { return std::log1p(v); });
+  return record(out, Op::log1p, {saved(x)}, [](const Tensor& dout, InputGrads& g) {
+    g[0] = dout / (g.saved(0) + 1.0);  // ops either way, so recorded under create_graph
+  });
+}
+
+Tensor expm1(const Tensor& x) {
+  Tensor out = unary(x, op_name(Op::expm1), [](auto v) { return std::expm1(v); });
+  return record(saved(out), Op::expm1, {x}, [](const Tensor& dout, InputGrads& g) {
+    g[0] = dout * (g.saved_output() + 1.0);  // d(e^x - 1) = e^x; ops either way
+  });
+}
+
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "maximum", [](auto x, auto y) { return max_nan(x, y); });
+  Tensor out = binary(a, b, op_name(Op::maximum), [](auto x, auto y) { return max_nan(x, y); });
   return record(out, Op::maximum, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<true>(g.saved(0), g.saved(1), "maximum");  // constant where differentiable
+    const Tensor share = winner_share<true>(g.saved(0), g.saved(1), op_name(Op::maximum));  // constant where differentiable
     if (g.needs(0)) g[0] = sum_to(dout * share, sa);
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), sb);
   });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "minimum", [](auto x, auto y) { return min_nan(x, y); });
+  Tensor out = binary(a, b, op_name(Op::minimum), [](auto x, auto y) { return min_nan(x, y); });
   return record(out, Op::minimum, {saved(a), saved(b)}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<false>(g.saved(0), g.saved(1), "minimum");  // constant where differentiable
+    const Tensor share = winner_share<false>(g.saved(0), g.saved(1), op_name(Op::minimum));  // constant where differentiable
     if (g.needs(0)) g[0] = sum_to(dout * share, sa);
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), sb);
   });
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", std::equal_to<>{}); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", std::less<>{}); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", std::less_equal<>{}); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", std::greater<>{}); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", std::greater_equal<>{}); }
-Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", std::equal_to<>{}); }
-Tensor ne(const Tensor& a, double b) { return compare(a, b, "ne", std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", std::less<>{}); }
-Tensor le(const Tensor& a, double b) { return compare(a, b, "le", std::less_equal<>{}); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", std::greater<>{}); }
-Tensor ge(const Tensor& a, double b) { return compare(a, b, "ge", std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, double b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
+Tensor ne(const Tensor& a, double b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
+Tensor lt(const Tensor& a, double b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
+Tensor le(const Tensor& a, double b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
+Tensor gt(const Tensor& a, double b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
+Tensor ge(const Tensor& a, double b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
-  check_mask(a, "logical_and");
-  check_mask(b, "logical_and");
-  return kernels::map2<bool, bool, bool>(a, b, "logical_and", [](bool x, bool y) { return x && y; });
+  check_mask(a, op_name(Op::logical_and));
+  check_mask(b, op_name(Op::logical_and));
+  return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_and), [](bool x, bool y) { return x && y; });
 }
 
 Tensor logical_or(const Tensor& a, const Tensor& b) {
-  check_mask(a, "logical_or");
-  check_mask(b, "logical_or");
-  return kernels::map2<bool, bool, bool>(a, b, "logical_or", [](bool x, bool y) { return x || y; });
+  check_mask(a, op_name(Op::logical_or));
+  check_mask(b, op_name(Op::logical_or));
+  return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_or), [](bool x, bool y) { return x || y; });
 }
 
 Tensor logical_not(const Tensor& x) {
-  check_mask(x, "logical_not");
+  check_mask(x, op_name(Op::logical_not));
   return kernels::map<bool, bool>(x, [](bool v) { return !v; });
 }
 

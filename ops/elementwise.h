@@ -39,6 +39,14 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate = GeluApproximation::
 // which keeps large inputs finite.
 Tensor softplus(const Tensor& x);
 
+// x · sigmoid(x) (torch.nn.functional.silu, also called swish): SwiGLU's gate.
+Tensor silu(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor erf(const Tensor& x);    // the Gauss error function, 2/sqrt(pi) ∫₀ˣ e^(-t²) dt
+Tensor log1p(const Tensor& x);  // log(1 + x), exact for small x
+Tensor expm1(const Tensor& x);  // exp(x) - 1, exact for small x
+
 // Elementwise max/min with broadcasting. Where a and b tie, each receives half the gradient, as PyTorch.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);

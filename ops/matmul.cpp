@@ -4,6 +4,7 @@
 #include "ops/matmul.h"
 
 #include "autograd/engine.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
 #include "ops/reduce.h"
@@ -59,7 +60,7 @@ gemm::Matrix batched_operand(const Tensor& t, const Shape& batch_shape, Tensor& 
 
 // The forward product of two tensors of rank >= 2 with compatible leading dimensions; no graph.
 Tensor product(const Tensor& a, const Tensor& b) {
-  const Shape batch_shape = kernels::broadcast_shapes(leading(a), leading(b), "matmul");
+  const Shape batch_shape = kernels::broadcast_shapes(leading(a), leading(b), op_name(Op::matmul));
   const int64_t m = a.shape()[static_cast<size_t>(a.dim() - 2)];
   const int64_t n = b.shape()[static_cast<size_t>(b.dim() - 1)];
   Shape out_shape = batch_shape;
@@ -70,15 +71,15 @@ Tensor product(const Tensor& a, const Tensor& b) {
   const gemm::Matrix ma = batched_operand(a, batch_shape, owner_a);
   const gemm::Matrix mb = batched_operand(b, batch_shape, owner_b);
   const gemm::Matrix mc{out.raw_data(), m, n, n, 1, m * n};
-  gemm::multiply(a.dtype(), numel_of(batch_shape), ma, mb, mc);
+  gemm::multiply(a.dtype(), numel_of(batch_shape), ma, mb, mc,
+                 {.precision = autocast::product_precision(Op::matmul, a.dtype(), ma, mb, mc)});
   return out;
 }
 
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
   return record(out, Op::matmul, {saved(a), saved(b)},
-                [a = a.detach(), b = b.detach(), precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-                  const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
+                [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
                   // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast
                   // along.
                   if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
@@ -90,18 +91,18 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("matmul", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+    fail<DTypeError>(Op::matmul, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
   if (!is_floating(a.dtype()))
-    fail<DTypeError>("matmul", "expects f32 or f64, got {}", dtype_name(a.dtype()));
+    fail<DTypeError>(Op::matmul, "expects f32 or f64, got {}", dtype_name(a.dtype()));
   if (a.dim() == 0 || b.dim() == 0)
-    fail<ShapeError>("matmul", "{} x {}: both arguments need at least one dimension", shape_str(a.shape()),
+    fail<ShapeError>(Op::matmul, "{} x {}: both arguments need at least one dimension", shape_str(a.shape()),
                      shape_str(b.shape()));
   const int64_t ka = a.shape().back();
   const int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[static_cast<size_t>(b.dim() - 2)];
   if (ka != kb)
-    fail<ShapeError>("matmul", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
-                     ka, kb);
+    fail<ShapeError>(Op::matmul, "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()),
+                     shape_str(b.shape()), ka, kb);
 
   if (a.dim() == 1 || b.dim() == 1) {
     // A vector is a one-row (first) or one-column (second) matrix whose extra dimension leaves the result.
@@ -124,16 +125,16 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("bmm", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+    fail<DTypeError>(Op::bmm, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
   if (a.dim() != 3 || b.dim() != 3)
-    fail<ShapeError>("bmm", "{} x {}: both operands must be 3-D, [B, M, K] x [B, K, N]", shape_str(a.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: both operands must be 3-D, [B, M, K] x [B, K, N]", shape_str(a.shape()),
                      shape_str(b.shape()));
   if (a.shape()[0] != b.shape()[0])
-    fail<ShapeError>("bmm", "{} x {}: batch sizes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: batch sizes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
                      a.shape()[0], b.shape()[0]);
   if (a.shape()[2] != b.shape()[1])
-    fail<ShapeError>("bmm", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
                      a.shape()[2], b.shape()[1]);
   return matmul(a, b);
 }
@@ -141,19 +142,19 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const bool bias_dtype_differs = bias.defined() && bias.dtype() != x.dtype();
   if (x.dtype() != weight.dtype() || bias_dtype_differs)
-    fail<DTypeError>("linear", "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),
+    fail<DTypeError>(Op::linear, "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),
                      shape_str(x.shape()), dtype_name(weight.dtype()), shape_str(weight.shape()),
                      bias.defined() ? ", bias " : "", bias.defined() ? dtype_name(bias.dtype()) : "");
-  if (!is_floating(x.dtype())) fail<DTypeError>("linear", "expects f32 or f64, got {}", dtype_name(x.dtype()));
+  if (!is_floating(x.dtype())) fail<DTypeError>(Op::linear, "expects f32 or f64, got {}", dtype_name(x.dtype()));
   if (weight.dim() != 2)
-    fail<ShapeError>("linear", "weight {} must be 2-D, [out_features, in_features]", shape_str(weight.shape()));
-  if (x.dim() == 0) fail<ShapeError>("linear", "input [] needs a feature dimension, [..., in_features]");
+    fail<ShapeError>(Op::linear, "weight {} must be 2-D, [out_features, in_features]", shape_str(weight.shape()));
+  if (x.dim() == 0) fail<ShapeError>(Op::linear, "input [] needs a feature dimension, [..., in_features]");
   const int64_t out_features = weight.shape()[0], in_features = weight.shape()[1];
   if (x.shape().back() != in_features)
-    fail<ShapeError>("linear", "input {} x weight {}: input features {} and weight in_features {} differ",
+    fail<ShapeError>(Op::linear, "input {} x weight {}: input features {} and weight in_features {} differ",
                      shape_str(x.shape()), shape_str(weight.shape()), x.shape().back(), in_features);
   if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != out_features))
-    fail<ShapeError>("linear", "bias {} does not fit weight {}: expected [{}]", shape_str(bias.shape()),
+    fail<ShapeError>(Op::linear, "bias {} does not fit weight {}: expected [{}]", shape_str(bias.shape()),
                      shape_str(weight.shape()), out_features);
 
   const int64_t rows = x.numel() / std::max<int64_t>(in_features, 1);
@@ -171,44 +172,49 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   // A leaf weight (a parameter) has its rounding cached, made once per optimizer step, so the plan counts it as
   // bf16 already: only x's rounding is this product's cost.
   gemm::Matrix w_planned = transposed(gemm::operand_of(w));
-  w_planned.bf16 = weight.is_leaf() && autocast_dtype() == DType::bf16;
-  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), w_planned, gemm::matrix_of(out)) ==
-                       gemm::Backend::onednn_bf16;
+  w_planned.bf16 = weight.is_leaf();
+  const gemm::Precision precision =
+      autocast::product_precision(Op::linear, x.dtype(), gemm::operand_of(x2), w_planned, gemm::matrix_of(out));
+  const bool in_bf16 = precision == gemm::Precision::bf16;
   // Under autocast the product reads bf16 operands: a parameter's cached rounding (made once per optimizer
   // step, not once per product) and x's rounding, which backward's dW = dyᵀ · x reads too. So x is saved in
   // bf16: half the bytes, and the same operand the forward used, as PyTorch's autocast saves its casts.
   const Tensor x_saved = in_bf16 ? gemm::rounded_to_bf16(x2) : x2;
-  const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? gemm::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
+  const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? autocast::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
+  const std::byte* bias_data = b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr;
   gemm::multiply(x.dtype(), 1, gemm::operand_of(x_saved), transposed(gemm::operand_of(w_read)), gemm::matrix_of(out),
-                 1.0, b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr);
+                 {.bias = bias_data, .precision = precision});
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
   return record(out, Op::linear, {saved(x), saved(weight), bias},
-                [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features,
-                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-                  const AutocastGuard as_in_forward(precision);
+                [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features](const Tensor& dout,
+                                                                                                    InputGrads& g) {
                   const DType dtype = dout.dtype();
                   // [rows, out]
                   const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));
                   const Tensor dx = g.needs(0) ? empty({rows, in_features}, dtype) : Tensor();
                   const Tensor dw = g.needs(1) ? empty({out_features, in_features}, dtype) : Tensor();
-                  auto in_bf16 = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
-                    return c.defined() && gemm::planned_backend(dtype, a, b, gemm::operand_of(c)) ==
-                                              gemm::Backend::onednn_bf16;
+                  // Each product's precision, decided once from its operands as the forward read them (the engine
+                  // runs this under the forward's autocast state).
+                  auto precision_of = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
+                    return c.defined() ? autocast::product_precision(Op::linear, dtype, a, b, gemm::operand_of(c))
+                                       : gemm::Precision::native;
                   };
+                  const gemm::Precision dx_precision = precision_of(gemm::operand_of(dy), gemm::operand_of(w_read), dx);
+                  const gemm::Precision dw_precision =
+                      precision_of(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
                   // Both products read dy: rounded once when both run in bf16.
-                  const bool round_dy_once =
-                      in_bf16(gemm::operand_of(dy), gemm::operand_of(w_read), dx) &&
-                      in_bf16(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
+                  const bool round_dy_once = dx_precision == gemm::Precision::bf16 && dw_precision == gemm::Precision::bf16;
                   const Tensor dy_read = round_dy_once ? gemm::rounded_to_bf16(dy) : dy;
                   if (dx.defined()) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
-                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx));
+                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx),
+                                   {.precision = dx_precision});
                     g[0] = reshape(dx, x_shape);
                   }
                   if (dw.defined()) {  // dW = dyᵀ · x, one GEMM over all rows
                     gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy_read)), gemm::operand_of(x_saved),
-                                   gemm::matrix_of(dw));
+                                   gemm::matrix_of(dw), {.precision = dw_precision});
                     g[1] = dw;
                   }
                   if (g.needs(2)) g[2] = sum(dy, {0});  // db = Σ_rows dy

@@ -15,7 +15,6 @@ namespace {
 
 using Inputs = std::vector<Tensor>;
 
-Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
 Tensor positive(Generator& gen, Shape shape) { return uniform(std::move(shape), 0.5, 2.0, gen, DType::f64); }
 // Values at least 0.2 away from zero, for ops with a kink or pole there.
 Tensor away_from_zero(Generator& gen, Shape shape) {
@@ -216,6 +215,18 @@ constexpr OpRow kRows[] = {
      [](const Inputs& x) { return gelu(x[0], GeluApproximation::tanh); }},
     {Op::softplus, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
      [](const Inputs& x) { return softplus(x[0]); }},
+    {Op::silu, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return silu(x[0]); }},
+    {Op::sin, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return sin(x[0]); }},
+    {Op::cos, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return cos(x[0]); }},
+    {Op::erf, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return erf(x[0]); }},
+    {Op::log1p, "", [](int w, Generator& g) { return unary_shapes(w, g, positive); },
+     [](const Inputs& x) { return log1p(x[0]); }},
+    {Op::expm1, "", [](int w, Generator& g) { return unary_shapes(w, g, normal); },
+     [](const Inputs& x) { return expm1(x[0]); }},
     {Op::maximum, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
      [](const Inputs& x) { return maximum(x[0], x[1]); }},
     {Op::minimum, "", [](int w, Generator& g) { return broadcast_pair(w, g, normal); },
@@ -614,6 +625,8 @@ constexpr bool every_op_has_a_row() {
 static_assert(every_op_has_a_row(), "every Op (autograd/op.h) needs at least one row in kRows");
 
 }  // namespace
+
+Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
 
 std::span<const OpRow> op_table() { return kRows; }
 

@@ -36,6 +36,8 @@ std::span<const OpRow> op_table();
 // it); empty for the rows gradgradcheck checks too. The higher-order test fails for a row marked so that passes
 // gradgradcheck, and for an unmarked row that fails it.
 std::string_view first_order_only(const OpRow& row);
+// A tensor of `shape` drawn from N(0, 1) in f64: what the op and layer tables' rows draw most inputs from.
+Tensor normal(Generator& gen, Shape shape);
 // "sum_axes" for the row of sum with variant "axes", "exp" for a row without a variant.
 std::string row_name(const OpRow& row);
 // The row called `name` (as row_name gives it), or nullptr.

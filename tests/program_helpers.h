@@ -105,6 +105,14 @@ inline Outcome run(const std::string& program, const std::vector<std::string>& a
   return run_with(program, args, path);
 }
 
+// The names in `dir` that hold ".tmp." (a temporary file left behind by a writer).
+inline size_t temporaries_in(const std::string& dir) {
+  size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
+  return count;
+}
+
 inline std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

@@ -513,7 +513,7 @@ TEST_CASE("checkpoint: averaging takes the element-wise mean in f64 and keeps co
                                            dir.file("c.safetensors")};
   for (size_t i = 0; i < inputs.size(); ++i) save_tiny(inputs[i], i + 1);
   const std::string output = dir.file("avg.safetensors");
-  CHECK(nn::average_checkpoints(inputs, output, false) == 4);  // two weights, two biases; the mask is copied
+  CHECK(nn::average_checkpoints(inputs, output, false).tensors == 4);  // two weights, two biases; the mask is copied
 
   const st::File averaged = st::load(output);
   std::vector<st::File> files;
@@ -649,4 +649,72 @@ TEST_CASE("checkpoint: metadata problems are CheckpointErrors naming the entry")
   file = good;
   file.metadata.erase("optimizer");
   CHECK(rejected_with(file).find("no \"optimizer\" metadata") != std::string::npos);
+}
+
+TEST_CASE("checkpoint: several optimizers by name, with their parameter groups, round-trip all or nothing") {
+  const testing::TempDir dir;
+  const std::string path = dir.str("two.safetensors");
+  Generator gen(5), data(6);
+  TinyNet model(4, 3, 2, gen);
+  const auto params = model.named_parameters();
+  optim::AdamW first({params[0].second}, {.lr = 0.01});
+  first.add_param_group({params[1].second}, {.lr = 0.02, .weight_decay = 0.0});
+  optim::SGD second({params[2].second, params[3].second}, {.lr = 0.1, .momentum = 0.9});
+  for (int step = 0; step < 2; ++step) {
+    first.zero_grad();
+    train_step(model, second, data);  // zero_grad, backward, second.step()
+    first.step();
+  }
+  first.set_lr(0.005);
+  nn::save_checkpoint(path, model, nn::NamedOptimizers{{"first", &first}, {"second", &second}}, {.step = 2},
+                      {{"model", "tiny"}});
+  const st::File file = st::load(path);
+  CHECK(file.metadata.at("optimizers") == R"({"first":"AdamW","second":"SGD"})");
+  CHECK(file.tensors.contains("optimizer.first.param_groups.1.lr"));
+  CHECK(file.tensors.contains("optimizer.second.state.0.momentum_buffer"));
+  CHECK(nn::read_checkpoint_config(path).optimizer_types.size() == 2);
+
+  Generator other(9);
+  TinyNet loaded(4, 3, 2, other);
+  const auto loaded_params = loaded.named_parameters();
+  optim::AdamW loaded_first({loaded_params[0].second}, {.lr = 1.0});
+  loaded_first.add_param_group({loaded_params[1].second});
+  optim::SGD loaded_second({loaded_params[2].second, loaded_params[3].second}, {.lr = 0.1, .momentum = 0.9});
+  nn::load_checkpoint(path, loaded, nn::NamedMutableOptimizers{{"second", &loaded_second}, {"first", &loaded_first}});
+  CHECK(records(loaded_first.state_dict()) == records(first.state_dict()));
+  CHECK(records(loaded_second.state_dict()) == records(second.state_dict()));
+  CHECK(loaded_first.param_groups()[1].lr == doctest::Approx(0.01));
+  CHECK(records(loaded.state_dict()) == records(model.state_dict()));
+
+  // The wrong names, the one-optimizer form, or an optimizer that does not fit: refused, nothing changed.
+  Generator fresh(11);
+  TinyNet untouched(4, 3, 2, fresh);
+  const auto before = records(untouched.state_dict());
+  const auto p = untouched.named_parameters();
+  optim::AdamW a({p[0].second});
+  a.add_param_group({p[1].second});
+  optim::SGD b({p[2].second, p[3].second}, {.lr = 0.1, .momentum = 0.9});
+  CHECK(testing::message_of<CheckpointError>([&] {
+          nn::load_checkpoint(path, untouched, nn::NamedMutableOptimizers{{"first", &a}});
+        }) == path + ": checkpoint holds the optimizers first, second, but first were given");
+  CHECK(testing::message_of<CheckpointError>([&] { nn::load_checkpoint(path, untouched, &a); })
+            .starts_with(path + ": checkpoint holds 2 optimizers by name (first, second); load them with"));
+  optim::AdamW one_group({p[0].second, p[1].second});
+  const auto a_before = records(one_group.state_dict());
+  CHECK(testing::message_of<CheckpointError>([&] {
+          nn::load_checkpoint(path, untouched, nn::NamedMutableOptimizers{{"first", &one_group}, {"second", &b}});
+        }).find("optimizer state of optimizer 'first' does not fit") != std::string::npos);
+  CHECK(records(untouched.state_dict()) == before);
+  CHECK(records(one_group.state_dict()) == a_before);
+  CHECK(testing::message_of<ValueError>([&] {
+          nn::save_checkpoint(path, model, nn::NamedOptimizers{{"a.b", &first}}, {}, {});
+        }) == "save_checkpoint: optimizer name 'a.b' must be non-empty and contain no '.'");
+
+  // A one-optimizer checkpoint is refused by the named form.
+  const std::string single = dir.str("one.safetensors");
+  nn::save_checkpoint(single, model, &second, {}, {});
+  CHECK(testing::message_of<CheckpointError>([&] {
+          nn::load_checkpoint(single, untouched, nn::NamedMutableOptimizers{{"second", &b}});
+        }) == single + ": checkpoint holds one optimizer (SGD), not several by name; load it with "
+                       "load_checkpoint(path, model, optimizer)");
 }

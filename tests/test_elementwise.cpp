@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 
 using namespace gradformer;
 using gradformer::testing::message_of;
@@ -98,6 +99,27 @@ TEST_CASE("elementwise: softplus stays finite and equals x above the threshold")
   const auto dx = grad_of(softplus(x), x);
   CHECK(dx[0] == 1.0);
   CHECK(dx[1] == doctest::Approx(0.5));
+}
+
+TEST_CASE("elementwise: silu, sin, cos, erf, log1p and expm1 at known points, with their slopes") {
+  // silu, sin and cos against their formulas through libm; erf(1) and erf(2) as tabulated.
+  const Tensor points = tensor<double>({-1.0, 0.0, 2.0});
+  CHECK(silu(points).to_vector<double>() ==
+        std::vector<double>{-1.0 / (1.0 + std::exp(1.0)), 0.0, 2.0 / (1.0 + std::exp(-2.0))});
+  CHECK(sin(points).to_vector<double>() == std::vector<double>{std::sin(-1.0), 0.0, std::sin(2.0)});
+  CHECK(cos(points).to_vector<double>() == std::vector<double>{std::cos(-1.0), 1.0, std::cos(2.0)});
+  CHECK(erf(points).to_vector<double>()[0] == doctest::Approx(-0.8427007929497149));
+  CHECK(erf(points).to_vector<double>()[2] == doctest::Approx(0.9953222650189527));
+  // Near zero, log1p and expm1 keep the digits that log(1 + x) and exp(x) - 1 lose.
+  CHECK(log1p(tensor<double>({1e-12})).item() == doctest::Approx(1e-12).epsilon(1e-12));
+  CHECK(expm1(tensor<double>({1e-12})).item() == doctest::Approx(1e-12).epsilon(1e-12));
+
+  const Tensor x = leaf({0.0});
+  CHECK(grad_of(silu(x), x)[0] == doctest::Approx(0.5));  // s(0) (1 + 0) = 1/2
+  const Tensor y = leaf({0.0});
+  CHECK(grad_of(erf(y), y)[0] == doctest::Approx(2.0 * std::numbers::inv_sqrtpi));
+  const Tensor z = leaf({0.0});
+  CHECK(grad_of(cos(z), z)[0] == 0.0);
 }
 
 TEST_CASE("elementwise: relu and abs at negatives, zero and positives") {

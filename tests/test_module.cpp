@@ -1,14 +1,20 @@
-// nn::Module (names, state dicts, modes, dtype conversion, summary) and nn::init (bounds and statistics).
+// nn::Module (names, state dicts, modes, dtype conversion, summary, forward hooks, requires_grad_) and nn::init
+// (bounds and statistics).
 #include "autograd/gradcheck.h"
 #include "nn/init.h"
+#include "nn/layers.h"
 #include "nn/module.h"
+#include "nn/transformer.h"
 #include "ops/ops.h"
 #include "tests/helpers.h"
 
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 using namespace gradformer;
 using gradformer::testing::message_of;
@@ -197,6 +203,15 @@ TEST_CASE("module: a strict load lists every problem in one message and changes 
   for (const auto& [name, tensor] : b.state_dict()) CHECK(tensor.to_vector<double>() == values[i++]);
 }
 
+TEST_CASE("module: a key problem lists the first eight names and counts the rest") {
+  std::vector<std::string> missing;
+  for (int i = 0; i < 89940; ++i) missing.push_back(fmt::format("layers.{}.weight", i));
+  const std::vector<std::string> problems = nn::describe_key_problems(missing, {}, {}, true, "mismatch(es)");
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0] == "89940 missing key(s): layers.0.weight, layers.1.weight, layers.2.weight, layers.3.weight, "
+                       "layers.4.weight, layers.5.weight, layers.6.weight, layers.7.weight, ... and 89932 more");
+}
+
 TEST_CASE("module: a non-strict load skips missing and unexpected keys but not shape mismatches") {
   Net a, b;
   nn::StateDict dict{{"head.weight", a.head().weight().detach()}, {"unknown", zeros({5})}};
@@ -377,4 +392,88 @@ TEST_CASE("init: a parameter initialised in place records no graph") {
   nn::init::normal_(layer.weight());
   CHECK(layer.weight().is_leaf());
   CHECK(layer.weight().requires_grad());
+}
+
+TEST_CASE("module: forward hooks see inputs and output, replace them, and go on remove() only") {
+  nn::Linear layer(3, 2);
+  const Tensor x = ones({4, 3});
+  std::vector<std::string> calls;
+  nn::RemovableHandle pre = layer.register_forward_pre_hook([&](const nn::Module& m, const std::vector<Tensor>& in) {
+    calls.push_back(fmt::format("pre {} {}", m.type_name(), shape_str(in[0].shape())));
+    return std::optional<std::vector<Tensor>>{{in[0] * 2.0}};  // the forward sees 2x
+  });
+  nn::RemovableHandle post = layer.register_forward_hook(
+      [&](const nn::Module&, const std::vector<Tensor>& in, const Tensor& out) {
+        calls.push_back(fmt::format("post {} -> {}", in[0].at({0, 0}), shape_str(out.shape())));
+        return std::optional<Tensor>{};
+      });
+  const Tensor y = layer.forward(x);
+  CHECK(calls == std::vector<std::string>{"pre Linear [4, 3]", "post 2 -> [4, 2]"});
+  CHECK(y.to_vector<float>() == linear(x * 2.0, layer.weight(), layer.bias()).to_vector<float>());
+
+  // A handle that goes out of scope keeps its hook (PyTorch's RemovableHandle does the same).
+  {
+    nn::RemovableHandle dropped = layer.register_forward_hook(
+        [](const nn::Module&, const std::vector<Tensor>&, const Tensor& out) { return std::optional<Tensor>(out + 1.0); });
+  }
+  CHECK(layer.forward(x).to_vector<float>() == (y + 1.0).to_vector<float>());
+  pre.remove();
+  post.remove();
+  pre.remove();  // a second remove() does nothing
+  calls.clear();
+  layer.forward(x);
+  CHECK(calls.empty());
+
+  // Hooks run in registration order, each on the previous one's output; a hook may remove itself while it runs.
+  nn::Linear second(3, 2);
+  nn::RemovableHandle once;
+  once = second.register_forward_hook([&](const nn::Module&, const std::vector<Tensor>&, const Tensor& out) {
+    once.remove();
+    return std::optional<Tensor>(out * 0.0);
+  });
+  second.register_forward_hook(
+      [](const nn::Module&, const std::vector<Tensor>&, const Tensor& out) { return std::optional<Tensor>(out + 3.0); });
+  CHECK(second.forward(x).to_vector<float>() == std::vector<float>(8, 3.0f));
+  CHECK(second.forward(x).to_vector<float>() == (linear(x, second.weight(), second.bias()) + 3.0).to_vector<float>());
+
+  // A handle outliving its module is harmless.
+  nn::RemovableHandle orphan;
+  {
+    nn::Linear gone(3, 2);
+    orphan = gone.register_forward_hook(
+        [](const nn::Module&, const std::vector<Tensor>&, const Tensor&) { return std::optional<Tensor>{}; });
+  }
+  orphan.remove();
+}
+
+TEST_CASE("module: forward hooks on composite layers, and a pre-hook returning the wrong count is an error") {
+  nn::TransformerEncoderLayer layer(nn::TransformerLayerOptions{.d_model = 8, .nhead = 2, .dim_feedforward = 16,
+                                                                .dropout = 0.0});
+  const Tensor src = randn({2, 3, 8}), padding = from_vector<bool>({false, false, true, false, false, false}, {2, 3});
+  size_t seen_inputs = 0;
+  layer.register_forward_hook([&](const nn::Module&, const std::vector<Tensor>& in, const Tensor&) {
+    seen_inputs = in.size();  // src, src_key_padding_mask, src_mask
+    CHECK(in[1].is_same(padding));
+    CHECK_FALSE(in[2].defined());
+    return std::optional<Tensor>{};
+  });
+  layer.forward(src, padding);
+  CHECK(seen_inputs == 3);
+  layer.register_forward_pre_hook(
+      [](const nn::Module&, const std::vector<Tensor>& in) { return std::optional<std::vector<Tensor>>{{in[0]}}; });
+  CHECK(message_of<ValueError>([&] { layer.forward(src); }) ==
+        "TransformerEncoderLayer forward pre-hook: returned 1 tensors for a forward that takes 3");
+  CHECK(message_of<ValueError>([&] { layer.register_forward_hook(nullptr); }) ==
+        "TransformerEncoderLayer.register_forward_hook: the hook is empty");
+}
+
+TEST_CASE("module: requires_grad_ freezes and unfreezes a module and everything below it") {
+  Net net(3, 2);
+  net.encoder().requires_grad_(false);
+  for (const auto& [name, p] : net.named_parameters()) {
+    CAPTURE(name);
+    CHECK(p.requires_grad() == !name.starts_with("encoder."));
+  }
+  CHECK(&net.requires_grad_(true) == &net);
+  for (const Tensor& p : net.parameters()) CHECK(p.requires_grad());
 }

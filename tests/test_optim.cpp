@@ -316,3 +316,114 @@ TEST_CASE("optimizer and schedule train a tiny regression") {
   CHECK(last < 1e-3 * first);
   check_values(w, {2, -1}, 1e-2);
 }
+
+TEST_CASE("parameter groups: each group steps with its own options, as separate optimizers would") {
+  const Tensor a = parameter({1, -2}), b = parameter({1, -2});
+  optim::AdamW grouped({a}, {.lr = 0.1, .weight_decay = 0.01});
+  CHECK(grouped.add_param_group({b}, {.lr = 0.02, .beta1 = 0.5, .weight_decay = 0.0}) == 1);
+  const Tensor a_alone = parameter({1, -2}), b_alone = parameter({1, -2});
+  optim::AdamW first({a_alone}, {.lr = 0.1, .weight_decay = 0.01});
+  optim::AdamW second({b_alone}, {.lr = 0.02, .beta1 = 0.5, .weight_decay = 0.0});
+  for (int step = 0; step < 3; ++step) {
+    step_with(grouped, {0.5, 1});
+    step_with(first, {0.5, 1});
+    step_with(second, {0.5, 1});
+  }
+  CHECK(a.to_vector<double>() == a_alone.to_vector<double>());
+  CHECK(b.to_vector<double>() == b_alone.to_vector<double>());
+  CHECK(grouped.parameters().size() == 2);
+  CHECK(grouped.param_groups().size() == 2);
+  CHECK(grouped.options(1).beta1 == 0.5);
+
+  // A group without options takes the constructor's; SGD's groups may differ in momentum.
+  const Tensor c = parameter({1, -2}), d = parameter({1, -2});
+  optim::SGD sgd({c}, {.lr = 0.1, .momentum = 0.9});
+  sgd.add_param_group({d});
+  CHECK(sgd.options(1).momentum == 0.9);
+  CHECK(sgd.param_groups()[1].lr == 0.1);
+}
+
+TEST_CASE("parameter groups: set_lr keeps each group's ratio to group 0; set_lr(group, lr) sets one") {
+  const Tensor a = parameter({1, -2}), b = parameter({1, -2});
+  optim::Adam adam({a}, {.lr = 0.1});
+  adam.add_param_group({b}, {.lr = 0.025});
+  adam.set_lr(0.2);
+  CHECK(adam.lr() == 0.2);
+  CHECK(adam.param_groups()[1].lr == doctest::Approx(0.05));
+  CHECK(adam.param_groups()[1].initial_lr == 0.025);
+  adam.set_lr(1, 0.3);
+  CHECK(adam.param_groups()[1].lr == 0.3);
+  CHECK(message_of<IndexError>([&] { adam.set_lr(2, 0.1); }) == "Adam.set_lr: group 2 does not exist (2 groups)");
+}
+
+TEST_CASE("parameter groups: errors name the optimizer and the parameter") {
+  const Tensor a = parameter({1, -2}), b = parameter({3});
+  optim::Adam adam({a}, {.lr = 0.1});
+  CHECK(message_of<ValueError>([&] { adam.add_param_group({a}); }) ==
+        "Adam.add_param_group: parameter 0 ('') appears more than once (or is in another group already)");
+  CHECK(message_of<ValueError>([&] { adam.add_param_group({}); }) == "Adam.add_param_group: the group has no parameters");
+  CHECK(message_of<ValueError>([&] { adam.add_param_group({b}, {.beta1 = 1.5}); }) ==
+        "Adam.add_param_group: beta1 = 1.5 is outside [0, 1)");
+  optim::AdamW adamw({b});
+  CHECK(message_of<ValueError>([&] { adamw.add_param_group({a}, {.lr = -1}); }) ==
+        "AdamW.add_param_group: lr = -1 is outside [0, inf]");
+  CHECK(adam.param_groups().size() == 1);
+}
+
+TEST_CASE("parameter groups: state_dict saves groups, learning rates and hyperparameters, and load restores them") {
+  const Tensor a = parameter({1, -2}), b = parameter({0, 3});
+  optim::SGD sgd({a}, {.lr = 0.1, .momentum = 0.9});
+  sgd.add_param_group({b}, {.lr = 0.01, .momentum = 0.5, .weight_decay = 0.1, .nesterov = true});
+  step_with(sgd, {0.5, 1});
+  sgd.set_lr(0.2);
+  const nn::StateDict dict = sgd.state_dict();
+  CHECK(dict.at("param_groups.1.params").item() == 1);
+  CHECK(dict.at("param_groups.1.lr").item() == doctest::Approx(0.02));
+  CHECK(dict.at("param_groups.1.initial_lr").item() == 0.01);
+  CHECK(dict.at("param_groups.1.momentum").item() == 0.5);
+  CHECK(dict.at("param_groups.1.nesterov").item() == 1);
+
+  const Tensor a2 = parameter({1, -2}), b2 = parameter({0, 3});
+  optim::SGD other({a2}, {.lr = 1.0});  // other hyperparameters: the saved ones win, as in PyTorch
+  other.add_param_group({b2});
+  other.load_state_dict(dict);
+  a2.detach().copy_(a.detach());
+  b2.detach().copy_(b.detach());
+  CHECK(other.options(1).momentum == 0.5);
+  CHECK(other.options(1).nesterov);
+  CHECK(other.param_groups()[1].lr == doctest::Approx(0.02));
+  step_with(sgd, {0.25, -1});
+  step_with(other, {0.25, -1});
+  CHECK(a2.to_vector<double>() == a.to_vector<double>());
+  CHECK(b2.to_vector<double>() == b.to_vector<double>());
+
+  // A group of another size, or a missing group, is refused before anything changes.
+  const Tensor c = parameter({1, -2}), d = parameter({1, 1}), e = parameter({2, 2});
+  optim::SGD mismatched({c}, {.lr = 0.1, .momentum = 0.9});
+  mismatched.add_param_group({d, e});
+  const std::string m = message_of<nn::StateDictError>([&] { mismatched.load_state_dict(dict); });
+  CHECK(contains(m, "parameter group 1 holds 2 parameters here, 1 in the state dict"));
+  CHECK(mismatched.options(1).momentum == 0.9);
+}
+
+TEST_CASE("parameter groups: a state dict from before groups existed loads into one group") {
+  const Tensor a = parameter({1, -2});
+  optim::Adam adam({a}, {.lr = 0.1});
+  step_with(adam, {0.5, 1});
+  nn::StateDict legacy = adam.state_dict();
+  std::erase_if(legacy, [](const auto& entry) { return entry.first.starts_with("param_groups."); });
+  legacy["lr"] = scalar_tensor(0.05, DType::f64);
+  const Tensor b = parameter({1, -2});
+  optim::Adam loaded({b}, {.lr = 0.3});
+  loaded.load_state_dict(legacy);
+  CHECK(loaded.lr() == 0.05);
+  CHECK(loaded.step_count() == 1);
+  CHECK(loaded.state_dict().at("state.0.exp_avg").to_vector<double>() ==
+        adam.state_dict().at("state.0.exp_avg").to_vector<double>());
+
+  const Tensor c = parameter({1, -2}), d = parameter({1, -2});
+  optim::Adam two({c}, {.lr = 0.1});
+  two.add_param_group({d});
+  CHECK(contains(message_of<nn::StateDictError>([&] { two.load_state_dict(legacy); }),
+                 "no param_groups keys (one group, as saved before groups existed), but this optimizer has 2 groups"));
+}

@@ -7,13 +7,14 @@
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/output_file.h"
-#include "tests/helpers.h"
+#include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -24,20 +25,13 @@
 using namespace gradformer;
 using testing::message_of;
 using testing::TempDir;
+using testing::temporaries_in;
 
 namespace {
 
 std::string contents(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The names in dir that hold ".tmp." (a temporary file left behind).
-size_t temporaries_in(const std::string& dir) {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  return count;
 }
 
 bool is_character_device(const std::string& path) {
@@ -167,6 +161,85 @@ TEST_CASE("output file: standard output is written in place and its errors name 
   ::close(saved);
   ::close(full);
   CHECK(message == "stdout: write failed: No space left on device");
+}
+
+TEST_CASE("output file: Replace::never creates exclusively: of two writers of one new path the second fails") {
+  const TempDir dir;
+  const std::string path = dir.str("out.txt");
+  const std::string expected =
+      path + ": was created by another process while this one wrote it; it is left as that process wrote it";
+  // Two processes (each names its temporary by its pid): the child opens first and commits last.
+  int opened[2], committed[2];
+  REQUIRE(::pipe(opened) == 0);
+  REQUIRE(::pipe(committed) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int code = 3;
+    try {
+      nn::OutputFile second(path, nn::Replace::never);
+      second.write("second");
+      char byte = 0;
+      if (::write(opened[1], &byte, 1) != 1 || ::read(committed[0], &byte, 1) != 1) ::_exit(4);
+      try {
+        second.commit();
+        code = 1;
+      } catch (const IOError& error) {
+        code = error.what() == expected ? 0 : 2;
+      }
+    } catch (...) {
+      code = 5;
+    }
+    ::_exit(code);
+  }
+  char byte = 0;
+  REQUIRE(::read(opened[0], &byte, 1) == 1);
+  nn::OutputFile first(path, nn::Replace::never);
+  first.write("first");
+  first.commit();
+  REQUIRE(::write(committed[1], &byte, 1) == 1);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(contents(path) == "first");
+  CHECK(temporaries_in(dir.str()) == 0);
+  CHECK(message_of<IOError>([&] { nn::OutputFile third(path, nn::Replace::never); }) == path + ": already exists");
+  for (int fd : {opened[0], opened[1], committed[0], committed[1]}) ::close(fd);
+}
+
+TEST_CASE("output file: remove_live_temporaries unlinks the open ones; a dead writer's goes at the next open") {
+  const TempDir dir;
+  const std::string path = dir.str("out.txt");
+  {
+    nn::OutputFile out(path);
+    out.write("half");
+    CHECK(temporaries_in(dir.str()) == 1);
+    nn::remove_live_temporaries();  // what a program's signal handler does before it ends the process
+    CHECK(temporaries_in(dir.str()) == 0);
+  }
+  nn::OutputFile committed(path);
+  committed.write("whole");
+  committed.commit();
+  nn::remove_live_temporaries();  // a committed file is no temporary
+  CHECK(contents(path) == "whole");
+
+  // A process that died mid-write (no process has pid 999999999) left its temporary: the next writer removes it.
+  std::ofstream(path + ".tmp.999999999") << "half";
+  nn::write_text_file(path, "again");
+  CHECK(temporaries_in(dir.str()) == 0);
+}
+
+TEST_CASE("output file: same_file_as compares regular files by identity, through links and '..'") {
+  const TempDir dir;
+  const std::string file = dir.str("a.txt");
+  std::ofstream(file) << "a";
+  std::filesystem::create_directories(dir.str("sub"));
+  std::filesystem::create_symlink(file, dir.str("link.txt"));
+  CHECK(nn::same_file_as(dir.str("sub/../a.txt"), {dir.str("other"), file}) == file);
+  CHECK(nn::same_file_as(dir.str("link.txt"), {file}) == file);
+  CHECK_FALSE(nn::same_file_as(dir.str("missing.txt"), {file}));
+  CHECK_FALSE(nn::same_file_as("/dev/null", {"/dev/null"}));  // written in place, never replaced
 }
 
 TEST_CASE("output file: checkpoints, TSV files and vocabularies follow the rule") {

@@ -199,7 +199,9 @@ TEST_CASE("programs: gradformer-translate refuses missing, directory, foreign an
   nn::save_checkpoint(mismatched, *other, nullptr, state, config);
   o = run("gradformer-translate", {"--checkpoint", mismatched}, "a b c\n");
   CHECK(o.exit_code == 1);
-  CHECK(o.err.starts_with("gradformer-translate: error: " + mismatched + ": does not fit the TransformerSeq2Seq model: "));
+  // Found in the header, before a model is built (models::check_config_fits).
+  CHECK(o.err.starts_with("gradformer-translate: error: " + mismatched + ": the configuration's 'd_model' is 64, but "
+                          "tensor 'source_embedding.weight' has shape ["));
   CHECK(lines_of(o.err).size() == 1);
 
   // A gradformer checkpoint written by the API without gradformer-train's vocabulary.
@@ -279,7 +281,9 @@ TEST_CASE("programs: gradformer-gradcheck lists ops with their variants and chec
 TEST_CASE("programs: gradformer-gradcheck and gradformer-bench refuse unknown names and bad flag values") {
   Outcome o = run("gradformer-gradcheck", {"--only", "no-such-op"});
   CHECK(o.exit_code == 2);
-  CHECK(o.err == "gradformer-gradcheck: error: --only: unknown name 'no-such-op' (see --list)\n");
+  CHECK(o.err == "gradformer-gradcheck: error: --only: unknown name 'no-such-op' (see --list); a layer of your own is "
+                 "checked from your program with nn::gradcheck_module(module, fn, inputs), see "
+                 "docs/writing-a-layer.md\n");
   o = run("gradformer-bench", {"--config", "huge"});
   CHECK(o.exit_code == 2);
   CHECK(o.err == "gradformer-bench: error: --config: huge not in {toy,small,base} (see --help)\n");

@@ -2,6 +2,7 @@
 // a directory as stdin, a FIFO as checkpoint, a huge beam; and as a stream, answering each line of a pipe before
 // the next one is written. Each case spawns the real program (tests/program_helpers.h). A program that hangs
 // would hang the suite, so the cases that could are run with a limit and killed past it.
+#include "tests/browser.h"
 #include "tests/program_helpers.h"
 
 #include <doctest/doctest.h>
@@ -113,13 +114,6 @@ class Conversation {
   bool exited_ = false;
   std::string pending_;
 };
-
-size_t temporaries_in(const std::string& dir) {
-  size_t count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    count += entry.path().filename().string().find(".tmp.") != std::string::npos;
-  return count;
-}
 
 }  // namespace
 
@@ -355,6 +349,94 @@ TEST_CASE("programs: gradformer-translate ensembles checkpoints that share a voc
   CHECK(o.err == "gradformer-translate: error: " + other + ": its vocabulary or tokenizer differs from " +
                      t.checkpoint + "'s; the models of an ensemble must share both\n");
   CHECK(read_file(output) == "kept\n");
+}
+
+// The JSON a page of models/html_report.h embeds.
+nlohmann::json page_data(const std::string& html) {
+  const std::string open = "<script type=\"application/json\" id=\"gradformer-data\">";
+  const size_t start = html.find(open), end = html.find("</script>", start);
+  REQUIRE(start != std::string::npos);
+  return nlohmann::json::parse(html.substr(start + open.size(), end - start - open.size()));
+}
+
+TEST_CASE("programs: --attention-html explores the first sentences that are not blank, with their n-best lists") {
+  const Trained& t = trained();
+  const TempDir dir;
+  write_file(dir.str("in.txt"), "a b c\n\nd e\nb c\n");
+  Outcome o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--input", dir.str("in.txt"), "--beam", "2",
+                                           "--n-best", "2", "--attention-html", dir.str("a.html")});
+  INFO(o.err);
+  REQUIRE(o.exit_code == 0);
+  CHECK(o.err.find("wrote the attention of 3 sentences to " + dir.str("a.html")) != std::string::npos);
+  const nlohmann::json data = page_data(read_file(dir.str("a.html")));
+  REQUIRE(data["sentences"].size() == 3);
+  CHECK(data["show_n_best"] == true);
+  CHECK(data["sentences"][1]["line"] == 3);  // line 2 is blank
+  CHECK(data["sentences"][1]["source"] == "d e");
+  for (const nlohmann::json& sentence : data["sentences"]) {
+    CHECK(sentence["n_best"].size() == 2);
+    for (const char* kind : {"encoder self", "decoder self", "cross"}) CHECK(sentence["attention"].contains(kind));
+  }
+  // The page's best hypothesis is the program's translation of that line (output lines 0 and 1 are sentence 0's,
+  // 2 the blank line's one empty hypothesis).
+  const std::vector<std::string> n_best = lines_of(o.out);
+  CHECK(n_best.at(3).starts_with("2 ||| " + data["sentences"][1]["n_best"][0]["text"].get<std::string>() + " |||"));
+
+  o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--attention-html", dir.str("b.html"),
+                                   "--attention-sentences", "1"}, "a b c\nd e\n");
+  CHECK(o.exit_code == 0);
+  CHECK(page_data(read_file(dir.str("b.html")))["sentences"].size() == 1);
+  CHECK(page_data(read_file(dir.str("b.html")))["show_n_best"] == false);
+
+  // Never over an input; nothing to show is an error, not an empty page.
+  o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--input", dir.str("in.txt"), "--attention-html",
+                                   dir.str("in.txt")});
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: --attention-html " + dir.str("in.txt") + ": is " + dir.str("in.txt") +
+                     ", an input of this run; it would be overwritten\n");
+  CHECK(read_file(dir.str("in.txt")) == "a b c\n\nd e\nb c\n");
+  o = run("gradformer-translate", {"--checkpoint", t.checkpoint, "--attention-html", dir.str("c.html")}, "\n  \n");
+  CHECK(o.exit_code == 1);
+  CHECK(o.err == "gradformer-translate: error: --attention-html: every input sentence is blank: no attention to show\n");
+  CHECK(!std::filesystem::exists(dir.str("c.html")));
+  CHECK(run("gradformer-translate", {"--checkpoint", t.checkpoint, "--attention-sentences", "0"}).exit_code == 2);
+
+  REQUIRE_MESSAGE(!chromium_path().empty(), "the browser tests need chromium (apt-get install chromium)");
+  Browser browser;
+  browser.open(dir.str("a.html"));
+  CHECK(browser.evaluate("document.getElementById('sentence').options.length") == 3);
+  CHECK(browser.evaluate("document.querySelectorAll('#n-best tr').length") == 3);
+  INFO(fmt::format("{}", fmt::join(browser.problems(), "\n")));
+  CHECK(browser.problems().empty());
+}
+
+TEST_CASE("programs: gradformer-train writes report.html beside loss.svg at every validation") {
+  const TempDir dir;
+  const Outcome o = run("gradformer-train", {"--task", "copy", "--out", dir.str("run"), "--max-steps", "4",
+                                             "--valid-every", "2", "--max-tokens", "256", "--valid-bleu-sentences",
+                                             "5", "--test-beam", "1"});
+  INFO(o.err);
+  REQUIRE(o.exit_code == 0);
+  CHECK(std::filesystem::exists(dir.str("run/loss.svg")));
+  const nlohmann::json data = page_data(read_file(dir.str("run/report.html")));
+  CHECK(data["step"] == 4);
+  CHECK(data["train_nll"]["points"].size() == 4);
+  CHECK(data["valid_nll"]["points"].size() == 2);
+  CHECK(data["valid_nll"]["points"].size() == data["bleu"]["points"].size());
+  CHECK(data["chrf"]["points"].size() == 2);
+  CHECK(data["learning_rate"]["points"].size() == 4);
+  CHECK(data["tokens_per_second"]["points"].size() == 4);
+  CHECK(data["best"]["path"] == dir.str("run") + "/best.safetensors");
+  CHECK(data["config"]["model"]["model"] == "transformer-tiny");
+  CHECK(data["config"]["training"]["max_tokens"] == 256);
+  CHECK(data["machine"]["threads"] == 1);
+
+  REQUIRE_MESSAGE(!chromium_path().empty(), "the browser tests need chromium (apt-get install chromium)");
+  Browser browser;
+  browser.open(dir.str("run/report.html"), 1200, 1400);
+  CHECK(browser.evaluate("document.querySelectorAll('.chart path.series').length") == 9);
+  INFO(fmt::format("{}", fmt::join(browser.problems(), "\n")));
+  CHECK(browser.problems().empty());
 }
 
 }  // TEST_SUITE

@@ -504,12 +504,12 @@ TEST_CASE("safetensors: remove_stale_temporaries removes a dead writer's file, k
   for (const std::string& name : kept) std::ofstream(name) << "half";
   std::ofstream(dead) << "half";
 
-  CHECK(st::remove_stale_temporaries(path) == 1);
+  CHECK(gradformer::nn::remove_stale_temporaries(path) == 1);
   CHECK_FALSE(std::filesystem::exists(dead));
   for (const std::string& name : kept) CHECK(std::filesystem::exists(name));
   CHECK(st::load(path) == sample_file());
-  CHECK(st::remove_stale_temporaries(path) == 0);
-  CHECK(st::remove_stale_temporaries((scratch.path / "none" / "last.safetensors").string()) == 0);
+  CHECK(gradformer::nn::remove_stale_temporaries(path) == 0);
+  CHECK(gradformer::nn::remove_stale_temporaries((scratch.path / "none" / "last.safetensors").string()) == 0);
 }
 
 TEST_CASE("safetensors: a failed save throws and never damages the old file") {

@@ -240,6 +240,6 @@ TEST_CASE("saved tensors: every tensor a layer-table row's graph keeps is versio
           before = storage_users(watched);
           return layer.forward(inputs);
         },
-        std::string(row.name));
+        nn::row_name(row));
   }
 }

@@ -93,3 +93,28 @@ TEST_CASE("training_svg: a wide range gets powers of ten; no BLEU, no panel; non
   CHECK(svg.find("BLEU") == std::string::npos);
   CHECK(count(svg, " L") == 1);  // two points drawn, the zero left out
 }
+
+TEST_CASE("attention_svg: one panel per cross-attention map, cells shaded by weight, a colour scale with its values") {
+  using gradformer::DType;
+  const gradformer::Tensor cross = gradformer::from_vector(std::vector<double>{1.0, 0.0, 0.25, 0.75}, {2, 2});
+  const gradformer::Tensor self = gradformer::from_vector(std::vector<double>{0.5, 0.5, 0.5, 0.5}, {2, 2});
+  const std::vector<AttentionMap> maps{{"layer 0 head 0", cross, AttentionKind::cross, 0, 0},
+                                       {"encoder self layer 0 head 0", self, AttentionKind::encoder_self, 0, 0},
+                                       {"layer 0 head 1", cross, AttentionKind::cross, 0, 1}};
+  const std::string svg = attention_svg(maps, {"a", "<eos>"}, {"x", "<eos>"});
+  CHECK(tags_balance(svg));
+  CHECK(svg.find("layer 0 head 1") != std::string::npos);
+  CHECK(svg.find("encoder self") == std::string::npos);  // the explorer's, not the static picture's
+  CHECK(svg.find("&lt;eos&gt;") != std::string::npos);
+  // Weight 1 is the darkest blue, 0 white, 0.25 between.
+  CHECK(count(svg, "fill=\"rgb(0,0,255)\"/>") == 2);
+  CHECK(count(svg, "width=\"22\" height=\"22\" fill=\"rgb(255,255,255)\"") == 2);
+  CHECK(count(svg, "fill=\"rgb(191,191,255)\"") == 2);
+  // The legend: its label, a ramp from light to dark, and the values 0 to 1 under it.
+  CHECK(svg.find("attention weight") != std::string::npos);
+  for (const char* value : {">0<", ">0.25<", ">0.5<", ">0.75<", ">1<"}) {
+    CAPTURE(value);
+    CHECK(count(svg.substr(svg.find("class=\"legend\"")), value) == 1);
+  }
+  CHECK(count(svg, "height=\"12\" fill=\"rgb(") == 20);
+}

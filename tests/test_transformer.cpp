@@ -259,3 +259,79 @@ TEST_CASE("Transformer layers: errors name the layer and the shapes") {
   CHECK(message_of<ValueError>([&] { nn::SinusoidalPositionalEncoding(0); }) ==
         "SinusoidalPositionalEncoding: d_model 0 and max_len 1024 must be positive");
 }
+
+namespace {
+
+// A norm and a feed-forward of a user's: the factories' products stand in for LayerNorm and linear1/linear2.
+class ScaleNorm : public nn::UnaryModule {
+ public:
+  explicit ScaleNorm(int64_t) { gain_ = register_parameter("gain", ones({})); }
+  std::string type_name() const override { return "ScaleNorm"; }
+  Tensor forward(const Tensor& x) const override {  // x / |x| · g over the last axis
+    return x * rsqrt(sum(x * x, {-1}, true) + 1e-6) * gain_;
+  }
+
+ private:
+  Tensor gain_;
+};
+
+class GatedFeedForward : public nn::UnaryModule {
+ public:
+  GatedFeedForward(int64_t d_model, int64_t hidden, Generator& gen) {
+    gate_ = register_module("gate", std::make_shared<nn::Linear>(d_model, hidden, false, gen));
+    out_ = register_module("out", std::make_shared<nn::Linear>(hidden, d_model, false, gen));
+  }
+  std::string type_name() const override { return "GatedFeedForward"; }
+  Tensor forward(const Tensor& x) const override { return out_->forward(silu(gate_->forward(x))); }
+
+ private:
+  std::shared_ptr<nn::Linear> gate_, out_;
+};
+
+nn::TransformerLayerOptions custom_layer_options(bool norm_first) {
+  return {.d_model = 8,
+          .nhead = 2,
+          .dim_feedforward = 16,
+          .dropout = 0.0,
+          .norm_first = norm_first,
+          .feed_forward = [](const nn::TransformerLayerOptions& o, Generator& gen) -> std::shared_ptr<nn::UnaryModule> {
+            return std::make_shared<GatedFeedForward>(o.d_model, o.dim_feedforward, gen);
+          },
+          .norm = [](int64_t d) -> std::shared_ptr<nn::UnaryModule> { return std::make_shared<ScaleNorm>(d); }};
+}
+
+}  // namespace
+
+TEST_CASE("Transformer layers take a user's feed-forward and norm through their factories") {
+  for (bool norm_first : {false, true}) {
+    CAPTURE(norm_first);
+    Generator gen(3);
+    const nn::TransformerEncoder encoder(custom_layer_options(norm_first), 2, true, gen);
+    std::vector<std::string> names;
+    for (const auto& entry : encoder.named_parameters()) names.push_back(entry.first);
+    CHECK(std::find(names.begin(), names.end(), "layers.0.feed_forward.gate.weight") != names.end());
+    CHECK(std::find(names.begin(), names.end(), "layers.1.norm2.gain") != names.end());
+    CHECK(std::find(names.begin(), names.end(), "norm.gain") != names.end());
+    CHECK(std::none_of(names.begin(), names.end(), [](const std::string& n) { return n.find("linear1") != n.npos; }));
+
+    const Tensor src = randn({2, 3, 8}, gen);
+    const Tensor y = encoder.forward(src);  // (B, S, D)
+    CHECK(y.shape() == Shape{2, 3, 8});
+    // The final norm is ScaleNorm's: every position has unit length.
+    const std::vector<float> lengths = sqrt(sum(y * y, {-1})).to_vector<float>();
+    for (float length : lengths) CHECK(length == doctest::Approx(1.0).epsilon(1e-4));
+
+    const nn::TransformerDecoder decoder(custom_layer_options(norm_first), 1, true, gen);
+    const Tensor out = decoder.forward(randn({2, 4, 8}, gen), y);
+    CHECK(out.shape() == Shape{2, 4, 8});
+    sum(out).backward();
+    for (const auto& [name, p] : decoder.named_parameters()) {
+      CAPTURE(name);
+      CHECK(p.grad().defined());
+    }
+  }
+  nn::TransformerLayerOptions broken = custom_layer_options(false);
+  broken.norm = [](int64_t) { return std::shared_ptr<nn::UnaryModule>(); };
+  CHECK(message_of<ValueError>([&] { nn::TransformerEncoderLayer layer(broken); }) ==
+        "TransformerEncoderLayer: the norm factory returned a null module");
+}

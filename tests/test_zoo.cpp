@@ -108,3 +108,34 @@ TEST_CASE("trainer: an empty training set is refused before anything is written"
         "train: the training set is empty");
   CHECK_FALSE(std::filesystem::exists(dir.str("run")));
 }
+
+TEST_CASE("zoo: a transformer built with a program's sublayers names them in its config, and needs them back") {
+  models::ModelOptions options;
+  options.vocab_size = 20;
+  options.sublayers = "gated";
+  nlohmann::json config = models::model_config("transformer-tiny", options);
+  CHECK(config.at("sublayers") == "gated");
+  config["layers"] = 1;
+  const models::Sublayers gated{
+      .name = "gated",
+      .feed_forward = [](const nn::TransformerLayerOptions& o, Generator& gen) -> std::shared_ptr<nn::UnaryModule> {
+        return std::make_shared<nn::FeedForward>(
+            nn::FeedForwardOptions{.d_model = o.d_model, .dim_feedforward = 8, .activation = nn::Activation::silu},
+            gen);
+      }};
+  Generator gen(1);
+  const auto model = models::make_model(config, gated, gen);
+  bool found = false;
+  for (const auto& entry : model->named_parameters())
+    found |= entry.first == "transformer.encoder.layers.0.feed_forward.linear1.weight";
+  CHECK(found);
+  CHECK(message_of<ValueError>([&] { models::make_model(config, gen); }) ==
+        "model config: the model was built with the sublayers 'gated' of the program that trained it; build it with "
+        "make_model(config, sublayers) from a program that defines them");
+  config.erase("sublayers");
+  CHECK(message_of<ValueError>([&] { models::make_model(config, gated, gen); }) ==
+        "model config: sublayers 'gated' were given for a configuration that names none");
+  options.sublayers = "gated";
+  CHECK(message_of<ValueError>([&] { models::model_config("rnn-attention", options); }) ==
+        "model rnn-attention: sublayers 'gated' are for the transformer-* models only");
+}

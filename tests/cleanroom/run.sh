@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The clean-room suite: what a new user gets on a brand-new Debian 12 machine. It makes a fresh bookworm root with
-# mmdebstrap (this machine's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
+# mmdebstrap (the host's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
 # in a chroot runs each case below as that user would. A case that fails prints its last lines; the suite ends
 # with "clean-room: N passed, N failed". The root (and the /proc mounted in it) is removed on every exit.
 # Run as root: tests/cleanroom/run.sh. CLEAN_ROOM_KEEP=1 keeps the root for a look (still unmounted).
@@ -65,7 +65,8 @@ setup() { in_root './run.sh build'; }
 # A short training run and a translation with its checkpoint, through the installed-by-setup programs.
 train() {
   in_root './build/examples/gradformer-train --task copy --model transformer-tiny --max-steps 40 --valid-every 20 \
-            --max-tokens 512 --out /root/run --test-beam 1'
+            --max-tokens 512 --out /root/run --test-beam 1 &&
+           grep -q "gradformer-data" /root/run/report.html'
 }
 translate() {
   in_root './build/examples/gradformer-train --task copy --write-data /root/data &&
@@ -75,11 +76,19 @@ translate() {
            test "$(wc -l </root/translations.txt)" -eq 3'
 }
 
-# meson install, then a program of the user's built with nothing but pkg-config's flags.
+# meson install, then programs of the user's built with nothing but pkg-config's flags: the consumer, and the
+# programs the README's second quickstart and docs/writing-a-layer.md print (unit tests keep those and these files
+# identical).
 installed_library() {
   in_root 'meson install -C build --quiet && ldconfig &&
-           mkdir -p /root/user && cp tests/consumer/consumer.cpp /root/user/ && cd /root/user &&
-           g++ -std=c++20 consumer.cpp -o consumer $(pkg-config --cflags --libs gradformer) && ./consumer'
+           mkdir -p /root/user && cp tests/consumer/consumer.cpp examples/custom_layer.cpp examples/custom_transformer.cpp examples/module_api.cpp \
+              /root/user/ &&
+           cd /root/user &&
+           g++ -std=c++20 consumer.cpp -o consumer $(pkg-config --cflags --libs gradformer) && ./consumer &&
+           g++ -std=c++20 custom_layer.cpp -o custom_layer $(pkg-config --cflags --libs gradformer) && ./custom_layer &&
+           g++ -std=c++20 custom_transformer.cpp -o custom_transformer $(pkg-config --cflags --libs gradformer) &&
+           ./custom_transformer &&
+           g++ -std=c++20 module_api.cpp -o module_api $(pkg-config --cflags --libs gradformer) && ./module_api'
 }
 
 # A user's meson project with gradformer as a subproject (a copy of the tree in subprojects/gradformer).
