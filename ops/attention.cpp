@@ -9,7 +9,13 @@
 #include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
 #include "ops/gemm.h"
+#include "ops/elementwise.h"
 #include "ops/kernels.h"
+#include "ops/matmul.h"
+#include "ops/normalization.h"
+#include "ops/reduce.h"
+#include "ops/selection.h"
+#include "ops/shape.h"
 
 #include <algorithm>
 #include <array>
@@ -18,6 +24,7 @@
 #include <limits>
 #include <optional>
 #include <type_traits>
+#include <vector>
 
 namespace gradformer {
 namespace {
@@ -196,6 +203,59 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Atten
     fail<ValueError>(kOp, "dropout {} is outside [0, 1)", options.dropout);
 }
 
+// What a differentiated backward reads besides the inputs: the masks as tensors (the forward's Masks are raw
+// pointers) and the scale.
+struct RecordedMasks {
+  Tensor attn_mask, key_padding_mask;
+  bool causal = false;
+  double scale = 1.0;
+};
+
+// The weights P = softmax(scale · q·kᵀ + masks) in ops that record: P as a function of q and k, which the
+// saved P (a constant to the graph) is not. (B, H, T, S)
+Tensor recorded_weights(const Tensor& q, const Tensor& k, const RecordedMasks& masks) {
+  constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+  const int64_t batches = q.size(0), queries = q.size(2), keys = k.size(2);
+  Tensor scores = matmul(q, transpose(k, -1, -2)) * masks.scale;
+  if (masks.causal) {  // key j > query i is masked out
+    std::vector<bool> later(static_cast<size_t>(queries * keys));
+    for (int64_t i = 0; i < queries; ++i)
+      for (int64_t j = 0; j < keys; ++j) later[static_cast<size_t>(i * keys + j)] = j > i;
+    scores = masked_fill(scores, from_vector(later, {queries, keys}), kMinusInf);
+  }
+  if (const Tensor& mask = masks.attn_mask; mask.defined())
+    scores = mask.dtype() == DType::boolean ? masked_fill(scores, logical_not(mask), kMinusInf) : scores + mask;
+  if (const Tensor& mask = masks.key_padding_mask; mask.defined())
+    scores = masked_fill(scores, reshape(mask, {batches, 1, 1, keys}), kMinusInf);
+  return softmax(scores, -1);
+}
+
+// The closed-form backward in ops that record, for a backward that is itself differentiated (grad mode on
+// during backward): P recomputed as a function of q and k, then dV = P'ᵀ·dO, dP' = dO·vᵀ, dP = M⊙dP' (M the
+// dropout's keep mask times its scale, recomputed from the key), dS = P⊙(dP − rowsum(P⊙dP)), dQ = scale·dS·k,
+// dK = scale·dSᵀ·q.
+void attention_backward_recorded(const Tensor& q, const Tensor& k, const Tensor& v, const RecordedMasks& masks,
+                                 double rate, const kernels::DropoutMask& dropout_mask, const Tensor& dout,
+                                 InputGrads& g) {
+  const Tensor probs = recorded_weights(q, k, masks);  // (B, H, T, S)
+  Tensor keep;  // M, a constant
+  if (rate > 0.0) {
+    const Tensor unit = ones(probs.shape(), probs.dtype());
+    keep = empty(probs.shape(), probs.dtype());
+    visit_floating(probs.dtype(), kOp, [&]<class T>(std::type_identity<T>) {
+      dropout_mask.apply(unit.data_ptr<const T>(), keep.data_ptr<T>(), unit.numel());
+    });
+  }
+  const Tensor dropped = keep.defined() ? probs * keep : probs;  // P'
+  if (g.needs(2)) g[2] = matmul(transpose(dropped, -1, -2), dout);
+  if (!g.needs(0) && !g.needs(1)) return;
+  const Tensor d_dropped = matmul(dout, transpose(v, -1, -2));
+  const Tensor d_probs = keep.defined() ? d_dropped * keep : d_dropped;
+  const Tensor d_scores = probs * (d_probs - sum(probs * d_probs, {-1}, true));
+  if (g.needs(0)) g[0] = matmul(d_scores, k) * masks.scale;
+  if (g.needs(1)) g[1] = matmul(transpose(d_scores, -1, -2), q) * masks.scale;
+}
+
 }  // namespace
 
 AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -241,10 +301,17 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   Tensor out = empty({batches, heads, queries, value_size}, dtype);  // (B, H, T, Dv)
   head_gemm(dtype, batches, heads, heads_of(dropped), heads_of(vd), heads_of(out), 1.0);
 
+  // q, k, v and the masks are saved as given too (q, k, v share storage with qd, kd, vd), for a differentiated
+  // backward.
+  const RecordedMasks recorded_masks{options.attn_mask, options.key_padding_mask, options.causal, scale};
   out = record(out, Op::scaled_dot_product_attention, {q, k, v},
-               [qd, kd, vd, probs, scale, rate, dropout_mask,
+               [qd, kd, vd, probs, scale, rate, dropout_mask, q, k, v, recorded_masks,
                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
                  const AutocastGuard as_in_forward(precision);
+                 if (grad_mode_enabled()) {
+                   attention_backward_recorded(q, k, v, recorded_masks, rate, dropout_mask, dout, g);
+                   return;
+                 }
                  const DType dtype = probs.dtype();
                  const int64_t batches = probs.size(0), heads = probs.size(1);
                  const int64_t queries = probs.size(2), keys = probs.size(3);

@@ -8,6 +8,8 @@
 #include "autograd/strided.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
+#include "ops/normalization.h"
+#include "ops/shape.h"
 
 #include <algorithm>
 #include <cmath>
@@ -77,6 +79,34 @@ RowGradient<T> row_gradient(const Tensor& dense_dout, Reduction reduction, int64
   return {nullptr, static_cast<T>(dense_dout.item() * reduction_scale(reduction, counted))};
 }
 
+// For a backward that is itself differentiated (grad mode on during backward), cross_entropy's and nll_loss's
+// gradients in ops that record: dx = (softmax(x) − target) ⊙ w for cross_entropy and −target ⊙ w for nll_loss,
+// with the constants below. Each row's target distribution: (1 − ε)·onehot(t) + ε/C, zeros for ignored rows.
+Tensor target_distribution(const Tensor& target, int64_t classes, double smoothing, int64_t ignore_index,
+                           DType dtype) {
+  const int64_t rows = target.numel();
+  const int64_t* t = target.data_ptr<const int64_t>();
+  std::vector<double> values(static_cast<size_t>(rows * classes), 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (t[r] == ignore_index) continue;
+    for (int64_t c = 0; c < classes; ++c) values[static_cast<size_t>(r * classes + c)] = smoothing / double(classes);
+    values[static_cast<size_t>(r * classes + t[r])] += 1.0 - smoothing;
+  }
+  return from_vector(values, {rows, classes}).to(dtype);
+}
+
+// Each row's share w of dout, [N, 1]: dout[r] (none) or dout times the reduction's scale, 0 for ignored rows.
+Tensor row_weights(const Tensor& dout, const Tensor& target, int64_t ignore_index, Reduction reduction,
+                   int64_t counted) {
+  const int64_t rows = target.numel();
+  const int64_t* t = target.data_ptr<const int64_t>();
+  const double scale = reduction_scale(reduction, counted);
+  std::vector<double> counts(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) counts[static_cast<size_t>(r)] = t[r] == ignore_index ? 0.0 : scale;
+  const Tensor counted_rows = from_vector(counts, {rows, 1}).to(dout.dtype());
+  return (reduction == Reduction::none ? reshape(dout, {rows, 1}) : dout) * counted_rows;
+}
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options) {
@@ -115,8 +145,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
     });
     return reduce_rows(losses, options.reduction, counted);
   });
+  // logits are saved with their graph (the storage x shares when contiguous), for a differentiated backward.
   return record(out, Op::cross_entropy, {logits},
-                [x, target, logsumexp, options, counted](const Tensor& dout, InputGrads& g) {
+                [x, target, logsumexp, options, counted, logits](const Tensor& dout, InputGrads& g) {
+                  if (grad_mode_enabled()) {
+                    const Tensor distribution = target_distribution(target, x.size(1), options.label_smoothing,
+                                                                    options.ignore_index, x.dtype());
+                    g[0] = (softmax(logits, -1) - distribution) *
+                           row_weights(dout, target, options.ignore_index, options.reduction, counted);
+                    return;
+                  }
                   // dlogits = (softmax − (1 − ε)·onehot(t) − ε/C)·dout_r for counted rows, 0 for ignored rows.
                   const int64_t rows = x.shape()[0], classes = x.shape()[1];
                   const Tensor dense_dout = dout.contiguous();
@@ -161,6 +199,11 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
   });
   return record(out, Op::nll_loss, {log_probs},
                 [shape = x.shape(), target, ignore_index, reduction, counted](const Tensor& dout, InputGrads& g) {
+                  if (grad_mode_enabled()) {  // linear in dout, constant in log_probs
+                    g[0] = -target_distribution(target, shape[1], 0.0, ignore_index, dout.dtype()) *
+                           row_weights(dout, target, ignore_index, reduction, counted);
+                    return;
+                  }
                   Tensor dx = zeros(shape, dout.dtype());
                   const Tensor dense_dout = dout.contiguous();
                   visit_floating(dout.dtype(), "nll_loss", [&]<class T>(std::type_identity<T>) {
@@ -198,10 +241,11 @@ Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
     const double scale = reduction == Reduction::mean ? 1.0 / static_cast<double>(n) : 1.0;
     return scalar_tensor(static_cast<double>(total) * scale, a.dtype());
   });
-  return record(out, Op::mse_loss, {a, b}, [x, y, reduction, n](const Tensor& dout, InputGrads& g) {
+  // a and b are saved with their graph: the backward is written in ops, which record when it is differentiated.
+  return record(out, Op::mse_loss, {a, b}, [a, b, reduction, n](const Tensor& dout, InputGrads& g) {
     // d/da (a − b)² = 2(a − b); the mean divides by the element count.
     const double scale = reduction == Reduction::mean ? 2.0 / static_cast<double>(n) : 2.0;
-    const Tensor grad = (x - y) * dout * scale;
+    const Tensor grad = (a - b) * dout * scale;
     if (g.needs(0)) g[0] = grad;
     if (g.needs(1)) g[1] = -grad;
   });

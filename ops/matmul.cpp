@@ -74,16 +74,50 @@ Tensor product(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// t summed over the dimensions it was broadcast along to become `shape`, by ops that record: the backward of
+// broadcasting when the backward itself is differentiated (kernels::sum_to records nothing).
+Tensor recorded_sum_to(const Tensor& t, const Shape& shape) {
+  if (t.shape() == shape) return t;
+  const auto leading_dims = static_cast<int64_t>(t.shape().size() - shape.size());
+  std::vector<int64_t> axes;
+  for (int64_t d = 0; d < leading_dims; ++d) axes.push_back(d);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] == 1 && t.shape()[static_cast<size_t>(leading_dims) + d] != 1)
+      axes.push_back(leading_dims + static_cast<int64_t>(d));
+  return reshape(sum(t, axes, true), shape);
+}
+
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
-  return record(out, Op::matmul, {a, b},
-                [a = a.detach(), b = b.detach(), precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-                  const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
-                  // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast
-                  // along.
-                  if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
-                  if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
-                });
+  // a and b are saved as they are, graph and all: a backward that is itself differentiated (grad mode on during
+  // backward: create_graph) multiplies them with the differentiable matmul, so that its products record.
+  return record(out, Op::matmul, {a, b}, [a, b, precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
+    const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
+    // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast along.
+    if (grad_mode_enabled()) {
+      if (g.needs(0)) g[0] = recorded_sum_to(matmul(dout, transpose(b, -1, -2)), a.shape());
+      if (g.needs(1)) g[1] = recorded_sum_to(matmul(transpose(a, -1, -2), dout), b.shape());
+      return;
+    }
+    if (g.needs(0)) g[0] = kernels::sum_to(product(dout, transpose(b, -1, -2)), a.shape());
+    if (g.needs(1)) g[1] = kernels::sum_to(product(transpose(a, -1, -2), dout), b.shape());
+  });
+}
+
+// A bf16 matrix widened (exactly) to a dense f32 tensor of `shape`.
+Tensor widened(const Tensor& rounded, const Shape& shape) {
+  const Tensor dense = rounded.to(DType::f32);  // a new contiguous tensor
+  return dense.as_strided(shape, contiguous_strides(shape), 0);
+}
+
+// linear's backward in differentiable ops, for a backward that is itself differentiated: dx = dy · W,
+// dW = dyᵀ · x over all rows, db = Σ_rows dy. x is [..., in], dout [..., out].
+void linear_backward_recorded(const Tensor& x, const Tensor& weight, const Tensor& dout, InputGrads& g) {
+  const int64_t in_features = weight.size(1), out_features = weight.size(0);
+  const Tensor dy = reshape(dout, {-1, out_features});  // [rows, out]
+  if (g.needs(0)) g[0] = matmul(dout, weight);
+  if (g.needs(1)) g[1] = matmul(transpose(dy, 0, 1), reshape(x, {-1, in_features}));
+  if (g.needs(2)) g[2] = sum(dy, {0});
 }
 
 }  // namespace
@@ -184,10 +218,20 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
+  // The differentiated backward (create_graph) reads x and the weight with their graph. Under autocast x's
+  // storage may be freed, since only its bf16 rounding is saved: then x's place in the graph is kept (its node,
+  // which the edge holds already) and backward reads the rounding there, the operand the forward multiplied.
+  const bool keep_x = !in_bf16 || (x.is_leaf() && x.requires_grad());
   return record(out, Op::linear, {x, weight, bias},
                 [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features,
-                 precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
+                 precision = autocast_dtype(), x_graph = keep_x ? x : Tensor(),
+                 x_node = keep_x ? nullptr : x.grad_fn(), weight](const Tensor& dout, InputGrads& g) {
                   const AutocastGuard as_in_forward(precision);
+                  if (grad_mode_enabled()) {
+                    const Tensor x_read = x_graph.defined() ? x_graph : on_node(widened(x_saved, x_shape), x_node);
+                    linear_backward_recorded(x_read, weight, dout, g);
+                    return;
+                  }
                   const DType dtype = dout.dtype();
                   // [rows, out]
                   const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));

@@ -15,10 +15,12 @@
 #include "ops/dropout_mask.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
+#include "ops/reduce.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <vector>
 
 namespace gradformer {
@@ -159,6 +161,13 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dout, const AxisLayout& l
   return dx;
 }
 
+// The same formulas in ops that record, for a backward that is itself differentiated; y carries its graph.
+template <bool Log>
+Tensor softmax_backward_recorded(const Tensor& y, const Tensor& dout, int64_t axis) {
+  if constexpr (Log) return dout - exp(y) * sum(dout, {axis}, true);
+  else return y * (dout - sum(dout * y, {axis}, true));
+}
+
 template <bool Log>
 Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
   const AxisLayout layout = axis_layout(x, axis, op);
@@ -171,9 +180,19 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
         layout, [&](int64_t at) { softmax_row<T, Log>(px + at, py + at, layout.n); },
         [&](int64_t at) { softmax_block<T, Log>(px + at, py + at, layout.n, layout.inner); });
   });
-  return record(out, Log ? Op::log_softmax : Op::softmax, {x}, [y = out.detach(), layout, op](const Tensor& dout, InputGrads& g) {
-    g[0] = softmax_backward<Log>(y, dout, layout, op);
-  });
+  // The backward reads only the output y. Differentiated (grad mode on during backward), it is written in ops
+  // that record, on y placed on this node: reached through a weak pointer, since the node owns the backward.
+  auto self = std::make_shared<std::weak_ptr<Node>>();
+  Tensor result = record(out, Log ? Op::log_softmax : Op::softmax, {x},
+                         [y = out.detach(), layout, op, axis, self](const Tensor& dout, InputGrads& g) {
+                           if (grad_mode_enabled()) {
+                             g[0] = softmax_backward_recorded<Log>(on_node(y, self->lock()), dout, axis);
+                             return;
+                           }
+                           g[0] = softmax_backward<Log>(y, dout, layout, op);
+                         });
+  *self = result.grad_fn();
+  return result;
 }
 
 }  // namespace
@@ -195,12 +214,36 @@ void check_affine(const Tensor& param, std::string_view what, const Tensor& x, c
 }
 
 // What the backward of layer_norm reads: x and the parameters (contiguous, detached), and per row the mean and
-// 1 / sqrt(var + eps) saved by the forward.
+// 1 / sqrt(var + eps) saved by the forward; for a backward that is itself differentiated, x and the weight as
+// given (with their graph: the same storage when x is contiguous) and eps.
 struct LayerNormSaved {
   Tensor x, weight, mean, rstd;
   Shape normalized_shape;
   int64_t rows = 0, width = 0;
+  Tensor x_graph, weight_graph;
+  double eps = 0;
 };
+
+// layer_norm's backward in ops that record, for a backward that is itself differentiated. The statistics are
+// recomputed from x, as functions of x (the saved ones are constants to the graph):
+// x̂ = (x − mean)·rstd, dx = rstd·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·w, dw = Σ_rows dy·x̂, db = Σ_rows dy.
+void layer_norm_backward_recorded(const LayerNormSaved& s, const Tensor& dout, InputGrads& g) {
+  const Tensor& x = s.x_graph;
+  const int64_t rank = x.dim(), normalized = static_cast<int64_t>(s.normalized_shape.size());
+  std::vector<int64_t> normalized_axes, row_axes;
+  for (int64_t d = 0; d < rank; ++d) (d < rank - normalized ? row_axes : normalized_axes).push_back(d);
+  const Tensor centred = x - mean(x, normalized_axes, true);
+  const Tensor rstd = rsqrt(mean(centred * centred, normalized_axes, true) + s.eps);
+  const Tensor xhat = centred * rstd;
+  // Σ over the rows; with no row dimension (x of normalized_shape) the one row is the sum.
+  auto row_sum = [&](const Tensor& t) { return row_axes.empty() ? t : sum(t, row_axes); };
+  if (g.needs(0)) {
+    const Tensor scaled = s.weight_graph.defined() ? dout * s.weight_graph : dout;
+    g[0] = rstd * (scaled - mean(scaled, normalized_axes, true) - xhat * mean(scaled * xhat, normalized_axes, true));
+  }
+  if (g.needs(1)) g[1] = row_sum(dout * xhat);
+  if (g.needs(2)) g[2] = row_sum(dout);
+}
 
 // dx = rstd * (g − mean(g) − x̂·mean(g·x̂)) with g = dy·w and x̂ = (x − mean)·rstd; dweight = Σ_rows dy·x̂ and
 // dbias = Σ_rows dy. One pass over the rows gives all three: each thread sums its rows' dweight/dbias into its
@@ -294,6 +337,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   saved.x = x.detach().contiguous();
   saved.weight = weight.defined() ? weight.detach().contiguous() : Tensor();
   saved.normalized_shape = normalized_shape;
+  saved.x_graph = x;
+  saved.weight_graph = weight;
+  saved.eps = eps;
   saved.width = width;
   saved.rows = x.numel() / width;
   saved.mean = empty({saved.rows}, x.dtype());
@@ -333,26 +379,34 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     });
   });
   return record(out, Op::layer_norm, {x, weight, bias},
-                [saved](const Tensor& dout, InputGrads& g) { layer_norm_backward(saved, dout, g); });
+                [saved](const Tensor& dout, InputGrads& g) {
+                  if (grad_mode_enabled())
+                    layer_norm_backward_recorded(saved, dout, g);
+                  else
+                    layer_norm_backward(saved, dout, g);
+                });
 }
 
-Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
-  if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("dropout", "p must be in [0, 1], got {}", p);
-  if (!training || p == 0.0) return x;
-  const auto mask = kernels::DropoutMask::draw(p, gen);
+namespace {
+
+// x scaled by the mask: dropout's forward and, dropout being linear, its backward too, so the backward records
+// (as dropout) when it is itself differentiated.
+Tensor masked_by(const Tensor& x, const kernels::DropoutMask& mask) {
   const Tensor input = x.detach().contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
     mask.apply(input.data_ptr<const T>(), out.data_ptr<T>(), input.numel());
   });
   // dx = dout · scale: the same mask, recomputed from its key.
-  return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) {
-    const Tensor dy = dout.contiguous();
-    g[0] = empty(dy.shape(), dy.dtype());
-    visit_floating(dy.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
-      mask.apply(dy.data_ptr<const T>(), g[0].data_ptr<T>(), dy.numel());
-    });
-  });
+  return record(out, Op::dropout, {x}, [mask](const Tensor& dout, InputGrads& g) { g[0] = masked_by(dout, mask); });
+}
+
+}  // namespace
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("dropout", "p must be in [0, 1], got {}", p);
+  if (!training || p == 0.0) return x;
+  return masked_by(x, kernels::DropoutMask::draw(p, gen));
 }
 
 }  // namespace gradformer
