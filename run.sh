@@ -167,7 +167,7 @@ case "${1:-}" in
     # Train transformer-tiny on the synthetic English->German grammar task for 4 minutes (the test BLEU, beam 4,
     # is printed at the end), then translate held-out sentences and draw the attention of the first one.
     # No dropout: the generated task has no noise to overfit to in 4 minutes, and dropout 0.1 needs about
-    # twice the steps for the same validation BLEU here (README, "What the main job shows"). A rerun replaces
+    # twice the steps for the same validation BLEU (docs/study.md, "The zoo side by side"). A rerun replaces
     # the previous demo's checkpoints (--overwrite).
     out=runs/demo
     ./build/examples/gradformer-train --task grammar --model transformer-tiny --out "$out" --overwrite \

@@ -4,6 +4,8 @@
 // Not for internal invariants of our own code: those are bugs, not user errors.
 #pragma once
 
+#include "autograd/op.h"
+
 #include <fmt/format.h>
 
 #include <stdexcept>
@@ -29,6 +31,12 @@ class IOError : public Error { using Error::Error; };          // a file that ca
 template <class E = Error, class... Args>
 [[noreturn]] void fail(std::string_view where, fmt::format_string<Args...> what, Args&&... args) {
   throw E(fmt::format("{}: {}", where, fmt::format(what, std::forward<Args>(args)...)));
+}
+
+// The same for a library op, named from its one list (autograd/op.h): `fail<ShapeError>(Op::concat, ...)`.
+template <class E = Error, class... Args>
+[[noreturn]] void fail(Op op, fmt::format_string<Args...> what, Args&&... args) {
+  fail<E>(op_name(op), what, std::forward<Args>(args)...);
 }
 
 }  // namespace gradformer

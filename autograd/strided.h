@@ -16,7 +16,7 @@
 namespace gradformer {
 
 // Below these many elements a kernel stays on one thread: waking the OpenMP team (a fork and a join: microseconds
-// on a quiet machine, far more once the cores are shared and a team member waits for its time slice) costs more
+// on idle cores, far more once the cores are shared and a team member waits for its time slice) costs more
 // than it saves. A loop that computes an exp, a sqrt or a division per element pays for it sooner than one that
 // only moves a few bytes per element (copies, fills, adds, the elementwise maps), which takes kMemoryBoundGrain.
 inline constexpr int64_t kParallelGrain = 1 << 15;

@@ -1,7 +1,7 @@
 // gradformer-gradcheck: gradient-checks every row of the op table and of the layer table in f64 (each case,
 // contiguous and strided inputs; layers with their parameters) and prints one line per check: name, input
 // shapes, worst absolute and relative error, pass/fail. --list shows each op with its variants
-// (`sum: all, axes, keepdim`), then the layers; --only takes an op (all its rows), a row or a layer.
+// (`sum: all, axes, keepdim`), then the layers; --only takes an op or a layer (all its rows), or one row.
 // Exits 1 if any row fails, 2 on bad flags.
 #include "autograd/gradcheck.h"
 #include "examples/cli.h"
@@ -51,14 +51,17 @@ int main(int argc, char** argv) {
 
   if (list) {
     for (size_t op = 0; op < static_cast<size_t>(Op::count); ++op) fmt::print("{}\n", op_listing(static_cast<Op>(op)));
-    for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", row.name);
+    for (const nn::LayerRow& row : nn::layer_table()) fmt::print("{}\n", nn::row_name(row));
     return 0;
   }
   auto is_op = [](std::string_view name) {
     return std::find(kOpNames.begin(), kOpNames.end(), name) != kOpNames.end();
   };
+  auto is_layer = [](std::string_view name) {
+    return std::find(nn::kLayerNames.begin(), nn::kLayerNames.end(), name) != nn::kLayerNames.end();
+  };
   for (const std::string& name : only) {
-    if (!is_op(name) && !find_op(name) && !nn::find_layer(name)) {
+    if (!is_op(name) && !find_op(name) && !is_layer(name) && !nn::find_layer(name)) {
       cli::print_error("gradformer-gradcheck", fmt::format("--only: unknown name '{}' (see --list)", name));
       return 2;
     }
@@ -83,7 +86,8 @@ int main(int argc, char** argv) {
     if (wanted(name) || wanted(op_name(row.op))) report(name, gradcheck_row(row, seed));
   }
   for (const nn::LayerRow& row : nn::layer_table())
-    if (wanted(row.name)) report(row.name, nn::gradcheck_layer(row, seed));
+    if (const std::string name = nn::row_name(row); wanted(name) || wanted(nn::layer_name(row.layer)))
+      report(name, nn::gradcheck_layer(row, seed));
   fmt::print("{} checks, {} failed\n", checked, failed);
   return failed == 0 ? 0 : 1;
 }

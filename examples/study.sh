@@ -11,12 +11,12 @@
 #                     error bars from the seeds' min to max
 #   DIR/runs/MODEL-pPAIRS-sSEED/   each run's gradformer-train --out (train.log, best.safetensors, loss.svg)
 #
-# The full study of the README ("Does the Transformer beat the RNN?"), as it ran there on two cores:
+# The full study of docs/study.md ("Does the Transformer beat the RNN?"), as it ran on two cores:
 #   examples/study.sh --task grammar-long --sizes "2000 8000 32000 128000" \
 #     --models "rnn-attention attention-seq2seq transformer-tiny" --seeds "1 2" --threads 1 --jobs 2 \
 #     --train-args "--max-tokens 2048 --warmup 300 --valid-every 400" --budget-steps 2000 --out runs/study-steps
 # and the same with --budget-minutes 2 --budget-clock cpu --out runs/study-minutes for the equal-time view. With
-# --budget-clock cpu a run's minutes are its process's CPU time, so runs that shared the machine with other work
+# --budget-clock cpu a run's minutes are its process's CPU time, so runs that share the cores with other work
 # (or with each other: --jobs) still get equal budgets; with --threads 1 on otherwise idle cores that is the wall
 # time. The test scores are gradformer-train's (the best checkpoint, beam 4 unless --train-args sets --test-beam).
 #

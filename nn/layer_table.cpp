@@ -7,7 +7,10 @@
 #include "nn/rnn.h"
 #include "ops/ops.h"
 
+#include <fmt/format.h>
+
 #include <array>
+#include <type_traits>
 
 namespace gradformer::nn {
 namespace {
@@ -62,26 +65,26 @@ std::vector<Tensor> recurrent_inputs(int which, Generator& gen, const std::vecto
   return inputs;
 }
 
-constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
+constexpr LayerRow kRows[] = {
     // layers.cpp
-    {Layer::linear, "Linear",
+    {Layer::Linear, "",
      [](int which, Generator& gen) {
        return make_case(std::make_shared<Linear>(3, 2, true, gen), {normal(gen, which == 0 ? Shape{4, 3} : Shape{2, 1, 3})},
                         [](const Linear& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
-    {Layer::linear_no_bias, "Linear(bias=false)",
+    {Layer::Linear, "bias=false",
      [](int, Generator& gen) {
        return make_case(std::make_shared<Linear>(3, 4, false, gen), {normal(gen, {2, 3})},
                         [](const Linear& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      },
      1},
-    {Layer::embedding, "Embedding",
+    {Layer::Embedding, "",
      [](int which, Generator& gen) {
        const Tensor ids = from_vector<int64_t>({1, 3, 3, 0, 4, 1}, which == 0 ? Shape{6} : Shape{2, 3});
        return make_case(std::make_shared<Embedding>(5, 3, which == 0 ? -1 : 2, gen), {ids},
                         [](const Embedding& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
-    {Layer::layer_norm, "LayerNorm",
+    {Layer::LayerNorm, "",
      [](int which, Generator& gen) {
        auto norm = std::make_shared<LayerNorm>(which == 0 ? Shape{4} : Shape{2, 3});
        // Non-trivial affine parameters, so their gradients are checked away from ones and zeros.
@@ -90,14 +93,14 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        return make_case(norm, {normal(gen, which == 0 ? Shape{3, 4} : Shape{2, 2, 3})},
                         [](const LayerNorm& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
-    {Layer::dropout_train, "Dropout(train)",
+    {Layer::Dropout, "train",
      [](int, Generator& gen) {
        return make_dropout_case(std::make_shared<Dropout>(0.3), true, {normal(gen, {4, 5})},
                                 [](const Dropout& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      },
      1},
     // attention.cpp: Attention, SelfAttention, MultiHeadAttention
-    {Layer::attention, "Attention",
+    {Layer::Attention, "",
      [](int which, Generator& gen) {
        // Case 0 scaled by 1/√d_k, case 1 unscaled; T = 3 queries over S = 4 keys.
        const AttentionLayerOptions options{
@@ -105,7 +108,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        return make_case(std::make_shared<Attention>(options, gen), {normal(gen, {2, 3, 3}), normal(gen, {2, 4, 4})},
                         [](const Attention& m, const std::vector<Tensor>& x) { return m.forward(x[0], x[1]).output; });
      }},
-    {Layer::attention_key_padding, "Attention(key_padding_mask)",
+    {Layer::Attention, "key_padding_mask",
      [](int, Generator& gen) {
        const AttentionLayerOptions options{.query_dim = 3, .key_dim = 4, .value_dim = 2, .attention_dim = 3};
        return make_case(std::make_shared<Attention>(options, gen),
@@ -115,7 +118,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                         });
      },
      1},
-    {Layer::self_attention, "SelfAttention",
+    {Layer::SelfAttention, "",
      [](int which, Generator& gen) {
        // Case 1 is causal.
        const SelfAttentionOptions options{.dim = 4, .value_dim = 2, .attention_dim = 3};
@@ -124,7 +127,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return m.forward(x[0], {}, which == 1).output;
                         });
      }},
-    {Layer::multihead_attention, "MultiheadAttention",
+    {Layer::MultiheadAttention, "",
      [](int which, Generator& gen) {
        // Case 0: self-attention (one tensor, the fused projection); 1: key is value (memory); 2: three tensors.
        auto layer = std::make_shared<MultiheadAttention>(4, 2, gen);
@@ -137,7 +140,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        });
      },
      3},
-    {Layer::multihead_attention_causal_padding, "MultiheadAttention(causal, key_padding_mask)",
+    {Layer::MultiheadAttention, "causal, key_padding_mask",
      [](int, Generator& gen) {
        return make_case(std::make_shared<MultiheadAttention>(4, 2, gen), {normal(gen, {2, 3, 4}), trailing_padding(3)},
                         [](const MultiheadAttention& m, const std::vector<Tensor>& x) {
@@ -148,7 +151,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                         });
      },
      1},
-    {Layer::multihead_attention_need_weights, "MultiheadAttention(need_weights)",
+    {Layer::MultiheadAttention, "need_weights",
      [](int which, Generator& gen) {
        // Asking for the weights (averaged in case 0, per head in case 1) leaves the output's gradient alone.
        return make_case(std::make_shared<MultiheadAttention>(4, 2, gen), {normal(gen, {2, 3, 4})},
@@ -159,7 +162,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return m.forward(x[0], x[0], x[0], options).output;
                         });
      }},
-    {Layer::multihead_attention_dropout_train, "MultiheadAttention(dropout, train)",
+    {Layer::MultiheadAttention, "dropout, train",
      [](int, Generator& gen) {
        auto layer = std::make_shared<MultiheadAttention>(
            MultiheadAttentionOptions{.embed_dim = 4, .num_heads = 2, .dropout = 0.3}, gen);
@@ -171,7 +174,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      1},
 
     // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
-    {Layer::feed_forward, "FeedForward",
+    {Layer::FeedForward, "",
      [](int which, Generator& gen) {
        // Case 0: relu in eval; case 1: gelu in training, with its dropout.
        const FeedForwardOptions options{.d_model = 4,
@@ -181,7 +184,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
        return make_dropout_case(std::make_shared<FeedForward>(options, gen), which == 1, {normal(gen, {2, 3, 4})},
                                 [](const FeedForward& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
-    {Layer::sinusoidal_positional_encoding, "SinusoidalPositionalEncoding",
+    {Layer::SinusoidalPositionalEncoding, "",
      [](int which, Generator& gen) {
        // Case 1 starts at position 2, as a decoding step does.
        return make_case(std::make_shared<SinusoidalPositionalEncoding>(4, 8), {normal(gen, {2, 3, 4})},
@@ -189,7 +192,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return m.forward(x[0], which == 0 ? 0 : 2);
                         });
      }},
-    {Layer::learned_positional_encoding, "LearnedPositionalEncoding",
+    {Layer::LearnedPositionalEncoding, "",
      [](int, Generator& gen) {
        return make_case(std::make_shared<LearnedPositionalEncoding>(4, 5, gen), {normal(gen, {2, 3, 4})},
                         [](const LearnedPositionalEncoding& m, const std::vector<Tensor>& x) {
@@ -197,7 +200,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                         });
      },
      1},
-    {Layer::transformer_encoder_layer, "TransformerEncoderLayer",
+    {Layer::TransformerEncoderLayer, "",
      [](int which, Generator& gen) {
        // Case 0: post-norm in eval; case 1: pre-norm (norm_first) in training, dropout reseeded.
        const TransformerLayerOptions options{
@@ -206,7 +209,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
            std::make_shared<TransformerEncoderLayer>(options, gen), which == 1, {normal(gen, {2, 3, 4})},
            [](const TransformerEncoderLayer& m, const std::vector<Tensor>& x) { return m.forward(x[0]); });
      }},
-    {Layer::transformer_encoder_layer_masks, "TransformerEncoderLayer(masks)",
+    {Layer::TransformerEncoderLayer, "masks",
      [](int which, Generator& gen) {
        // Case 0: key padding and causal; case 1: a float src_mask added to the scores (a constant: the sdpa op
        // passes no gradient to masks).
@@ -219,7 +222,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                                   return which == 0 ? m.forward(x[0], x[1], {}, true) : m.forward(x[0], {}, src_mask);
                                 });
      }},
-    {Layer::transformer_decoder_layer, "TransformerDecoderLayer",
+    {Layer::TransformerDecoderLayer, "",
      [](int which, Generator& gen) {
        // Case 0: post-norm in eval with memory padding; case 1: pre-norm in training, dropout reseeded.
        const TransformerLayerOptions options{
@@ -230,7 +233,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                                   return m.forward(x[0], x[1], true, {}, x[2]);
                                 });
      }},
-    {Layer::transformer, "Transformer",
+    {Layer::Transformer, "",
      [](int, Generator& gen) {
        // 1 encoder and 1 decoder layer, d_model 4, 2 heads, d_ff 6, in eval.
        const TransformerOptions options{.layer = {.d_model = 4, .nhead = 2, .dim_feedforward = 6},
@@ -246,7 +249,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
      1},
 
     // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
-    {Layer::rnn_cell, "RNNCell",
+    {Layer::RNNCell, "",
      [](int which, Generator& gen) {
        std::vector<Tensor> inputs{normal(gen, {2, 3})};
        if (which == 1) inputs.push_back(normal(gen, {2, 4}));
@@ -255,7 +258,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return m.forward(x[0], x.size() > 1 ? x[1] : Tensor());
                         });
      }},
-    {Layer::lstm_cell, "LSTMCell",
+    {Layer::LSTMCell, "",
      [](int which, Generator& gen) {
        std::vector<Tensor> inputs{normal(gen, {2, 3})};
        if (which == 1) inputs.insert(inputs.end(), {normal(gen, {2, 4}), normal(gen, {2, 4})});
@@ -265,7 +268,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return joined({state.h, state.c});
                         });
      }},
-    {Layer::gru_cell, "GRUCell",
+    {Layer::GRUCell, "",
      [](int which, Generator& gen) {
        std::vector<Tensor> inputs{normal(gen, {2, 3})};
        if (which == 1) inputs.push_back(normal(gen, {2, 4}));
@@ -274,7 +277,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return m.forward(x[0], x.size() > 1 ? x[1] : Tensor());
                         });
      }},
-    {Layer::rnn, "RNN",
+    {Layer::RNN, "",
      [](int which, Generator& gen) {
        // Case 0: full lengths, zero initial state; case 1: a padded sequence and a given initial state.
        const std::vector<int64_t> lengths = which == 0 ? std::vector<int64_t>{3, 3} : std::vector<int64_t>{3, 2};
@@ -285,7 +288,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return joined({r.output, r.h_n});
                         });
      }},
-    {Layer::lstm_two_layers, "LSTM(num_layers=2, lengths)",
+    {Layer::LSTM, "num_layers=2, lengths",
      [](int which, Generator& gen) {
        const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .num_layers = 2};
        return make_case(std::make_shared<LSTM>(options, gen),
@@ -296,7 +299,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return joined({r.output, r.state.h, r.state.c});
                         });
      }},
-    {Layer::lstm_dropout_train, "LSTM(num_layers=2, dropout, train)",
+    {Layer::LSTM, "num_layers=2, dropout, train",
      [](int, Generator& gen) {
        auto lstm = std::make_shared<LSTM>(
            RecurrentOptions{.input_size = 3, .hidden_size = 4, .num_layers = 2, .dropout = 0.3}, gen);
@@ -307,7 +310,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                                 });
      },
      1},
-    {Layer::gru_lengths, "GRU(lengths)",
+    {Layer::GRU, "lengths",
      [](int which, Generator& gen) {
        return make_case(std::make_shared<GRU>(3, 4, gen),
                         recurrent_inputs(which, gen, {2, 3}, 1, 1),
@@ -316,7 +319,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return joined({r.output, r.h_n});
                         });
      }},
-    {Layer::gru_bidirectional, "GRU(bidirectional, lengths)",
+    {Layer::GRU, "bidirectional, lengths",
      [](int which, Generator& gen) {
        const RecurrentOptions options{.input_size = 3, .hidden_size = 4, .bidirectional = true};
        return make_case(std::make_shared<GRU>(options, gen),
@@ -326,7 +329,7 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                           return joined({r.output, r.h_n});
                         });
      }},
-    {Layer::additive_attention, "AdditiveAttention",
+    {Layer::AdditiveAttention, "",
      [](int which, Generator& gen) {
        // Case 0: one query per sentence, no padding; case 1: two queries per sentence over padded keys.
        std::vector<Tensor> inputs{normal(gen, which == 0 ? Shape{2, 4} : Shape{2, 2, 4}), normal(gen, {2, 3, 3}),
@@ -340,22 +343,38 @@ constexpr std::array<LayerRow, static_cast<size_t>(Layer::count)> kRows{{
                         });
      }},
 
-}};
+};
 
-constexpr bool rows_match_layers() {
-  for (size_t i = 0; i < kRows.size(); ++i)
-    if (static_cast<size_t>(kRows[i].layer) != i || kRows[i].name.empty() || kRows[i].make == nullptr) return false;
+constexpr bool every_layer_has_a_row() {
+  std::array<bool, static_cast<size_t>(Layer::count)> covered{};
+  for (const LayerRow& row : kRows) {
+    if (row.layer == Layer::count || row.make == nullptr) return false;
+    covered[static_cast<size_t>(row.layer)] = true;
+  }
+  for (bool has_row : covered)
+    if (!has_row) return false;
   return true;
 }
-static_assert(rows_match_layers(), "every Layer needs its row in kRows, in the order of the enum");
+static_assert(every_layer_has_a_row(), "every Layer (GRADFORMER_LAYERS) needs at least one row in kRows");
+
+// Each entry of the list names a layer class of this library.
+#define GRADFORMER_LAYER_IS_MODULE(name) \
+  static_assert(std::is_base_of_v<Module, name>, #name " in GRADFORMER_LAYERS is not an nn::Module");
+GRADFORMER_LAYERS(GRADFORMER_LAYER_IS_MODULE)
+#undef GRADFORMER_LAYER_IS_MODULE
 
 }  // namespace
 
 std::span<const LayerRow> layer_table() { return kRows; }
 
+std::string row_name(const LayerRow& row) {
+  const std::string_view name = layer_name(row.layer);
+  return row.variant.empty() ? std::string(name) : fmt::format("{}({})", name, row.variant);
+}
+
 const LayerRow* find_layer(std::string_view name) {
   for (const LayerRow& row : kRows)
-    if (row.name == name) return &row;
+    if (row_name(row) == name) return &row;
   return nullptr;
 }
 

@@ -1,35 +1,51 @@
-// The layer table: one row per layer (and per mode of a layer: masks, train/eval), gradient-checked in f64 as a
-// whole, parameters included, by the layer test and by gradformer-gradcheck. Adding a layer = its class in its
-// family's file, its name in `Layer`, its row in layer_table.cpp; a name without a row fails to compile.
+// The layer table: rows of the layers of `Layer`, one per mode a layer is checked in (masks, train/eval), each
+// gradient-checked in f64 as a whole, parameters included, by the layer test and by gradformer-gradcheck.
+// Adding a layer = its class in its family's file, its class name in GRADFORMER_LAYERS, its rows in
+// layer_table.cpp; a layer without a row, or an entry that names no Module class, fails to compile.
 #pragma once
 
 #include "nn/module.h"
 #include "ops/op_table.h"
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace gradformer::nn {
 
+// The one list of layers, by class name: `enum class Layer` and the names come from it.
+// clang-format off
+#define GRADFORMER_LAYERS(X)                                                                                        \
+  /* layers.cpp */                                                                                                   \
+  X(Linear) X(Embedding) X(LayerNorm) X(Dropout)                                                                     \
+  /* attention.cpp */                                                                                                \
+  X(Attention) X(SelfAttention) X(MultiheadAttention)                                                                \
+  /* transformer.cpp: feed-forward, positional encodings, encoder/decoder layers, Transformer */                     \
+  X(FeedForward) X(SinusoidalPositionalEncoding) X(LearnedPositionalEncoding) X(TransformerEncoderLayer)            \
+  X(TransformerDecoderLayer) X(Transformer)                                                                          \
+  /* rnn.cpp: cells, layers, additive attention */                                                                   \
+  X(RNNCell) X(LSTMCell) X(GRUCell) X(RNN) X(LSTM) X(GRU) X(AdditiveAttention)
+// clang-format on
+
 enum class Layer : int {
-  // layers.cpp
-  linear, linear_no_bias, embedding, layer_norm, dropout_train,
-  // attention.cpp: Attention, SelfAttention, MultiHeadAttention
-  attention, attention_key_padding, self_attention, multihead_attention, multihead_attention_causal_padding,
-  multihead_attention_need_weights, multihead_attention_dropout_train,
-
-  // transformer.cpp: feed-forward, positional encodings, encoder/decoder layers and stacks, Transformer
-  feed_forward, sinusoidal_positional_encoding, learned_positional_encoding, transformer_encoder_layer,
-  transformer_encoder_layer_masks, transformer_decoder_layer, transformer,
-
-  // rnn.cpp: RNN, LSTM and GRU cells and layers, additive attention
-  rnn_cell, lstm_cell, gru_cell, rnn, lstm_two_layers, lstm_dropout_train, gru_lengths, gru_bidirectional, additive_attention,
-
-  count  // not a layer: the number of rows
+#define GRADFORMER_LAYER_ENUMERATOR(name) name,
+  GRADFORMER_LAYERS(GRADFORMER_LAYER_ENUMERATOR)
+#undef GRADFORMER_LAYER_ENUMERATOR
+  count  // not a layer: the number of layers
 };
+
+inline constexpr std::array<std::string_view, static_cast<size_t>(Layer::count)> kLayerNames{
+#define GRADFORMER_LAYER_NAME(name) #name,
+    GRADFORMER_LAYERS(GRADFORMER_LAYER_NAME)
+#undef GRADFORMER_LAYER_NAME
+};
+
+// The layer's class name ("MultiheadAttention").
+constexpr std::string_view layer_name(Layer layer) { return kLayerNames[static_cast<size_t>(layer)]; }
 
 // A layer built in f64 with its inputs; forward must give the same result on every call (a training-mode case
 // runs under a GeneratorGuard over a freshly seeded generator, so its dropout masks repeat). Gradcheck
@@ -42,7 +58,7 @@ struct LayerCase {
 
 struct LayerRow {
   Layer layer;
-  std::string_view name;
+  std::string_view variant;  // the mode this row checks ("causal, key_padding_mask"); empty for the plain layer
   LayerCase (*make)(int which, Generator& gen);
   int cases = 2;
   double atol = 1e-5;
@@ -50,6 +66,10 @@ struct LayerRow {
 };
 
 std::span<const LayerRow> layer_table();
+// "MultiheadAttention(need_weights)" for the row of MultiheadAttention with variant "need_weights", "Linear" for
+// a row without a variant.
+std::string row_name(const LayerRow& row);
+// The row called `name` (as row_name gives it), or nullptr.
 const LayerRow* find_layer(std::string_view name);
 // Gradient-checks every case of a row, with its inputs as drawn and as non-contiguous copies.
 std::vector<OpCheck> gradcheck_layer(const LayerRow& row, uint64_t seed = 0);

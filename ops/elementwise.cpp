@@ -153,7 +153,7 @@ Tensor dnnl_backward(const Tensor& x, const Tensor& dout, dnnl::algorithm algori
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "add", [](auto x, auto y) { return x + y; });
+  Tensor out = binary(a, b, op_name(Op::add), [](auto x, auto y) { return x + y; });
   return record(out, Op::add, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(dout, sb);
@@ -161,7 +161,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "sub", [](auto x, auto y) { return x - y; });
+  Tensor out = binary(a, b, op_name(Op::sub), [](auto x, auto y) { return x - y; });
   return record(out, Op::sub, {a, b}, [sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout, sa);
     if (g.needs(1)) g[1] = sum_to(neg(dout), sb);
@@ -169,7 +169,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "mul", [](auto x, auto y) { return x * y; });
+  Tensor out = binary(a, b, op_name(Op::mul), [](auto x, auto y) { return x * y; });
   return record(out, Op::mul, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     if (g.needs(0)) g[0] = sum_to(dout * b, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * a, b.shape());
@@ -177,7 +177,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "div", [](auto x, auto y) { return x / y; });
+  Tensor out = binary(a, b, op_name(Op::div), [](auto x, auto y) { return x / y; });
   return record(out, Op::div, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
     if (g.needs(0)) g[0] = sum_to(dout / b, a.shape());
@@ -186,65 +186,66 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor neg(const Tensor& x) {
-  Tensor out = unary(x, "neg", [](auto v) { return -v; });
+  Tensor out = unary(x, op_name(Op::neg), [](auto v) { return -v; });
   return record(out, Op::neg, {x}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor exp(const Tensor& x) {
-  Tensor out = unary(x, "exp", [](auto v) { return std::exp(v); });
+  Tensor out = unary(x, op_name(Op::exp), [](auto v) { return std::exp(v); });
   return record(out, Op::exp, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout * y; });
 }
 
 Tensor log(const Tensor& x) {
-  Tensor out = unary(x, "log", [](auto v) { return std::log(v); });
+  Tensor out = unary(x, op_name(Op::log), [](auto v) { return std::log(v); });
   return record(out, Op::log, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) { g[0] = dout / x; });
 }
 
 Tensor add(const Tensor& a, double b) {
-  Tensor out = unary(a, "add", [b](auto v) { return v + static_cast<decltype(v)>(b); });
+  Tensor out = unary(a, op_name(Op::add), [b](auto v) { return v + static_cast<decltype(v)>(b); });
   return record(out, Op::add, {a}, [](const Tensor& dout, InputGrads& g) { g[0] = dout; });
 }
 
 Tensor mul(const Tensor& a, double b) {
-  Tensor out = unary(a, "mul", [b](auto v) { return v * static_cast<decltype(v)>(b); });
+  Tensor out = unary(a, op_name(Op::mul), [b](auto v) { return v * static_cast<decltype(v)>(b); });
   return record(out, Op::mul, {a}, [b](const Tensor& dout, InputGrads& g) { g[0] = mul(dout, b); });
 }
 
 Tensor rsub(double a, const Tensor& b) {
-  Tensor out = unary(b, "rsub", [a](auto v) { return static_cast<decltype(v)>(a) - v; });
+  Tensor out = unary(b, op_name(Op::rsub), [a](auto v) { return static_cast<decltype(v)>(a) - v; });
   return record(out, Op::rsub, {b}, [](const Tensor& dout, InputGrads& g) { g[0] = neg(dout); });
 }
 
 Tensor rdiv(double a, const Tensor& b) {
-  Tensor out = unary(b, "rdiv", [a](auto v) { return static_cast<decltype(v)>(a) / v; });
+  Tensor out = unary(b, op_name(Op::rdiv), [a](auto v) { return static_cast<decltype(v)>(a) / v; });
   return record(out, Op::rdiv, {b}, [y = out.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = neg(dout * y / b);  // d(a/b)/db = -a/b² = -(a/b)/b
   });
 }
 
 Tensor abs(const Tensor& x) {
-  Tensor out = unary(x, "abs", [](auto v) { return std::abs(v); });
+  Tensor out = unary(x, op_name(Op::abs), [](auto v) { return std::abs(v); });
   return record(out, Op::abs, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(x, "abs", [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
+    g[0] = dout * slope(x, op_name(Op::abs), [](auto v) { return static_cast<decltype(v)>((v > 0) - (v < 0)); });
   });
 }
 
 Tensor sqrt(const Tensor& x) {
-  Tensor out = unary(x, "sqrt", [](auto v) { return std::sqrt(v); });
+  Tensor out = unary(x, op_name(Op::sqrt), [](auto v) { return std::sqrt(v); });
   return record(out, Op::sqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout / (y * 2.0);  // d sqrt(x) = 1 / (2 sqrt(x))
   });
 }
 
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = unary(x, "rsqrt", [](auto v) { return 1 / std::sqrt(v); });
+  Tensor out = unary(x, op_name(Op::rsqrt), [](auto v) { return 1 / std::sqrt(v); });
   return record(out, Op::rsqrt, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
     g[0] = dout * (y * y * y) * -0.5;  // d x^(-1/2) = -x^(-3/2) / 2
   });
 }
 
 Tensor pow(const Tensor& x, double exponent) {
-  Tensor out = unary(x, "pow", [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
+  Tensor out =
+      unary(x, op_name(Op::pow), [exponent](auto v) { return std::pow(v, static_cast<decltype(v)>(exponent)); });
   return record(out, Op::pow, {x}, [x = x.detach(), exponent](const Tensor& dout, InputGrads& g) {
     // x^0 is constant; the general formula would give 0 * x^-1, which is NaN at x = 0.
     g[0] = exponent == 0.0 ? zeros(x.shape(), x.dtype()) : dout * pow(x, exponent - 1.0) * exponent;
@@ -253,23 +254,23 @@ Tensor pow(const Tensor& x, double exponent) {
 
 Tensor tanh(const Tensor& x) {
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_tanh)
-                           : unary(x, "tanh", [](auto v) { return std::tanh(v); });
+                           : unary(x, op_name(Op::tanh), [](auto v) { return std::tanh(v); });
   return record(out, Op::tanh, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(y, "tanh", [](auto v) { return 1 - v * v; });
+    g[0] = dout * slope(y, op_name(Op::tanh), [](auto v) { return 1 - v * v; });
   });
 }
 
 Tensor sigmoid(const Tensor& x) {
   // exp(-v) overflows to inf for v < -88 (f32), and 1 / inf = 0 is the right limit.
   Tensor out = use_dnnl(x) ? dnnl_forward(x, dnnl::algorithm::eltwise_logistic)
-                           : unary(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); });
+                           : unary(x, op_name(Op::sigmoid), [](auto v) { return 1 / (1 + std::exp(-v)); });
   return record(out, Op::sigmoid, {x}, [y = out.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(y, "sigmoid", [](auto v) { return v * (1 - v); });
+    g[0] = dout * slope(y, op_name(Op::sigmoid), [](auto v) { return v * (1 - v); });
   });
 }
 
 Tensor relu(const Tensor& x) {
-  Tensor out = unary(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); });
+  Tensor out = unary(x, op_name(Op::relu), [](auto v) { return v > 0 ? v : decltype(v)(0); });
   // Backward needs only where x was positive: a bool mask, a quarter of an f32 x's bytes. Saving x itself would
   // keep a feed-forward block's widest activation alive until backward.
   const Tensor positive = grad_mode_enabled() && x.requires_grad() ? gt(x, 0.0) : Tensor{};
@@ -282,24 +283,24 @@ Tensor gelu(const Tensor& x, GeluApproximation approximate) {
   const bool use_tanh = approximate == GeluApproximation::tanh;
   const dnnl::algorithm algorithm = use_tanh ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
   Tensor out = use_dnnl(x) ? dnnl_forward(x, algorithm)
-               : use_tanh  ? unary(x, "gelu", [](auto v) { return gelu_tanh(v); })
-                           : unary(x, "gelu", [](auto v) { return gelu_erf(v); });
+               : use_tanh  ? unary(x, op_name(Op::gelu), [](auto v) { return gelu_tanh(v); })
+                           : unary(x, op_name(Op::gelu), [](auto v) { return gelu_erf(v); });
   return record(out, Op::gelu, {x}, [x = x.detach(), use_tanh, algorithm](const Tensor& dout, InputGrads& g) {
     if (use_dnnl(x) && dout.dtype() == DType::f32) {
       g[0] = dnnl_backward(x, dout, algorithm);
       return;
     }
-    g[0] = dout * (use_tanh ? slope(x, "gelu", [](auto v) { return gelu_tanh_slope(v); })
-                            : slope(x, "gelu", [](auto v) { return gelu_erf_slope(v); }));
+    g[0] = dout * (use_tanh ? slope(x, op_name(Op::gelu), [](auto v) { return gelu_tanh_slope(v); })
+                            : slope(x, op_name(Op::gelu), [](auto v) { return gelu_erf_slope(v); }));
   });
 }
 
 Tensor softplus(const Tensor& x) {
-  Tensor out = unary(x, "softplus", [](auto v) {
+  Tensor out = unary(x, op_name(Op::softplus), [](auto v) {
     return v > decltype(v)(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
   });
   return record(out, Op::softplus, {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
-    g[0] = dout * slope(x, "softplus", [](auto v) {
+    g[0] = dout * slope(x, op_name(Op::softplus), [](auto v) {
       using T = decltype(v);
       return v > T(kSoftplusThreshold) ? T(1) : 1 / (1 + std::exp(-v));  // the sigmoid
     });
@@ -307,50 +308,50 @@ Tensor softplus(const Tensor& x) {
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "maximum", [](auto x, auto y) { return max_nan(x, y); });
+  Tensor out = binary(a, b, op_name(Op::maximum), [](auto x, auto y) { return max_nan(x, y); });
   return record(out, Op::maximum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<true>(a, b, "maximum");
+    const Tensor share = winner_share<true>(a, b, op_name(Op::maximum));
     if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());
   });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  Tensor out = binary(a, b, "minimum", [](auto x, auto y) { return min_nan(x, y); });
+  Tensor out = binary(a, b, op_name(Op::minimum), [](auto x, auto y) { return min_nan(x, y); });
   return record(out, Op::minimum, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, InputGrads& g) {
-    const Tensor share = winner_share<false>(a, b, "minimum");
+    const Tensor share = winner_share<false>(a, b, op_name(Op::minimum));
     if (g.needs(0)) g[0] = sum_to(dout * share, a.shape());
     if (g.needs(1)) g[1] = sum_to(dout * (1.0 - share), b.shape());
   });
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, "eq", std::equal_to<>{}); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, "ne", std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, "lt", std::less<>{}); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, "le", std::less_equal<>{}); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, "gt", std::greater<>{}); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, "ge", std::greater_equal<>{}); }
-Tensor eq(const Tensor& a, double b) { return compare(a, b, "eq", std::equal_to<>{}); }
-Tensor ne(const Tensor& a, double b) { return compare(a, b, "ne", std::not_equal_to<>{}); }
-Tensor lt(const Tensor& a, double b) { return compare(a, b, "lt", std::less<>{}); }
-Tensor le(const Tensor& a, double b) { return compare(a, b, "le", std::less_equal<>{}); }
-Tensor gt(const Tensor& a, double b) { return compare(a, b, "gt", std::greater<>{}); }
-Tensor ge(const Tensor& a, double b) { return compare(a, b, "ge", std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
+Tensor eq(const Tensor& a, double b) { return compare(a, b, op_name(Op::eq), std::equal_to<>{}); }
+Tensor ne(const Tensor& a, double b) { return compare(a, b, op_name(Op::ne), std::not_equal_to<>{}); }
+Tensor lt(const Tensor& a, double b) { return compare(a, b, op_name(Op::lt), std::less<>{}); }
+Tensor le(const Tensor& a, double b) { return compare(a, b, op_name(Op::le), std::less_equal<>{}); }
+Tensor gt(const Tensor& a, double b) { return compare(a, b, op_name(Op::gt), std::greater<>{}); }
+Tensor ge(const Tensor& a, double b) { return compare(a, b, op_name(Op::ge), std::greater_equal<>{}); }
 
 Tensor logical_and(const Tensor& a, const Tensor& b) {
-  check_mask(a, "logical_and");
-  check_mask(b, "logical_and");
-  return kernels::map2<bool, bool, bool>(a, b, "logical_and", [](bool x, bool y) { return x && y; });
+  check_mask(a, op_name(Op::logical_and));
+  check_mask(b, op_name(Op::logical_and));
+  return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_and), [](bool x, bool y) { return x && y; });
 }
 
 Tensor logical_or(const Tensor& a, const Tensor& b) {
-  check_mask(a, "logical_or");
-  check_mask(b, "logical_or");
-  return kernels::map2<bool, bool, bool>(a, b, "logical_or", [](bool x, bool y) { return x || y; });
+  check_mask(a, op_name(Op::logical_or));
+  check_mask(b, op_name(Op::logical_or));
+  return kernels::map2<bool, bool, bool>(a, b, op_name(Op::logical_or), [](bool x, bool y) { return x || y; });
 }
 
 Tensor logical_not(const Tensor& x) {
-  check_mask(x, "logical_not");
+  check_mask(x, op_name(Op::logical_not));
   return kernels::map<bool, bool>(x, [](bool v) { return !v; });
 }
 

@@ -77,8 +77,9 @@ size_t elements_stored(const Matrix& m, int64_t batch) {
 // dst = convert(m) in dense_layout(m): To and From are the element types. A contiguous run (the common case)
 // is a plain loop that the compiler vectorises (-march=native: 16 floats per AVX-512 step); on the calling
 // thread, because the copy streams memory at a few GB/s while a parallel region for it costs a wake-up of
-// the OpenMP team that oneDNN's kernels also use: measured here, a region per operand made bf16 products 3x
-// slower than f32 on this 2-core machine under load, the team's second thread being busy or descheduled.
+// the OpenMP team that oneDNN's kernels also use: measured 2026-11-28 on an AMD Zen 4 (2 virtual CPUs shared
+// with other programs), a region per operand made bf16 products 3x slower than f32, the team's second thread
+// being busy or descheduled.
 template <class From, class To, class Convert>
 Matrix dense_copy(const Matrix& m, int64_t batch, To* dst, bool bf16_result, Convert convert) {
   const Matrix out = dense_layout(m, reinterpret_cast<std::byte*>(dst), bf16_result);

@@ -112,13 +112,13 @@ Tensor row_weights(const Tensor& dout, const Tensor& target, int64_t ignore_inde
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options) {
   const double smoothing = options.label_smoothing;
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    fail<ValueError>("cross_entropy", "label_smoothing must be in [0, 1], got {}", smoothing);
+    fail<ValueError>(Op::cross_entropy, "label_smoothing must be in [0, 1], got {}", smoothing);
   int64_t counted = 0;
-  const Tensor target = checked_targets(logits, targets, options.ignore_index, "cross_entropy", counted);
+  const Tensor target = checked_targets(logits, targets, options.ignore_index, op_name(Op::cross_entropy), counted);
   const Tensor x = logits.detach().contiguous();
   const int64_t rows = x.shape()[0], classes = x.shape()[1];
   Tensor logsumexp = empty({rows}, x.dtype());
-  Tensor out = visit_floating(x.dtype(), "cross_entropy", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(x.dtype(), op_name(Op::cross_entropy), [&]<class T>(std::type_identity<T>) {
     const T* px = x.data_ptr<const T>();
     const int64_t* pt = target.data_ptr<const int64_t>();
     T* plse = logsumexp.data_ptr<T>();
@@ -159,7 +159,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
                   const int64_t rows = x.shape()[0], classes = x.shape()[1];
                   const Tensor dense_dout = dout.contiguous();
                   Tensor dx = empty(x.shape(), x.dtype());
-                  visit_floating(x.dtype(), "cross_entropy", [&]<class T>(std::type_identity<T>) {
+                  visit_floating(x.dtype(), op_name(Op::cross_entropy), [&]<class T>(std::type_identity<T>) {
                     const T* px = x.data_ptr<const T>();
                     const T* plse = logsumexp.data_ptr<const T>();
                     const int64_t* pt = target.data_ptr<const int64_t>();
@@ -186,10 +186,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_index, Reduction reduction) {
   int64_t counted = 0;
-  const Tensor target = checked_targets(log_probs, targets, ignore_index, "nll_loss", counted);
+  const Tensor target = checked_targets(log_probs, targets, ignore_index, op_name(Op::nll_loss), counted);
   const Tensor x = log_probs.detach().contiguous();
   const int64_t rows = x.shape()[0], classes = x.shape()[1];
-  Tensor out = visit_floating(x.dtype(), "nll_loss", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(x.dtype(), op_name(Op::nll_loss), [&]<class T>(std::type_identity<T>) {
     const T* px = x.data_ptr<const T>();
     const int64_t* pt = target.data_ptr<const int64_t>();
     std::vector<T> losses(static_cast<size_t>(rows), T(0));
@@ -206,7 +206,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
                   }
                   Tensor dx = zeros(shape, dout.dtype());
                   const Tensor dense_dout = dout.contiguous();
-                  visit_floating(dout.dtype(), "nll_loss", [&]<class T>(std::type_identity<T>) {
+                  visit_floating(dout.dtype(), op_name(Op::nll_loss), [&]<class T>(std::type_identity<T>) {
                     const RowGradient<T> upstream = row_gradient<T>(dense_dout, reduction, counted);
                     const int64_t* pt = target.data_ptr<const int64_t>();
                     T* pdx = dx.data_ptr<T>();
@@ -219,15 +219,15 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& targets, int64_t ignore_i
 
 Tensor mse_loss(const Tensor& a, const Tensor& b, Reduction reduction) {
   if (a.shape() != b.shape())
-    fail<ShapeError>("mse_loss", "input {} and target {} must have the same shape", shape_str(a.shape()),
+    fail<ShapeError>(Op::mse_loss, "input {} and target {} must have the same shape", shape_str(a.shape()),
                      shape_str(b.shape()));
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("mse_loss", "input is {} but target is {}", dtype_name(a.dtype()), dtype_name(b.dtype()));
+    fail<DTypeError>(Op::mse_loss, "input is {} but target is {}", dtype_name(a.dtype()), dtype_name(b.dtype()));
   const int64_t n = a.numel();
   if (reduction == Reduction::mean && n == 0)
-    fail<ShapeError>("mse_loss", "mean over an empty set of elements (shape {})", shape_str(a.shape()));
+    fail<ShapeError>(Op::mse_loss, "mean over an empty set of elements (shape {})", shape_str(a.shape()));
   const Tensor x = a.detach().contiguous(), y = b.detach().contiguous();
-  Tensor out = visit_floating(a.dtype(), "mse_loss", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(a.dtype(), op_name(Op::mse_loss), [&]<class T>(std::type_identity<T>) {
     const T* px = x.data_ptr<const T>();
     const T* py = y.data_ptr<const T>();
     if (reduction == Reduction::none) {

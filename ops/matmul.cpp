@@ -59,7 +59,7 @@ gemm::Matrix batched_operand(const Tensor& t, const Shape& batch_shape, Tensor& 
 
 // The forward product of two tensors of rank >= 2 with compatible leading dimensions; no graph.
 Tensor product(const Tensor& a, const Tensor& b) {
-  const Shape batch_shape = kernels::broadcast_shapes(leading(a), leading(b), "matmul");
+  const Shape batch_shape = kernels::broadcast_shapes(leading(a), leading(b), op_name(Op::matmul));
   const int64_t m = a.shape()[static_cast<size_t>(a.dim() - 2)];
   const int64_t n = b.shape()[static_cast<size_t>(b.dim() - 1)];
   Shape out_shape = batch_shape;
@@ -124,18 +124,18 @@ void linear_backward_recorded(const Tensor& x, const Tensor& weight, const Tenso
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("matmul", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+    fail<DTypeError>(Op::matmul, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
   if (!is_floating(a.dtype()))
-    fail<DTypeError>("matmul", "expects f32 or f64, got {}", dtype_name(a.dtype()));
+    fail<DTypeError>(Op::matmul, "expects f32 or f64, got {}", dtype_name(a.dtype()));
   if (a.dim() == 0 || b.dim() == 0)
-    fail<ShapeError>("matmul", "{} x {}: both arguments need at least one dimension", shape_str(a.shape()),
+    fail<ShapeError>(Op::matmul, "{} x {}: both arguments need at least one dimension", shape_str(a.shape()),
                      shape_str(b.shape()));
   const int64_t ka = a.shape().back();
   const int64_t kb = b.dim() == 1 ? b.shape()[0] : b.shape()[static_cast<size_t>(b.dim() - 2)];
   if (ka != kb)
-    fail<ShapeError>("matmul", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
-                     ka, kb);
+    fail<ShapeError>(Op::matmul, "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()),
+                     shape_str(b.shape()), ka, kb);
 
   if (a.dim() == 1 || b.dim() == 1) {
     // A vector is a one-row (first) or one-column (second) matrix whose extra dimension leaves the result.
@@ -158,16 +158,16 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("bmm", "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
+    fail<DTypeError>(Op::bmm, "{} {} x {} {}: operands have different dtypes", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
   if (a.dim() != 3 || b.dim() != 3)
-    fail<ShapeError>("bmm", "{} x {}: both operands must be 3-D, [B, M, K] x [B, K, N]", shape_str(a.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: both operands must be 3-D, [B, M, K] x [B, K, N]", shape_str(a.shape()),
                      shape_str(b.shape()));
   if (a.shape()[0] != b.shape()[0])
-    fail<ShapeError>("bmm", "{} x {}: batch sizes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: batch sizes {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
                      a.shape()[0], b.shape()[0]);
   if (a.shape()[2] != b.shape()[1])
-    fail<ShapeError>("bmm", "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
+    fail<ShapeError>(Op::bmm, "{} x {}: inner dimensions {} and {} differ", shape_str(a.shape()), shape_str(b.shape()),
                      a.shape()[2], b.shape()[1]);
   return matmul(a, b);
 }
@@ -175,19 +175,19 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const bool bias_dtype_differs = bias.defined() && bias.dtype() != x.dtype();
   if (x.dtype() != weight.dtype() || bias_dtype_differs)
-    fail<DTypeError>("linear", "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),
+    fail<DTypeError>(Op::linear, "input {} {}, weight {} {}{}{}: dtypes differ", dtype_name(x.dtype()),
                      shape_str(x.shape()), dtype_name(weight.dtype()), shape_str(weight.shape()),
                      bias.defined() ? ", bias " : "", bias.defined() ? dtype_name(bias.dtype()) : "");
-  if (!is_floating(x.dtype())) fail<DTypeError>("linear", "expects f32 or f64, got {}", dtype_name(x.dtype()));
+  if (!is_floating(x.dtype())) fail<DTypeError>(Op::linear, "expects f32 or f64, got {}", dtype_name(x.dtype()));
   if (weight.dim() != 2)
-    fail<ShapeError>("linear", "weight {} must be 2-D, [out_features, in_features]", shape_str(weight.shape()));
-  if (x.dim() == 0) fail<ShapeError>("linear", "input [] needs a feature dimension, [..., in_features]");
+    fail<ShapeError>(Op::linear, "weight {} must be 2-D, [out_features, in_features]", shape_str(weight.shape()));
+  if (x.dim() == 0) fail<ShapeError>(Op::linear, "input [] needs a feature dimension, [..., in_features]");
   const int64_t out_features = weight.shape()[0], in_features = weight.shape()[1];
   if (x.shape().back() != in_features)
-    fail<ShapeError>("linear", "input {} x weight {}: input features {} and weight in_features {} differ",
+    fail<ShapeError>(Op::linear, "input {} x weight {}: input features {} and weight in_features {} differ",
                      shape_str(x.shape()), shape_str(weight.shape()), x.shape().back(), in_features);
   if (bias.defined() && (bias.dim() != 1 || bias.shape()[0] != out_features))
-    fail<ShapeError>("linear", "bias {} does not fit weight {}: expected [{}]", shape_str(bias.shape()),
+    fail<ShapeError>(Op::linear, "bias {} does not fit weight {}: expected [{}]", shape_str(bias.shape()),
                      shape_str(weight.shape()), out_features);
 
   const int64_t rows = x.numel() / std::max<int64_t>(in_features, 1);

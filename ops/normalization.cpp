@@ -4,8 +4,8 @@
 // softmax/log_softmax see the tensor as [outer, n, inner] around the axis. For the last axis inner == 1 and
 // every row is a contiguous run that the compiler vectorises; for a middle axis each [n, inner] block is done
 // at once, column-wise. Rows or blocks are spread over OpenMP threads once the tensor has kParallelGrain elements.
-// oneDNN's softmax and layer_normalization were not tried. Measured here, [4096, 1024] f32 on one thread of a
-// shared, loaded 2-core machine (rough): softmax 17-27 ms, log_softmax 11-20 ms, layer_norm forward 10-14 ms,
+// oneDNN's softmax and layer_normalization were not tried. Measured 2026-11-24, [4096, 1024] f32 on one thread of
+// a 2-core virtual machine shared with other programs (CPU model not recorded; rough): softmax 17-27 ms, log_softmax 11-20 ms, layer_norm forward 10-14 ms,
 // forward + backward 38-45 ms; a middle-axis softmax went from 555 ms (strided rows) to 13-19 ms (blocks).
 #include "ops/normalization.h"
 
@@ -197,19 +197,19 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, std::string_view op) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl<false>(x, axis, "softmax"); }
+Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl<false>(x, axis, op_name(Op::softmax)); }
 
-Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl<true>(x, axis, "log_softmax"); }
+Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl<true>(x, axis, op_name(Op::log_softmax)); }
 
 namespace {
 
 void check_affine(const Tensor& param, std::string_view what, const Tensor& x, const Shape& normalized_shape) {
   if (!param.defined()) return;
   if (param.shape() != normalized_shape)
-    fail<ShapeError>("layer_norm", "{} has shape {} but normalized_shape is {}", what, shape_str(param.shape()),
+    fail<ShapeError>(Op::layer_norm, "{} has shape {} but normalized_shape is {}", what, shape_str(param.shape()),
                      shape_str(normalized_shape));
   if (param.dtype() != x.dtype())
-    fail<DTypeError>("layer_norm", "{} is {} but the input is {}", what, dtype_name(param.dtype()),
+    fail<DTypeError>(Op::layer_norm, "{} is {} but the input is {}", what, dtype_name(param.dtype()),
                      dtype_name(x.dtype()));
 }
 
@@ -252,7 +252,7 @@ void layer_norm_backward(const LayerNormSaved& s, const Tensor& dout, InputGrads
   const Tensor dy = dout.contiguous();
   const bool need_dx = g.needs(0), need_dw = g.needs(1), need_db = g.needs(2);
   Tensor dx = need_dx ? empty(s.x.shape(), s.x.dtype()) : Tensor();
-  visit_floating(s.x.dtype(), "layer_norm", [&]<class T>(std::type_identity<T>) {
+  visit_floating(s.x.dtype(), op_name(Op::layer_norm), [&]<class T>(std::type_identity<T>) {
     const int64_t rows = s.rows, width = s.width;
     const bool parallel = rows > 1 && rows * width >= kMemoryBoundGrain;
     const int threads = parallel ? omp_get_max_threads() : 1;
@@ -325,13 +325,13 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const size_t k = normalized_shape.size();
   if (k == 0 || k > x.shape().size() ||
       !std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - static_cast<ptrdiff_t>(k)))
-    fail<ShapeError>("layer_norm", "normalized_shape {} is not the trailing dimensions of the input {}",
+    fail<ShapeError>(Op::layer_norm, "normalized_shape {} is not the trailing dimensions of the input {}",
                      shape_str(normalized_shape), shape_str(x.shape()));
   check_affine(weight, "weight", x, normalized_shape);
   check_affine(bias, "bias", x, normalized_shape);
-  if (!(eps >= 0.0)) fail<ValueError>("layer_norm", "eps must be >= 0, got {}", eps);
+  if (!(eps >= 0.0)) fail<ValueError>(Op::layer_norm, "eps must be >= 0, got {}", eps);
   const int64_t width = numel_of(normalized_shape);
-  if (width == 0) fail<ShapeError>("layer_norm", "normalized_shape {} has no elements", shape_str(normalized_shape));
+  if (width == 0) fail<ShapeError>(Op::layer_norm, "normalized_shape {} has no elements", shape_str(normalized_shape));
 
   LayerNormSaved saved;
   saved.x = x.detach().contiguous();
@@ -346,7 +346,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   saved.rstd = empty({saved.rows}, x.dtype());
   const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor out = empty(x.shape(), x.dtype());
-  visit_floating(x.dtype(), "layer_norm", [&]<class T>(std::type_identity<T>) {
+  visit_floating(x.dtype(), op_name(Op::layer_norm), [&]<class T>(std::type_identity<T>) {
     const T* px = saved.x.data_ptr<const T>();
     // Missing parameters are ones and zeros, so that one branch-free loop serves every case.
     const std::vector<T> unit_weight(saved.weight.defined() ? 0 : static_cast<size_t>(width), T(1));
@@ -394,7 +394,7 @@ namespace {
 Tensor masked_by(const Tensor& x, const kernels::DropoutMask& mask) {
   const Tensor input = x.detach().contiguous();
   Tensor out = empty(x.shape(), x.dtype());
-  visit_floating(x.dtype(), "dropout", [&]<class T>(std::type_identity<T>) {
+  visit_floating(x.dtype(), op_name(Op::dropout), [&]<class T>(std::type_identity<T>) {
     mask.apply(input.data_ptr<const T>(), out.data_ptr<T>(), input.numel());
   });
   // dx = dout · scale: the same mask, recomputed from its key.
@@ -404,7 +404,7 @@ Tensor masked_by(const Tensor& x, const kernels::DropoutMask& mask) {
 }  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
-  if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>("dropout", "p must be in [0, 1], got {}", p);
+  if (!(p >= 0.0 && p <= 1.0)) fail<ValueError>(Op::dropout, "p must be in [0, 1], got {}", p);
   if (!training || p == 0.0) return x;
   return masked_by(x, kernels::DropoutMask::draw(p, gen));
 }

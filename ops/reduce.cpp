@@ -221,7 +221,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& axes, bool k
 }
 
 Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  axes = reduction_axes(x, std::move(axes), "sum");
+  axes = reduction_axes(x, std::move(axes), op_name(Op::sum));
   const Tensor summed = kernels::sum_keepdim(x, axes);
   const Shape shape = reduced_shape(x.shape(), axes, keepdim);
   Tensor out = summed.as_strided(shape, contiguous_strides(shape), 0);
@@ -231,33 +231,37 @@ Tensor sum(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  axes = reduction_axes(x, std::move(axes), "mean");
+  axes = reduction_axes(x, std::move(axes), op_name(Op::mean));
   int64_t count = 1;
   for (int64_t axis : axes) count *= x.shape()[static_cast<size_t>(axis)];
-  if (count == 0) fail<ShapeError>("mean", "mean over an empty set of elements (shape {})", shape_str(x.shape()));
+  if (count == 0) fail<ShapeError>(Op::mean, "mean over an empty set of elements (shape {})", shape_str(x.shape()));
   Tensor total = sum(x, axes, keepdim);
   return mul(total, 1.0 / static_cast<double>(count));
 }
 
 Tensor max(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  return extremum<true>(x, std::move(axes), keepdim, "max");
+  return extremum<true>(x, std::move(axes), keepdim, op_name(Op::max));
 }
 
 Tensor min(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  return extremum<false>(x, std::move(axes), keepdim, "min");
+  return extremum<false>(x, std::move(axes), keepdim, op_name(Op::min));
 }
 
-Tensor argmax(const Tensor& x, int64_t axis, bool keepdim) { return arg_extremum<true>(x, {axis}, keepdim, "argmax"); }
-Tensor argmin(const Tensor& x, int64_t axis, bool keepdim) { return arg_extremum<false>(x, {axis}, keepdim, "argmin"); }
-Tensor argmax(const Tensor& x) { return arg_extremum<true>(x, {}, false, "argmax"); }
-Tensor argmin(const Tensor& x) { return arg_extremum<false>(x, {}, false, "argmin"); }
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdim) {
+  return arg_extremum<true>(x, {axis}, keepdim, op_name(Op::argmax));
+}
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdim) {
+  return arg_extremum<false>(x, {axis}, keepdim, op_name(Op::argmin));
+}
+Tensor argmax(const Tensor& x) { return arg_extremum<true>(x, {}, false, op_name(Op::argmax)); }
+Tensor argmin(const Tensor& x) { return arg_extremum<false>(x, {}, false, op_name(Op::argmin)); }
 
 Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool keepdim) {
-  axes = reduction_axes(x, std::move(axes), "var");
+  axes = reduction_axes(x, std::move(axes), op_name(Op::var));
   const RowBlock block = reduced_last(x, axes);
   Tensor out = empty(reduced_shape(x.shape(), axes, keepdim), x.dtype());
   const double divisor = static_cast<double>(block.cols) - correction;
-  visit_floating(x.dtype(), "var", [&]<class T>(std::type_identity<T>) {
+  visit_floating(x.dtype(), op_name(Op::var), [&]<class T>(std::type_identity<T>) {
     const T* values = block.data.data_ptr<const T>();
     T* o = out.data_ptr<T>();
     const int64_t cols = block.cols;
@@ -284,10 +288,10 @@ Tensor var(const Tensor& x, std::vector<int64_t> axes, double correction, bool k
 }
 
 Tensor logsumexp(const Tensor& x, std::vector<int64_t> axes, bool keepdim) {
-  axes = reduction_axes(x, std::move(axes), "logsumexp");
+  axes = reduction_axes(x, std::move(axes), op_name(Op::logsumexp));
   const RowBlock block = reduced_last(x, axes);
   Tensor out = empty(reduced_shape(x.shape(), axes, keepdim), x.dtype());
-  visit_floating(x.dtype(), "logsumexp", [&]<class T>(std::type_identity<T>) {
+  visit_floating(x.dtype(), op_name(Op::logsumexp), [&]<class T>(std::type_identity<T>) {
     const T* values = block.data.data_ptr<const T>();
     T* o = out.data_ptr<T>();
     const int64_t cols = block.cols;

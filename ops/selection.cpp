@@ -82,12 +82,13 @@ void add_rows(T* dst, const T* grad, const int64_t* index, int64_t outer, int64_
 }  // namespace
 
 Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
-  check_mask_dtype(mask, "where");
+  check_mask_dtype(mask, op_name(Op::where));
   if (a.dtype() != b.dtype())
-    fail<DTypeError>("where", "a and b have different dtypes: {} {} and {} {}", dtype_name(a.dtype()),
+    fail<DTypeError>(Op::where, "a and b have different dtypes: {} {} and {} {}", dtype_name(a.dtype()),
                      shape_str(a.shape()), dtype_name(b.dtype()), shape_str(b.shape()));
-  Tensor out = visit_dtype(a.dtype(), "where", [&]<class T>(std::type_identity<T>) {
-    return kernels::map3<T, uint8_t, T, T>(mask, a, b, "where", [](uint8_t m, T x, T y) { return m ? x : y; });
+  Tensor out = visit_dtype(a.dtype(), op_name(Op::where), [&]<class T>(std::type_identity<T>) {
+    return kernels::map3<T, uint8_t, T, T>(mask, a, b, op_name(Op::where),
+                                           [](uint8_t m, T x, T y) { return m ? x : y; });
   });
   return record(out, Op::where, {a, b},
                 [mask = mask.detach(), sa = a.shape(), sb = b.shape()](const Tensor& dout, InputGrads& g) {
@@ -98,13 +99,14 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  check_mask_dtype(mask, "masked_fill");
-  if (kernels::broadcast_shapes(x.shape(), mask.shape(), "masked_fill") != x.shape())
-    fail<ShapeError>("masked_fill", "mask {} cannot be broadcast to x {}", shape_str(mask.shape()),
+  check_mask_dtype(mask, op_name(Op::masked_fill));
+  if (kernels::broadcast_shapes(x.shape(), mask.shape(), op_name(Op::masked_fill)) != x.shape())
+    fail<ShapeError>(Op::masked_fill, "mask {} cannot be broadcast to x {}", shape_str(mask.shape()),
                      shape_str(x.shape()));
-  Tensor out = visit_dtype(x.dtype(), "masked_fill", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_dtype(x.dtype(), op_name(Op::masked_fill), [&]<class T>(std::type_identity<T>) {
     const Tensor filler = full({}, value, x.dtype());
-    return kernels::map3<T, uint8_t, T, T>(mask, x, filler, "masked_fill", [](uint8_t m, T a, T v) { return m ? v : a; });
+    return kernels::map3<T, uint8_t, T, T>(mask, x, filler, op_name(Op::masked_fill),
+                                           [](uint8_t m, T a, T v) { return m ? v : a; });
   });
   return record(
       out, Op::masked_fill, {x},
@@ -113,20 +115,20 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 }
 
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
-  check_index_dtype(index, "index_select", "index");
+  check_index_dtype(index, op_name(Op::index_select), "index");
   if (index.dim() != 1)
-    fail<ShapeError>("index_select", "index must be 1-D, got shape {}", shape_str(index.shape()));
-  if (x.dim() == 0) fail<ShapeError>("index_select", "x must have at least one dimension, got shape []");
-  const int64_t ax = normalize_axis(axis, x.dim(), "index_select");
+    fail<ShapeError>(Op::index_select, "index must be 1-D, got shape {}", shape_str(index.shape()));
+  if (x.dim() == 0) fail<ShapeError>(Op::index_select, "x must have at least one dimension, got shape []");
+  const int64_t ax = normalize_axis(axis, x.dim(), op_name(Op::index_select));
   const int64_t size = x.size(ax), count = index.numel();
   const Tensor idx = index.contiguous();
   if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), count, size))
-    fail<IndexError>("index_select", "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
+    fail<IndexError>(Op::index_select, "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
                      shape_str(x.shape()));
   const AxisSplit split = split_at(x.shape(), ax);
   Shape out_shape = x.shape();
   out_shape[static_cast<size_t>(ax)] = count;
-  Tensor out = visit_floating(x.dtype(), "index_select", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(x.dtype(), op_name(Op::index_select), [&]<class T>(std::type_identity<T>) {
     const Tensor src = x.detach().contiguous();
     Tensor result = empty(out_shape, x.dtype());
     take_rows(src.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), split.outer, size, count,
@@ -137,7 +139,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
                 [idx, shape = x.shape(), split, size, count](const Tensor& dout, InputGrads& g) {
                   g[0] = zeros(shape, dout.dtype());
                   const Tensor d = dout.contiguous();
-                  visit_floating(dout.dtype(), "index_select", [&]<class T>(std::type_identity<T>) {
+                  visit_floating(dout.dtype(), op_name(Op::index_select), [&]<class T>(std::type_identity<T>) {
                     add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), split.outer, size,
                              count, split.inner, int64_t{-1});
                   });
@@ -177,22 +179,22 @@ void for_each_gathered(const Shape& x_shape, const Shape& index_shape, int64_t a
 }  // namespace
 
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
-  check_index_dtype(index, "gather", "index");
+  check_index_dtype(index, op_name(Op::gather), "index");
   if (index.dim() != x.dim())
-    fail<ShapeError>("gather", "index has rank {} but x has rank {} (index shape {}, x shape {})", index.dim(),
+    fail<ShapeError>(Op::gather, "index has rank {} but x has rank {} (index shape {}, x shape {})", index.dim(),
                      x.dim(), shape_str(index.shape()), shape_str(x.shape()));
-  if (x.dim() == 0) fail<ShapeError>("gather", "x must have at least one dimension, got shape []");
-  const int64_t ax = normalize_axis(axis, x.dim(), "gather");
+  if (x.dim() == 0) fail<ShapeError>(Op::gather, "x must have at least one dimension, got shape []");
+  const int64_t ax = normalize_axis(axis, x.dim(), op_name(Op::gather));
   for (int64_t d = 0; d < x.dim(); ++d)
     if (d != ax && index.size(d) > x.size(d))
-      fail<ShapeError>("gather", "index shape {} exceeds x shape {} in dimension {} ({} > {})",
+      fail<ShapeError>(Op::gather, "index shape {} exceeds x shape {} in dimension {} ({} > {})",
                        shape_str(index.shape()), shape_str(x.shape()), d, index.size(d), x.size(d));
   const Tensor idx = index.contiguous();
   const int64_t size = x.size(ax);
   if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), idx.numel(), size))
-    fail<IndexError>("gather", "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
+    fail<IndexError>(Op::gather, "index {} is out of range for axis {} of size {} (x shape {})", *bad, ax, size,
                      shape_str(x.shape()));
-  Tensor out = visit_floating(x.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(x.dtype(), op_name(Op::gather), [&]<class T>(std::type_identity<T>) {
     const Tensor src = x.detach().contiguous();
     Tensor result = empty(index.shape(), x.dtype());
     if (result.numel() == 0) return result;
@@ -206,7 +208,7 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
     g[0] = zeros(shape, dout.dtype());
     if (idx.numel() == 0) return;
     const Tensor d = dout.contiguous();
-    visit_floating(dout.dtype(), "gather", [&]<class T>(std::type_identity<T>) {
+    visit_floating(dout.dtype(), op_name(Op::gather), [&]<class T>(std::type_identity<T>) {
       T* dx = g[0].data_ptr<T>();
       const T* dy = d.data_ptr<const T>();
       for_each_gathered(shape, idx.shape(), ax, idx.data_ptr<int64_t>(), false,
@@ -217,19 +219,19 @@ Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
 
 Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
   if (weight.dim() != 2)
-    fail<ShapeError>("embedding", "weight must be 2-D [V, D], got shape {}", shape_str(weight.shape()));
-  check_index_dtype(ids, "embedding", "ids");
+    fail<ShapeError>(Op::embedding, "weight must be 2-D [V, D], got shape {}", shape_str(weight.shape()));
+  check_index_dtype(ids, op_name(Op::embedding), "ids");
   const int64_t rows = weight.size(0), width = weight.size(1), count = ids.numel();
   if (padding_idx < -1 || padding_idx >= rows)
-    fail<IndexError>("embedding", "padding_idx {} is out of range for a table of {} rows (-1 for none)", padding_idx,
+    fail<IndexError>(Op::embedding, "padding_idx {} is out of range for a table of {} rows (-1 for none)", padding_idx,
                      rows);
   const Tensor idx = ids.contiguous();
   if (const int64_t* bad = find_out_of_range(idx.data_ptr<int64_t>(), count, rows))
-    fail<IndexError>("embedding", "index {} is out of range for a table of {} rows (ids shape {})", *bad, rows,
+    fail<IndexError>(Op::embedding, "index {} is out of range for a table of {} rows (ids shape {})", *bad, rows,
                      shape_str(ids.shape()));
   Shape out_shape = ids.shape();
   out_shape.push_back(width);
-  Tensor out = visit_floating(weight.dtype(), "embedding", [&]<class T>(std::type_identity<T>) {
+  Tensor out = visit_floating(weight.dtype(), op_name(Op::embedding), [&]<class T>(std::type_identity<T>) {
     const Tensor table = weight.detach().contiguous();
     Tensor result = empty(out_shape, weight.dtype());
     take_rows(table.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width);
@@ -239,7 +241,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
                 [idx, rows, width, count, padding_idx](const Tensor& dout, InputGrads& g) {
                   g[0] = zeros({rows, width}, dout.dtype());
                   const Tensor d = dout.contiguous();
-                  visit_floating(dout.dtype(), "embedding", [&]<class T>(std::type_identity<T>) {
+                  visit_floating(dout.dtype(), op_name(Op::embedding), [&]<class T>(std::type_identity<T>) {
                     add_rows(g[0].data_ptr<T>(), d.data_ptr<const T>(), idx.data_ptr<const int64_t>(), 1, rows, count, width,
                              padding_idx);
                   });

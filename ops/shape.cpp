@@ -139,16 +139,16 @@ void check_joinable(const std::vector<Tensor>& tensors, std::string_view op) {
 }  // namespace
 
 Tensor view(const Tensor& x, Shape shape) {
-  shape = infer_shape(x, std::move(shape), "view");
+  shape = infer_shape(x, std::move(shape), op_name(Op::view));
   const std::optional<Shape> strides = view_strides(x, shape);
   if (!strides)
-    fail<ShapeError>("view", "a tensor of shape {} and strides {} cannot be viewed as {}; use reshape",
+    fail<ShapeError>(Op::view, "a tensor of shape {} and strides {} cannot be viewed as {}; use reshape",
                      shape_str(x.shape()), shape_str(x.strides()), shape_str(shape));
   return record_view(x, x.as_strided(shape, *strides, x.offset()), Op::view);
 }
 
 Tensor reshape(const Tensor& x, Shape shape) {
-  shape = infer_shape(x, std::move(shape), "reshape");
+  shape = infer_shape(x, std::move(shape), op_name(Op::reshape));
   if (const std::optional<Shape> strides = view_strides(x, shape))
     return record_view(x, x.as_strided(shape, *strides, x.offset()), Op::reshape);
   const Tensor dense = x.contiguous();
@@ -157,8 +157,8 @@ Tensor reshape(const Tensor& x, Shape shape) {
 
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
   if (x.dim() == 0) return x;  // a scalar has nothing to swap (axes 0 and -1 both name it)
-  const auto a = static_cast<size_t>(normalize_axis(axis0, x.dim(), "transpose"));
-  const auto b = static_cast<size_t>(normalize_axis(axis1, x.dim(), "transpose"));
+  const auto a = static_cast<size_t>(normalize_axis(axis0, x.dim(), op_name(Op::transpose)));
+  const auto b = static_cast<size_t>(normalize_axis(axis1, x.dim(), op_name(Op::transpose)));
   Shape shape = x.shape(), strides = x.strides();
   std::swap(shape[a], shape[b]);
   std::swap(strides[a], strides[b]);
@@ -168,15 +168,15 @@ Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1) {
 
 Tensor permute(const Tensor& x, std::vector<int64_t> dims) {
   if (static_cast<int64_t>(dims.size()) != x.dim())
-    fail<ShapeError>("permute", "dims {} has {} entries for a tensor of shape {} (rank {})", shape_str(dims),
+    fail<ShapeError>(Op::permute, "dims {} has {} entries for a tensor of shape {} (rank {})", shape_str(dims),
                      dims.size(), shape_str(x.shape()), x.dim());
   std::vector<bool> seen(dims.size(), false);
   Shape shape(dims.size()), strides(dims.size());
   std::vector<int64_t> inverse(dims.size());
   for (size_t d = 0; d < dims.size(); ++d) {
-    const auto from = static_cast<size_t>(normalize_axis(dims[d], x.dim(), "permute"));
+    const auto from = static_cast<size_t>(normalize_axis(dims[d], x.dim(), op_name(Op::permute)));
     if (seen[from])
-      fail<IndexError>("permute", "axis {} appears twice in dims {} for shape {}", from, shape_str(dims),
+      fail<IndexError>(Op::permute, "axis {} appears twice in dims {} for shape {}", from, shape_str(dims),
                        shape_str(x.shape()));
     seen[from] = true;
     shape[d] = x.shape()[from];
@@ -198,13 +198,13 @@ Tensor squeeze(const Tensor& x) {
 }
 
 Tensor squeeze(const Tensor& x, int64_t axis) {
-  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim(), "squeeze"));
+  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim(), op_name(Op::squeeze)));
   if (x.dim() == 0 || x.shape()[a] != 1) return x;  // as PyTorch: squeezing a dimension that is not 1 does nothing
   return record_view(x, drop_axis(x, a), Op::squeeze);
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t axis) {
-  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim() + 1, "unsqueeze"));
+  const auto a = static_cast<size_t>(normalize_axis(axis, x.dim() + 1, op_name(Op::unsqueeze)));
   Shape shape = x.shape(), strides = x.strides();
   // Any stride works for a size-1 dimension; this one keeps a contiguous tensor contiguous.
   const int64_t stride = a < shape.size() ? strides[a] * shape[a] : 1;
@@ -217,14 +217,14 @@ Tensor unsqueeze(const Tensor& x, int64_t axis) {
 Tensor expand(const Tensor& x, Shape shape) {
   const Shape requested = shape;
   if (static_cast<int64_t>(shape.size()) < x.dim())
-    fail<ShapeError>("expand", "cannot expand {} to {} (the target has fewer dimensions)", shape_str(x.shape()),
+    fail<ShapeError>(Op::expand, "cannot expand {} to {} (the target has fewer dimensions)", shape_str(x.shape()),
                      shape_str(requested));
   const size_t lead = shape.size() - x.shape().size();
   Shape strides(shape.size(), 0);
   for (size_t d = 0; d < shape.size(); ++d) {
     if (d < lead) {
       if (shape[d] < 0)
-        fail<ShapeError>("expand", "cannot expand {} to {} (new leading dimension {} cannot be {})",
+        fail<ShapeError>(Op::expand, "cannot expand {} to {} (new leading dimension {} cannot be {})",
                          shape_str(x.shape()), shape_str(requested), d, shape[d]);
       continue;
     }
@@ -233,7 +233,7 @@ Tensor expand(const Tensor& x, Shape shape) {
     if (shape[d] == size) {
       strides[d] = x.strides()[d - lead];
     } else if (size != 1 || shape[d] < 0) {
-      fail<ShapeError>("expand", "cannot expand {} to {} (dimension {} is {}, not 1)", shape_str(x.shape()),
+      fail<ShapeError>(Op::expand, "cannot expand {} to {} (dimension {} is {}, not 1)", shape_str(x.shape()),
                        shape_str(requested), d - lead, size);
     }
   }
@@ -244,8 +244,8 @@ Tensor expand(const Tensor& x, Shape shape) {
 }
 
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t step) {
-  const size_t a = sliced_axis(x, axis, "slice");
-  if (step <= 0) fail<ValueError>("slice", "step must be positive, got {} (shape {})", step, shape_str(x.shape()));
+  const size_t a = sliced_axis(x, axis, op_name(Op::slice));
+  if (step <= 0) fail<ValueError>(Op::slice, "step must be positive, got {} (shape {})", step, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
   auto clamp = [size](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + size : i, 0, size); };
   start = clamp(start);
@@ -255,31 +255,31 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t end, int64_t 
 }
 
 Tensor narrow(const Tensor& x, int64_t axis, int64_t start, int64_t length) {
-  const size_t a = sliced_axis(x, axis, "narrow");
+  const size_t a = sliced_axis(x, axis, op_name(Op::narrow));
   const int64_t size = x.shape()[a];
   const int64_t first = start < 0 ? start + size : start;
   if (first < 0 || first > size)
-    fail<IndexError>("narrow", "start {} is out of range for dimension {} of size {} (shape {})", start, a, size,
+    fail<IndexError>(Op::narrow, "start {} is out of range for dimension {} of size {} (shape {})", start, a, size,
                      shape_str(x.shape()));
   if (length < 0 || length > size - first)
-    fail<IndexError>("narrow", "start {} with length {} does not fit in dimension {} of size {} (shape {})", start,
+    fail<IndexError>(Op::narrow, "start {} with length {} does not fit in dimension {} of size {} (shape {})", start,
                      length, a, size, shape_str(x.shape()));
   return record_slice(x, a, first, length, 1, Op::narrow);
 }
 
 Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
-  check_joinable(tensors, "concat");
+  check_joinable(tensors, op_name(Op::concat));
   const Tensor& first = tensors[0];
-  if (first.dim() == 0) fail<ShapeError>("concat", "tensor 0 is 0-dimensional (shape []); concat needs dimensions");
-  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim(), "concat"));
+  if (first.dim() == 0) fail<ShapeError>(Op::concat, "tensor 0 is 0-dimensional (shape []); concat needs dimensions");
+  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim(), op_name(Op::concat)));
   for (size_t i = 1; i < tensors.size(); ++i) {
     const Shape& shape = tensors[i].shape();
     if (shape.size() != first.shape().size())
-      fail<ShapeError>("concat", "tensor {} has shape {} but tensor 0 has {} (ranks differ)", i, shape_str(shape),
+      fail<ShapeError>(Op::concat, "tensor {} has shape {} but tensor 0 has {} (ranks differ)", i, shape_str(shape),
                        shape_str(first.shape()));
     for (size_t d = 0; d < shape.size(); ++d)
       if (d != a && shape[d] != first.shape()[d])
-        fail<ShapeError>("concat",
+        fail<ShapeError>(Op::concat,
                          "tensor {} has shape {} but tensor 0 has {} (dimension {} may differ only along axis {})", i,
                          shape_str(shape), shape_str(first.shape()), d, a);
   }
@@ -297,13 +297,13 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t axis) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
-  check_joinable(tensors, "stack");
+  check_joinable(tensors, op_name(Op::stack));
   const Tensor& first = tensors[0];
-  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim() + 1, "stack"));
+  const auto a = static_cast<size_t>(normalize_axis(axis, first.dim() + 1, op_name(Op::stack)));
   std::vector<Tensor> parts;
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].shape() != first.shape())
-      fail<ShapeError>("stack", "tensor {} has shape {} but tensor 0 has {} (stack needs equal shapes)", i,
+      fail<ShapeError>(Op::stack, "tensor {} has shape {} but tensor 0 has {} (stack needs equal shapes)", i,
                        shape_str(tensors[i].shape()), shape_str(first.shape()));
     Shape shape = tensors[i].shape(), strides = tensors[i].strides();
     shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(a), 1);
@@ -317,9 +317,9 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t axis) {
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
-  const size_t a = sliced_axis(x, axis, "split");
+  const size_t a = sliced_axis(x, axis, op_name(Op::split));
   if (split_size <= 0)
-    fail<ValueError>("split", "split_size must be positive, got {} (shape {})", split_size, shape_str(x.shape()));
+    fail<ValueError>(Op::split, "split_size must be positive, got {} (shape {})", split_size, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
   if (size == 0) return {record_slice(x, a, 0, 0, 1, Op::split)};
   std::vector<Tensor> pieces;
@@ -329,9 +329,9 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t axis) {
 }
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis) {
-  const size_t a = sliced_axis(x, axis, "chunk");
+  const size_t a = sliced_axis(x, axis, op_name(Op::chunk));
   if (chunks <= 0)
-    fail<ValueError>("chunk", "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
+    fail<ValueError>(Op::chunk, "chunks must be positive, got {} (shape {})", chunks, shape_str(x.shape()));
   const int64_t size = x.shape()[a];
   if (size == 0) return {record_slice(x, a, 0, 0, 1, Op::chunk)};
   const int64_t piece = (size + chunks - 1) / chunks;

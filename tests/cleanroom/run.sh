@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The clean-room suite: what a new user gets on a brand-new Debian 12 machine. It makes a fresh bookworm root with
-# mmdebstrap (this machine's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
+# mmdebstrap (the host's apt sources, only apt inside), puts the committed tree in it (git archive HEAD), and
 # in a chroot runs each case below as that user would. A case that fails prints its last lines; the suite ends
 # with "clean-room: N passed, N failed". The root (and the /proc mounted in it) is removed on every exit.
 # Run as root: tests/cleanroom/run.sh. CLEAN_ROOM_KEEP=1 keeps the root for a look (still unmounted).

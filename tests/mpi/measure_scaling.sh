@@ -12,8 +12,8 @@
 # smaller than one bucket (small's 24 MiB at DDP's default of 25) has nothing to overlap, its one bucket being
 # ready only when backward ends.
 # Traffic stays on 10.78.0.0/24 inside the two namespaces; everything is removed on exit, also on failure.
-# Not here: a quiet machine. Two ranks on one machine share its cores, so the figures are only as steady as
-# the machine is quiet.
+# Not provided: idle cores. Two ranks on one machine share its cores, so the figures are only as steady as
+# the machine is idle.
 set -eu
 
 configs="small"
