@@ -240,12 +240,6 @@ Tensor record(Tensor output, RecordedOp op, const std::vector<Tensor>& inputs, B
   return output;
 }
 
-Tensor on_node(const Tensor& values, std::shared_ptr<Node> node) {
-  Tensor placed = values.detach();
-  placed.impl().grad_fn = std::move(node);
-  return placed;
-}
-
 Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs, BackwardFn backward,
               Infinities infinities) {
   return record(std::move(output), op, std::vector<Tensor>(inputs), std::move(backward), infinities);

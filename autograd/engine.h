@@ -84,13 +84,6 @@ Tensor record(Tensor output, RecordedOp op, std::initializer_list<Tensor> inputs
 Tensor record(Tensor output, RecordedOp op, const std::vector<Tensor>& inputs, BackwardFn backward,
               Infinities infinities = Infinities::unexpected);
 
-// `values` in the place of a tensor in the graph: a new handle on values' storage whose gradient flows into `node`
-// (a constant when node is null). How a fused op's backward, when it is itself differentiated (grad mode on during
-// backward), reads a tensor it saved without its graph: its own output, placed on its own node (held weakly by the
-// backward, so no cycle forms), or an operand saved in another form (linear's bf16 rounding of x) on the node of
-// the operand. `values` must have the shape and dtype of node's output.
-Tensor on_node(const Tensor& values, std::shared_ptr<Node> node);
-
 // Whether ops record the graph on this thread (PyTorch's torch.is_grad_enabled()).
 bool grad_mode_enabled();
 

@@ -6,6 +6,7 @@
 #include "autograd/engine.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
+#include "ops/on_node.h"
 #include "ops/reduce.h"
 #include "ops/shape.h"
 

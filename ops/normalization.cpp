@@ -15,6 +15,7 @@
 #include "ops/dropout_mask.h"
 #include "ops/elementwise.h"
 #include "ops/fast_exp.h"
+#include "ops/on_node.h"
 #include "ops/reduce.h"
 
 #include <algorithm>
