@@ -22,7 +22,7 @@ namespace {
 thread_local bool grad_enabled = true;
 thread_local bool anomaly_enabled = false;
 thread_local const GradReadyHook* grad_ready_hook = nullptr;
-thread_local DType autocast_precision = DType::f32;
+thread_local ForwardModes forward_modes;
 std::atomic<int64_t> live_nodes{0};
 
 // out = a + b elementwise, same shape and dtype; out may be a itself (then it is a += b). Gradients are mostly
@@ -195,14 +195,10 @@ bool grad_mode_enabled() { return grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
 
-DType autocast_dtype() { return autocast_precision; }
+ForwardModes current_forward_modes() { return forward_modes; }
 
-AutocastGuard::AutocastGuard(DType dtype) : previous_(autocast_precision) {
-  if (dtype != DType::f32 && dtype != DType::bf16)
-    fail<DTypeError>("autocast", "runs products in bf16 (or f32 to turn it off), not {}", dtype_name(dtype));
-  autocast_precision = dtype;
-}
-AutocastGuard::~AutocastGuard() { autocast_precision = previous_; }
+ForwardModesGuard::ForwardModesGuard(ForwardModes modes) : previous_(forward_modes) { forward_modes = modes; }
+ForwardModesGuard::~ForwardModesGuard() { forward_modes = previous_; }
 
 bool anomaly_mode_enabled() { return anomaly_enabled; }
 void set_detect_anomaly(bool enabled) { anomaly_enabled = enabled; }
@@ -312,7 +308,10 @@ void Engine::run(const Tensor& root, const Tensor& gradient, bool retain_graph) 
     std::vector<bool> needed(node->inputs_.size());
     for (size_t i = 0; i < needed.size(); ++i) needed[i] = node->inputs_[i].needs_grad();
     InputGrads grads(std::move(needed));
-    if (grad_output.defined()) node->backward_(grad_output, grads);  // else no consumer sent it a gradient
+    if (grad_output.defined()) {  // else no consumer sent it a gradient
+      const ForwardModesGuard as_in_forward(node->forward_modes_);
+      node->backward_(grad_output, grads);
+    }
     grad_output = Tensor();
     if (!retain_graph) node->backward_ = nullptr;
     for (size_t i = 0; i < node->inputs_.size(); ++i) {

@@ -42,6 +42,27 @@ struct RecordedOp {
   std::string_view name;
 };
 
+// The thread's modes that a node's backward runs under again, as its forward ran: record() saves them in every
+// node, and Engine::run reinstates them around that node's backward, whichever scope backward() is called from.
+// The engine keeps them without reading them; what they mean belongs to their owners (autocast: ops/autocast.h,
+// whose AutocastGuard sets `autocast`), so no op has to capture and re-install them in its backward.
+struct ForwardModes {
+  DType autocast = DType::f32;  // the precision products run in: bf16 under AutocastGuard(DType::bf16)
+};
+ForwardModes current_forward_modes();
+
+// Sets this thread's forward modes for its lifetime, then restores the previous ones.
+class ForwardModesGuard {
+ public:
+  explicit ForwardModesGuard(ForwardModes modes);
+  ~ForwardModesGuard();
+  ForwardModesGuard(const ForwardModesGuard&) = delete;
+  ForwardModesGuard& operator=(const ForwardModesGuard&) = delete;
+
+ private:
+  ForwardModes previous_;
+};
+
 class Node {
  public:
   struct Edge {
@@ -54,7 +75,8 @@ class Node {
   };
 
   Node(RecordedOp op, std::vector<Edge> inputs, BackwardFn backward)
-      : op_(op.name), library_op_(op.op), inputs_(std::move(inputs)), backward_(std::move(backward)) {}
+      : op_(op.name), library_op_(op.op), inputs_(std::move(inputs)), backward_(std::move(backward)),
+        forward_modes_(current_forward_modes()) {}
   ~Node();  // iterative, so that dropping a 5,000-step graph does not recurse 5,000 frames deep
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -71,6 +93,7 @@ class Node {
   std::optional<Op> library_op_;
   std::vector<Edge> inputs_;
   BackwardFn backward_;  // reset after backward (unless retained) to free what it captured
+  ForwardModes forward_modes_;  // what the forward ran under; its backward runs under the same
 };
 
 // Whether an op's output may hold infinities its inputs did not, for anomaly mode: masked_fill with -inf is how
@@ -97,28 +120,6 @@ class NoGradGuard {
 
  private:
   bool previous_;
-};
-
-// Mixed precision, as torch.autocast(device_type="cpu", dtype=torch.bfloat16), on this thread. While an
-// AutocastGuard(DType::bf16) is alive, GEMM-shaped work (matmul, bmm, linear, the two products of attention,
-// and their backward products) reads its f32 operands rounded to bf16 and runs on oneDNN's bf16 matmul with f32
-// accumulation and f32 output; everything else (softmax, log_softmax, layer norm, losses, reductions, the
-// optimizer) runs in f32 as without it. Tensors stay f32: weights, their gradients and optimizer state are the
-// f32 master copies, and no bf16 tensor enters the graph. A product recorded under the guard runs its backward
-// products in bf16 too, wherever backward() is called (PyTorch's autocast behaves the same way). Products too
-// small to gain from bf16 (gemm::choose_backend) stay f32. AutocastGuard(DType::f32) turns the mode off
-// within its scope; any other dtype throws DTypeError.
-DType autocast_dtype();  // bf16 inside an AutocastGuard(DType::bf16), otherwise f32
-
-class AutocastGuard {
- public:
-  explicit AutocastGuard(DType dtype);
-  ~AutocastGuard();
-  AutocastGuard(const AutocastGuard&) = delete;
-  AutocastGuard& operator=(const AutocastGuard&) = delete;
-
- private:
-  DType previous_;
 };
 
 // Anomaly mode, as torch.autograd.set_detect_anomaly, on this thread. While it is on, every op that runs with grad

@@ -39,7 +39,6 @@ class Generator {
 
   void manual_seed(uint64_t seed);
   uint64_t next_u64();
-  uint32_t next_u32() { return static_cast<uint32_t>(next_u64() >> 32); }
   double uniform();                        // [0, 1), 53 random bits
   double uniform(double low, double high);  // [low, high)
   double normal(double mean = 0.0, double stddev = 1.0);

@@ -20,6 +20,7 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -74,7 +75,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // GFLOP/s of gemm::multiply on [m, k] x [k, n] (b given transposed, as linear's weight is) in `precision`: as
 // many products as fill about half a second after two warm-up ones, in one timed run. With `cached_weight`, the
-// bf16 product reads the weight already rounded, as linear does with a parameter (gemm::cached_bf16_weight).
+// bf16 product reads the weight already rounded, as linear does with a parameter (autocast::cached_bf16_weight).
 double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, bool cached_weight, Generator& gen) {
   const AutocastGuard autocast(precision);
   const Tensor a = randn({m, k}, gen), c = empty({m, n});
@@ -82,11 +83,12 @@ double gemm_rate(int64_t m, int64_t n, int64_t k, DType precision, bool cached_w
   if (cached_weight && precision == DType::bf16) weight = gemm::rounded_to_bf16(weight);
   const gemm::Matrix ma = gemm::matrix_of(a), mc = gemm::matrix_of(c);
   const gemm::Matrix mb = gemm::matrix_of(transpose(weight, 0, 1));
+  const gemm::ProductOptions product{.precision = autocast::product_precision(Op::linear, DType::f32, ma, mb, mc)};
   auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < 2; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
+  for (int i = 0; i < 2; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc, product);
   const int reps = std::max(3, static_cast<int>(0.25 / std::max(seconds_since(start), 1e-6)));
   start = std::chrono::steady_clock::now();
-  for (int i = 0; i < reps; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc);
+  for (int i = 0; i < reps; ++i) gemm::multiply(DType::f32, 1, ma, mb, mc, product);
   return 2.0 * static_cast<double>(m * n * k) * reps / seconds_since(start) / 1e9;
 }
 

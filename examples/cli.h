@@ -109,7 +109,7 @@ inline CLI::Validator thread_count() {
       fmt::format("INT in [0, {}]", most));
 }
 
-// --precision f32|bf16: what the program runs its products in under AutocastGuard (autograd/engine.h).
+// --precision f32|bf16: what the program runs its products in under AutocastGuard (ops/autocast.h).
 inline CLI::Option* add_precision_option(CLI::App& app, DType& precision) {
   return app
       .add_option_function<std::string>(

@@ -3,7 +3,6 @@
 #include "autograd/gradcheck.h"
 #include "nn/init.h"
 #include "nn/layers.h"
-#include "ops/kernels.h"
 #include "ops/ops.h"
 
 #include <fmt/core.h>
@@ -12,12 +11,15 @@
 
 using namespace gradformer;
 
-// A new op: swish(x) = x · sigmoid(x). Forward computes; record() attaches the backward, which gets dL/dy and
-// writes dL/dx = dL/dy · (s + x · s · (1 - s)), s = sigmoid(x). It captures x detached, never the output.
+// A new op: swish(x) = x · sigmoid(x). Forward computes, here from existing ops with recording off (a kernel
+// of one's own would do too); record() attaches the backward, which gets dL/dy and writes
+// dL/dx = dL/dy · (s + x · s · (1 - s)), s = sigmoid(x). It captures x detached, never the output.
 Tensor swish(const Tensor& x) {
-  Tensor out = visit_floating(x.dtype(), "swish", [&]<class T>(std::type_identity<T>) {
-    return kernels::map<T, T>(x, [](T v) { return v / (T{1} + std::exp(-v)); });
-  });
+  Tensor out;
+  {
+    NoGradGuard forward_only;
+    out = x * sigmoid(x);
+  }
   return record(out, "swish", {x}, [x = x.detach()](const Tensor& dout, InputGrads& g) {
     const Tensor s = sigmoid(x);
     g[0] = dout * (s + x * s * (1.0 - s));

@@ -18,6 +18,7 @@
 #include "models/zoo.h"
 #include "nn/checkpoint.h"
 #include "nn/output_file.h"
+#include "ops/autocast.h"
 #include "ops/threads.h"
 
 #include <CLI/CLI.hpp>

@@ -22,12 +22,8 @@ class DecoderState {
   virtual void select(const Tensor& rows) = 0;
 };
 
-// The rows `rows` (i64 [B']) of x along axis 0 for any dtype, for select(): index_select takes floating point
-// only, so bool masks and i64 ids go through f64, which holds them exactly.
-inline Tensor select_rows(const Tensor& x, const Tensor& rows) {
-  if (x.dtype() == DType::f32 || x.dtype() == DType::f64) return index_select(x, 0, rows);
-  return index_select(x.to(DType::f64), 0, rows).to(x.dtype());
-}
+// The rows `rows` (i64 [B']) of x along axis 0, for select(): floating states, i64 ids and bool masks alike.
+inline Tensor select_rows(const Tensor& x, const Tensor& rows) { return index_select(x, 0, rows); }
 
 // Attention weights of one layer (and head) for a picture: weights [T, S], target positions by source tokens.
 struct AttentionMap {

@@ -15,8 +15,6 @@
 namespace gradformer::nn {
 namespace {
 
-Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
-
 // Moves a freshly built module to f64 and wraps it with its inputs and its forward.
 template <class M, class F>
 LayerCase make_case(std::shared_ptr<M> module, std::vector<Tensor> inputs, F forward) {

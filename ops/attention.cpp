@@ -8,6 +8,7 @@
 #include "autograd/strided.h"
 #include "ops/dropout_mask.h"
 #include "ops/fast_exp.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/elementwise.h"
 #include "ops/kernels.h"
@@ -70,18 +71,23 @@ void head_gemm(DType dtype, int64_t batches, int64_t heads, const HeadMatrices& 
     return gemm::Matrix{m.data + (batch * m.batch_stride + head * m.head_stride) * element,
                         m.rows, m.cols, m.row_stride, m.col_stride, stride};
   };
+  // One precision for all of this product's matrices: they share their sizes and layout.
+  const gemm::ProductOptions options{
+      .alpha = alpha,
+      .precision = autocast::product_precision(Op::scaled_dot_product_attention, dtype, matrices(a, 0, 0, 0),
+                                               matrices(b, 0, 0, 0), matrices(c, 0, 0, 0))};
   const auto sa = merged_stride(a), sb = merged_stride(b), sc = merged_stride(c);
   if (sa && sb && sc) {
     gemm::multiply(dtype, batches * heads, matrices(a, 0, 0, *sa), matrices(b, 0, 0, *sb), matrices(c, 0, 0, *sc),
-                   alpha);
+                   options);
   } else if (heads <= batches) {
     for (int64_t h = 0; h < heads; ++h)
       gemm::multiply(dtype, batches, matrices(a, 0, h, a.batch_stride), matrices(b, 0, h, b.batch_stride),
-                     matrices(c, 0, h, c.batch_stride), alpha);
+                     matrices(c, 0, h, c.batch_stride), options);
   } else {
     for (int64_t i = 0; i < batches; ++i)
       gemm::multiply(dtype, heads, matrices(a, i, 0, a.head_stride), matrices(b, i, 0, b.head_stride),
-                     matrices(c, i, 0, c.head_stride), alpha);
+                     matrices(c, i, 0, c.head_stride), options);
   }
 }
 
@@ -305,9 +311,8 @@ AttentionResult scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
   // backward.
   const RecordedMasks recorded_masks{options.attn_mask, options.key_padding_mask, options.causal, scale};
   out = record(out, Op::scaled_dot_product_attention, {q, k, v},
-               [qd, kd, vd, probs, scale, rate, dropout_mask, q, k, v, recorded_masks,
-                precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-                 const AutocastGuard as_in_forward(precision);
+               [qd, kd, vd, probs, scale, rate, dropout_mask, q, k, v, recorded_masks](const Tensor& dout,
+                                                                                        InputGrads& g) {
                  if (grad_mode_enabled()) {
                    attention_backward_recorded(q, k, v, recorded_masks, rate, dropout_mask, dout, g);
                    return;

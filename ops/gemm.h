@@ -1,9 +1,9 @@
-// The matrix-product kernels under matmul, linear and attention: f32 on oneDNN matmul primitives (created once
-// per shape and cached: creating one costs far more than a small product) or, for small products, OpenBLAS
-// sgemm; under autocast (AutocastGuard in autograd/engine.h) f32 operands rounded to bf16 (weights' roundings
-// cached, see cached_bf16_weight) on oneDNN's bf16 matmul, accumulating and writing f32; f64 on OpenBLAS dgemm;
-// and a plain reference loop that tests compare them with. Operands are strided views, so a transposed operand
-// reaches the kernel as strides (a transpose flag), never as a copy.
+// The matrix-product kernels under matmul, linear and attention, behind one dispatcher (gemm.cpp) that picks a
+// backend per product: f32 on oneDNN matmul primitives (gemm_onednn.cpp) or, for small products, OpenBLAS sgemm
+// (gemm_blas.cpp); f32 with bf16 operands on oneDNN's bf16 matmul, accumulating and writing f32, when the op asks
+// for Precision::bf16 (autocast decides that, ops/autocast.cpp); f64 on OpenBLAS dgemm; and a plain reference
+// loop that tests compare them with (gemm_reference.cpp). Operands are strided views, so a transposed operand
+// reaches the kernel as strides (a transpose flag), never as a copy. Internal to the ops: not installed.
 #pragma once
 
 #include "autograd/tensor.h"
@@ -23,35 +23,49 @@ struct Matrix {
   bool bf16 = false;
 };
 
+// What an f32 product multiplies in: f32 itself, or its operands rounded to bf16 (nearest even) with f32
+// accumulation and output. The op decides, once per product, through autocast (ops/autocast.cpp); an f64
+// product is always `native`.
+enum class Precision { native, bf16 };
+
 // Where a product runs. multiply() picks one by choose_backend(); reference is the plain loop that the tests
 // hold the others to (llm.c keeps matmul_forward_naive for the same reason), never picked for speed;
 // onednn_bf16 rounds f32 operands to bf16 (nearest even) and multiplies them with f32 accumulation and output.
 enum class Backend { reference, blas, onednn, onednn_bf16 };
 std::string_view backend_name(Backend backend);
 
-// c[i] = alpha · a[i] · b[i] (+ bias broadcast over rows), for i < batch. bias, when given, is a contiguous
-// vector of c.cols elements. All operands share dtype (f32 or f64); c must not overlap a, b or bias.
-void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c, double alpha = 1.0,
-              const std::byte* bias = nullptr);
+// What a product adds to c = a · b: c = alpha · a · b + bias (broadcast over rows), in `precision`. bias, when
+// given, is a contiguous vector of c.cols elements.
+struct ProductOptions {
+  double alpha = 1.0;
+  const std::byte* bias = nullptr;
+  Precision precision = Precision::native;
+};
 
-// The backend multiply() runs these operands on: f64 on OpenBLAS dgemm; f32 products of at most 64³
-// multiply-adds per matrix whose output has unit column stride on sgemm (under autocast too: at that size the
-// rounding and the primitive call cost more than bf16 saves); f32 with an empty inner dimension (which oneDNN
-// rejects) on the reference loop; every other f32 product on a oneDNN matmul primitive, the bf16 one while
-// this thread is under AutocastGuard(DType::bf16) and rounding pays: an operand still in f32 is rounded only
-// when the output's other side is at least 128 long (a, when c has 128 columns; b, when c has 128 rows). So a
-// product of two f32 operands needs 128 rows and columns, while a decoding step's product with a weight whose
-// rounding is cached (b.bf16) runs in bf16 at a few rows.
-Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
+// c[i] = alpha · a[i] · b[i] (+ bias), for i < batch. All operands share dtype (f32 or f64); c must not overlap
+// a, b or bias.
+void multiply(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c,
+              const ProductOptions& options = {});
 
-// The backend multiply() will run these operands on: the one ForceBackend set on this thread, else
-// choose_backend's. How an op learns before its product whether to hand it bf16 operands.
-Backend planned_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c);
+// Whether rounding an f32 product's operands to bf16 costs less than bf16 saves on oneDNN: not for products of
+// at most 64³ multiply-adds per matrix whose output has unit column stride (they stay on sgemm: there the
+// rounding and the primitive call cost more than bf16 saves), nor for an empty inner dimension; otherwise an
+// operand still in f32 is worth rounding only when the output's other side is at least 128 long (a, when c has
+// 128 columns; b, when c has 128 rows). So a product of two f32 operands needs 128 rows and columns, while a
+// decoding step's product with a weight whose rounding is cached (b.bf16) pays at a few rows.
+bool bf16_pays(const Matrix& a, const Matrix& b, const Matrix& c);
+
+// The backend multiply() runs these operands on: f64 on OpenBLAS dgemm; an f32 product in Precision::bf16 on
+// oneDNN's bf16 matmul; f32 products of at most 64³ multiply-adds per matrix whose output has unit column stride
+// on sgemm; f32 with an empty inner dimension (which oneDNN rejects) on the reference loop; every other f32
+// product on a oneDNN f32 matmul primitive.
+Backend choose_backend(DType dtype, const Matrix& a, const Matrix& b, const Matrix& c,
+                       Precision precision = Precision::native);
 
 // The same product as multiply() by the textbook triple loop, reading every operand through its strides and
-// summing in double: slow, obviously right, the yardstick for the fast kernels.
+// summing in double: slow, obviously right, the yardstick for the fast kernels (options.precision is ignored).
 void multiply_reference(DType dtype, int64_t batch, const Matrix& a, const Matrix& b, const Matrix& c,
-                        double alpha = 1.0, const std::byte* bias = nullptr);
+                        const ProductOptions& options = {});
 
 // While alive, multiply() on this thread runs every product on `backend` instead of its choice, so that a test
 // can put any shape through any path and an op through the reference. A product the backend cannot take
@@ -85,16 +99,5 @@ Matrix operand_of(const Tensor& t);
 // The f32 matrix t (rank 2) rounded to bf16 (nearest even, as bfloat16::round_from), as a dense bf16 tensor in
 // the same orientation (a transposed view stays a transpose, so its product keeps its transpose flag). No graph.
 Tensor rounded_to_bf16(const Tensor& t);
-
-// The bf16 rounding of a weight (rank 2, f32) that products under autocast read, made once and reused, as
-// PyTorch's autocast caches the casts of its leaf tensors: a second call returns the same tensor until the
-// weight's storage version changes (Storage::version: any writable access to the bytes, which covers the
-// optimizer's step, a checkpoint load, copy_ and fill_), and then rounds the new values. One cache per thread,
-// keyed by the storage and the view. With gradients (training) the cache does not keep a rounding alive: it is
-// reused while something holds it (the graph, whose products saved it for backward, or the caller), then made
-// afresh, as the next optimizer step would renew it anyway. Without gradients (NoGradGuard: inference,
-// decoding) the cache keeps it until the weight is written or freed, as PyTorch's autocast keeps its casts, so
-// that a decoding step reuses every weight's rounding: a bf16 copy of the weights read, half their f32 size.
-Tensor cached_bf16_weight(const Tensor& weight);
 
 }  // namespace gradformer::gemm

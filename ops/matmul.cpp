@@ -4,6 +4,7 @@
 #include "ops/matmul.h"
 
 #include "autograd/engine.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/kernels.h"
 #include "ops/on_node.h"
@@ -71,7 +72,8 @@ Tensor product(const Tensor& a, const Tensor& b) {
   const gemm::Matrix ma = batched_operand(a, batch_shape, owner_a);
   const gemm::Matrix mb = batched_operand(b, batch_shape, owner_b);
   const gemm::Matrix mc{out.raw_data(), m, n, n, 1, m * n};
-  gemm::multiply(a.dtype(), numel_of(batch_shape), ma, mb, mc);
+  gemm::multiply(a.dtype(), numel_of(batch_shape), ma, mb, mc,
+                 {.precision = autocast::product_precision(Op::matmul, a.dtype(), ma, mb, mc)});
   return out;
 }
 
@@ -92,8 +94,7 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   Tensor out = product(a, b);
   // a and b are saved as they are, graph and all: a backward that is itself differentiated (grad mode on during
   // backward: create_graph) multiplies them with the differentiable matmul, so that its products record.
-  return record(out, Op::matmul, {a, b}, [a, b, precision = autocast_dtype()](const Tensor& dout, InputGrads& g) {
-    const AutocastGuard as_in_forward(precision);  // backward products in the forward's precision
+  return record(out, Op::matmul, {a, b}, [a, b](const Tensor& dout, InputGrads& g) {
     // dA = dC · Bᵀ, dB = Aᵀ · dC, each summed over the leading dimensions its operand was broadcast along.
     if (grad_mode_enabled()) {
       if (g.needs(0)) g[0] = recorded_sum_to(matmul(dout, transpose(b, -1, -2)), a.shape());
@@ -206,16 +207,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   // A leaf weight (a parameter) has its rounding cached, made once per optimizer step, so the plan counts it as
   // bf16 already: only x's rounding is this product's cost.
   gemm::Matrix w_planned = transposed(gemm::operand_of(w));
-  w_planned.bf16 = weight.is_leaf() && autocast_dtype() == DType::bf16;
-  const bool in_bf16 = gemm::planned_backend(x.dtype(), gemm::operand_of(x2), w_planned, gemm::matrix_of(out)) ==
-                       gemm::Backend::onednn_bf16;
+  w_planned.bf16 = weight.is_leaf();
+  const gemm::Precision precision =
+      autocast::product_precision(Op::linear, x.dtype(), gemm::operand_of(x2), w_planned, gemm::matrix_of(out));
+  const bool in_bf16 = precision == gemm::Precision::bf16;
   // Under autocast the product reads bf16 operands: a parameter's cached rounding (made once per optimizer
   // step, not once per product) and x's rounding, which backward's dW = dyᵀ · x reads too. So x is saved in
   // bf16: half the bytes, and the same operand the forward used, as PyTorch's autocast saves its casts.
   const Tensor x_saved = in_bf16 ? gemm::rounded_to_bf16(x2) : x2;
-  const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? gemm::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
+  const Tensor w_read = !in_bf16 ? w : weight.is_leaf() ? autocast::cached_bf16_weight(w) : gemm::rounded_to_bf16(w);
+  const std::byte* bias_data = b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr;
   gemm::multiply(x.dtype(), 1, gemm::operand_of(x_saved), transposed(gemm::operand_of(w_read)), gemm::matrix_of(out),
-                 1.0, b.defined() ? b.storage()->read_only_data() + b.offset() * dtype_size(b.dtype()) : nullptr);
+                 {.bias = bias_data, .precision = precision});
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
@@ -225,9 +228,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   const bool keep_x = !in_bf16 || (x.is_leaf() && x.requires_grad());
   return record(out, Op::linear, {x, weight, bias},
                 [x_saved, w_read, transposed, x_shape = x.shape(), rows, in_features, out_features,
-                 precision = autocast_dtype(), x_graph = keep_x ? x : Tensor(),
-                 x_node = keep_x ? nullptr : x.grad_fn(), weight](const Tensor& dout, InputGrads& g) {
-                  const AutocastGuard as_in_forward(precision);
+                 x_graph = keep_x ? x : Tensor(), x_node = keep_x ? nullptr : x.grad_fn(),
+                 weight](const Tensor& dout, InputGrads& g) {
                   if (grad_mode_enabled()) {
                     const Tensor x_read = x_graph.defined() ? x_graph : on_node(widened(x_saved, x_shape), x_node);
                     linear_backward_recorded(x_read, weight, dout, g);
@@ -238,22 +240,26 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   const Tensor dy = gemm::with_dense_matrices(reshape(dout, {rows, out_features}));
                   const Tensor dx = g.needs(0) ? empty({rows, in_features}, dtype) : Tensor();
                   const Tensor dw = g.needs(1) ? empty({out_features, in_features}, dtype) : Tensor();
-                  auto in_bf16 = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
-                    return c.defined() && gemm::planned_backend(dtype, a, b, gemm::operand_of(c)) ==
-                                              gemm::Backend::onednn_bf16;
+                  // Each product's precision, decided once from its operands as the forward read them (the engine
+                  // runs this under the forward's autocast state).
+                  auto precision_of = [&](const gemm::Matrix& a, const gemm::Matrix& b, const Tensor& c) {
+                    return c.defined() ? autocast::product_precision(Op::linear, dtype, a, b, gemm::operand_of(c))
+                                       : gemm::Precision::native;
                   };
+                  const gemm::Precision dx_precision = precision_of(gemm::operand_of(dy), gemm::operand_of(w_read), dx);
+                  const gemm::Precision dw_precision =
+                      precision_of(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
                   // Both products read dy: rounded once when both run in bf16.
-                  const bool round_dy_once =
-                      in_bf16(gemm::operand_of(dy), gemm::operand_of(w_read), dx) &&
-                      in_bf16(transposed(gemm::operand_of(dy)), gemm::operand_of(x_saved), dw);
+                  const bool round_dy_once = dx_precision == gemm::Precision::bf16 && dw_precision == gemm::Precision::bf16;
                   const Tensor dy_read = round_dy_once ? gemm::rounded_to_bf16(dy) : dy;
                   if (dx.defined()) {  // dx = dy · W, W in the forward's operand (its bf16 rounding under autocast)
-                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx));
+                    gemm::multiply(dtype, 1, gemm::operand_of(dy_read), gemm::operand_of(w_read), gemm::matrix_of(dx),
+                                   {.precision = dx_precision});
                     g[0] = reshape(dx, x_shape);
                   }
                   if (dw.defined()) {  // dW = dyᵀ · x, one GEMM over all rows
                     gemm::multiply(dtype, 1, transposed(gemm::operand_of(dy_read)), gemm::operand_of(x_saved),
-                                   gemm::matrix_of(dw));
+                                   gemm::matrix_of(dw), {.precision = dw_precision});
                     g[1] = dw;
                   }
                   if (g.needs(2)) g[2] = sum(dy, {0});  // db = Σ_rows dy

@@ -15,7 +15,6 @@ namespace {
 
 using Inputs = std::vector<Tensor>;
 
-Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
 Tensor positive(Generator& gen, Shape shape) { return uniform(std::move(shape), 0.5, 2.0, gen, DType::f64); }
 // Values at least 0.2 away from zero, for ops with a kink or pole there.
 Tensor away_from_zero(Generator& gen, Shape shape) {
@@ -614,6 +613,8 @@ constexpr bool every_op_has_a_row() {
 static_assert(every_op_has_a_row(), "every Op (autograd/op.h) needs at least one row in kRows");
 
 }  // namespace
+
+Tensor normal(Generator& gen, Shape shape) { return randn(std::move(shape), gen, DType::f64); }
 
 std::span<const OpRow> op_table() { return kRows; }
 

@@ -32,6 +32,8 @@ struct OpRow {
 };
 
 std::span<const OpRow> op_table();
+// A tensor of `shape` drawn from N(0, 1) in f64: what the op and layer tables' rows draw most inputs from.
+Tensor normal(Generator& gen, Shape shape);
 // "sum_axes" for the row of sum with variant "axes", "exp" for a row without a variant.
 std::string row_name(const OpRow& row);
 // The row called `name` (as row_name gives it), or nullptr.

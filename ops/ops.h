@@ -4,6 +4,7 @@
 #include "autograd/engine.h"
 #include "autograd/tensor.h"
 #include "ops/attention.h"
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/matmul.h"

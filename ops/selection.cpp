@@ -128,7 +128,8 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
   const AxisSplit split = split_at(x.shape(), ax);
   Shape out_shape = x.shape();
   out_shape[static_cast<size_t>(ax)] = count;
-  Tensor out = visit_floating(x.dtype(), op_name(Op::index_select), [&]<class T>(std::type_identity<T>) {
+  // Any dtype an op computes in: token ids (i64) and masks (bool) are selected as they are, never through a float.
+  Tensor out = visit_dtype(x.dtype(), op_name(Op::index_select), [&]<class T>(std::type_identity<T>) {
     const Tensor src = x.detach().contiguous();
     Tensor result = empty(out_shape, x.dtype());
     take_rows(src.data_ptr<const T>(), result.data_ptr<T>(), idx.data_ptr<const int64_t>(), split.outer, size, count,

@@ -1,4 +1,4 @@
-// AutocastGuard (autograd/engine.h): its scope and nesting; backward products in the precision their forward
+// AutocastGuard (ops/autocast.h): its scope and nesting; backward products in the precision their forward
 // ran in; gradients through a Transformer under autocast against f32 and against rounding its inputs only; bf16 training deterministic for a seed;
 // the cache of weights' bf16 roundings and its invalidation by in-place writes; linear's input saved in bf16.
 // The per-op tolerances against f32 and the reference are in test_matmul.cpp, beside the other GEMM paths.
@@ -6,6 +6,7 @@
 #include "nn/flat_parameters.h"
 #include "nn/optim.h"
 #include "nn/transformer.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 #include "tests/helpers.h"
@@ -13,6 +14,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <cmath>
 #include <functional>
 
@@ -156,9 +162,9 @@ TEST_CASE("autocast: a weight's bf16 rounding is made once, and made again after
   Tensor w = randn({128, 128}, gen);
   w.requires_grad_();
   AutocastGuard autocast(DType::bf16);
-  const Tensor first = gemm::cached_bf16_weight(w.detach());
+  const Tensor first = autocast::cached_bf16_weight(w.detach());
   CHECK(first.dtype() == DType::bf16);
-  CHECK(gemm::cached_bf16_weight(w.detach()).storage() == first.storage());  // reused, not rounded again
+  CHECK(autocast::cached_bf16_weight(w.detach()).storage() == first.storage());  // reused, not rounded again
   CHECK(first.to(DType::f32).to_vector<float>() == w.to(DType::bf16).to(DType::f32).to_vector<float>());
 
   // Every way of writing a weight in place: the optimizer, copy_, fill_, set_at, a typed pointer.
@@ -183,10 +189,10 @@ TEST_CASE("autocast: a weight's bf16 rounding is made once, and made again after
     CHECK(after != before);
   }
   // Reading a weight does not count as writing it.
-  const Tensor cached = gemm::cached_bf16_weight(w.detach());
+  const Tensor cached = autocast::cached_bf16_weight(w.detach());
   CHECK(w.data_ptr<const float>()[0] == w.to_vector<float>()[0]);
-  CHECK(gemm::cached_bf16_weight(w.detach()).storage() == cached.storage());
-  CHECK(message_of<DTypeError>([] { gemm::cached_bf16_weight(zeros({4})); }) == "gemm: rounds f32 matrices to bf16, got f32 [4]");
+  CHECK(autocast::cached_bf16_weight(w.detach()).storage() == cached.storage());
+  CHECK(message_of<DTypeError>([] { autocast::cached_bf16_weight(zeros({4})); }) == "gemm: rounds f32 matrices to bf16, got f32 [4]");
 }
 
 TEST_CASE("autocast: without gradients the cache keeps a weight's rounding; with them, only while it is held") {
@@ -198,13 +204,13 @@ TEST_CASE("autocast: without gradients the cache keeps a weight's rounding; with
   {
     // Decoding: each step's linear drops the rounding after its product, and the next step finds it again.
     const NoGradGuard decoding;
-    const std::weak_ptr<TensorImpl> kept = gemm::cached_bf16_weight(w.detach()).impl_ptr();
+    const std::weak_ptr<TensorImpl> kept = autocast::cached_bf16_weight(w.detach()).impl_ptr();
     (void)linear(x, w);
     CHECK(!kept.expired());
-    CHECK(gemm::cached_bf16_weight(w.detach()).impl_ptr() == kept.lock());
+    CHECK(autocast::cached_bf16_weight(w.detach()).impl_ptr() == kept.lock());
     // Writing the weight renews the rounding, and the old one is let go on the next rounding made.
     w.detach().fill_(0.5);
-    const Tensor renewed = gemm::cached_bf16_weight(w.detach());
+    const Tensor renewed = autocast::cached_bf16_weight(w.detach());
     CHECK(renewed.to(DType::f32).to_vector<float>() == std::vector<float>(512 * 256, 0.5f));
   }
   // Training: the rounding lives only while something holds it, so no bf16 copy outlasts a step.
@@ -213,7 +219,7 @@ TEST_CASE("autocast: without gradients the cache keeps a weight's rounding; with
     const Tensor y = linear(x, w);  // the graph holds the rounding for backward
     sum(y).backward();
     w.detach().fill_(0.25);  // the optimizer's step
-    const Tensor rounding = gemm::cached_bf16_weight(w.detach());
+    const Tensor rounding = autocast::cached_bf16_weight(w.detach());
     trained = rounding.impl_ptr();
   }
   CHECK(trained.expired());
@@ -274,9 +280,9 @@ TEST_CASE("autocast: a Transformer's forward passes reuse its weights' roundings
   const auto [name, weight] = first_matrix_weight(run.model);
   CAPTURE(name);
   run.model.forward(run.src, run.tgt);
-  const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
+  const Tensor rounded = autocast::cached_bf16_weight(weight.detach());
   run.model.forward(run.src, run.tgt);
-  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
+  CHECK(autocast::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
 }
 
 TEST_CASE("autocast: with the parameters in one flat storage, layer norm's reads leave the roundings valid") {
@@ -291,13 +297,13 @@ TEST_CASE("autocast: with the parameters in one flat storage, layer norm's reads
   CAPTURE(name);
   REQUIRE(weight.storage() == flat.data().storage());
   const Tensor first = run.model.forward(run.src, run.tgt);
-  const Tensor rounded = gemm::cached_bf16_weight(weight.detach());
+  const Tensor rounded = autocast::cached_bf16_weight(weight.detach());
   const Tensor second = run.model.forward(run.src, run.tgt);
-  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
+  CHECK(autocast::cached_bf16_weight(weight.detach()).storage() == rounded.storage());
   CHECK(second.to_vector<float>() == first.to_vector<float>());
   // An optimizer writes through the flat buffer: every rounding is made again.
   flat.data().data_ptr<float>()[0] += 1.0f;
-  CHECK(gemm::cached_bf16_weight(weight.detach()).storage() != rounded.storage());
+  CHECK(autocast::cached_bf16_weight(weight.detach()).storage() != rounded.storage());
 }
 
 TEST_CASE("autocast: a decoding step's linear with a parameter runs in bf16 on the weight's cached rounding") {
@@ -316,4 +322,79 @@ TEST_CASE("autocast: a decoding step's linear with a parameter runs in bf16 on t
   CHECK(relative_error(out, expected) < 1.0 / 64);
   (void)linear(x, activation);
   CHECK(bf16_products() == before + 1);  // rounding a whole matrix for 8 rows does not pay: f32
+}
+
+TEST_CASE("autocast: the engine runs a node's backward under the autocast state its forward ran in") {
+  // An op written outside the library, which never mentions autocast: its backward sees the forward's state.
+  DType seen_in_backward = DType::f64;
+  auto probe = [&](const Tensor& x) {
+    return record(x.detach().clone(), "probe", {x}, [&seen_in_backward](const Tensor& dout, InputGrads& g) {
+      seen_in_backward = autocast_dtype();
+      g[0] = dout;
+    });
+  };
+  Tensor x = ones({2}).requires_grad_();
+  Tensor y;
+  {
+    AutocastGuard autocast(DType::bf16);
+    y = probe(x);
+  }
+  sum(y).backward();
+  CHECK(seen_in_backward == DType::bf16);
+  const Tensor z = probe(x);
+  {
+    AutocastGuard autocast(DType::bf16);
+    sum(z).backward();
+  }
+  CHECK(seen_in_backward == DType::f32);
+  CHECK(autocast_dtype() == DType::f32);
+}
+
+namespace {
+
+// The op names written in backticks in `cell` (other backticked words, like `TrainConfig`, are skipped).
+std::set<Op> ops_named_in(const std::string& cell) {
+  std::set<Op> ops;
+  const std::regex quoted("`([a-z_]+)`");
+  for (auto it = std::sregex_iterator(cell.begin(), cell.end(), quoted); it != std::sregex_iterator(); ++it)
+    for (size_t op = 0; op < kOpNames.size(); ++op)
+      if (kOpNames[op] == (*it)[1].str()) ops.insert(static_cast<Op>(op));
+  return ops;
+}
+
+}  // namespace
+
+TEST_CASE("autocast: the documented table of what runs in bf16 is the policy's list") {
+  // The manual's table "| runs in bf16 ... | stays f32 |", wherever the manual keeps it.
+  std::vector<std::filesystem::path> pages{std::filesystem::path(GRADFORMER_SOURCE_ROOT) / "README.md"};
+  const std::filesystem::path docs = std::filesystem::path(GRADFORMER_SOURCE_ROOT) / "docs";
+  if (std::filesystem::is_directory(docs))
+    for (const auto& entry : std::filesystem::directory_iterator(docs))
+      if (entry.path().extension() == ".md") pages.push_back(entry.path());
+  std::string row;
+  for (const auto& page : pages) {
+    std::ifstream in(page);
+    std::string line;
+    while (std::getline(in, line) && row.empty())
+      if (line.starts_with("| runs in bf16")) {
+        std::getline(in, line);  // the | --- | --- | line
+        std::getline(in, row);
+      }
+    if (!row.empty()) break;
+  }
+  REQUIRE_MESSAGE(!row.empty(), "no page of the manual has the '| runs in bf16 | stays f32 |' table");
+  const size_t split = row.find(" | ");
+  REQUIRE(split != std::string::npos);
+  const std::set<Op> documented_bf16 = ops_named_in(row.substr(0, split));
+  // The f32 column lists its ops up to the first semicolon; what follows explains the size rule (and names
+  // `linear` there as a product that may stay f32).
+  const std::string f32_column = row.substr(split);
+  const std::set<Op> documented_f32 = ops_named_in(f32_column.substr(0, f32_column.find(';')));
+  const std::set<Op> policy_bf16(kAutocastBf16Ops.begin(), kAutocastBf16Ops.end());
+  CHECK(documented_bf16 == policy_bf16);
+  for (Op op : documented_f32) {
+    CAPTURE(op_name(op));
+    CHECK(autocast_policy(op) == DType::f32);
+  }
+  CHECK(documented_f32.count(Op::softmax) == 1);  // the f32 column names the ops it keeps, as a reader expects
 }

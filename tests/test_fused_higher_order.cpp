@@ -4,6 +4,7 @@
 // place. The values themselves are checked by the op table's gradgradcheck and against PyTorch by
 // test_torch_hvp.cpp.
 #include "autograd/engine.h"
+#include "ops/autocast.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 

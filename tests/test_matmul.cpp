@@ -5,6 +5,7 @@
 // gradient. These are the tests that keep a new kernel or precision honest. Under autocast (bf16 operands, f32
 // accumulation) the same ops and layouts are held to the reference within bf16's tolerance.
 #include "autograd/engine.h"
+#include "ops/autocast_products.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 #include "tests/op_helpers.h"
@@ -196,8 +197,8 @@ TEST_CASE("gemm: the reference loop by hand, through transposed strides, a repea
   const Tensor b = from_vector<float>({1, 0, 2, -1, 1, 0}, {1, 2, 3});
   const Tensor bias = tensor<float>({10, 20, 30});
   Tensor c = zeros({2, 2, 3});
-  gemm::multiply_reference(DType::f32, 2, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), 0.5,
-                           bias.raw_data());
+  gemm::multiply_reference(DType::f32, 2, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c),
+                           {.alpha = 0.5, .bias = bias.raw_data()});
   // 0.5 · a·b + bias: a·b = [[-1, 2, 2], [-1, 4, 6]] and 2·b = [[2, 0, 4], [-2, 2, 0]]
   CHECK(c.to_vector<double>() ==
         std::vector<double>{9.5, 21, 31, 9.5, 22, 33, 11, 20, 32, 9, 21, 30});
@@ -231,8 +232,8 @@ TEST_CASE("gemm: every backend equals the reference loop on every operand layout
           return c_transposed ? transpose(zeros({batch, n, m}, dtype), 1, 2) : zeros({batch, m, n}, dtype);
         };
         const Tensor expected = output();
-        gemm::multiply_reference(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(expected), alpha,
-                                 bias_data);
+        gemm::multiply_reference(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(expected),
+                                 {.alpha = alpha, .bias = bias_data});
         for (gemm::Backend backend : {gemm::Backend::blas, gemm::Backend::onednn, gemm::Backend::onednn_bf16}) {
           if (backend != gemm::Backend::blas && dtype == DType::f64) continue;
           if (backend == gemm::Backend::blas && c_transposed) continue;
@@ -241,7 +242,8 @@ TEST_CASE("gemm: every backend equals the reference loop on every operand layout
           const ProductCounts before;
           {
             gemm::ForceBackend force(backend);
-            gemm::multiply(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), alpha, bias_data);
+            gemm::multiply(dtype, batch, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c),
+                           {.alpha = alpha, .bias = bias_data});
           }
           CHECK(before.since(backend) == 1);
           const double tolerance = backend == gemm::Backend::onednn_bf16 ? kBf16Tolerance
@@ -266,13 +268,17 @@ TEST_CASE("gemm: the backend choice follows the size, dtype and output layout ru
   CHECK(gemm::choose_backend(DType::f32, matrix(4, 4), matrix(4, 4), matrix(4, 4, 4)) == Backend::onednn);
   CHECK(gemm::choose_backend(DType::f32, matrix(100, 0), matrix(0, 100, 100), matrix(100, 100, 100)) ==
         Backend::reference);
+  // Under autocast a product's precision is autocast's decision (ops/autocast.cpp), passed to the choice.
   AutocastGuard autocast(DType::bf16);  // only what went to oneDNN in f32 goes there in bf16
-  CHECK(gemm::choose_backend(DType::f32, matrix(128, 64), matrix(64, 128), matrix(128, 128)) == Backend::onednn_bf16);
+  auto chosen = [](DType dtype, const gemm::Matrix& a, const gemm::Matrix& b, const gemm::Matrix& c) {
+    return gemm::choose_backend(dtype, a, b, c, autocast::product_precision(Op::matmul, dtype, a, b, c));
+  };
+  CHECK(chosen(DType::f32, matrix(128, 64), matrix(64, 128), matrix(128, 128)) == Backend::onednn_bf16);
   // Too few rows (a decoding step) or columns for rounding the operands to pay: f32 oneDNN.
-  CHECK(gemm::choose_backend(DType::f32, matrix(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
-  CHECK(gemm::choose_backend(DType::f32, matrix(512, 512), matrix(512, 127), matrix(512, 127)) == Backend::onednn);
-  CHECK(gemm::choose_backend(DType::f32, matrix(64, 64), matrix(64, 64), matrix(64, 64)) == Backend::blas);
-  CHECK(gemm::choose_backend(DType::f64, matrix(200, 200), matrix(200, 200), matrix(200, 200)) == Backend::blas);
+  CHECK(chosen(DType::f32, matrix(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
+  CHECK(chosen(DType::f32, matrix(512, 512), matrix(512, 127), matrix(512, 127)) == Backend::onednn);
+  CHECK(chosen(DType::f32, matrix(64, 64), matrix(64, 64), matrix(64, 64)) == Backend::blas);
+  CHECK(chosen(DType::f64, matrix(200, 200), matrix(200, 200), matrix(200, 200)) == Backend::blas);
   // An operand already in bf16 (a weight's cached rounding) costs nothing to round: only the other side's length
   // counts, so a decoding step's product with a cached weight runs in bf16, one with few columns does not.
   auto rounded = [&](int64_t rows, int64_t cols) {
@@ -280,11 +286,11 @@ TEST_CASE("gemm: the backend choice follows the size, dtype and output layout ru
     m.bf16 = true;
     return m;
   };
-  CHECK(gemm::choose_backend(DType::f32, matrix(64, 512), rounded(512, 512), matrix(64, 512)) == Backend::onednn_bf16);
-  CHECK(gemm::choose_backend(DType::f32, matrix(8, 512), rounded(512, 2048), matrix(8, 2048)) == Backend::onednn_bf16);
-  CHECK(gemm::choose_backend(DType::f32, matrix(512, 512), rounded(512, 127), matrix(512, 127)) == Backend::onednn);
-  CHECK(gemm::choose_backend(DType::f32, rounded(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
-  CHECK(gemm::choose_backend(DType::f32, rounded(64, 512), rounded(512, 100), matrix(64, 100)) == Backend::onednn_bf16);
+  CHECK(chosen(DType::f32, matrix(64, 512), rounded(512, 512), matrix(64, 512)) == Backend::onednn_bf16);
+  CHECK(chosen(DType::f32, matrix(8, 512), rounded(512, 2048), matrix(8, 2048)) == Backend::onednn_bf16);
+  CHECK(chosen(DType::f32, matrix(512, 512), rounded(512, 127), matrix(512, 127)) == Backend::onednn);
+  CHECK(chosen(DType::f32, rounded(64, 512), matrix(512, 512), matrix(64, 512)) == Backend::onednn);
+  CHECK(chosen(DType::f32, rounded(64, 512), rounded(512, 100), matrix(64, 100)) == Backend::onednn_bf16);
 }
 
 TEST_CASE("gemm: an empty inner dimension gives bias alone on the path that takes it") {
@@ -292,7 +298,7 @@ TEST_CASE("gemm: an empty inner dimension gives bias alone on the path that take
   const Tensor bias = full({90}, 1.5);
   Tensor c = transpose(full({1, 90, 100}, 7.0), 1, 2);  // strided columns: not a BLAS output
   const ProductCounts before;
-  gemm::multiply(DType::f32, 1, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), 1.0, bias.raw_data());
+  gemm::multiply(DType::f32, 1, gemm::matrix_of(a), gemm::matrix_of(b), gemm::matrix_of(c), {.bias = bias.raw_data()});
   CHECK(before.since(gemm::Backend::reference) == 1);
   CHECK(max_abs_difference(c, full({1, 100, 90}, 1.5)) == 0.0);
 }

@@ -68,6 +68,18 @@ TEST_CASE("selection: gather follows PyTorch and accumulates repeated indices") 
         std::vector<double>{4, 2, 1, 5});
 }
 
+TEST_CASE("selection: index_select takes i64 and bool tensors as they are, without a float in between") {
+  const int64_t beyond_f64 = (int64_t{1} << 53) + 1;  // the first integer f64 cannot hold
+  const Tensor ids = from_vector<int64_t>({7, beyond_f64, -3}, {3});
+  const Tensor picked = index_select(ids, 0, tensor<int64_t>({1, 1, 2}));
+  CHECK(picked.dtype() == DType::i64);
+  CHECK(picked.to_vector<int64_t>() == std::vector<int64_t>{beyond_f64, beyond_f64, -3});
+  const Tensor mask = from_vector<bool>({true, false, false, true}, {2, 2});
+  const Tensor rows = index_select(mask, 0, tensor<int64_t>({1, 0}));
+  CHECK(rows.dtype() == DType::boolean);
+  CHECK(rows.to_vector<bool>() == std::vector<bool>{false, true, true, false});
+}
+
 TEST_CASE("selection: large index_select and gather (the multithreaded paths) count every repeat") {
   // x[b, r, c] = r, so a selected value names the row it came from.
   const int64_t B = 4, R = 100, C = 128, N = 300;

@@ -2,8 +2,9 @@
 //
 // Tensor and engine (autograd/), every op (ops/), layers, optimizers, checkpoints (nn/), and the zoo with its
 // data, decoding and training loop (models/). The headers it names keep their tree when installed
-// (include/gradformer/autograd/tensor.h, ...), so a program may also include just the ones it needs. The
-// op and layer tables (ops/op_table.h, nn/layer_table.h) are the gradient checker's test contract, not API.
+// (include/gradformer/autograd/tensor.h, ...), so a program may also include just the ones it needs. Only
+// these headers and the ones they include are installed: the kernels (ops/kernels.h, ops/gemm.h, ...) and the
+// op and layer tables (the gradient checker's test contract) stay internal to the tree.
 #pragma once
 
 #include "autograd/engine.h"
@@ -38,5 +39,4 @@
 #include "nn/safetensors.h"
 #include "nn/schedule.h"
 #include "nn/transformer.h"
-#include "ops/kernels.h"
 #include "ops/ops.h"
